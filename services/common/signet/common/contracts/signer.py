@@ -1,0 +1,203 @@
+"""Contracts of the signer service's API (`/v1/certificates`, `/v1/sign`, `/v1/verify`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+HexSerial = Annotated[str, Field(pattern=r"^[0-9a-f]{1,64}$", description="Certificate serial, lowercase hex")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CertificateKind(StrEnum):
+    """What a certificate is for.  `event` keys sign exactly once and are then destroyed."""
+
+    ROOT = "root"
+    ISSUING = "issuing"
+    TSA = "tsa"
+    PERSON = "person"
+    SEAL = "seal"
+    EVENT = "event"
+
+
+class KeyAlgorithmName(StrEnum):
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+
+
+class RevocationReason(StrEnum):
+    """RFC 5280 CRLReason values a caller may give."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "key_compromise"
+    AFFILIATION_CHANGED = "affiliation_changed"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessation_of_operation"
+
+
+class SubjectIdentity(_Model):
+    """Who the certificate names.  Shown to everyone who validates the signature."""
+
+    common_name: str = Field(min_length=1, max_length=64, examples=["Li Wei"])
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    organization: str | None = Field(default=None, max_length=64)
+    organizational_unit: str | None = Field(default=None, max_length=64)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+
+
+class IdentityVerification(_Model):
+    """How the signer's identity was checked before the certificate was issued.
+
+    Recorded in the certificate (a user notice in its policy) and on the
+    evidence record: the "identity verified by a third party" condition.
+    """
+
+    method: str = Field(min_length=2, max_length=32, examples=["sms-otp", "email-otp", "sso"])
+    reference: str | None = Field(default=None, max_length=128,
+                                  description="e.g. the envelope/recipient the check belongs to")
+    verified_at: datetime
+
+
+class IssueCertificateRequest(_Model):
+    kind: Literal[CertificateKind.PERSON, CertificateKind.SEAL, CertificateKind.EVENT]
+    subject: SubjectIdentity
+    key_algorithm: KeyAlgorithmName = KeyAlgorithmName.EC_P256
+    key_label: str | None = Field(
+        default=None, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Certify an existing HSM key (person/seal); a new key is made if omitted",
+    )
+    validity_days: int | None = Field(default=None, ge=1, le=3650)
+    identity_verification: IdentityVerification | None = None
+
+    @model_validator(mode="after")
+    def _event_needs_verification(self) -> IssueCertificateRequest:
+        if self.kind is CertificateKind.EVENT:
+            if self.identity_verification is None:
+                raise ValueError("an event certificate needs identity_verification")
+            if self.key_label is not None:
+                raise ValueError("an event certificate always gets a fresh key")
+        return self
+
+
+class CertificateInfo(_Model):
+    serial: HexSerial
+    kind: CertificateKind
+    subject: str
+    issuer: str
+    key_label: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint_sha256: str
+    status: Literal["good", "revoked", "expired"]
+    revoked_at: datetime | None = None
+    revocation_reason: str | None = None
+    key_destroyed: bool = False
+    pem: str
+
+
+class RevokeRequest(_Model):
+    reason: RevocationReason = RevocationReason.UNSPECIFIED
+
+
+class SignatureLevel(StrEnum):
+    """PAdES baseline levels (ETSI EN 319 142-1)."""
+
+    B_B = "B-B"
+    B_T = "B-T"
+    B_LT = "B-LT"
+    B_LTA = "B-LTA"
+
+
+class DocMdpPermission(StrEnum):
+    NO_CHANGES = "no-changes"
+    FILL_FORMS = "fill-forms"
+    ANNOTATE = "annotate"
+
+
+class Appearance(_Model):
+    """A visible signature.  The PNG (handwriting or seal) travels as its own multipart part."""
+
+    page: int = Field(default=1, description="1 = first page, -1 = last page")
+    rect: tuple[float, float, float, float] = Field(
+        description="x1, y1, x2, y2 in PDF points from the page's bottom-left corner"
+    )
+    show_name: bool = True
+    show_time: bool = True
+    text: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _sane(self) -> Appearance:
+        x1, y1, x2, y2 = self.rect
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError("rect must be x1 < x2 and y1 < y2")
+        if self.page == 0:
+            raise ValueError("page numbers start at 1 (or -1 for the last page)")
+        return self
+
+
+class SignOptions(_Model):
+    """Everything about one signature except the document and the image."""
+
+    certificate_serial: HexSerial | None = None
+    key_label: str | None = Field(default=None, max_length=64)
+    level: SignatureLevel = SignatureLevel.B_T
+    field_name: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_. -]+$")
+    reason: str | None = Field(default=None, max_length=200)
+    location: str | None = Field(default=None, max_length=200)
+    certify: bool = False
+    docmdp: DocMdpPermission = DocMdpPermission.FILL_FORMS
+    appearance: Appearance | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SignOptions:
+        if (self.certificate_serial is None) == (self.key_label is None):
+            raise ValueError("give exactly one of certificate_serial or key_label")
+        return self
+
+
+class CertificateSummary(_Model):
+    subject: str
+    issuer: str
+    serial: str
+    fingerprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+
+
+class TimestampReport(_Model):
+    time: datetime
+    valid: bool
+    trusted: bool
+    tsa: str | None
+
+
+class SignatureReport(_Model):
+    field_name: str
+    kind: Literal["signature", "document-timestamp"]
+    signer: CertificateSummary | None
+    chain: list[CertificateSummary]
+    valid: bool = Field(description="cryptographically sound and intact")
+    intact: bool
+    trusted: bool = Field(description="chains to a trusted root and is not revoked")
+    trust_problem: str | None = None
+    signing_time: datetime | None = Field(description="time claimed by the signer (untrusted)")
+    timestamp: TimestampReport | None = None
+    coverage: Literal["entire-file", "entire-revision", "partial"]
+    modifications: str = Field(description="none / lta-updates / form-filling / annotations / other")
+    docmdp_ok: bool | None = None
+    sub_filter: str | None = None
+    ok: bool = Field(description="valid, trusted, and no disallowed modification since")
+
+
+class VerifyResponse(_Model):
+    document_sha256: str
+    signatures: list[SignatureReport]
+    valid: bool = Field(description="at least one signature, and every signature ok")

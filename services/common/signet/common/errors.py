@@ -1,0 +1,68 @@
+"""The error hierarchy every Signet component raises and every HTTP edge maps.
+
+Code deep inside a service raises one of these; the FastAPI exception handler
+(`signet.common.http.install_error_handlers`) turns it into one HTTP status and
+a JSON body ``{"error": code, "detail": message}``.  Messages are shown to API
+callers and admins, so they must never contain secrets (PINs, tokens, keys).
+"""
+
+from __future__ import annotations
+
+
+class SignetError(Exception):
+    """Base of all expected failures; anything else is a bug (HTTP 500)."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(SignetError):
+    """The caller sent something we cannot act on; retrying unchanged will not help."""
+
+    status_code = 400
+    code = "invalid_request"
+
+
+class Unauthorized(SignetError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(SignetError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(SignetError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(SignetError):
+    """The request contradicts current state (already exists, already revoked, …)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(SignetError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnprocessableDocument(SignetError):
+    """A document arrived intact but cannot be processed (malformed, encrypted PDF)."""
+
+    status_code = 422
+    code = "unprocessable_document"
+
+
+class ServiceUnavailable(SignetError):
+    """A dependency (HSM, object store, TSA) is down; the caller may retry later."""
+
+    status_code = 503
+    code = "service_unavailable"

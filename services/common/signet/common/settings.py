@@ -1,0 +1,49 @@
+"""Settings shared by every component: where the data folder is, how services authenticate.
+
+Each service has its own pydantic-settings class with its own env prefix
+(``SIGNET_SIGNER_…``); they inherit from `ServiceSettings` so that the data
+folder and the service token are resolved the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from platformdirs import user_data_path
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from signet.common.logging import register_secret
+
+
+def signet_home() -> Path:
+    """The data folder: ``$SIGNET_HOME`` or the user's data directory.
+
+    Several installations can live side by side by pointing SIGNET_HOME elsewhere.
+    """
+    env = os.environ.get("SIGNET_HOME")
+    return Path(env).expanduser().resolve() if env else user_data_path("signet")
+
+
+def ensure_service_token(home: Path) -> SecretStr:
+    """The service-to-service bearer token of an embedded installation, made once (0600)."""
+    path = home / "service-token"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+    token = path.read_text(encoding="utf-8").strip()
+    register_secret(token)
+    return SecretStr(token)
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings."""
+
+    #: Bearer token other services present; in a cluster it comes from a Secret.
+    service_token: SecretStr | None = None
+    log_level: str = "INFO"
+    #: Largest request body accepted, in bytes (documents are the big ones).
+    max_document_bytes: int = 256 * 1024 * 1024

@@ -1,0 +1,373 @@
+"""The internal CA: the key ceremony, certificate profiles, issuance and revocation.
+
+Hierarchy: a root CA, one issuing CA, and the TSA certificate issued by the
+issuing CA.  Signer certificates (person, seal, event) are issued by the
+issuing CA and carry the URLs of our CRL and OCSP responder, so validators
+inside the company network can check their status without the internet.
+All private keys live in the HSM; certificates and revocations in `Registry`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import keys, x509
+
+from signet.common.contracts.signer import (
+    CertificateInfo,
+    CertificateKind,
+    IssueCertificateRequest,
+    RevocationReason,
+)
+from signet.common.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from signet.hsm import Hsm, KeyAlgorithm, KeyExists, KeyNotFound
+from signet.signer.keys import HsmKey
+from signet.signer.registry import CertificateRecord, Registry, verification_json
+from signet.signer.x509 import build_certificate, build_crl, extension, key_identifier, random_serial
+
+ROOT_LABEL, ISSUING_LABEL, TSA_LABEL = "signet-root-ca", "signet-issuing-ca", "signet-tsa"
+#: RFC 9336 id-kp-documentSigning, plus emailProtection which NSS-based validators
+#: (poppler, Firefox-lineage tools) require for signing certificates.
+DOCUMENT_SIGNING_EKU = ("1.3.6.1.5.5.7.3.36", "email_protection")
+#: Signet's certificate policy arc (ITU-T X.667 UUID OID, no registration needed).
+POLICY_ARC = "2.25.258957351307187465095418553474553367133"
+EVENT_POLICY_OID = f"{POLICY_ARC}.1.1"
+LONG_TERM_POLICY_OID = f"{POLICY_ARC}.1.2"
+
+_VALIDITY = {
+    CertificateKind.ROOT: timedelta(days=20 * 365),
+    CertificateKind.ISSUING: timedelta(days=10 * 365),
+    CertificateKind.TSA: timedelta(days=6 * 365),
+    CertificateKind.PERSON: timedelta(days=2 * 365),
+    CertificateKind.SEAL: timedelta(days=3 * 365),
+    CertificateKind.EVENT: timedelta(days=1),
+}
+
+
+@dataclass(frozen=True)
+class CaSettings:
+    #: Base URL validators use to reach this signer's CRL/OCSP (baked into certificates).
+    public_url: str
+    organization: str = "Signet"
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate with the HSM key that belongs to it."""
+
+    certificate: x509.Certificate
+    key: HsmKey
+    record: CertificateRecord
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.dump()).hexdigest()
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class CertificateAuthority:
+    def __init__(self, hsm: Hsm, registry: Registry, settings: CaSettings) -> None:
+        self.hsm, self.registry, self.settings = hsm, registry, settings
+        self._lock = threading.Lock()
+        self._cache: dict[CertificateKind, Issued] = {}
+        self._crls: dict[str, tuple[datetime, bytes]] = {}
+
+    # -- the ceremony ---------------------------------------------------------------------
+
+    def is_initialised(self) -> bool:
+        return all(self.registry.latest(k) for k in
+                   (CertificateKind.ROOT, CertificateKind.ISSUING, CertificateKind.TSA))
+
+    def ceremony(self, algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256, *,
+                 force: bool = False) -> list[Issued]:
+        """Create root CA, issuing CA and TSA keys in the HSM and their certificates.
+
+        Idempotent: when everything exists it only returns it.  It refuses to
+        replace existing keys unless `force` is given (which invalidates every
+        certificate issued so far — a new trust anchor must be distributed).
+        """
+        if self.is_initialised() and not force:
+            return [self.root, self.issuing, self.tsa]
+        existing = [label for label in (ROOT_LABEL, ISSUING_LABEL, TSA_LABEL)
+                    if self._key_exists(label)]
+        if existing and not force:
+            raise Conflict(f"HSM already holds {', '.join(existing)} but the CA is incomplete; "
+                           "rerun with force to replace these keys")
+        for label in existing:
+            self.hsm.destroy_key(label)
+        self._cache.clear()
+        self._crls.clear()
+        org = self.settings.organization
+        root_key = self._new_key(ROOT_LABEL, algorithm)
+        root = self._issue(CertificateKind.ROOT, self._name(f"{org} Root CA"), root_key, None)
+        issuing_key = self._new_key(ISSUING_LABEL, algorithm)
+        issuing = self._issue(CertificateKind.ISSUING, self._name(f"{org} Issuing CA 1"),
+                              issuing_key, root)
+        tsa_key = self._new_key(TSA_LABEL, algorithm)
+        tsa = self._issue(CertificateKind.TSA, self._name(f"{org} Time-Stamping Authority"),
+                          tsa_key, issuing)
+        return [root, issuing, tsa]
+
+    # -- the hierarchy ------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Issued:
+        return self._current(CertificateKind.ROOT, ROOT_LABEL)
+
+    @property
+    def issuing(self) -> Issued:
+        return self._current(CertificateKind.ISSUING, ISSUING_LABEL)
+
+    @property
+    def tsa(self) -> Issued:
+        return self._current(CertificateKind.TSA, TSA_LABEL)
+
+    def chain(self) -> list[x509.Certificate]:
+        """Issuing CA and root, in that order (what a signature embeds after its signer)."""
+        return [self.issuing.certificate, self.root.certificate]
+
+    def _current(self, kind: CertificateKind, label: str) -> Issued:
+        cached = self._cache.get(kind)
+        if cached is None:
+            record = self.registry.latest(kind)
+            if record is None:
+                raise ServiceUnavailable("the CA is not initialised: run `signet ca init`")
+            key = HsmKey(self.hsm, label, self.hsm.algorithm_of(label))
+            cached = Issued(x509.Certificate.load(record.der), key, record)
+            self._cache[kind] = cached
+        return cached
+
+    # -- issuance ---------------------------------------------------------------------------
+
+    def issue(self, request: IssueCertificateRequest) -> Issued:
+        kind = CertificateKind(request.kind)
+        algorithm = KeyAlgorithm(request.key_algorithm.value)
+        if request.key_label is not None:
+            try:
+                key = HsmKey.lookup(self.hsm, request.key_label)
+            except KeyNotFound as exc:
+                raise NotFound(f"no HSM key labelled {request.key_label!r}") from exc
+        else:
+            key = self._new_key(f"signet-{kind.value}-{uuid.uuid4().hex[:20]}", algorithm)
+        subject = request.subject
+        name: dict[str, str] = {"common_name": subject.common_name}
+        if subject.organization:
+            name["organization_name"] = subject.organization
+        if subject.organizational_unit:
+            name["organizational_unit_name"] = subject.organizational_unit
+        if subject.country:
+            name["country_name"] = subject.country
+        if subject.email:
+            name["email_address"] = subject.email
+        validity = timedelta(days=request.validity_days) if request.validity_days else None
+        verification = (request.identity_verification.model_dump(mode="json")
+                        if request.identity_verification else None)
+        return self._issue(kind, x509.Name.build(name), key, self.issuing,
+                           email=subject.email, validity=validity, verification=verification)
+
+    def revoke(self, serial: str, reason: RevocationReason) -> CertificateRecord:
+        record = self.registry.get(serial)
+        if record is None:
+            raise NotFound(f"no certificate with serial {serial}")
+        if record.kind in (CertificateKind.ROOT, CertificateKind.ISSUING):
+            raise InvalidRequest("CA certificates are replaced by a new ceremony, not revoked")
+        if not self.registry.revoke(serial, reason.value, now()):
+            raise Conflict(f"certificate {serial} is already revoked")
+        with self._lock:
+            self._crls.clear()
+        revoked = self.registry.get(serial)
+        assert revoked is not None
+        return revoked
+
+    def signing_material(self, serial: str) -> Issued:
+        """The certificate and key for a signature, refusing revoked, expired or spent ones."""
+        record = self.registry.get(serial)
+        if record is None or record.kind not in (CertificateKind.PERSON, CertificateKind.SEAL,
+                                                 CertificateKind.EVENT):
+            raise NotFound(f"no signing certificate with serial {serial}")
+        if record.revoked_at is not None:
+            raise Conflict(f"certificate {serial} was revoked on {record.revoked_at:%Y-%m-%d}")
+        if record.key_destroyed_at is not None:
+            raise Conflict(f"certificate {serial} was an event certificate and is already used")
+        if not record.not_before <= datetime.now(UTC) <= record.not_after:
+            raise Conflict(f"certificate {serial} is not valid now (expired or not yet valid)")
+        key = HsmKey(self.hsm, record.key_label, self.hsm.algorithm_of(record.key_label))
+        return Issued(x509.Certificate.load(record.der), key, record)
+
+    def signing_material_for_key(self, key_label: str) -> Issued:
+        record = self.registry.latest_for_key(key_label)
+        if record is None:
+            raise NotFound(f"no certificate for HSM key {key_label!r}")
+        return self.signing_material(record.serial)
+
+    def spend_event_key(self, issued: Issued) -> None:
+        """Destroy an event key after its one signature (sole control ends with the event)."""
+        if issued.record.kind == CertificateKind.EVENT:
+            self.hsm.destroy_key(issued.key.label)
+            self.registry.mark_key_destroyed(issued.record.serial, now())
+
+    # -- revocation data ------------------------------------------------------------------
+
+    def crl(self, which: str = "issuing") -> bytes:
+        """DER CRL of the issuing CA (signer, TSA certificates) or the root (issuing CA).
+
+        Cached until a revocation happens or an hour passes; valid for a day.
+        """
+        with self._lock:
+            cached = self._crls.get(which)
+            if cached and cached[0] > datetime.now(UTC):
+                return cached[1]
+            issuer = self.issuing if which == "issuing" else self.root
+            issued_at = now()
+            entries = [(int(r.serial, 16), r.revoked_at or issued_at, r.revocation_reason)
+                       for r in self.registry.revoked_by(issuer.record.serial)]
+            number = self.registry.reserve(f"crl-{which}", 1,
+                                           floor=int(issued_at.timestamp()))
+            der = build_crl(issuer=issuer.certificate, issuer_key=issuer.key, number=number,
+                            this_update=issued_at, next_update=issued_at + timedelta(days=1),
+                            revoked=entries).dump()
+            self._crls[which] = (issued_at + timedelta(hours=1), der)
+            return der
+
+    def crls(self) -> list[asn1_crl.CertificateList]:
+        return [asn1_crl.CertificateList.load(self.crl(w)) for w in ("issuing", "root")]
+
+    def info(self, record: CertificateRecord) -> CertificateInfo:
+        cert = x509.Certificate.load(record.der)
+        status = "revoked" if record.revoked_at else (
+            "expired" if record.not_after < datetime.now(UTC) else "good")
+        pem = "-----BEGIN CERTIFICATE-----\n" + _b64_lines(record.der) + \
+            "-----END CERTIFICATE-----\n"
+        return CertificateInfo(
+            serial=record.serial, kind=CertificateKind(record.kind), subject=record.subject,
+            issuer=cert.issuer.human_friendly, key_label=record.key_label,
+            not_before=record.not_before, not_after=record.not_after,
+            fingerprint_sha256=fingerprint(cert), status=status,  # type: ignore[arg-type]
+            revoked_at=record.revoked_at, revocation_reason=record.revocation_reason,
+            key_destroyed=record.key_destroyed_at is not None, pem=pem,
+        )
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _name(self, common_name: str) -> x509.Name:
+        attrs = {"common_name": common_name, "organization_name": self.settings.organization}
+        if self.settings.country:
+            attrs["country_name"] = self.settings.country
+        return x509.Name.build(attrs)
+
+    def _key_exists(self, label: str) -> bool:
+        try:
+            self.hsm.find_key(label)
+        except KeyNotFound:
+            return False
+        return True
+
+    def _new_key(self, label: str, algorithm: KeyAlgorithm) -> HsmKey:
+        try:
+            info = self.hsm.generate_key(label, algorithm)
+        except KeyExists as exc:
+            raise Conflict(str(exc)) from exc
+        return HsmKey(self.hsm, info.label, info.algorithm)
+
+    def _issue(self, kind: CertificateKind, subject: x509.Name, key: HsmKey,
+               issuer: Issued | None, *, email: str | None = None,
+               validity: timedelta | None = None,
+               verification: dict[str, Any] | None = None) -> Issued:
+        public_key = keys.PublicKeyInfo.load(self.hsm.find_key(key.label).public_key_der)
+        serial = random_serial()
+        not_before = now() - timedelta(minutes=5)  # tolerate validators' clock skew
+        not_after = not_before + (validity or _VALIDITY[kind])
+        if issuer is not None:
+            not_after = min(not_after, issuer.record.not_after)
+        extensions = self._profile(kind, public_key, issuer, email, verification)
+        cert = build_certificate(
+            subject=subject, public_key=public_key,
+            issuer=issuer.certificate.subject if issuer else subject,
+            issuer_key=issuer.key if issuer else key, serial=serial,
+            not_before=not_before, not_after=not_after, extensions=extensions,
+        )
+        record = CertificateRecord(
+            serial=serial_hex(serial), kind=kind.value, subject=subject.human_friendly,
+            issuer_serial=issuer.record.serial if issuer else None, key_label=key.label,
+            not_before=not_before, not_after=not_after, der=cert.dump(), created_at=now(),
+            identity_verification=verification_json(verification),
+        )
+        self.registry.add(record)
+        return Issued(cert, key, record)
+
+    def _profile(self, kind: CertificateKind, public_key: keys.PublicKeyInfo,
+                 issuer: Issued | None, email: str | None,
+                 verification: dict[str, Any] | None) -> list[dict[str, Any]]:
+        ski = key_identifier(public_key)
+        exts = [extension("key_identifier", ski)]
+        if issuer is not None:
+            exts.append(extension("authority_key_identifier", {
+                "key_identifier": issuer.certificate.key_identifier_value.native}))
+            crl_name = "crl" if kind not in (CertificateKind.ISSUING,) else "root.crl"
+            base = self.settings.public_url.rstrip("/")
+            exts.append(extension("crl_distribution_points", [{
+                "distribution_point": x509.DistributionPointName(
+                    name="full_name", value=[_uri(f"{base}/ca/{crl_name}")])}]))
+            parent = "root" if kind is CertificateKind.ISSUING else "issuing"
+            exts.append(extension("authority_information_access", [
+                {"access_method": "ocsp", "access_location": _uri(f"{base}/ocsp")},
+                {"access_method": "ca_issuers", "access_location": _uri(f"{base}/ca/{parent}.cer")},
+            ]))
+        if kind in (CertificateKind.ROOT, CertificateKind.ISSUING):
+            constraints: dict[str, Any] = {"ca": True}
+            if kind is CertificateKind.ISSUING:
+                constraints["path_len_constraint"] = 0
+            exts.append(extension("basic_constraints", constraints, critical=True))
+            exts.append(extension("key_usage", {"key_cert_sign", "crl_sign"}, critical=True))
+            return exts
+        exts.append(extension("basic_constraints", {"ca": False}, critical=True))
+        exts.append(extension("key_usage", {"digital_signature", "non_repudiation"},
+                              critical=True))
+        if kind is CertificateKind.TSA:
+            exts.append(extension("extended_key_usage", ["time_stamping"], critical=True))
+            return exts
+        exts.append(extension("extended_key_usage", list(DOCUMENT_SIGNING_EKU)))
+        if email:
+            exts.append(extension("subject_alt_name",
+                                  [x509.GeneralName(name="rfc822_name", value=email)]))
+        policy: dict[str, Any] = {"policy_identifier": LONG_TERM_POLICY_OID}
+        if kind is CertificateKind.EVENT and verification:
+            notice = (f"Event certificate for one signature. Identity verified by "
+                      f"{verification['method']} at {verification['verified_at']}"
+                      + (f" (ref {verification['reference']})" if verification.get("reference")
+                         else ""))
+            policy = {"policy_identifier": EVENT_POLICY_OID, "policy_qualifiers": [{
+                "policy_qualifier_id": "user_notice",
+                "qualifier": {"explicit_text": x509.DisplayText(name="utf8_string", value=notice[:200])}}]}
+        exts.append(extension("certificate_policies", [policy]))
+        return exts
+
+
+def _uri(url: str) -> x509.GeneralName:
+    return x509.GeneralName(name="uniform_resource_identifier", value=url)
+
+
+def _b64_lines(der: bytes) -> str:
+    import base64
+
+    text = base64.b64encode(der).decode()
+    return "".join(text[i:i + 64] + "\n" for i in range(0, len(text), 64))
+
+
+def describe_verification(record: CertificateRecord) -> dict[str, Any] | None:
+    return json.loads(record.identity_verification) if record.identity_verification else None

@@ -1,0 +1,186 @@
+"""PAdES signing (B-B, B-T, B-LT, B-LTA) with HSM keys, orchestrated by pyHanko.
+
+pyHanko builds the CMS, the PDF signature field and the incremental update;
+Signet supplies the key (`HsmSigner`), the timestamps (`LocalTimeStamper`, or
+an external RFC 3161 TSA) and the revocation data for LTV (our own CRLs,
+fetched from the CA in-process, never over the network).
+
+Every call is synchronous and CPU-bound: the API runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from asn1crypto import tsp, x509
+from pyhanko.pdf_utils.images import PdfImage
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfReadError
+from pyhanko.sign import fields, signers
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers.pdf_cms import Signer
+from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.stamp import TextStampStyle
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from signet.common.contracts.signer import DocMdpPermission, SignatureLevel, SignOptions
+from signet.common.errors import InvalidRequest, ServiceUnavailable, UnprocessableDocument
+from signet.signer.ca import CertificateAuthority, Issued
+from signet.signer.keys import HsmKey
+from signet.signer.tsa import TimeStampAuthority
+
+_DOCMDP = {
+    DocMdpPermission.NO_CHANGES: fields.MDPPerm.NO_CHANGES,
+    DocMdpPermission.FILL_FORMS: fields.MDPPerm.FILL_FORMS,
+    DocMdpPermission.ANNOTATE: fields.MDPPerm.ANNOTATE,
+}
+
+
+class HsmSigner(Signer):  # type: ignore[misc]
+    """A pyHanko `Signer` whose raw signatures are made in the HSM."""
+
+    def __init__(self, key: HsmKey, certificate: x509.Certificate,
+                 chain: list[x509.Certificate]) -> None:
+        super().__init__(
+            signing_cert=certificate,
+            cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),
+            signature_mechanism=key.signature_algorithm,
+        )
+        self.key = key
+
+    async def async_sign_raw(self, data: bytes, digest_algorithm: str,
+                             dry_run: bool = False) -> bytes:
+        if dry_run:  # pyHanko sizes the signature container with this
+            return bytes(72 if self.key.algorithm.is_ec else 384)
+        return self.key.sign_with(data, digest_algorithm)
+
+
+class LocalTimeStamper(TimeStamper):  # type: ignore[misc]
+    """Timestamps from this appliance's own TSA, in-process (no HTTP round trip)."""
+
+    def __init__(self, tsa: TimeStampAuthority) -> None:
+        super().__init__(include_nonce=True)
+        self.tsa = tsa
+
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        return tsp.TimeStampResp.load(self.tsa.respond(req.dump()))
+
+
+@dataclass(frozen=True)
+class PadesEngine:
+    ca: CertificateAuthority
+    timestamper: TimeStamper
+
+    @classmethod
+    def create(cls, ca: CertificateAuthority, tsa: TimeStampAuthority,
+               external_tsa_url: str | None = None) -> PadesEngine:
+        stamper = HTTPTimeStamper(external_tsa_url) if external_tsa_url else LocalTimeStamper(tsa)
+        return cls(ca, stamper)
+
+    def validation_context(self) -> ValidationContext:
+        """Trust our root; revocation from our own current CRLs, never fetched."""
+        return ValidationContext(
+            trust_roots=[self.ca.root.certificate],
+            other_certs=[self.ca.issuing.certificate, self.ca.tsa.certificate],
+            crls=self.ca.crls(),
+            allow_fetching=False,
+            revocation_mode="hard-fail",
+        )
+
+    def sign(self, document: bytes, issued: Issued, options: SignOptions,
+             image: bytes | None = None) -> bytes:
+        """Return `document` with one more signature, as an incremental update."""
+        writer = _open(document)
+        level = options.level
+        field_name = options.field_name or _free_field_name(writer)
+        signer = HsmSigner(issued.key, issued.certificate, self.ca.chain())
+        subject_name = issued.certificate.subject.native.get("common_name", "")
+        meta = signers.PdfSignatureMetadata(
+            field_name=field_name,
+            reason=options.reason,
+            location=options.location,
+            name=subject_name,
+            md_algorithm=issued.key.digest_algorithm,
+            subfilter=fields.SigSeedSubFilter.PADES,
+            certify=options.certify,
+            docmdp_permissions=_DOCMDP[options.docmdp],
+            embed_validation_info=level in (SignatureLevel.B_LT, SignatureLevel.B_LTA),
+            use_pades_lta=level is SignatureLevel.B_LTA,
+            validation_context=self.validation_context()
+            if level in (SignatureLevel.B_LT, SignatureLevel.B_LTA) else None,
+        )
+        field_spec, style = None, None
+        if options.appearance is not None:
+            appearance = options.appearance
+            page = appearance.page - 1 if appearance.page > 0 else appearance.page
+            field_spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page,
+                                             box=tuple(int(v) for v in appearance.rect))
+            lines = []
+            if appearance.show_name:
+                lines.append("Signed by %(signer)s")
+            if appearance.show_time:
+                lines.append("%(ts)s")
+            if appearance.text:
+                lines.append(appearance.text.replace("%", "%%"))
+            style = TextStampStyle(
+                stamp_text="\n".join(lines) or " ",
+                timestamp_format="%Y-%m-%d %H:%M:%S UTC",
+                border_width=0,
+                background=_image(image) if image else None,
+                background_opacity=1.0,
+            )
+        elif image is not None:
+            raise InvalidRequest("an image needs an appearance (page and rect)")
+        pdf_signer = signers.PdfSigner(
+            meta, signer=signer,
+            timestamper=self.timestamper if level is not SignatureLevel.B_B else None,
+            stamp_style=style, new_field_spec=field_spec,
+        )
+        reserved = 4096 + sum(len(c.dump()) for c in (issued.certificate, *self.ca.chain()))
+        if level is not SignatureLevel.B_B:
+            reserved += 6144
+        reserved += reserved % 2  # pyHanko wants an even size (hex digits come in pairs)
+        output = io.BytesIO()
+        try:
+            pdf_signer.sign_pdf(writer, output=output, bytes_reserved=reserved)
+        except SigningError as exc:
+            if "timestamp" in str(exc).lower() or "TSA" in str(exc):
+                raise ServiceUnavailable(f"timestamp authority failed: {exc}") from exc
+            raise UnprocessableDocument(f"cannot sign this PDF: {exc}") from exc
+        except PdfReadError as exc:
+            raise UnprocessableDocument(f"malformed PDF: {exc}") from exc
+        return output.getvalue()
+
+
+def _open(document: bytes) -> IncrementalPdfFileWriter:
+    if not document.lstrip()[:5] == b"%PDF-":
+        raise UnprocessableDocument("not a PDF: the file does not start with %PDF-")
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(document), strict=False)
+    except (PdfReadError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise UnprocessableDocument(f"malformed PDF: {exc}") from exc
+    if writer.prev.encrypted:
+        raise UnprocessableDocument("encrypted PDF: remove the password protection first")
+    return writer
+
+
+def _free_field_name(writer: IncrementalPdfFileWriter) -> str:
+    taken = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
+    n = 1
+    while f"Signature{n}" in taken:
+        n += 1
+    return f"Signature{n}"
+
+
+def _image(png: bytes) -> PdfImage:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        picture = Image.open(io.BytesIO(png))
+        picture.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidRequest(f"the signature image is not a readable PNG/JPEG: {exc}") from exc
+    if picture.width * picture.height > 16_000_000:
+        raise InvalidRequest("the signature image is larger than 16 megapixels")
+    return PdfImage(picture)

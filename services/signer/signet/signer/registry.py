@@ -1,0 +1,175 @@
+"""The signer's own state: issued certificates, revocations, and monotonic counters.
+
+SQLite in the embedded default, PostgreSQL in a cluster (same SQLAlchemy code).
+Certificates are never deleted: a revoked or expired certificate must still be
+answerable by OCSP/CRL and shown by validation years later.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from signet.common.contracts.signer import CertificateKind
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class CertificateRecord(_Base):
+    __tablename__ = "certificates"
+
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    subject: Mapped[str] = mapped_column(Text)
+    issuer_serial: Mapped[str | None] = mapped_column(String(64))
+    key_label: Mapped[str] = mapped_column(String(64), index=True)
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    key_destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    identity_verification: Mapped[str | None] = mapped_column(Text)
+
+
+class Counter(_Base):
+    """Named monotonic counters (TSA serial blocks, CRL numbers)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column()
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite drops tzinfo; everything we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class Registry:
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def sqlite(cls, path: Path) -> Registry:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{path}")
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def add(self, record: CertificateRecord) -> None:
+        with self.session() as session, session.begin():
+            session.add(record)
+
+    def get(self, serial: str) -> CertificateRecord | None:
+        with self.session() as session:
+            record = session.get(CertificateRecord, serial)
+            return _normalise(record) if record else None
+
+    def latest(self, kind: CertificateKind) -> CertificateRecord | None:
+        with self.session() as session:
+            record = session.scalars(
+                select(CertificateRecord).where(CertificateRecord.kind == kind.value)
+                .order_by(CertificateRecord.created_at.desc()).limit(1)
+            ).first()
+            return _normalise(record) if record else None
+
+    def latest_for_key(self, key_label: str) -> CertificateRecord | None:
+        with self.session() as session:
+            record = session.scalars(
+                select(CertificateRecord).where(CertificateRecord.key_label == key_label)
+                .order_by(CertificateRecord.created_at.desc()).limit(1)
+            ).first()
+            return _normalise(record) if record else None
+
+    def revoked_by(self, issuer_serial: str) -> list[CertificateRecord]:
+        with self.session() as session:
+            rows = session.scalars(
+                select(CertificateRecord).where(
+                    CertificateRecord.issuer_serial == issuer_serial,
+                    CertificateRecord.revoked_at.is_not(None),
+                )
+            ).all()
+            return [_normalise(r) for r in rows]
+
+    def revoke(self, serial: str, reason: str, when: datetime) -> bool:
+        """Mark revoked; False if it already was (revocation is final)."""
+        with self.session() as session, session.begin():
+            result = session.execute(
+                update(CertificateRecord)
+                .where(CertificateRecord.serial == serial, CertificateRecord.revoked_at.is_(None))
+                .values(revoked_at=when, revocation_reason=reason)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def mark_key_destroyed(self, serial: str, when: datetime) -> None:
+        with self.session() as session, session.begin():
+            session.execute(
+                update(CertificateRecord).where(CertificateRecord.serial == serial)
+                .values(key_destroyed_at=when)
+            )
+
+    def reserve(self, name: str, count: int, *, floor: int = 0) -> int:
+        """Atomically reserve `count` values of counter `name`; returns the first.
+
+        Values are never handed out twice, across processes and restarts; `floor`
+        lets a counter start at a time-derived value.
+        """
+        # One UPDATE … RETURNING is atomic on SQLite (>= 3.35) and PostgreSQL alike,
+        # where a read-then-write would race between worker processes.
+        with self.session() as session, session.begin():
+            session.execute(
+                text("INSERT INTO counters (name, value) VALUES (:name, :floor) "
+                     "ON CONFLICT (name) DO NOTHING"),
+                {"name": name, "floor": floor},
+            )
+            end = session.execute(
+                text("UPDATE counters SET value = "
+                     "CASE WHEN value > :floor THEN value ELSE :floor END + :count "
+                     "WHERE name = :name RETURNING value"),
+                {"name": name, "floor": floor, "count": count},
+            ).scalar_one()
+            return int(end) - count
+
+
+def _normalise(record: CertificateRecord) -> CertificateRecord:
+    for attr in ("not_before", "not_after", "created_at", "revoked_at", "key_destroyed_at"):
+        setattr(record, attr, _aware(getattr(record, attr)))
+    return record
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def verification_json(data: dict[str, Any] | None) -> str | None:
+    return json.dumps(data, sort_keys=True, default=str) if data else None
