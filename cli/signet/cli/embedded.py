@@ -1,0 +1,59 @@
+"""The embedded default installation under ``$SIGNET_HOME``: dev token, settings, service.
+
+Every CLI command that touches keys goes through here, so that all of them
+agree on where the SoftHSM token, its PIN, the CA and the service token live.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from signet.common.settings import ensure_service_token, signet_home
+from signet.hsm import SOFTHSM_MODULE
+from signet.hsm.softhsm import DevToken, ensure_dev_token, use_softhsm_dir
+from signet.signer.config import SignerSettings
+from signet.signer.service import SignerService
+
+
+def home() -> Path:
+    path = signet_home()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def dev_token() -> DevToken:
+    return ensure_dev_token(home() / "softhsm")
+
+
+def signer_settings(**overrides: object) -> SignerSettings:
+    """Settings of this installation's signer; the environment may still override them."""
+    base = home()
+    settings = SignerSettings(**overrides)  # type: ignore[arg-type]
+    defaults: dict[str, object] = {}
+    if "SIGNET_SIGNER_HOME" not in os.environ:
+        defaults["home"] = base / "signer"
+    if settings.hsm_module == SOFTHSM_MODULE:
+        use_softhsm_dir(base / "softhsm")
+        if settings.hsm_pin is None and settings.hsm_pin_file is None:
+            defaults["hsm_pin_file"] = base / "softhsm" / "user.pin"
+    if settings.service_token is None:
+        defaults["service_token"] = ensure_service_token(base)
+    return settings.model_copy(update=defaults)
+
+
+def signer_service() -> SignerService:
+    return SignerService(signer_settings())
+
+
+def child_environment(settings: SignerSettings) -> dict[str, str]:
+    """Environment for a service process started by `signet up` (secrets by file, not argv)."""
+    env = dict(os.environ)
+    env["SIGNET_SIGNER_HOME"] = str(settings.home)
+    if settings.hsm_pin_file is not None:
+        env["SIGNET_SIGNER_HSM_PIN_FILE"] = str(settings.hsm_pin_file)
+    if settings.service_token is not None:
+        env["SIGNET_SIGNER_SERVICE_TOKEN"] = settings.service_token.get_secret_value()
+    env["SIGNET_SIGNER_PUBLIC_URL"] = settings.public_url
+    env["SIGNET_SIGNER_PORT"] = str(settings.port)
+    return env

@@ -1,0 +1,53 @@
+"""Public PKI endpoints: CA certificates, CRLs, OCSP and the TSA.
+
+No bearer token here: validators (Acrobat, pdfsig, openssl) must reach them.
+They reveal nothing secret — certificates and revocation status are public
+by design.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from signet.signer.api.deps import Service, read_body_limited
+
+router = APIRouter(tags=["pki"])
+_SMALL = 64 * 1024
+
+
+@router.get("/ca/crl", summary="CRL of the issuing CA (signer and TSA certificates)")
+@router.get("/ca/issuing.crl", include_in_schema=False)
+async def issuing_crl(service: Service) -> Response:
+    der = await run_in_threadpool(service.ca.crl, "issuing")
+    return Response(der, media_type="application/pkix-crl")
+
+
+@router.get("/ca/root.crl", summary="CRL of the root CA (the issuing CA certificate)")
+async def root_crl(service: Service) -> Response:
+    der = await run_in_threadpool(service.ca.crl, "root")
+    return Response(der, media_type="application/pkix-crl")
+
+
+@router.get("/ca/root.cer", summary="The root CA certificate (the trust anchor), DER")
+async def root_certificate(service: Service) -> Response:
+    return Response(service.ca.root.certificate.dump(), media_type="application/pkix-cert")
+
+
+@router.get("/ca/issuing.cer", summary="The issuing CA certificate, DER")
+async def issuing_certificate(service: Service) -> Response:
+    return Response(service.ca.issuing.certificate.dump(), media_type="application/pkix-cert")
+
+
+@router.post("/ocsp", summary="RFC 6960 OCSP responder")
+async def ocsp(request: Request, service: Service) -> Response:
+    body = await read_body_limited(request, _SMALL)
+    der = await run_in_threadpool(service.ocsp.respond, body)
+    return Response(der, media_type="application/ocsp-response")
+
+
+@router.post("/tsa", summary="RFC 3161 Time-Stamp Authority")
+async def timestamp(request: Request, service: Service) -> Response:
+    body = await read_body_limited(request, _SMALL)
+    # Fast enough (well under a millisecond) to run on the event loop.
+    return Response(service.tsa.respond(body), media_type="application/timestamp-reply")

@@ -1,0 +1,53 @@
+"""The signer's FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+
+from signet.common.errors import SignetError
+from signet.common.http import bearer_guard, install_error_handlers
+from signet.common.logging import configure_logging
+from signet.signer.api import certificates, pki, signing
+from signet.signer.config import SignerSettings
+from signet.signer.service import SignerService
+
+
+def create_app(settings: SignerSettings | None = None,
+               service: SignerService | None = None) -> FastAPI:
+    settings = settings or (service.settings if service else SignerSettings())
+    service = service or SignerService(settings)
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(title="Signet signer", version="0.1.0", lifespan=lifespan)
+    app.state.service = service
+    install_error_handlers(app)
+    guard = Depends(bearer_guard(lambda: settings.service_token))
+    app.include_router(pki.router)
+    app.include_router(certificates.router, dependencies=[guard])
+    app.include_router(signing.router, dependencies=[guard])
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers.  Says nothing about the HSM."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the HSM answers and the CA is initialised."""
+        try:
+            service.check_ready()
+        except SignetError as exc:
+            return JSONResponse({"status": "unavailable", "reason": exc.detail},
+                                status_code=503)
+        return JSONResponse({"status": "ready", "hsm": "reachable"})
+
+    return app

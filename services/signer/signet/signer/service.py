@@ -1,0 +1,81 @@
+"""Wires the signer's layers together from settings; one instance per process.
+
+The HSM is connected lazily and re-tried on every use while it is down, so
+the service starts (and answers /healthz, and 503s with a reason) even
+when the HSM is unreachable, and recovers by itself when it comes back.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from signet.hsm import Hsm, HsmConfig, HsmUnavailable, load_pin
+from signet.signer.ca import CaSettings, CertificateAuthority
+from signet.signer.config import SignerSettings
+from signet.signer.ocsp import OcspResponder
+from signet.signer.pades import PadesEngine
+from signet.signer.registry import Registry
+from signet.signer.tsa import SerialAllocator, TimeStampAuthority, TsaIdentity
+
+
+class SignerService:
+    def __init__(self, settings: SignerSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._hsm: Hsm | None = None
+        self._ca: CertificateAuthority | None = None
+        self._tsa: TimeStampAuthority | None = None
+        self._engine: PadesEngine | None = None
+
+    @cached_property
+    def registry(self) -> Registry:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        return Registry(self.settings.resolved_database_url())
+
+    @property
+    def hsm(self) -> Hsm:
+        with self._lock:
+            if self._hsm is None:
+                try:
+                    pin = self.settings.hsm_pin or load_pin(pin_file=self.settings.hsm_pin_file)
+                except (OSError, ValueError) as exc:
+                    raise HsmUnavailable(f"no usable HSM PIN: {exc}") from exc
+                self._hsm = Hsm(HsmConfig(self.settings.hsm_module, self.settings.hsm_token_label,
+                                          pin, self.settings.hsm_pool_size))
+            return self._hsm
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        if self._ca is None:
+            self._ca = CertificateAuthority(self.hsm, self.registry, CaSettings(
+                public_url=self.settings.public_url, organization=self.settings.organization))
+        return self._ca
+
+    @property
+    def tsa(self) -> TimeStampAuthority:
+        if self._tsa is None:
+            tsa = self.ca.tsa
+            self._tsa = TimeStampAuthority(
+                TsaIdentity(tsa.certificate, tsa.key, (tsa.certificate, *self.ca.chain())),
+                SerialAllocator(self.registry))
+        return self._tsa
+
+    @cached_property
+    def ocsp(self) -> OcspResponder:
+        return OcspResponder(self.ca)
+
+    @property
+    def engine(self) -> PadesEngine:
+        if self._engine is None:
+            self._engine = PadesEngine.create(self.ca, self.tsa, self.settings.external_tsa_url)
+        return self._engine
+
+    def check_ready(self) -> None:
+        """Raise unless the HSM answers and the CA is initialised."""
+        self.hsm.ping()
+        self.ca.root  # noqa: B018 - raises ServiceUnavailable when not initialised
+
+    def close(self) -> None:
+        if self._hsm is not None:
+            self._hsm.close()
