@@ -13,25 +13,39 @@ def make_pdf(pages: int = 1, *, padding_bytes: int = 0, title: str = "Contract")
     """A PDF with `pages` pages of text and, optionally, an incompressible attachment-sized
     stream of `padding_bytes` (to reach e.g. 20 MB)."""
     writer = PdfFileWriter()
-    font = writer.add_object(generic.DictionaryObject({
-        generic.NameObject("/Type"): generic.NameObject("/Font"),
-        generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
-        generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica"),
-    }))
+    font = writer.add_object(
+        generic.DictionaryObject(
+            {
+                generic.NameObject("/Type"): generic.NameObject("/Font"),
+                generic.NameObject("/Subtype"): generic.NameObject("/Type1"),
+                generic.NameObject("/BaseFont"): generic.NameObject("/Helvetica"),
+            }
+        )
+    )
     for number in range(1, pages + 1):
         lines = [f"BT /F1 18 Tf 72 770 Td ({title}, page {number} of {pages}) Tj ET"]
-        lines += [f"BT /F1 10 Tf 72 {740 - 14 * i} Td (Clause {number}.{i}: the parties agree "
-                  f"to the terms set out in this clause.) Tj ET" for i in range(40)]
+        lines += [
+            f"BT /F1 10 Tf 72 {740 - 14 * i} Td (Clause {number}.{i}: the parties agree "
+            f"to the terms set out in this clause.) Tj ET"
+            for i in range(40)
+        ]
         stream = generic.StreamObject(stream_data="\n".join(lines).encode())
-        page = generic.DictionaryObject({
-            generic.NameObject("/Type"): generic.NameObject("/Page"),
-            generic.NameObject("/MediaBox"): generic.ArrayObject(
-                [generic.NumberObject(v) for v in (0, 0, 595, 842)]),
-            generic.NameObject("/Contents"): writer.add_object(stream),
-            generic.NameObject("/Resources"): generic.DictionaryObject({
-                generic.NameObject("/Font"): generic.DictionaryObject(
-                    {generic.NameObject("/F1"): font})}),
-        })
+        page = generic.DictionaryObject(
+            {
+                generic.NameObject("/Type"): generic.NameObject("/Page"),
+                generic.NameObject("/MediaBox"): generic.ArrayObject(
+                    [generic.NumberObject(v) for v in (0, 0, 595, 842)]
+                ),
+                generic.NameObject("/Contents"): writer.add_object(stream),
+                generic.NameObject("/Resources"): generic.DictionaryObject(
+                    {
+                        generic.NameObject("/Font"): generic.DictionaryObject(
+                            {generic.NameObject("/F1"): font}
+                        )
+                    }
+                ),
+            }
+        )
         writer.insert_page(page)
     if padding_bytes:
         blob = generic.StreamObject(stream_data=os.urandom(padding_bytes))

@@ -15,6 +15,15 @@ from signet.hsm.softhsm import DevToken, ensure_dev_token, use_softhsm_dir
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
 
+__all__ = [
+    "SignerService",
+    "child_environment",
+    "dev_token",
+    "home",
+    "signer_service",
+    "signer_settings",
+]
+
 
 def home() -> Path:
     path = signet_home()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 from rich.table import Table
-
 from signet.cli import embedded
 from signet.hsm import Hsm
 
@@ -30,6 +29,11 @@ def keys() -> None:
     hsm: Hsm = service.hsm
     table = Table("label", "algorithm", "id", "sensitive", "extractable")
     for info in hsm.list_keys():
-        table.add_row(info.label, info.algorithm.value, info.key_id.hex(),
-                      str(info.sensitive), str(info.extractable))
+        table.add_row(
+            info.label,
+            info.algorithm.value,
+            info.key_id.hex(),
+            str(info.sensitive),
+            str(info.extractable),
+        )
     console.print(table)

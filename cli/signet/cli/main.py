@@ -7,11 +7,13 @@ by registering their sub-apps here.
 from __future__ import annotations
 
 import typer
-
 from signet.cli import hsm_commands, signer_commands, up
 
-app = typer.Typer(no_args_is_help=True, help="Signet, the on-premise e-signature appliance.",
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Signet, the on-premise e-signature appliance.",
+    pretty_exceptions_enable=False,
+)
 app.add_typer(hsm_commands.app, name="hsm")
 app.add_typer(signer_commands.ca_app, name="ca")
 app.add_typer(signer_commands.signer_app, name="signer")

@@ -11,7 +11,6 @@ import typer
 from asn1crypto import pem, x509
 from rich.console import Console
 from rich.table import Table
-
 from signet.cli import embedded
 from signet.common.contracts.signer import (
     CertificateKind,
@@ -24,6 +23,7 @@ from signet.common.contracts.signer import (
 from signet.common.errors import SignetError
 from signet.hsm import KeyAlgorithm
 from signet.signer.ca import Issued, fingerprint
+from signet.signer.service import SignerService
 
 ca_app = typer.Typer(no_args_is_help=True, help="The internal CA and its key ceremony.")
 signer_app = typer.Typer(no_args_is_help=True, help="The signer service.")
@@ -46,10 +46,13 @@ def write_ca_files(directory: Path, issued: list[Issued]) -> None:
 
 @ca_app.command("init")
 def ca_init(
-    algorithm: Annotated[KeyAlgorithm, typer.Option(help="key type of the CA and TSA keys")] =
-    KeyAlgorithm.EC_P256,
-    force: Annotated[bool, typer.Option(help="replace existing CA keys (invalidates all "
-                                              "certificates issued so far)")] = False,
+    algorithm: Annotated[
+        KeyAlgorithm, typer.Option(help="key type of the CA and TSA keys")
+    ] = KeyAlgorithm.EC_P256,
+    force: Annotated[
+        bool,
+        typer.Option(help="replace existing CA keys (invalidates all certificates issued so far)"),
+    ] = False,
 ) -> None:
     """Key ceremony: root CA, issuing CA and TSA keys in the HSM, and their certificates."""
     embedded.dev_token()
@@ -62,8 +65,12 @@ def ca_init(
     write_ca_files(service.settings.home / "ca", issued)
     table = Table("role", "subject", "SHA-256 fingerprint", "valid until")
     for item in issued:
-        table.add_row(item.record.kind, item.record.subject, fingerprint(item.certificate),
-                      f"{item.record.not_after:%Y-%m-%d}")
+        table.add_row(
+            item.record.kind,
+            item.record.subject,
+            fingerprint(item.certificate),
+            f"{item.record.not_after:%Y-%m-%d}",
+        )
     console.print(table)
     state = "already initialised, nothing changed" if was_ready and not force else "created"
     console.print(f"CA {state}; certificates in {service.settings.home / 'ca'}")
@@ -80,14 +87,19 @@ def ca_issue(
     """Issue a long-term certificate (person or seal) with a key made in the HSM."""
     service = embedded.signer_service()
     try:
-        issued = service.ca.issue(IssueCertificateRequest(
-            kind=kind,  # type: ignore[arg-type]
-            subject=SubjectIdentity(common_name=name, email=email, organization=organization),
-            key_label=key_label))
+        issued = service.ca.issue(
+            IssueCertificateRequest(
+                kind=kind,  # type: ignore[arg-type]
+                subject=SubjectIdentity(common_name=name, email=email, organization=organization),
+                key_label=key_label,
+            )
+        )
     except SignetError as exc:
         raise _fail(exc) from exc
-    console.print(f"serial {issued.record.serial}  key {issued.key.label}  "
-                  f"SHA-256 {fingerprint(issued.certificate)}")
+    console.print(
+        f"serial {issued.record.serial}  key {issued.key.label}  "
+        f"SHA-256 {fingerprint(issued.certificate)}"
+    )
 
 
 @signer_app.command("serve")
@@ -103,21 +115,33 @@ def serve(
 
     settings = embedded.signer_settings()
     os.environ.update(embedded.child_environment(settings))
-    uvicorn.run("signet.signer.app:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, workers=workers, log_level="warning")
+    uvicorn.run(
+        "signet.signer.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
-def _default_seal(service: embedded.SignerService) -> str:
+def _default_seal(service: SignerService) -> str:
     record = service.registry.latest_for_key(DEFAULT_SEAL)
     if record is None or record.revoked_at is not None:
         if record is None:
             service.hsm.generate_key(DEFAULT_SEAL, KeyAlgorithm.EC_P256)
-        issued = service.ca.issue(IssueCertificateRequest(
-            kind=CertificateKind.SEAL, key_label=DEFAULT_SEAL,
-            subject=SubjectIdentity(common_name=f"{service.settings.organization} Seal",
-                                    organization=service.settings.organization)))
-        return issued.record.serial
-    return record.serial
+        issued = service.ca.issue(
+            IssueCertificateRequest(
+                kind=CertificateKind.SEAL,
+                key_label=DEFAULT_SEAL,
+                subject=SubjectIdentity(
+                    common_name=f"{service.settings.organization} Seal",
+                    organization=service.settings.organization,
+                ),
+            )
+        )
+        return str(issued.record.serial)
+    return str(record.serial)
 
 
 def sign(
@@ -132,8 +156,9 @@ def sign(
     service = embedded.signer_service()
     try:
         serial = serial or _default_seal(service)
-        options = SignOptions(certificate_serial=serial, level=level, reason=reason,
-                              certify=certify)
+        options = SignOptions(
+            certificate_serial=serial, level=level, reason=reason, certify=certify
+        )
         issued = service.ca.signing_material(serial)
         signed = service.engine.sign(file.read_bytes(), issued, options)
         service.ca.spend_event_key(issued)
@@ -145,23 +170,28 @@ def sign(
 
 def verify(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    root: Annotated[Path | None, typer.Option(
-        help="trust this root certificate (PEM/DER) instead of this installation's CA; "
-             "works without an HSM, revocation is then not checked")] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="trust this root certificate (PEM/DER) instead of this installation's CA; "
+            "works without an HSM, revocation is then not checked"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the full JSON report")] = False,
 ) -> None:
     """Validate every signature in a PDF; exit 1 if any is not OK (2 if the PDF is unusable)."""
     from pyhanko_certvalidator import ValidationContext
-
     from signet.signer.validation import verify_pdf
 
     try:
         if root is not None:
             data = root.read_bytes()
             der = pem.unarmor(data)[2] if pem.detect(data) else data
-            context = ValidationContext(trust_roots=[x509.Certificate.load(der)],
-                                        allow_fetching=False,
-                                        revocation_mode="soft-fail")
+            context = ValidationContext(
+                trust_roots=[x509.Certificate.load(der)],
+                allow_fetching=False,
+                revocation_mode="soft-fail",
+            )
         else:
             context = embedded.signer_service().engine.validation_context()
         report = verify_pdf(file.read_bytes(), context)
@@ -184,8 +214,13 @@ def _print_report(report: VerifyResponse) -> None:
         problem = sig.trust_problem or ("" if sig.intact else "document changed after signing")
         if sig.modifications == "other":
             problem = problem or "disallowed modification after signing"
-        table.add_row(sig.field_name, sig.kind, sig.signer.subject if sig.signer else "?",
-                      f"{when:%Y-%m-%d %H:%M:%S %Z}" if when else "",
-                      "[green]yes[/]" if sig.ok else "[red]no[/]", problem)
+        table.add_row(
+            sig.field_name,
+            sig.kind,
+            sig.signer.subject if sig.signer else "?",
+            f"{when:%Y-%m-%d %H:%M:%S %Z}" if when else "",
+            "[green]yes[/]" if sig.ok else "[red]no[/]",
+            problem,
+        )
     console.print(table)
     console.print(json.dumps({"valid": report.valid, "sha256": report.document_sha256}))

@@ -16,7 +16,6 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
-
 from signet.cli import embedded
 from signet.cli.signer_commands import write_ca_files
 from signet.signer.ca import fingerprint
@@ -27,8 +26,9 @@ console = Console(soft_wrap=True)
 def up(
     port: Annotated[int, typer.Option(help="signer port")] = 8101,
     workers: Annotated[int, typer.Option(help="signer worker processes")] = 2,
-    exit_when_ready: Annotated[bool, typer.Option(
-        help="start, check readiness, stop (for smoke tests)")] = False,
+    exit_when_ready: Annotated[
+        bool, typer.Option(help="start, check readiness, stop (for smoke tests)")
+    ] = False,
 ) -> None:
     """Start the appliance on its embedded default and print how to reach it."""
     base = embedded.home()
@@ -40,9 +40,21 @@ def up(
     root = issued[0]
     service.close()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "signet.signer.app:create_app", "--factory",
-         "--host", settings.host, "--port", str(port), "--workers", str(workers),
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "signet.signer.app:create_app",
+            "--factory",
+            "--host",
+            settings.host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
         env=embedded.child_environment(settings),
     )
     url = f"http://127.0.0.1:{port}"
@@ -51,16 +63,20 @@ def up(
         assert settings.service_token is not None
         console.rule("[bold]Signet is up")
         console.print(f"data folder      {base}")
-        console.print(f"HSM              SoftHSM2 token '{token.config.token_label}' "
-                      f"({token.conf_file})")
+        console.print(
+            f"HSM              SoftHSM2 token '{token.config.token_label}' ({token.conf_file})"
+        )
         console.print(f"signer API       {url}  (docs: {url}/docs)")
         console.print(f"root CA          {settings.home / 'ca' / 'root.pem'}")
         console.print(f"root SHA-256     {fingerprint(root.certificate)}")
         console.print("admin API token  " + settings.service_token.get_secret_value())
-        console.print(f"                 (also in {base / 'service-token'}; the portal and its "
-                      "admin account arrive with the portal service)")
-        console.print("try              signet sign some.pdf --out signed.pdf && "
-                      "signet verify signed.pdf")
+        console.print(
+            f"                 (also in {base / 'service-token'}; the portal and its "
+            "admin account arrive with the portal service)"
+        )
+        console.print(
+            "try              signet sign some.pdf --out signed.pdf && signet verify signed.pdf"
+        )
         if exit_when_ready:
             return
         console.print("Ctrl-C stops the appliance.")
@@ -81,7 +97,8 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     last = "not started"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise typer.Exit(f"the signer exited with status {process.returncode}") from None
+            console.print(f"[red]the signer exited with status {process.returncode}[/]")
+            raise typer.Exit(1)
         try:
             response = httpx.get(f"{url}/readyz", timeout=2)
             if response.status_code == 200:
@@ -90,4 +107,5 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
         except httpx.HTTPError as exc:
             last = str(exc)
         time.sleep(0.3)
-    raise typer.Exit(f"the signer did not become ready: {last}")
+    console.print(f"[red]the signer did not become ready:[/] {last}")
+    raise typer.Exit(1)

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
-
 from signet.common.logging import register_secret
 
 #: Where Debian's `softhsm2` package puts its PKCS#11 module.

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
-
 from signet.common.logging import register_secret
 from signet.hsm.config import SOFTHSM_MODULE, HsmConfig
 from signet.hsm.errors import HsmUnavailable
@@ -51,8 +50,13 @@ def _softhsm_util() -> str:
 
 
 def token_exists(label: str) -> bool:
-    out = subprocess.run([_softhsm_util(), "--show-slots"], capture_output=True, text=True,
-                         check=False, env=os.environ.copy())
+    out = subprocess.run(
+        [_softhsm_util(), "--show-slots"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ.copy(),
+    )
     return any(line.strip() == f"Label:            {label}" for line in out.stdout.splitlines())
 
 
@@ -72,13 +76,27 @@ def ensure_dev_token(directory: Path, label: str = "signet") -> DevToken:
         register_secret(pin)
         register_secret(so_pin)
         result = subprocess.run(
-            [_softhsm_util(), "--init-token", "--free", "--label", label,
-             "--so-pin", so_pin, "--pin", pin],
-            capture_output=True, text=True, check=False, env=os.environ.copy(),
+            [
+                _softhsm_util(),
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                so_pin,
+                "--pin",
+                pin,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=os.environ.copy(),
         )
         if result.returncode != 0:
-            raise HsmUnavailable(f"softhsm2-util could not create token {label!r}: "
-                                 f"{result.stderr.strip() or result.stdout.strip()}")
+            raise HsmUnavailable(
+                f"softhsm2-util could not create token {label!r}: "
+                f"{result.stderr.strip() or result.stdout.strip()}"
+            )
         created = True
     pin_value = pin_file.read_text(encoding="utf-8").strip()
     register_secret(pin_value)

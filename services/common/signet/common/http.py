@@ -10,7 +10,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
-
 from signet.common.errors import SignetError, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -23,16 +22,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _signet_error(_: Request, exc: SignetError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("%s: %s", exc.code, exc.detail)
-        return JSONResponse({"error": exc.code, "detail": exc.detail},
-                            status_code=exc.status_code)
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        ]
-        return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)},
-                            status_code=422)
+        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        return JSONResponse(
+            {"error": "invalid_request", "detail": "; ".join(problems)}, status_code=422
+        )
 
 
 def bearer_guard(token: Callable[[], SecretStr | None]) -> Callable[[Request], Awaitable[None]]:
@@ -46,8 +43,12 @@ def bearer_guard(token: Callable[[], SecretStr | None]) -> Callable[[Request], A
         expected = token()
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
-        if expected is None or scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode(), expected.get_secret_value().encode()
+        if (
+            expected is None
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(
+                presented.strip().encode(), expected.get_secret_value().encode()
+            )
         ):
             raise Unauthorized("a valid service bearer token is required")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from platformdirs import user_data_path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
-
 from signet.common.logging import register_secret
 
 

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
-
 from signet.common.errors import SignetError
 from signet.common.http import bearer_guard, install_error_handlers
 from signet.common.logging import configure_logging
@@ -16,8 +15,9 @@ from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
 
 
-def create_app(settings: SignerSettings | None = None,
-               service: SignerService | None = None) -> FastAPI:
+def create_app(
+    settings: SignerSettings | None = None, service: SignerService | None = None
+) -> FastAPI:
     settings = settings or (service.settings if service else SignerSettings())
     service = service or SignerService(settings)
     configure_logging(settings.log_level)
@@ -46,8 +46,7 @@ def create_app(settings: SignerSettings | None = None,
         try:
             service.check_ready()
         except SignetError as exc:
-            return JSONResponse({"status": "unavailable", "reason": exc.detail},
-                                status_code=503)
+            return JSONResponse({"status": "unavailable", "reason": exc.detail}, status_code=503)
         return JSONResponse({"status": "ready", "hsm": "reachable"})
 
     return app

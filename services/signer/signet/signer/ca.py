@@ -19,7 +19,6 @@ from typing import Any
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import keys, x509
-
 from signet.common.contracts.signer import (
     CertificateInfo,
     CertificateKind,
@@ -30,7 +29,13 @@ from signet.common.errors import Conflict, InvalidRequest, NotFound, ServiceUnav
 from signet.hsm import Hsm, KeyAlgorithm, KeyExists, KeyNotFound
 from signet.signer.keys import HsmKey
 from signet.signer.registry import CertificateRecord, Registry, verification_json
-from signet.signer.x509 import build_certificate, build_crl, extension, key_identifier, random_serial
+from signet.signer.x509 import (
+    build_certificate,
+    build_crl,
+    extension,
+    key_identifier,
+    random_serial,
+)
 
 ROOT_LABEL, ISSUING_LABEL, TSA_LABEL = "signet-root-ca", "signet-issuing-ca", "signet-tsa"
 #: RFC 9336 id-kp-documentSigning, plus emailProtection which NSS-based validators
@@ -90,11 +95,14 @@ class CertificateAuthority:
     # -- the ceremony ---------------------------------------------------------------------
 
     def is_initialised(self) -> bool:
-        return all(self.registry.latest(k) for k in
-                   (CertificateKind.ROOT, CertificateKind.ISSUING, CertificateKind.TSA))
+        return all(
+            self.registry.latest(k)
+            for k in (CertificateKind.ROOT, CertificateKind.ISSUING, CertificateKind.TSA)
+        )
 
-    def ceremony(self, algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256, *,
-                 force: bool = False) -> list[Issued]:
+    def ceremony(
+        self, algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256, *, force: bool = False
+    ) -> list[Issued]:
         """Create root CA, issuing CA and TSA keys in the HSM and their certificates.
 
         Idempotent: when everything exists it only returns it.  It refuses to
@@ -103,11 +111,14 @@ class CertificateAuthority:
         """
         if self.is_initialised() and not force:
             return [self.root, self.issuing, self.tsa]
-        existing = [label for label in (ROOT_LABEL, ISSUING_LABEL, TSA_LABEL)
-                    if self._key_exists(label)]
+        existing = [
+            label for label in (ROOT_LABEL, ISSUING_LABEL, TSA_LABEL) if self._key_exists(label)
+        ]
         if existing and not force:
-            raise Conflict(f"HSM already holds {', '.join(existing)} but the CA is incomplete; "
-                           "rerun with force to replace these keys")
+            raise Conflict(
+                f"HSM already holds {', '.join(existing)} but the CA is incomplete; "
+                "rerun with force to replace these keys"
+            )
         for label in existing:
             self.hsm.destroy_key(label)
         self._cache.clear()
@@ -116,11 +127,13 @@ class CertificateAuthority:
         root_key = self._new_key(ROOT_LABEL, algorithm)
         root = self._issue(CertificateKind.ROOT, self._name(f"{org} Root CA"), root_key, None)
         issuing_key = self._new_key(ISSUING_LABEL, algorithm)
-        issuing = self._issue(CertificateKind.ISSUING, self._name(f"{org} Issuing CA 1"),
-                              issuing_key, root)
+        issuing = self._issue(
+            CertificateKind.ISSUING, self._name(f"{org} Issuing CA 1"), issuing_key, root
+        )
         tsa_key = self._new_key(TSA_LABEL, algorithm)
-        tsa = self._issue(CertificateKind.TSA, self._name(f"{org} Time-Stamping Authority"),
-                          tsa_key, issuing)
+        tsa = self._issue(
+            CertificateKind.TSA, self._name(f"{org} Time-Stamping Authority"), tsa_key, issuing
+        )
         return [root, issuing, tsa]
 
     # -- the hierarchy ------------------------------------------------------------------------
@@ -175,10 +188,20 @@ class CertificateAuthority:
         if subject.email:
             name["email_address"] = subject.email
         validity = timedelta(days=request.validity_days) if request.validity_days else None
-        verification = (request.identity_verification.model_dump(mode="json")
-                        if request.identity_verification else None)
-        return self._issue(kind, x509.Name.build(name), key, self.issuing,
-                           email=subject.email, validity=validity, verification=verification)
+        verification = (
+            request.identity_verification.model_dump(mode="json")
+            if request.identity_verification
+            else None
+        )
+        return self._issue(
+            kind,
+            x509.Name.build(name),
+            key,
+            self.issuing,
+            email=subject.email,
+            validity=validity,
+            verification=verification,
+        )
 
     def revoke(self, serial: str, reason: RevocationReason) -> CertificateRecord:
         record = self.registry.get(serial)
@@ -197,8 +220,11 @@ class CertificateAuthority:
     def signing_material(self, serial: str) -> Issued:
         """The certificate and key for a signature, refusing revoked, expired or spent ones."""
         record = self.registry.get(serial)
-        if record is None or record.kind not in (CertificateKind.PERSON, CertificateKind.SEAL,
-                                                 CertificateKind.EVENT):
+        if record is None or record.kind not in (
+            CertificateKind.PERSON,
+            CertificateKind.SEAL,
+            CertificateKind.EVENT,
+        ):
             raise NotFound(f"no signing certificate with serial {serial}")
         if record.revoked_at is not None:
             raise Conflict(f"certificate {serial} was revoked on {record.revoked_at:%Y-%m-%d}")
@@ -234,13 +260,19 @@ class CertificateAuthority:
                 return cached[1]
             issuer = self.issuing if which == "issuing" else self.root
             issued_at = now()
-            entries = [(int(r.serial, 16), r.revoked_at or issued_at, r.revocation_reason)
-                       for r in self.registry.revoked_by(issuer.record.serial)]
-            number = self.registry.reserve(f"crl-{which}", 1,
-                                           floor=int(issued_at.timestamp()))
-            der = build_crl(issuer=issuer.certificate, issuer_key=issuer.key, number=number,
-                            this_update=issued_at, next_update=issued_at + timedelta(days=1),
-                            revoked=entries).dump()
+            entries = [
+                (int(r.serial, 16), r.revoked_at or issued_at, r.revocation_reason)
+                for r in self.registry.revoked_by(issuer.record.serial)
+            ]
+            number = self.registry.reserve(f"crl-{which}", 1, floor=int(issued_at.timestamp()))
+            der: bytes = build_crl(
+                issuer=issuer.certificate,
+                issuer_key=issuer.key,
+                number=number,
+                this_update=issued_at,
+                next_update=issued_at + timedelta(days=1),
+                revoked=entries,
+            ).dump()
             self._crls[which] = (issued_at + timedelta(hours=1), der)
             return der
 
@@ -249,17 +281,28 @@ class CertificateAuthority:
 
     def info(self, record: CertificateRecord) -> CertificateInfo:
         cert = x509.Certificate.load(record.der)
-        status = "revoked" if record.revoked_at else (
-            "expired" if record.not_after < datetime.now(UTC) else "good")
-        pem = "-----BEGIN CERTIFICATE-----\n" + _b64_lines(record.der) + \
-            "-----END CERTIFICATE-----\n"
+        status = (
+            "revoked"
+            if record.revoked_at
+            else ("expired" if record.not_after < datetime.now(UTC) else "good")
+        )
+        pem = (
+            "-----BEGIN CERTIFICATE-----\n" + _b64_lines(record.der) + "-----END CERTIFICATE-----\n"
+        )
         return CertificateInfo(
-            serial=record.serial, kind=CertificateKind(record.kind), subject=record.subject,
-            issuer=cert.issuer.human_friendly, key_label=record.key_label,
-            not_before=record.not_before, not_after=record.not_after,
-            fingerprint_sha256=fingerprint(cert), status=status,  # type: ignore[arg-type]
-            revoked_at=record.revoked_at, revocation_reason=record.revocation_reason,
-            key_destroyed=record.key_destroyed_at is not None, pem=pem,
+            serial=record.serial,
+            kind=CertificateKind(record.kind),
+            subject=record.subject,
+            issuer=cert.issuer.human_friendly,
+            key_label=record.key_label,
+            not_before=record.not_before,
+            not_after=record.not_after,
+            fingerprint_sha256=fingerprint(cert),
+            status=status,  # type: ignore[arg-type]
+            revoked_at=record.revoked_at,
+            revocation_reason=record.revocation_reason,
+            key_destroyed=record.key_destroyed_at is not None,
+            pem=pem,
         )
 
     # -- internals ------------------------------------------------------------------------
@@ -284,10 +327,17 @@ class CertificateAuthority:
             raise Conflict(str(exc)) from exc
         return HsmKey(self.hsm, info.label, info.algorithm)
 
-    def _issue(self, kind: CertificateKind, subject: x509.Name, key: HsmKey,
-               issuer: Issued | None, *, email: str | None = None,
-               validity: timedelta | None = None,
-               verification: dict[str, Any] | None = None) -> Issued:
+    def _issue(
+        self,
+        kind: CertificateKind,
+        subject: x509.Name,
+        key: HsmKey,
+        issuer: Issued | None,
+        *,
+        email: str | None = None,
+        validity: timedelta | None = None,
+        verification: dict[str, Any] | None = None,
+    ) -> Issued:
         public_key = keys.PublicKeyInfo.load(self.hsm.find_key(key.label).public_key_der)
         serial = random_serial()
         not_before = now() - timedelta(minutes=5)  # tolerate validators' clock skew
@@ -296,38 +346,74 @@ class CertificateAuthority:
             not_after = min(not_after, issuer.record.not_after)
         extensions = self._profile(kind, public_key, issuer, email, verification)
         cert = build_certificate(
-            subject=subject, public_key=public_key,
+            subject=subject,
+            public_key=public_key,
             issuer=issuer.certificate.subject if issuer else subject,
-            issuer_key=issuer.key if issuer else key, serial=serial,
-            not_before=not_before, not_after=not_after, extensions=extensions,
+            issuer_key=issuer.key if issuer else key,
+            serial=serial,
+            not_before=not_before,
+            not_after=not_after,
+            extensions=extensions,
         )
         record = CertificateRecord(
-            serial=serial_hex(serial), kind=kind.value, subject=subject.human_friendly,
-            issuer_serial=issuer.record.serial if issuer else None, key_label=key.label,
-            not_before=not_before, not_after=not_after, der=cert.dump(), created_at=now(),
+            serial=serial_hex(serial),
+            kind=kind.value,
+            subject=subject.human_friendly,
+            issuer_serial=issuer.record.serial if issuer else None,
+            key_label=key.label,
+            not_before=not_before,
+            not_after=not_after,
+            der=cert.dump(),
+            created_at=now(),
             identity_verification=verification_json(verification),
         )
         self.registry.add(record)
         return Issued(cert, key, record)
 
-    def _profile(self, kind: CertificateKind, public_key: keys.PublicKeyInfo,
-                 issuer: Issued | None, email: str | None,
-                 verification: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def _profile(
+        self,
+        kind: CertificateKind,
+        public_key: keys.PublicKeyInfo,
+        issuer: Issued | None,
+        email: str | None,
+        verification: dict[str, Any] | None,
+    ) -> list[dict[str, Any]]:
         ski = key_identifier(public_key)
         exts = [extension("key_identifier", ski)]
         if issuer is not None:
-            exts.append(extension("authority_key_identifier", {
-                "key_identifier": issuer.certificate.key_identifier_value.native}))
+            exts.append(
+                extension(
+                    "authority_key_identifier",
+                    {"key_identifier": issuer.certificate.key_identifier_value.native},
+                )
+            )
             crl_name = "crl" if kind not in (CertificateKind.ISSUING,) else "root.crl"
             base = self.settings.public_url.rstrip("/")
-            exts.append(extension("crl_distribution_points", [{
-                "distribution_point": x509.DistributionPointName(
-                    name="full_name", value=[_uri(f"{base}/ca/{crl_name}")])}]))
+            exts.append(
+                extension(
+                    "crl_distribution_points",
+                    [
+                        {
+                            "distribution_point": x509.DistributionPointName(
+                                name="full_name", value=[_uri(f"{base}/ca/{crl_name}")]
+                            )
+                        }
+                    ],
+                )
+            )
             parent = "root" if kind is CertificateKind.ISSUING else "issuing"
-            exts.append(extension("authority_information_access", [
-                {"access_method": "ocsp", "access_location": _uri(f"{base}/ocsp")},
-                {"access_method": "ca_issuers", "access_location": _uri(f"{base}/ca/{parent}.cer")},
-            ]))
+            exts.append(
+                extension(
+                    "authority_information_access",
+                    [
+                        {"access_method": "ocsp", "access_location": _uri(f"{base}/ocsp")},
+                        {
+                            "access_method": "ca_issuers",
+                            "access_location": _uri(f"{base}/ca/{parent}.cer"),
+                        },
+                    ],
+                )
+            )
         if kind in (CertificateKind.ROOT, CertificateKind.ISSUING):
             constraints: dict[str, Any] = {"ca": True}
             if kind is CertificateKind.ISSUING:
@@ -336,24 +422,35 @@ class CertificateAuthority:
             exts.append(extension("key_usage", {"key_cert_sign", "crl_sign"}, critical=True))
             return exts
         exts.append(extension("basic_constraints", {"ca": False}, critical=True))
-        exts.append(extension("key_usage", {"digital_signature", "non_repudiation"},
-                              critical=True))
+        exts.append(extension("key_usage", {"digital_signature", "non_repudiation"}, critical=True))
         if kind is CertificateKind.TSA:
             exts.append(extension("extended_key_usage", ["time_stamping"], critical=True))
             return exts
         exts.append(extension("extended_key_usage", list(DOCUMENT_SIGNING_EKU)))
         if email:
-            exts.append(extension("subject_alt_name",
-                                  [x509.GeneralName(name="rfc822_name", value=email)]))
+            exts.append(
+                extension("subject_alt_name", [x509.GeneralName(name="rfc822_name", value=email)])
+            )
         policy: dict[str, Any] = {"policy_identifier": LONG_TERM_POLICY_OID}
         if kind is CertificateKind.EVENT and verification:
-            notice = (f"Event certificate for one signature. Identity verified by "
-                      f"{verification['method']} at {verification['verified_at']}"
-                      + (f" (ref {verification['reference']})" if verification.get("reference")
-                         else ""))
-            policy = {"policy_identifier": EVENT_POLICY_OID, "policy_qualifiers": [{
-                "policy_qualifier_id": "user_notice",
-                "qualifier": {"explicit_text": x509.DisplayText(name="utf8_string", value=notice[:200])}}]}
+            notice = (
+                f"Event certificate for one signature. Identity verified by "
+                f"{verification['method']} at {verification['verified_at']}"
+                + (f" (ref {verification['reference']})" if verification.get("reference") else "")
+            )
+            policy = {
+                "policy_identifier": EVENT_POLICY_OID,
+                "policy_qualifiers": [
+                    {
+                        "policy_qualifier_id": "user_notice",
+                        "qualifier": {
+                            "explicit_text": x509.DisplayText(
+                                name="utf8_string", value=notice[:200]
+                            )
+                        },
+                    }
+                ],
+            }
         exts.append(extension("certificate_policies", [policy]))
         return exts
 
@@ -366,7 +463,7 @@ def _b64_lines(der: bytes) -> str:
     import base64
 
     text = base64.b64encode(der).decode()
-    return "".join(text[i:i + 64] + "\n" for i in range(0, len(text), 64))
+    return "".join(text[i : i + 64] + "\n" for i in range(0, len(text), 64))
 
 
 def describe_verification(record: CertificateRecord) -> dict[str, Any] | None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-
 from signet.common.settings import ServiceSettings, signet_home
 from signet.hsm import SOFTHSM_MODULE
 
@@ -16,7 +15,7 @@ class SignerSettings(ServiceSettings):
 
     home: Path = Field(default_factory=lambda: signet_home() / "signer")
     hsm_module: Path = SOFTHSM_MODULE
-    hsm_token_label: str = "signet"
+    hsm_token_label: str = "signet"  # noqa: S105 - a label, not a secret
     #: File holding the HSM user PIN (a mounted Secret in a cluster).
     hsm_pin_file: Path | None = None
     hsm_pin: SecretStr | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asn1crypto import algos
-
 from signet.hsm import Hsm, KeyAlgorithm
 
 

@@ -12,10 +12,10 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from asn1crypto import core, ocsp
-
 from signet.signer.ca import CertificateAuthority, Issued, serial_hex
 
 RESPONSE_VALIDITY = timedelta(hours=12)
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _key_hash(issued: Issued, algorithm: str) -> bytes:
@@ -33,13 +33,19 @@ class OcspResponder:
             tbs = request["tbs_request"]
             cert_ids = [item["req_cert"] for item in tbs["request_list"]]
             # Echo the nonce extension byte for byte (RFC 8954).
-            nonce = next((ocsp.ResponseDataExtension.load(ext.dump())
-                          for ext in tbs["request_extensions"]
-                          if ext["extn_id"].native == "nonce"), None)
+            nonce = next(
+                (
+                    ocsp.ResponseDataExtension.load(ext.dump())
+                    for ext in tbs["request_extensions"]
+                    if ext["extn_id"].native == "nonce"
+                ),
+                None,
+            )
             if not cert_ids:
                 raise ValueError("empty request")
         except (ValueError, TypeError, KeyError):
-            return ocsp.OCSPResponse({"response_status": "malformed_request"}).dump()
+            malformed: bytes = ocsp.OCSPResponse({"response_status": "malformed_request"}).dump()
+            return malformed
 
         issuers = {"issuing": self.ca.issuing, "root": self.ca.root}
         signer: Issued | None = None
@@ -47,34 +53,51 @@ class OcspResponder:
         now = datetime.now(UTC).replace(microsecond=0)
         for cert_id in cert_ids:
             algorithm = cert_id["hash_algorithm"]["algorithm"].native
-            issuer = next((i for i in issuers.values()
-                           if algorithm in ("sha1", "sha256", "sha384", "sha512")
-                           and _key_hash(i, algorithm) == cert_id["issuer_key_hash"].native),
-                          None)
+            issuer = next(
+                (
+                    i
+                    for i in issuers.values()
+                    if algorithm in ("sha1", "sha256", "sha384", "sha512")
+                    and _key_hash(i, algorithm) == cert_id["issuer_key_hash"].native
+                ),
+                None,
+            )
             signer = signer or issuer
             status = self._status(cert_id, issuer if issuer is signer else None)
-            singles.append({"cert_id": cert_id, "cert_status": status, "this_update": now,
-                            "next_update": now + RESPONSE_VALIDITY})
+            # thisUpdate backdated like certificates' notBefore: validators that check
+            # status at the signing time reject a status "known" only after it.
+            singles.append(
+                {
+                    "cert_id": cert_id,
+                    "cert_status": status,
+                    "this_update": now - CLOCK_SKEW,
+                    "next_update": now + RESPONSE_VALIDITY,
+                }
+            )
         signer = signer or issuers["issuing"]
         data: dict[str, object] = {
-            "responder_id": ocsp.ResponderId(
-                name="by_key", value=_key_hash(signer, "sha1")),
+            "responder_id": ocsp.ResponderId(name="by_key", value=_key_hash(signer, "sha1")),
             "produced_at": now,
             "responses": singles,
         }
         if nonce is not None:
             data["response_extensions"] = [nonce]
         response_data = ocsp.ResponseData(data)
-        basic = ocsp.BasicOCSPResponse({
-            "tbs_response_data": response_data,
-            "signature_algorithm": signer.key.signature_algorithm,
-            "signature": signer.key.sign(response_data.dump()),
-            "certs": [signer.certificate],
-        })
-        return ocsp.OCSPResponse({
-            "response_status": "successful",
-            "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
-        }).dump()
+        basic = ocsp.BasicOCSPResponse(
+            {
+                "tbs_response_data": response_data,
+                "signature_algorithm": signer.key.signature_algorithm,
+                "signature": signer.key.sign(response_data.dump()),
+                "certs": [signer.certificate],
+            }
+        )
+        response: bytes = ocsp.OCSPResponse(
+            {
+                "response_status": "successful",
+                "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
+            }
+        ).dump()
+        return response
 
     def _status(self, cert_id: ocsp.CertId, issuer: Issued | None) -> ocsp.CertStatus:
         if issuer is None:
@@ -83,8 +106,11 @@ class OcspResponder:
         if record is None or record.issuer_serial != issuer.record.serial:
             return ocsp.CertStatus(name="unknown", value=core.Null())
         if record.revoked_at is not None:
-            return ocsp.CertStatus(name="revoked", value={
-                "revocation_time": record.revoked_at,
-                "revocation_reason": record.revocation_reason or "unspecified",
-            })
+            return ocsp.CertStatus(
+                name="revoked",
+                value={
+                    "revocation_time": record.revoked_at,
+                    "revocation_reason": record.revocation_reason or "unspecified",
+                },
+            )
         return ocsp.CertStatus(name="good", value=core.Null())

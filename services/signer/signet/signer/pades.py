@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+
 from asn1crypto import tsp, x509
 from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -23,7 +24,6 @@ from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
-
 from signet.common.contracts.signer import DocMdpPermission, SignatureLevel, SignOptions
 from signet.common.errors import InvalidRequest, ServiceUnavailable, UnprocessableDocument
 from signet.signer.ca import CertificateAuthority, Issued
@@ -37,30 +37,34 @@ _DOCMDP = {
 }
 
 
-class HsmSigner(Signer):  # type: ignore[misc]
+class HsmSigner(Signer):
     """A pyHanko `Signer` whose raw signatures are made in the HSM."""
 
-    def __init__(self, key: HsmKey, certificate: x509.Certificate,
-                 chain: list[x509.Certificate]) -> None:
+    def __init__(
+        self, key: HsmKey, certificate: x509.Certificate, chain: list[x509.Certificate]
+    ) -> None:
         super().__init__(
             signing_cert=certificate,
-            cert_registry=SimpleCertificateStore.from_certs([certificate, *chain]),
+            cert_registry=SimpleCertificateStore.from_certs(  # type: ignore[no-untyped-call]
+                [certificate, *chain]
+            ),
             signature_mechanism=key.signature_algorithm,
         )
         self.key = key
 
-    async def async_sign_raw(self, data: bytes, digest_algorithm: str,
-                             dry_run: bool = False) -> bytes:
+    async def async_sign_raw(
+        self, data: bytes, digest_algorithm: str, dry_run: bool = False
+    ) -> bytes:
         if dry_run:  # pyHanko sizes the signature container with this
             return bytes(72 if self.key.algorithm.is_ec else 384)
         return self.key.sign_with(data, digest_algorithm)
 
 
-class LocalTimeStamper(TimeStamper):  # type: ignore[misc]
+class LocalTimeStamper(TimeStamper):
     """Timestamps from this appliance's own TSA, in-process (no HTTP round trip)."""
 
     def __init__(self, tsa: TimeStampAuthority) -> None:
-        super().__init__(include_nonce=True)
+        super().__init__(include_nonce=True)  # type: ignore[no-untyped-call]
         self.tsa = tsa
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
@@ -73,8 +77,9 @@ class PadesEngine:
     timestamper: TimeStamper
 
     @classmethod
-    def create(cls, ca: CertificateAuthority, tsa: TimeStampAuthority,
-               external_tsa_url: str | None = None) -> PadesEngine:
+    def create(
+        cls, ca: CertificateAuthority, tsa: TimeStampAuthority, external_tsa_url: str | None = None
+    ) -> PadesEngine:
         stamper = HTTPTimeStamper(external_tsa_url) if external_tsa_url else LocalTimeStamper(tsa)
         return cls(ca, stamper)
 
@@ -88,12 +93,25 @@ class PadesEngine:
             revocation_mode="hard-fail",
         )
 
-    def sign(self, document: bytes, issued: Issued, options: SignOptions,
-             image: bytes | None = None) -> bytes:
+    def sign(
+        self, document: bytes, issued: Issued, options: SignOptions, image: bytes | None = None
+    ) -> bytes:
         """Return `document` with one more signature, as an incremental update."""
         writer = _open(document)
         level = options.level
-        field_name = options.field_name or _free_field_name(writer)
+        existing = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
+        field_name = options.field_name or _free_field_name(existing)
+        for placement in options.prepare_fields:
+            if placement.name in existing or placement.name == field_name:
+                raise InvalidRequest(f"a signature field named {placement.name!r} exists")
+            fields.append_signature_field(
+                writer,
+                fields.SigFieldSpec(
+                    sig_field_name=placement.name,
+                    on_page=_page_index(placement.page),
+                    box=_box(placement.rect),
+                ),
+            )
         signer = HsmSigner(issued.key, issued.certificate, self.ca.chain())
         subject_name = issued.certificate.subject.native.get("common_name", "")
         meta = signers.PdfSignatureMetadata(
@@ -108,14 +126,18 @@ class PadesEngine:
             embed_validation_info=level in (SignatureLevel.B_LT, SignatureLevel.B_LTA),
             use_pades_lta=level is SignatureLevel.B_LTA,
             validation_context=self.validation_context()
-            if level in (SignatureLevel.B_LT, SignatureLevel.B_LTA) else None,
+            if level in (SignatureLevel.B_LT, SignatureLevel.B_LTA)
+            else None,
         )
         field_spec, style = None, None
         if options.appearance is not None:
             appearance = options.appearance
-            page = appearance.page - 1 if appearance.page > 0 else appearance.page
-            field_spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=page,
-                                             box=tuple(int(v) for v in appearance.rect))
+            if field_name not in existing:  # an existing (prepared) field keeps its place
+                field_spec = fields.SigFieldSpec(
+                    sig_field_name=field_name,
+                    on_page=_page_index(appearance.page),
+                    box=_box(appearance.rect),
+                )
             lines = []
             if appearance.show_name:
                 lines.append("Signed by %(signer)s")
@@ -133,11 +155,13 @@ class PadesEngine:
         elif image is not None:
             raise InvalidRequest("an image needs an appearance (page and rect)")
         pdf_signer = signers.PdfSigner(
-            meta, signer=signer,
+            meta,
+            signer=signer,
             timestamper=self.timestamper if level is not SignatureLevel.B_B else None,
-            stamp_style=style, new_field_spec=field_spec,
+            stamp_style=style,
+            new_field_spec=field_spec,
         )
-        reserved = 4096 + sum(len(c.dump()) for c in (issued.certificate, *self.ca.chain()))
+        reserved = 8192 + sum(len(c.dump()) for c in (issued.certificate, *self.ca.chain()))
         if level is not SignatureLevel.B_B:
             reserved += 6144
         reserved += reserved % 2  # pyHanko wants an even size (hex digits come in pairs)
@@ -165,8 +189,16 @@ def _open(document: bytes) -> IncrementalPdfFileWriter:
     return writer
 
 
-def _free_field_name(writer: IncrementalPdfFileWriter) -> str:
-    taken = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
+def _page_index(page: int) -> int:
+    return page - 1 if page > 0 else page
+
+
+def _box(rect: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (round(v) for v in rect)
+    return x1, y1, x2, y2
+
+
+def _free_field_name(taken: set[str]) -> str:
     n = 1
     while f"Signature{n}" in taken:
         n += 1

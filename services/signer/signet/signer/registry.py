@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from signet.common.contracts.signer import CertificateKind
 from sqlalchemy import (
     DateTime,
     LargeBinary,
@@ -25,8 +26,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-
-from signet.common.contracts.signer import CertificateKind
 
 
 class _Base(DeclarativeBase):
@@ -95,16 +94,20 @@ class Registry:
     def latest(self, kind: CertificateKind) -> CertificateRecord | None:
         with self.session() as session:
             record = session.scalars(
-                select(CertificateRecord).where(CertificateRecord.kind == kind.value)
-                .order_by(CertificateRecord.created_at.desc()).limit(1)
+                select(CertificateRecord)
+                .where(CertificateRecord.kind == kind.value)
+                .order_by(CertificateRecord.created_at.desc())
+                .limit(1)
             ).first()
             return _normalise(record) if record else None
 
     def latest_for_key(self, key_label: str) -> CertificateRecord | None:
         with self.session() as session:
             record = session.scalars(
-                select(CertificateRecord).where(CertificateRecord.key_label == key_label)
-                .order_by(CertificateRecord.created_at.desc()).limit(1)
+                select(CertificateRecord)
+                .where(CertificateRecord.key_label == key_label)
+                .order_by(CertificateRecord.created_at.desc())
+                .limit(1)
             ).first()
             return _normalise(record) if record else None
 
@@ -131,7 +134,8 @@ class Registry:
     def mark_key_destroyed(self, serial: str, when: datetime) -> None:
         with self.session() as session, session.begin():
             session.execute(
-                update(CertificateRecord).where(CertificateRecord.serial == serial)
+                update(CertificateRecord)
+                .where(CertificateRecord.serial == serial)
                 .values(key_destroyed_at=when)
             )
 
@@ -145,14 +149,18 @@ class Registry:
         # where a read-then-write would race between worker processes.
         with self.session() as session, session.begin():
             session.execute(
-                text("INSERT INTO counters (name, value) VALUES (:name, :floor) "
-                     "ON CONFLICT (name) DO NOTHING"),
+                text(
+                    "INSERT INTO counters (name, value) VALUES (:name, :floor) "
+                    "ON CONFLICT (name) DO NOTHING"
+                ),
                 {"name": name, "floor": floor},
             )
             end = session.execute(
-                text("UPDATE counters SET value = "
-                     "CASE WHEN value > :floor THEN value ELSE :floor END + :count "
-                     "WHERE name = :name RETURNING value"),
+                text(
+                    "UPDATE counters SET value = "
+                    "CASE WHEN value > :floor THEN value ELSE :floor END + :count "
+                    "WHERE name = :name RETURNING value"
+                ),
                 {"name": name, "floor": floor, "count": count},
             ).scalar_one()
             return int(end) - count

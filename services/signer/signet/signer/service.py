@@ -41,15 +41,26 @@ class SignerService:
                     pin = self.settings.hsm_pin or load_pin(pin_file=self.settings.hsm_pin_file)
                 except (OSError, ValueError) as exc:
                     raise HsmUnavailable(f"no usable HSM PIN: {exc}") from exc
-                self._hsm = Hsm(HsmConfig(self.settings.hsm_module, self.settings.hsm_token_label,
-                                          pin, self.settings.hsm_pool_size))
+                self._hsm = Hsm(
+                    HsmConfig(
+                        self.settings.hsm_module,
+                        self.settings.hsm_token_label,
+                        pin,
+                        self.settings.hsm_pool_size,
+                    )
+                )
             return self._hsm
 
     @property
     def ca(self) -> CertificateAuthority:
         if self._ca is None:
-            self._ca = CertificateAuthority(self.hsm, self.registry, CaSettings(
-                public_url=self.settings.public_url, organization=self.settings.organization))
+            self._ca = CertificateAuthority(
+                self.hsm,
+                self.registry,
+                CaSettings(
+                    public_url=self.settings.public_url, organization=self.settings.organization
+                ),
+            )
         return self._ca
 
     @property
@@ -58,7 +69,8 @@ class SignerService:
             tsa = self.ca.tsa
             self._tsa = TimeStampAuthority(
                 TsaIdentity(tsa.certificate, tsa.key, (tsa.certificate, *self.ca.chain())),
-                SerialAllocator(self.registry))
+                SerialAllocator(self.registry),
+            )
         return self._tsa
 
     @cached_property

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from asn1crypto import algos, cms, core, tsp, x509
-
 from signet.signer import der
 from signet.signer.keys import HsmKey
 from signet.signer.registry import Registry
@@ -57,32 +56,44 @@ class TsaIdentity:
 
 
 class TimeStampAuthority:
-    def __init__(self, identity: TsaIdentity, serials: SerialAllocator,
-                 *, accuracy_ms: int = 500) -> None:
+    def __init__(
+        self, identity: TsaIdentity, serials: SerialAllocator, *, accuracy_ms: int = 500
+    ) -> None:
         self.identity = identity
         self.serials = serials
         self.accuracy_ms = accuracy_ms
         cert = identity.certificate
-        ess = tsp.SigningCertificateV2({"certs": [{
-            "hash_algorithm": {"algorithm": "sha256"},
-            "cert_hash": hashlib.sha256(cert.dump()).digest(),
-            "issuer_serial": {
-                "issuer": [x509.GeneralName(name="directory_name", value=cert.issuer)],
-                "serial_number": cert.serial_number,
-            },
-        }]})
-        sid = cms.SignerIdentifier(name="issuer_and_serial_number", value={
-            "issuer": cert.issuer, "serial_number": cert.serial_number})
+        ess = tsp.SigningCertificateV2(
+            {
+                "certs": [
+                    {
+                        "hash_algorithm": {"algorithm": "sha256"},
+                        "cert_hash": hashlib.sha256(cert.dump()).digest(),
+                        "issuer_serial": {
+                            "issuer": [x509.GeneralName(name="directory_name", value=cert.issuer)],
+                            "serial_number": cert.serial_number,
+                        },
+                    }
+                ]
+            }
+        )
+        sid = cms.SignerIdentifier(
+            name="issuer_and_serial_number",
+            value={"issuer": cert.issuer, "serial_number": cert.serial_number},
+        )
         digest = algos.DigestAlgorithm({"algorithm": identity.key.digest_algorithm}).dump()
         # Constant DER, encoded once by asn1crypto (see signet.signer.der).
         self._tst_head = der.integer(1) + core.ObjectIdentifier(TSA_POLICY_OID).dump()
         self._accuracy = tsp.Accuracy({"millis": accuracy_ms}).dump()
-        self._tsa_name = der.explicit(0, x509.GeneralName(
-            name="directory_name", value=cert.subject).dump())
+        self._tsa_name = der.explicit(
+            0, x509.GeneralName(name="directory_name", value=cert.subject).dump()
+        )
         self._content_type_attr = cms.CMSAttribute(
-            {"type": "content_type", "values": ["tst_info"]}).dump()
+            {"type": "content_type", "values": ["tst_info"]}
+        ).dump()
         self._ess_attr = cms.CMSAttribute(
-            {"type": "signing_certificate_v2", "values": [ess]}).dump()
+            {"type": "signing_certificate_v2", "values": [ess]}
+        ).dump()
         self._signer_info_head = der.integer(1) + sid.dump() + digest
         self._signature_algorithm = identity.key.signature_algorithm.dump()
         self._version_and_digests = der.integer(3) + der.set_of([digest])
@@ -105,17 +116,22 @@ class TimeStampAuthority:
         policy = request["req_policy"].native
         if policy is not None and policy != TSA_POLICY_OID:
             return _rejection("unaccepted_policy", f"policy {policy} is not offered")
-        token = self.stamp(imprint, nonce=request["nonce"].native,
-                           include_certs=bool(request["cert_req"].native))
+        token = self.stamp(
+            imprint, nonce=request["nonce"].native, include_certs=bool(request["cert_req"].native)
+        )
         status = tsp.PKIStatusInfo({"status": "granted"}).dump()
         return der.sequence(status, token)
 
-    def stamp(self, imprint: tsp.MessageImprint, *, nonce: int | None,
-              include_certs: bool) -> bytes:
+    def stamp(
+        self, imprint: tsp.MessageImprint, *, nonce: int | None, include_certs: bool
+    ) -> bytes:
         """DER ContentInfo of a timestamp token over `imprint`."""
         parts = [
-            self._tst_head, imprint.dump(), der.integer(self.serials.next()),
-            core.GeneralizedTime(datetime.now(UTC)).dump(), self._accuracy,
+            self._tst_head,
+            imprint.dump(),
+            der.integer(self.serials.next()),
+            core.GeneralizedTime(datetime.now(UTC)).dump(),
+            self._accuracy,
         ]
         if nonce is not None:
             parts.append(der.integer(nonce))
@@ -127,12 +143,15 @@ class TimeStampAuthority:
         attributes = sorted((self._content_type_attr, message_digest, self._ess_attr))
         signature = key.sign(der.set_of(attributes))
         signer_info = der.sequence(
-            self._signer_info_head, der.tlv(0xA0, b"".join(attributes)),
-            self._signature_algorithm, der.octet_string(signature),
+            self._signer_info_head,
+            der.tlv(0xA0, b"".join(attributes)),
+            self._signature_algorithm,
+            der.octet_string(signature),
         )
         encap = der.sequence(_TST_INFO_OID, der.explicit(0, der.octet_string(content)))
         signed_data = der.sequence(
-            self._version_and_digests, encap,
+            self._version_and_digests,
+            encap,
             self._certificates if include_certs else b"",
             der.set_of([signer_info]),
         )
@@ -140,8 +159,12 @@ class TimeStampAuthority:
 
 
 def _rejection(failure: str, text: str) -> bytes:
-    return tsp.TimeStampResp({"status": {
-        "status": "rejection",
-        "status_string": [text],
-        "fail_info": tsp.PKIFailureInfo({failure}),
-    }}).dump()
+    # asn1crypto's TimeStampResp insists on a token, which a rejection never has.
+    status = tsp.PKIStatusInfo(
+        {
+            "status": "rejection",
+            "status_string": [text],
+            "fail_info": tsp.PKIFailureInfo({failure}),
+        }
+    )
+    return der.sequence(status.dump())

@@ -16,10 +16,10 @@ from typing import Any
 from asn1crypto import x509
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import validate_pdf_signature, validate_pdf_timestamp
-from pyhanko.sign.validation.status import ModificationLevel, SignatureCoverageLevel
+from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
-
 from signet.common.contracts.signer import (
     CertificateSummary,
     SignatureReport,
@@ -70,52 +70,83 @@ def verify_pdf(document: bytes, context: ValidationContext) -> VerifyResponse:
 
 
 def _report(sig: Any, context: ValidationContext) -> SignatureReport:
+    status: Any
     is_timestamp = sig.sig_object_type == "/DocTimeStamp"
     try:
         if is_timestamp:
             status = validate_pdf_timestamp(sig, validation_context=context)
         else:
-            status = validate_pdf_signature(sig, signer_validation_context=context,
-                                            ts_validation_context=context)
+            status = validate_pdf_signature(
+                sig, signer_validation_context=context, ts_validation_context=context
+            )
     except (ValueError, KeyError, TypeError, PdfReadError) as exc:
         return SignatureReport(
-            field_name=sig.field_name, kind="document-timestamp" if is_timestamp else "signature",
-            signer=None, chain=[], valid=False, intact=False, trusted=False,
-            trust_problem=f"signature cannot be parsed: {exc}", signing_time=None,
-            coverage="partial", modifications="other", ok=False,
+            field_name=sig.field_name,
+            kind="document-timestamp" if is_timestamp else "signature",
+            signer=None,
+            chain=[],
+            valid=False,
+            intact=False,
+            trusted=False,
+            trust_problem=f"signature cannot be parsed: {exc}",
+            signing_time=None,
+            coverage="partial",
+            modifications="other",
+            ok=False,
         )
-    chain = [summarise(c) for c in status.validation_path.iter_certs(include_root=True)] \
-        if status.validation_path is not None else []
+    chain = (
+        [summarise(c) for c in status.validation_path.iter_certs(include_root=True)]
+        if status.validation_path is not None
+        else []
+    )
     trust_problem = None
     if status.revoked:
         trust_problem = "the signer's certificate is revoked"
     elif not status.trusted:
-        trust_problem = (str(status.trust_problem_indic.name).lower()
-                         if status.trust_problem_indic else "does not chain to a trusted root")
+        trust_problem = (
+            str(status.trust_problem_indic.name).lower()
+            if status.trust_problem_indic
+            else "does not chain to a trusted root"
+        )
     timestamp = None
     ts_status = status if is_timestamp else status.timestamp_validity
     if ts_status is not None:
         tsa_cert = ts_status.signing_cert
         timestamp = TimestampReport(
-            time=ts_status.timestamp, valid=ts_status.intact and ts_status.valid,
+            time=ts_status.timestamp,
+            valid=ts_status.intact and ts_status.valid,
             trusted=ts_status.trusted,
-            tsa=tsa_cert.subject.human_friendly if tsa_cert is not None else None)
+            tsa=tsa_cert.subject.human_friendly if tsa_cert is not None else None,
+        )
     modification = status.modification_level
-    coverage = _COVERAGE.get(status.coverage, "partial")
+    coverage = _COVERAGE.get(status.coverage, "partial") if status.coverage else "partial"
     modifications = _MODIFICATIONS.get(modification, "other") if modification else "other"
     signing_time: datetime | None = None if is_timestamp else status.signer_reported_dt
-    ok = (status.intact and status.valid and status.trusted and not status.revoked
-          and coverage != "partial" and modifications != "other"
-          and status.docmdp_ok is not False
-          and (timestamp is None or (timestamp.valid and timestamp.trusted)))
+    ok = (
+        status.intact
+        and status.valid
+        and status.trusted
+        and not status.revoked
+        and coverage != "partial"
+        and modifications != "other"
+        and status.docmdp_ok is not False
+        and (timestamp is None or (timestamp.valid and timestamp.trusted))
+    )
     sub_filter = sig.sig_object.get("/SubFilter")
     return SignatureReport(
         field_name=sig.field_name,
         kind="document-timestamp" if is_timestamp else "signature",
         signer=summarise(status.signing_cert) if status.signing_cert is not None else None,
-        chain=chain, valid=status.intact and status.valid, intact=status.intact,
-        trusted=status.trusted and not status.revoked, trust_problem=trust_problem,
-        signing_time=signing_time, timestamp=timestamp, coverage=coverage,  # type: ignore[arg-type]
-        modifications=modifications, docmdp_ok=status.docmdp_ok,
-        sub_filter=str(sub_filter)[1:] if sub_filter is not None else None, ok=ok,
+        chain=chain,
+        valid=status.intact and status.valid,
+        intact=status.intact,
+        trusted=status.trusted and not status.revoked,
+        trust_problem=trust_problem,
+        signing_time=signing_time,
+        timestamp=timestamp,
+        coverage=coverage,  # type: ignore[arg-type]
+        modifications=modifications,
+        docmdp_ok=status.docmdp_ok,
+        sub_filter=str(sub_filter)[1:] if sub_filter is not None else None,
+        ok=ok,
     )

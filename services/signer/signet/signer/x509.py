@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from asn1crypto import crl, keys, x509
-
 from signet.signer.keys import HsmKey
 
 
@@ -53,9 +52,11 @@ def build_certificate(
             "issuer": issuer,
             "validity": {
                 "not_before": x509.Time({"generalized_time": not_before})
-                if not_before.year >= 2050 else x509.Time({"utc_time": not_before}),
+                if not_before.year >= 2050
+                else x509.Time({"utc_time": not_before}),
                 "not_after": x509.Time({"generalized_time": not_after})
-                if not_after.year >= 2050 else x509.Time({"utc_time": not_after}),
+                if not_after.year >= 2050
+                else x509.Time({"utc_time": not_after}),
             },
             "subject": subject,
             "subject_public_key_info": public_key,
@@ -84,11 +85,14 @@ def build_crl(
     """Assemble and HSM-sign a v2 CRL listing `(serial, revoked_at, reason)` entries."""
     entries = []
     for serial, when, reason in revoked:
-        entry: dict[str, Any] = {"user_certificate": serial, "revocation_date": x509.Time(
-            {"utc_time": when})}
+        entry: dict[str, Any] = {
+            "user_certificate": serial,
+            "revocation_date": x509.Time({"utc_time": when}),
+        }
         if reason:
-            entry["crl_entry_extensions"] = [{"extn_id": "crl_reason", "critical": False,
-                                              "extn_value": reason}]
+            entry["crl_entry_extensions"] = [
+                {"extn_id": "crl_reason", "critical": False, "extn_value": reason}
+            ]
         entries.append(entry)
     tbs = crl.TbsCertList(
         {
@@ -100,8 +104,11 @@ def build_crl(
             "revoked_certificates": entries or None,
             "crl_extensions": [
                 {"extn_id": "crl_number", "critical": False, "extn_value": number},
-                {"extn_id": "authority_key_identifier", "critical": False,
-                 "extn_value": {"key_identifier": issuer.key_identifier_value.native}},
+                {
+                    "extn_id": "authority_key_identifier",
+                    "critical": False,
+                    "extn_value": {"key_identifier": issuer.key_identifier_value.native},
+                },
             ],
         }
     )

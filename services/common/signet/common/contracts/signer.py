@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-HexSerial = Annotated[str, Field(pattern=r"^[0-9a-f]{1,64}$", description="Certificate serial, lowercase hex")]
+HexSerial = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{1,64}$", description="Certificate serial, lowercase hex")
+]
 
 
 class _Model(BaseModel):
@@ -61,8 +63,9 @@ class IdentityVerification(_Model):
     """
 
     method: str = Field(min_length=2, max_length=32, examples=["sms-otp", "email-otp", "sso"])
-    reference: str | None = Field(default=None, max_length=128,
-                                  description="e.g. the envelope/recipient the check belongs to")
+    reference: str | None = Field(
+        default=None, max_length=128, description="e.g. the envelope/recipient the check belongs to"
+    )
     verified_at: datetime
 
 
@@ -71,7 +74,9 @@ class IssueCertificateRequest(_Model):
     subject: SubjectIdentity
     key_algorithm: KeyAlgorithmName = KeyAlgorithmName.EC_P256
     key_label: str | None = Field(
-        default=None, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
         description="Certify an existing HSM key (person/seal); a new key is made if omitted",
     )
     validity_days: int | None = Field(default=None, ge=1, le=3650)
@@ -143,6 +148,14 @@ class Appearance(_Model):
         return self
 
 
+class FieldPlacement(_Model):
+    """An empty signature field for a later signer, placed by the sender."""
+
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_. -]+$")
+    page: int = Field(default=1, description="1 = first page, -1 = last page")
+    rect: tuple[float, float, float, float]
+
+
 class SignOptions(_Model):
     """Everything about one signature except the document and the image."""
 
@@ -155,6 +168,12 @@ class SignOptions(_Model):
     certify: bool = False
     docmdp: DocMdpPermission = DocMdpPermission.FILL_FORMS
     appearance: Appearance | None = None
+    prepare_fields: list[FieldPlacement] = Field(
+        default_factory=list,
+        max_length=100,
+        description="empty signature fields for later signers, created in this revision; "
+        "needed after a certification signature, which forbids new fields",
+    )
 
     @model_validator(mode="after")
     def _one_key(self) -> SignOptions:
@@ -191,7 +210,9 @@ class SignatureReport(_Model):
     signing_time: datetime | None = Field(description="time claimed by the signer (untrusted)")
     timestamp: TimestampReport | None = None
     coverage: Literal["entire-file", "entire-revision", "partial"]
-    modifications: str = Field(description="none / lta-updates / form-filling / annotations / other")
+    modifications: str = Field(
+        description="none / lta-updates / form-filling / annotations / other"
+    )
     docmdp_ok: bool | None = None
     sub_filter: str | None = None
     ok: bool = Field(description="valid, trusted, and no disallowed modification since")

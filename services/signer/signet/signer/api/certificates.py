@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-
 from signet.common.contracts.signer import CertificateInfo, IssueCertificateRequest, RevokeRequest
 from signet.common.errors import NotFound
 from signet.signer.api.deps import Service

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
-
 from signet.common.errors import PayloadTooLarge
 from signet.signer.service import SignerService
 

@@ -7,9 +7,11 @@ by design.
 
 from __future__ import annotations
 
+import base64
+from urllib.parse import unquote
+
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-
 from signet.signer.api.deps import Service, read_body_limited
 
 router = APIRouter(tags=["pki"])
@@ -42,6 +44,16 @@ async def issuing_certificate(service: Service) -> Response:
 @router.post("/ocsp", summary="RFC 6960 OCSP responder")
 async def ocsp(request: Request, service: Service) -> Response:
     body = await read_body_limited(request, _SMALL)
+    der = await run_in_threadpool(service.ocsp.respond, body)
+    return Response(der, media_type="application/ocsp-response")
+
+
+@router.get("/ocsp/{encoded:path}", summary="RFC 6960 A.1 OCSP over GET (base64 in the path)")
+async def ocsp_get(encoded: str, service: Service) -> Response:
+    try:
+        body = base64.b64decode(unquote(encoded), validate=False)
+    except ValueError:
+        body = b""
     der = await run_in_threadpool(service.ocsp.respond, body)
     return Response(der, media_type="application/ocsp-response")
 

@@ -14,7 +14,6 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
-
 from signet.common.contracts.signer import SignOptions, VerifyResponse
 from signet.common.errors import InvalidRequest
 from signet.signer.api.deps import Service, read_limited
@@ -26,18 +25,23 @@ router = APIRouter(prefix="/v1", tags=["signing"])
 _IMAGE_LIMIT = 8 * 1024 * 1024
 
 
-def _sign(service: SignerService, document: bytes, options: SignOptions,
-          image: bytes | None) -> tuple[bytes, Issued]:
+def _sign(
+    service: SignerService, document: bytes, options: SignOptions, image: bytes | None
+) -> tuple[bytes, Issued]:
     ca = service.ca
-    issued = (ca.signing_material(options.certificate_serial) if options.certificate_serial
-              else ca.signing_material_for_key(options.key_label or ""))
+    issued = (
+        ca.signing_material(options.certificate_serial)
+        if options.certificate_serial
+        else ca.signing_material_for_key(options.key_label or "")
+    )
     signed = service.engine.sign(document, issued, options, image)
     ca.spend_event_key(issued)
     return signed, issued
 
 
-@router.post("/sign", response_class=Response,
-             responses={200: {"content": {"application/pdf": {}}}})
+@router.post(
+    "/sign", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
+)
 async def sign(
     service: Service,
     document: Annotated[UploadFile, File(description="the PDF to sign")],
@@ -51,10 +55,14 @@ async def sign(
     pdf = await read_limited(document, service.settings.max_document_bytes, "the document")
     png = await read_limited(image, _IMAGE_LIMIT, "the image") if image is not None else None
     signed, issued = await run_in_threadpool(_sign, service, pdf, parsed, png)
-    return Response(signed, media_type="application/pdf", headers={
-        "X-Signet-Certificate-Serial": issued.record.serial,
-        "X-Signet-Signature-Level": parsed.level.value,
-    })
+    return Response(
+        signed,
+        media_type="application/pdf",
+        headers={
+            "X-Signet-Certificate-Serial": issued.record.serial,
+            "X-Signet-Signature-Level": parsed.level.value,
+        },
+    )
 
 
 @router.post("/verify", response_model=VerifyResponse)

@@ -1,0 +1,73 @@
+"""Signer fixtures: certificates to sign with, and the independent validators' set-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from signet.common.contracts.signer import CertificateKind, IssueCertificateRequest
+from signet.signer.service import SignerService
+
+
+@pytest.fixture
+def issue(signer_service: SignerService) -> Callable[..., str]:
+    """Issue a certificate for a named person (or seal/event); returns its serial."""
+
+    def _issue(
+        name: str = "Li Wei", kind: CertificateKind = CertificateKind.PERSON, **extra: object
+    ) -> str:
+        request = IssueCertificateRequest.model_validate(
+            {"kind": kind, "subject": {"common_name": name, "email": "li.wei@example.com"}, **extra}
+        )
+        return signer_service.ca.issue(request).record.serial
+
+    return _issue
+
+
+@pytest.fixture(scope="session")
+def nssdb(ca_files: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An NSS database trusting only our root, for pdfsig."""
+    directory = tmp_path_factory.mktemp("nss")
+    subprocess.run(["certutil", "-N", "-d", f"sql:{directory}", "--empty-password"], check=True)
+    subprocess.run(
+        [
+            "certutil",
+            "-A",
+            "-d",
+            f"sql:{directory}",
+            "-n",
+            "signet-root",
+            "-t",
+            "CT,C,C",
+            "-i",
+            str(ca_files / "root.pem"),
+        ],
+        check=True,
+    )
+    return f"sql:{directory}"
+
+
+def sign_via_api(
+    client: httpx.Client, pdf: bytes, serial: str, *, image: bytes | None = None, **options: object
+) -> httpx.Response:
+    files: dict[str, tuple[str, bytes, str]] = {"document": ("doc.pdf", pdf, "application/pdf")}
+    if image is not None:
+        files["image"] = ("sig.png", image, "image/png")
+    return client.post(
+        "/v1/sign",
+        files=files,
+        data={"options": json.dumps({"certificate_serial": serial, **options})},
+    )
+
+
+def pdfsig(path: Path, nssdb: str, *, ocsp: bool = True) -> str:
+    """poppler's validator; OCSP is live against our responder (the URL in the certificate)."""
+    flags = [] if ocsp else ["-no-ocsp"]
+    result = subprocess.run(
+        ["pdfsig", *flags, "-nssdir", nssdb, str(path)], capture_output=True, text=True, timeout=60
+    )
+    return result.stdout + result.stderr

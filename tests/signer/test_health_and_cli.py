@@ -1,0 +1,89 @@
+"""Readiness with and without an HSM, and the `signet` command line end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from signet.signer.app import create_app
+from signet.signer.config import SignerSettings
+
+from tests.conftest import SERVICE_TOKEN
+from tests.signer.conftest import sign_via_api
+from tests.support.pdfs import make_pdf
+
+
+def test_ready_when_hsm_answers(signer_url: str) -> None:
+    assert httpx.get(f"{signer_url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{signer_url}/readyz")
+    assert ready.status_code == 200 and ready.json()["hsm"] == "reachable"
+
+
+def test_unreachable_hsm_gives_503_with_a_reason(
+    signer_settings: SignerSettings, tmp_path: Path
+) -> None:
+    settings = signer_settings.model_copy(
+        update={
+            "home": tmp_path,
+            "hsm_token_label": "unplugged-token",
+            "service_token": SecretStr(SERVICE_TOKEN),
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "unplugged-token" in ready.json()["reason"]
+        client.headers["Authorization"] = f"Bearer {SERVICE_TOKEN}"
+        response = sign_via_api(client, make_pdf(), "abc")  # type: ignore[arg-type]
+        assert response.status_code == 503
+        assert response.json()["error"] == "hsm_unavailable"
+
+
+def _signet(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
+    env["SIGNET_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "signet.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_ceremony_sign_verify(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = _signet(home, "ca", "init")
+    assert first.returncode == 0, first.stderr
+    assert "root" in first.stdout and "created" in first.stdout
+    again = _signet(home, "ca", "init")
+    assert again.returncode == 0 and "nothing changed" in again.stdout
+    keys = _signet(home, "hsm", "keys")
+    assert "signet-root-ca" in keys.stdout and "False" in keys.stdout  # not extractable
+
+    document = tmp_path / "contract.pdf"
+    document.write_bytes(make_pdf(3))
+    signed = tmp_path / "signed.pdf"
+    result = _signet(home, "sign", str(document), "--out", str(signed), "--level", "B-LT")
+    assert result.returncode == 0, result.stderr
+    assert _signet(home, "verify", str(signed)).returncode == 0
+    root = home / "signer" / "ca" / "root.pem"
+    assert _signet(home, "verify", str(signed), "--root", str(root)).returncode == 0
+    assert _signet(home, "verify", str(document)).returncode == 1  # unsigned
+
+    tampered = bytearray(signed.read_bytes())
+    tampered[tampered.index(b"Clause 2.1")] = ord("X")
+    (tmp_path / "tampered.pdf").write_bytes(bytes(tampered))
+    bad = _signet(home, "verify", str(tmp_path / "tampered.pdf"), "--json")
+    assert bad.returncode == 1 and '"intact": false' in bad.stdout
+
+    other_home = tmp_path / "other"
+    assert _signet(other_home, "ca", "init").returncode == 0
+    # A second installation does not trust the first one's signatures.
+    assert _signet(other_home, "verify", str(signed)).returncode == 1

@@ -1,0 +1,172 @@
+"""The TSA, OCSP responder and CRL, checked over HTTP by OpenSSL as an independent client."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from asn1crypto import tsp
+from signet.common.contracts.signer import RevocationReason
+from signet.signer.service import SignerService
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+
+
+def test_openssl_ts_accepts_our_timestamps(signer_url: str, ca_files: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"the document to timestamp")
+    serials = []
+    for n in range(3):
+        query = tmp_path / f"q{n}.tsq"
+        assert (
+            _run(
+                "openssl",
+                "ts",
+                "-query",
+                "-data",
+                str(data),
+                "-sha256",
+                "-cert",
+                "-out",
+                str(query),
+            ).returncode
+            == 0
+        )
+        reply = httpx.post(
+            f"{signer_url}/tsa",
+            content=query.read_bytes(),
+            headers={"Content-Type": "application/timestamp-query"},
+        )
+        assert reply.status_code == 200
+        assert reply.headers["content-type"] == "application/timestamp-reply"
+        (tmp_path / f"r{n}.tsr").write_bytes(reply.content)
+        verified = _run(
+            "openssl",
+            "ts",
+            "-verify",
+            "-data",
+            str(data),
+            "-in",
+            str(tmp_path / f"r{n}.tsr"),
+            "-CAfile",
+            str(ca_files / "chain.pem"),
+        )
+        assert verified.stdout.strip() == "Verification: OK", verified.stderr
+        # Nonce echoed, exactly as asked.
+        assert (
+            _run(
+                "openssl",
+                "ts",
+                "-verify",
+                "-queryfile",
+                str(query),
+                "-in",
+                str(tmp_path / f"r{n}.tsr"),
+                "-CAfile",
+                str(ca_files / "chain.pem"),
+            ).returncode
+            == 0
+        )
+        info = tsp.TimeStampResp.load(reply.content)["time_stamp_token"]["content"][
+            "encap_content_info"
+        ]["content"].parsed
+        assert info["accuracy"]["millis"].native == 500
+        serials.append(info["serial_number"].native)
+    assert serials == sorted(serials) and len(set(serials)) == 3
+
+    # A token for other data must not verify.
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"another document")
+    assert (
+        _run(
+            "openssl",
+            "ts",
+            "-verify",
+            "-data",
+            str(other),
+            "-in",
+            str(tmp_path / "r0.tsr"),
+            "-CAfile",
+            str(ca_files / "chain.pem"),
+        ).returncode
+        != 0
+    )
+
+
+def test_tsa_rejects_bad_requests_with_a_reply(signer_url: str, tmp_path: Path) -> None:
+    def reply_text(body: bytes) -> str:
+        response = httpx.post(f"{signer_url}/tsa", content=body)
+        assert response.status_code == 200
+        (tmp_path / "r.tsr").write_bytes(response.content)
+        return _run("openssl", "ts", "-reply", "-in", str(tmp_path / "r.tsr"), "-text").stdout
+
+    garbage = reply_text(b"not asn.1")
+    assert "Status: Rejected" in garbage and "wrong format" in garbage
+    data = tmp_path / "d"
+    data.write_bytes(b"x")
+    query = tmp_path / "md5.tsq"
+    _run("openssl", "ts", "-query", "-data", str(data), "-md5", "-out", str(query))
+    weak = reply_text(query.read_bytes())
+    assert "Status: Rejected" in weak and "unsupported algorithm" in weak
+
+
+def test_openssl_ocsp_sees_good_then_revoked(
+    signer_url: str,
+    ca_files: Path,
+    tmp_path: Path,
+    signer_service: SignerService,
+    issue: Callable[..., str],
+) -> None:
+    serial = issue("Wang Fang")
+    record = signer_service.registry.get(serial)
+    assert record is not None
+    cert = tmp_path / "cert.pem"
+    from asn1crypto import pem
+
+    cert.write_bytes(pem.armor("CERTIFICATE", record.der))
+
+    def ask() -> str:
+        result = _run(
+            "openssl",
+            "ocsp",
+            "-issuer",
+            str(ca_files / "issuing.pem"),
+            "-cert",
+            str(cert),
+            "-url",
+            f"{signer_url}/ocsp",
+            "-CAfile",
+            str(ca_files / "chain.pem"),
+        )
+        assert "Response verify OK" in result.stderr, result.stderr
+        return result.stdout
+
+    assert f"{cert}: good" in ask()
+    signer_service.ca.revoke(serial, RevocationReason.KEY_COMPROMISE)
+    answer = ask()
+    assert f"{cert}: revoked" in answer and "keyCompromise" in answer
+
+    crl = tmp_path / "issuing.crl"
+    crl.write_bytes(httpx.get(f"{signer_url}/ca/crl").content)
+    text = _run("openssl", "crl", "-inform", "DER", "-in", str(crl), "-noout", "-text").stdout
+    assert serial.upper().zfill(len(serial)) in text.upper()
+    crl_pem = tmp_path / "issuing-crl.pem"
+    assert (
+        _run("openssl", "crl", "-inform", "DER", "-in", str(crl), "-out", str(crl_pem)).returncode
+        == 0
+    )
+    checked = _run(
+        "openssl",
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        str(crl_pem),
+        "-CAfile",
+        str(ca_files / "chain.pem"),
+        str(cert),
+    )
+    assert "certificate revoked" in checked.stdout + checked.stderr
