@@ -44,8 +44,12 @@ def measure(label: str, once: Callable[[], object], n: int, threads: int = 1) ->
         list(pool.map(one, range(n)))
     elapsed = time.perf_counter() - start
     latencies.sort()
-    return {"what": label, "rate": n / elapsed, "p50": statistics.median(latencies) * 1000,
-            "p95": latencies[int(len(latencies) * 0.95) - 1] * 1000}
+    return {
+        "what": label,
+        "rate": n / elapsed,
+        "p50": statistics.median(latencies) * 1000,
+        "p95": latencies[int(len(latencies) * 0.95) - 1] * 1000,
+    }
 
 
 def plain_pyhanko(pdf: bytes) -> Callable[[], object]:
@@ -62,14 +66,20 @@ def plain_pyhanko(pdf: bytes) -> Callable[[], object]:
     signer = signers.SimpleSigner(
         signing_cert=cert,
         signing_key=__import__("asn1crypto.keys", fromlist=["x"]).PrivateKeyInfo.load(
-            key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())),
-        cert_registry=SimpleCertificateStore.from_certs([cert]))
+            key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        ),
+        cert_registry=SimpleCertificateStore.from_certs([cert]),
+    )
 
     def once() -> object:
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-        return signers.sign_pdf(writer, signers.PdfSignatureMetadata(field_name="Sig1"),
-                                signer=signer)
+        return signers.sign_pdf(
+            writer, signers.PdfSignatureMetadata(field_name="Sig1"), signer=signer
+        )
 
     return once
 
@@ -82,13 +92,18 @@ def main() -> None:
     one_page, hundred = make_pdf(1), make_pdf(100)
     rows: list[dict[str, object]] = []
 
-    baseline = measure("plain pyHanko sign_pdf, software key, 1 process", plain_pyhanko(one_page),
-                       max(N // 4, 20))
+    baseline = measure(
+        "plain pyHanko sign_pdf, software key, 1 process", plain_pyhanko(one_page), max(N // 4, 20)
+    )
     rows.append(baseline)
 
     server = subprocess.Popen(
         [sys.executable, "-m", "signet.cli", "up", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         token = ""
         assert server.stdout is not None
@@ -102,20 +117,43 @@ def main() -> None:
 
         service = embedded.signer_service()
         hsm = service.hsm
-        rows.append(measure("raw HSM ECDSA P-256 sign (SoftHSM, 1 thread)",
-                            lambda: hsm.sign("signet-tsa", b"x" * 64), N * 10))
-        seal = subprocess.run([sys.executable, "-m", "signet.cli", "ca", "issue", "--name",
-                               "Bench Seal", "--kind", "seal"], env=env, capture_output=True,
-                              text=True, check=True).stdout.split()[1]
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                              headers={"Authorization": f"Bearer {token}"})
+        rows.append(
+            measure(
+                "raw HSM ECDSA P-256 sign (SoftHSM, 1 thread)",
+                lambda: hsm.sign("signet-tsa", b"x" * 64),
+                N * 10,
+            )
+        )
+        seal = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "signet.cli",
+                "ca",
+                "issue",
+                "--name",
+                "Bench Seal",
+                "--kind",
+                "seal",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[1]
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=60,
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
         def api(pdf: bytes, level: str) -> Callable[[], object]:
             options = f'{{"certificate_serial": "{seal}", "level": "{level}"}}'
 
             def once() -> object:
-                r = client.post("/v1/sign", files={"document": ("d.pdf", pdf)},
-                                data={"options": options})
+                r = client.post(
+                    "/v1/sign", files={"document": ("d.pdf", pdf)}, data={"options": options}
+                )
                 r.raise_for_status()
                 return r
 
@@ -123,13 +161,27 @@ def main() -> None:
 
         for label, pdf in (("1-page", one_page), ("100-page", hundred)):
             for level in ("B-B", "B-T"):
-                rows.append(measure(f"HTTP /v1/sign {level}, {label}, 2 workers, 4 clients",
-                                    api(pdf, level), N, threads=4))
-        query = subprocess.run(["openssl", "ts", "-query", "-digest", "00" * 32, "-sha256",
-                                "-cert"], capture_output=True, check=True).stdout
-        rows.append(measure("HTTP POST /tsa, 2 workers, 8 clients",
-                            lambda: client.post("/tsa", content=query).raise_for_status(),
-                            N * 10, threads=8))
+                rows.append(
+                    measure(
+                        f"HTTP /v1/sign {level}, {label}, 2 workers, 4 clients",
+                        api(pdf, level),
+                        N,
+                        threads=4,
+                    )
+                )
+        query = subprocess.run(
+            ["openssl", "ts", "-query", "-digest", "00" * 32, "-sha256", "-cert"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        rows.append(
+            measure(
+                "HTTP POST /tsa, 2 workers, 8 clients",
+                lambda: client.post("/tsa", content=query).raise_for_status(),
+                N * 10,
+                threads=8,
+            )
+        )
         big = make_pdf(1, padding_bytes=20 * 1024 * 1024)
         rows.append(measure("HTTP /v1/sign B-B, 20 MB PDF", api(big, "B-B"), 5))
         rss = sum(p.memory_info().rss for p in psutil.Process(server.pid).children(recursive=True))
@@ -141,8 +193,10 @@ def main() -> None:
     print(f"\n{'what':62} {'ops/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'vs pyHanko':>10}")
     for row in rows:
         rate = float(row["rate"])  # type: ignore[arg-type]
-        print(f"{row['what']:62} {rate:9.1f} {row['p50']:8.2f} {row['p95']:8.2f} "
-              f"{rate / base_rate:9.2f}x")
+        print(
+            f"{row['what']:62} {rate:9.1f} {row['p50']:8.2f} {row['p95']:8.2f} "
+            f"{rate / base_rate:9.2f}x"
+        )
     print(f"\nsigner worker processes' RSS after the run: {rss / 2**20:.0f} MiB")
 
 
