@@ -10,7 +10,6 @@ All private keys live in the HSM; certificates and revocations in `Registry`.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import keys, x509
+from asn1crypto import pem as asn1_pem
 from signet.common.contracts.signer import (
     CertificateInfo,
     CertificateKind,
@@ -286,9 +286,7 @@ class CertificateAuthority:
             if record.revoked_at
             else ("expired" if record.not_after < datetime.now(UTC) else "good")
         )
-        pem = (
-            "-----BEGIN CERTIFICATE-----\n" + _b64_lines(record.der) + "-----END CERTIFICATE-----\n"
-        )
+        pem = asn1_pem.armor("CERTIFICATE", record.der).decode()
         return CertificateInfo(
             serial=record.serial,
             kind=CertificateKind(record.kind),
@@ -457,14 +455,3 @@ class CertificateAuthority:
 
 def _uri(url: str) -> x509.GeneralName:
     return x509.GeneralName(name="uniform_resource_identifier", value=url)
-
-
-def _b64_lines(der: bytes) -> str:
-    import base64
-
-    text = base64.b64encode(der).decode()
-    return "".join(text[i : i + 64] + "\n" for i in range(0, len(text), 64))
-
-
-def describe_verification(record: CertificateRecord) -> dict[str, Any] | None:
-    return json.loads(record.identity_verification) if record.identity_verification else None
