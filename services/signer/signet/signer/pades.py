@@ -10,10 +10,14 @@ Every call is synchronous and CPU-bound: the API runs it in a worker thread.
 
 from __future__ import annotations
 
+import hashlib
 import io
-from dataclasses import dataclass
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
-from asn1crypto import tsp, x509
+from asn1crypto import cms, tsp, x509
 from pyhanko.pdf_utils.images import PdfImage
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfReadError
@@ -26,7 +30,14 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from signet.common.contracts.signer import DocMdpPermission, SignatureLevel, SignOptions
 from signet.common.errors import InvalidRequest, ServiceUnavailable, UnprocessableDocument
+from signet.signer import der
 from signet.signer.ca import CertificateAuthority, Issued
+from signet.signer.fastcms import (
+    CmsTemplate,
+    external_timestamp,
+    fast_path_applies,
+    signature_imprint,
+)
 from signet.signer.keys import HsmKey
 from signet.signer.tsa import TimeStampAuthority
 
@@ -38,19 +49,77 @@ _DOCMDP = {
 
 
 class HsmSigner(Signer):
-    """A pyHanko `Signer` whose raw signatures are made in the HSM."""
+    """A pyHanko `Signer` whose raw signatures are made in the HSM.
+
+    With a `CmsTemplate` it builds the CMS from cached DER (see
+    `signet.signer.fastcms`) whenever pyHanko would produce exactly the same
+    attribute set; otherwise, and without a template, pyHanko builds it.
+    """
 
     def __init__(
-        self, key: HsmKey, certificate: x509.Certificate, chain: list[x509.Certificate]
+        self,
+        key: HsmKey,
+        certificate: x509.Certificate,
+        chain: list[x509.Certificate],
+        template: CmsTemplate | None = None,
     ) -> None:
         super().__init__(
             signing_cert=certificate,
-            cert_registry=SimpleCertificateStore.from_certs(  # type: ignore[no-untyped-call]
-                [certificate, *chain]
-            ),
+            # the signing certificate is added by pyHanko itself; listing it here too
+            # would embed it twice
+            cert_registry=SimpleCertificateStore.from_certs(chain),  # type: ignore[no-untyped-call]
             signature_mechanism=key.signature_algorithm,
         )
         self.key = key
+        self.template = template
+
+    async def async_sign(  # type: ignore[override]
+        self,
+        data_digest: bytes,
+        digest_algorithm: str,
+        dry_run: bool = False,
+        use_pades: bool = False,
+        timestamper: TimeStamper | None = None,
+        signed_attr_settings: signers.PdfCMSSignedAttributes | None = None,
+        is_pdf_sig: bool = True,
+        encap_content_info: Any = None,
+    ) -> cms.ContentInfo:
+        template = self.template
+        if (
+            template is None
+            or digest_algorithm != template.digest_algorithm
+            or self.signed_attr_prov_spec is not None
+            or self.unsigned_attr_prov_spec is not None
+            or not fast_path_applies(
+                dry_run=dry_run,
+                use_pades=use_pades,
+                is_pdf_sig=is_pdf_sig,
+                encap_content_info=encap_content_info,
+                settings=signed_attr_settings,
+            )
+        ):
+            return await super().async_sign(
+                data_digest,
+                digest_algorithm,
+                dry_run=dry_run,
+                use_pades=use_pades,
+                timestamper=timestamper,
+                signed_attr_settings=signed_attr_settings,
+                is_pdf_sig=is_pdf_sig,
+                encap_content_info=encap_content_info,
+            )
+        attributes = template.signed_attributes(data_digest)
+        signature = self.key.sign_with(der.set_of(attributes), digest_algorithm)
+        token = None
+        if isinstance(timestamper, LocalTimeStamper):
+            token = timestamper.tsa.stamp(
+                signature_imprint(signature, digest_algorithm),
+                nonce=secrets.randbits(63),
+                include_certs=True,
+            )
+        elif timestamper is not None:
+            token = await external_timestamp(timestamper, signature, digest_algorithm)
+        return cms.ContentInfo.load(template.assemble(attributes, signature, token))
 
     async def async_sign_raw(
         self, data: bytes, digest_algorithm: str, dry_run: bool = False
@@ -75,6 +144,10 @@ class LocalTimeStamper(TimeStamper):
 class PadesEngine:
     ca: CertificateAuthority
     timestamper: TimeStamper
+    #: Build CMS from cached DER (`signet.signer.fastcms`); False means pure pyHanko.
+    fast_cms: bool = True
+    _templates: dict[bytes, CmsTemplate] = field(default_factory=dict, repr=False)
+    _templates_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def create(
@@ -92,6 +165,19 @@ class PadesEngine:
             allow_fetching=False,
             revocation_mode="hard-fail",
         )
+
+    def template(self, issued: Issued, chain: list[x509.Certificate]) -> CmsTemplate:
+        """The cached CMS template of a certificate (and the chain it is used with)."""
+        cache_key = issued.certificate.dump() + b"".join(c.dump() for c in chain)
+        cache_key = hashlib.sha256(cache_key).digest()
+        template = self._templates.get(cache_key)
+        if template is None:
+            template = CmsTemplate.build(issued.key, issued.certificate, chain)
+            with self._templates_lock:
+                if len(self._templates) > 1024:  # bounded: event certificates are single-use
+                    self._templates.clear()
+                self._templates[cache_key] = template
+        return template
 
     def sign(
         self, document: bytes, issued: Issued, options: SignOptions, image: bytes | None = None
@@ -112,7 +198,13 @@ class PadesEngine:
                     box=_box(placement.rect),
                 ),
             )
-        signer = HsmSigner(issued.key, issued.certificate, self.ca.chain())
+        chain = self.ca.chain()
+        signer = HsmSigner(
+            issued.key,
+            issued.certificate,
+            chain,
+            self.template(issued, chain) if self.fast_cms else None,
+        )
         subject_name = issued.certificate.subject.native.get("common_name", "")
         meta = signers.PdfSignatureMetadata(
             field_name=field_name,
@@ -161,7 +253,7 @@ class PadesEngine:
             stamp_style=style,
             new_field_spec=field_spec,
         )
-        reserved = 8192 + sum(len(c.dump()) for c in (issued.certificate, *self.ca.chain()))
+        reserved = 8192 + sum(len(c.dump()) for c in (issued.certificate, *chain))
         if level is not SignatureLevel.B_B:
             reserved += 6144
         reserved += reserved % 2  # pyHanko wants an even size (hex digits come in pairs)
