@@ -132,11 +132,15 @@ def test_fast_and_pyhanko_cms_agree_field_by_field(
         assert fast_si[field].dump() == plain_si[field].dump(), field
     fast_attrs = {a["type"].native: a.dump() for a in fast_si["signed_attrs"]}
     plain_attrs = {a["type"].native: a.dump() for a in plain_si["signed_attrs"]}
-    assert fast_attrs.keys() == plain_attrs.keys() == {
-        "content_type",
-        "message_digest",
-        "signing_certificate_v2",
-    }
+    assert (
+        fast_attrs.keys()
+        == plain_attrs.keys()
+        == {
+            "content_type",
+            "message_digest",
+            "signing_certificate_v2",
+        }
+    )
     for name in ("content_type", "signing_certificate_v2"):
         assert fast_attrs[name] == plain_attrs[name], name
     # Each message digest is the digest of its own document's byte ranges.

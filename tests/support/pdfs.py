@@ -9,10 +9,22 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
 
-def make_pdf(pages: int = 1, *, padding_bytes: int = 0, title: str = "Contract") -> bytes:
+def make_pdf(
+    pages: int = 1,
+    *,
+    padding_bytes: int = 0,
+    title: str = "Contract",
+    xref_stream: bool = True,
+    password: str | None = None,
+) -> bytes:
     """A PDF with `pages` pages of text and, optionally, an incompressible attachment-sized
-    stream of `padding_bytes` (to reach e.g. 20 MB)."""
-    writer = PdfFileWriter()
+    stream of `padding_bytes` (to reach e.g. 20 MB).
+
+    `xref_stream=False` writes a classic cross-reference table, which the peers'
+    placeholder code (@signpdf/placeholder-plain) needs; benchmarks use it for every engine.
+    `password` makes an AES-256 encrypted PDF (which the signer must refuse, clearly).
+    """
+    writer = PdfFileWriter(stream_xrefs=xref_stream)
     font = writer.add_object(
         generic.DictionaryObject(
             {
@@ -50,6 +62,8 @@ def make_pdf(pages: int = 1, *, padding_bytes: int = 0, title: str = "Contract")
     if padding_bytes:
         blob = generic.StreamObject(stream_data=os.urandom(padding_bytes))
         writer.root[generic.NameObject("/SignetPadding")] = writer.add_object(blob)
+    if password is not None:
+        writer.encrypt(password, password)
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

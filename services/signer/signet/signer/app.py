@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
 from signet.common.http import bearer_guard, install_error_handlers
 from signet.common.logging import configure_logging
-from signet.signer.api import certificates, pki, signing
+from signet.signer.api import batches, certificates, pki, signing
+from signet.signer.batch_worker import BatchWorker
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
 
@@ -23,17 +24,25 @@ def create_app(
     configure_logging(settings.log_level)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workers = [BatchWorker(service, service.batches) for _ in range(settings.batch_workers)]
+        for worker in workers:
+            worker.start()
+        app.state.batch_workers = workers
         yield
+        for worker in workers:
+            worker.stop()
         service.close()
 
     app = FastAPI(title="Signet signer", version="0.1.0", lifespan=lifespan)
     app.state.service = service
+    app.state.batch_workers = []
     install_error_handlers(app)
     guard = Depends(bearer_guard(lambda: settings.service_token))
     app.include_router(pki.router)
     app.include_router(certificates.router, dependencies=[guard])
     app.include_router(signing.router, dependencies=[guard])
+    app.include_router(batches.router, dependencies=[guard])
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

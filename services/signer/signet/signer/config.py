@@ -29,6 +29,10 @@ class SignerSettings(ServiceSettings):
     external_tsa_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8101
+    #: Batch-sealing threads per signer process (0: this process takes no batch work).
+    batch_workers: int = Field(default=1, ge=0, le=8)
+    #: Where batch documents wait and signed results are kept; default: `home`/batches.
+    batch_directory: Path | None = None
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'signer.db'}"

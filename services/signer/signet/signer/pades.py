@@ -23,7 +23,7 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
-from pyhanko.sign.signers.pdf_cms import Signer
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
@@ -73,14 +73,14 @@ class HsmSigner(Signer):
         self.key = key
         self.template = template
 
-    async def async_sign(  # type: ignore[override]
+    async def async_sign(
         self,
         data_digest: bytes,
         digest_algorithm: str,
         dry_run: bool = False,
         use_pades: bool = False,
         timestamper: TimeStamper | None = None,
-        signed_attr_settings: signers.PdfCMSSignedAttributes | None = None,
+        signed_attr_settings: PdfCMSSignedAttributes | None = None,
         is_pdf_sig: bool = True,
         encap_content_info: Any = None,
     ) -> cms.ContentInfo:

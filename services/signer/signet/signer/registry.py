@@ -28,11 +28,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
-class _Base(DeclarativeBase):
-    pass
+class Base(DeclarativeBase):
+    """Every table of the signer database (certificates, counters, batches)."""
 
 
-class CertificateRecord(_Base):
+class CertificateRecord(Base):
     __tablename__ = "certificates"
 
     serial: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -50,7 +50,7 @@ class CertificateRecord(_Base):
     identity_verification: Mapped[str | None] = mapped_column(Text)
 
 
-class Counter(_Base):
+class Counter(Base):
     """Named monotonic counters (TSA serial blocks, CRL numbers)."""
 
     __tablename__ = "counters"
@@ -71,7 +71,7 @@ class Registry:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _Base.metadata.create_all(self.engine)
+        Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

@@ -11,6 +11,7 @@ import threading
 from functools import cached_property
 
 from signet.hsm import Hsm, HsmConfig, HsmUnavailable, load_pin
+from signet.signer.batches import BatchStore
 from signet.signer.ca import CaSettings, CertificateAuthority
 from signet.signer.config import SignerSettings
 from signet.signer.ocsp import OcspResponder
@@ -72,6 +73,11 @@ class SignerService:
                 SerialAllocator(self.registry),
             )
         return self._tsa
+
+    @cached_property
+    def batches(self) -> BatchStore:
+        directory = self.settings.batch_directory or self.settings.home / "batches"
+        return BatchStore(self.registry, directory)
 
     @cached_property
     def ocsp(self) -> OcspResponder:

@@ -222,3 +222,36 @@ class VerifyResponse(_Model):
     document_sha256: str
     signatures: list[SignatureReport]
     valid: bool = Field(description="at least one signature, and every signature ok")
+
+
+# -- batch sealing (`/v1/batches`) --------------------------------------------------------
+
+
+class BatchItemState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class BatchItem(_Model):
+    index: int
+    filename: str
+    state: BatchItemState
+    error: str | None = Field(default=None, description="why this document was not signed")
+    input_sha256: str
+    output_sha256: str | None = None
+
+
+class BatchStatus(_Model):
+    id: str
+    state: Literal["running", "finished"]
+    created_at: datetime
+    finished_at: datetime | None = None
+    level: SignatureLevel
+    certificate_serial: str
+    total: int
+    done: int
+    failed: int
+    pending: int
+    items: list[BatchItem] = Field(default_factory=list)

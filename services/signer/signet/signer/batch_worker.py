@@ -1,0 +1,97 @@
+"""The thread that works through queued batch items in one signer process.
+
+Each signer process (uvicorn worker) runs one, so a batch uses every core
+the signer has; they coordinate only through `BatchStore.claim`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from signet.common.errors import ServiceUnavailable, SignetError
+from signet.hsm import HsmUnavailable
+from signet.signer.batches import BatchStore, file_sha256, this_worker, write_atomically
+from signet.signer.service import SignerService
+
+log = logging.getLogger(__name__)
+
+
+class BatchWorker:
+    def __init__(
+        self,
+        service: SignerService,
+        store: BatchStore,
+        *,
+        idle_poll: float = 0.2,
+        recover_every: float = 5.0,
+    ) -> None:
+        self.service, self.store = service, store
+        self.idle_poll, self.recover_every = idle_poll, recover_every
+        self.worker = this_worker(f"{id(self):x}")
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="batch-worker", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A batch was just created here: no need to wait for the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        last_recovery = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() - last_recovery > self.recover_every:
+                    recovered = self.store.recover()
+                    if recovered:
+                        log.warning("took back %d batch items from dead workers", recovered)
+                    last_recovery = time.monotonic()
+                job = self.store.claim(self.worker)
+            except Exception:  # the database may be briefly unavailable; never die
+                log.exception("batch queue unavailable")
+                self._stop.wait(1.0)
+                continue
+            if job is None:
+                self._wake.wait(self.idle_poll)
+                self._wake.clear()
+                continue
+            self.process(*job)
+
+    def process(self, batch_id: str, index: int) -> None:
+        store, worker = self.store, self.worker
+        output = store.output_path(batch_id, index)
+        if output.exists():  # signed before a crash, not yet recorded: never sign twice
+            store.finish(batch_id, index, worker, output_sha256=file_sha256(output))
+            return
+        try:
+            record = store.record(batch_id)
+            options = store.options(batch_id)
+            issued = self.service.ca.signing_material(record.certificate_serial)
+            document = store.input_path(batch_id, index).read_bytes()
+            image = store.image(batch_id) if record.has_image else None
+            signed = self.service.engine.sign(document, issued, options, image)
+        except (HsmUnavailable, ServiceUnavailable) as exc:
+            log.warning("batch %s item %d postponed: %s", batch_id, index, exc)
+            store.release(batch_id, index, worker)
+            self._stop.wait(1.0)
+            return
+        except SignetError as exc:
+            store.finish(batch_id, index, worker, error=exc.detail)
+            return
+        except Exception as exc:
+            log.exception("batch %s item %d failed unexpectedly", batch_id, index)
+            store.finish(batch_id, index, worker, error=f"internal error ({type(exc).__name__})")
+            return
+        digest = write_atomically(output, signed)
+        store.finish(batch_id, index, worker, output_sha256=digest)
