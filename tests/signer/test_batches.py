@@ -243,3 +243,28 @@ def test_killed_worker_resumes_without_loss_or_double_signing(tmp_path: Path) ->
         assert _signature_count(archive.read(name)) == 1, name
     report = list(csv.DictReader(io.StringIO(archive.read("report.csv").decode())))
     assert sorted(r["filename"] for r in report) == sorted(n for n, _ in documents)
+
+
+def test_seal_batch_command_seals_a_folder_and_resumes(tmp_path: Path) -> None:
+    home, source, out = tmp_path / "home", tmp_path / "in", tmp_path / "out"
+    assert _signet(home, "ca", "init").returncode == 0
+    (source / "hr").mkdir(parents=True)
+    for i in range(12):
+        (source / f"invoice-{i:02d}.pdf").write_bytes(make_pdf(1, title=f"Invoice {i}"))
+    (source / "hr" / "letter.pdf").write_bytes(make_pdf(2))
+    (source / "hr" / "scan.pdf").write_bytes(b"%PDF-1.4\n%%EOF garbage")
+    (source / "readme.txt").write_text("not a PDF, not picked up")
+
+    first = _signet(home, "seal-batch", str(source), "--out", str(out), "--workers", "2")
+    assert first.returncode == 1, first.stderr  # one document could not be sealed
+    assert "hr/scan.pdf" in first.stdout and "malformed PDF" in first.stdout
+    sealed = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.pdf"))
+    assert len(sealed) == 13 and "hr/letter.pdf" in sealed and "hr/scan.pdf" not in sealed
+    for path in out.rglob("*.pdf"):
+        assert _signature_count(path.read_bytes()) == 1
+
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.pdf")}
+    again = _signet(home, "seal-batch", str(source), "--out", str(out))
+    assert again.returncode == 1  # the malformed scan still fails, with its reason
+    assert "13" in again.stdout and "skipped" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pdf")} == before  # nothing re-signed
