@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from asn1crypto import tsp
 from signet.common.contracts.signer import RevocationReason
 from signet.signer.service import SignerService
@@ -170,3 +171,74 @@ def test_openssl_ocsp_sees_good_then_revoked(
         str(cert),
     )
     assert "certificate revoked" in checked.stdout + checked.stderr
+
+
+@pytest.mark.slow
+def test_ten_thousand_concurrent_timestamps_are_unique_and_verify(
+    signer_url: str, ca_files: Path, tmp_path: Path
+) -> None:
+    """10,000 requests in flight 100 at a time: unique serials, each verified by OpenSSL."""
+    import asyncio
+    import hashlib
+    import os
+    import secrets
+    from concurrent.futures import ThreadPoolExecutor
+
+    count = 10_000
+    digests = [hashlib.sha256(os.urandom(16)).digest() for _ in range(count)]
+
+    async def stamp_all() -> list[bytes]:
+        limit = asyncio.Semaphore(100)
+        async with httpx.AsyncClient(base_url=signer_url, timeout=120) as client:
+
+            async def one(digest: bytes) -> bytes:
+                query = tsp.TimeStampReq(
+                    {
+                        "version": 1,
+                        "message_imprint": {
+                            "hash_algorithm": {"algorithm": "sha256"},
+                            "hashed_message": digest,
+                        },
+                        "nonce": secrets.randbits(62),
+                        "cert_req": True,
+                    }
+                ).dump()
+                async with limit:
+                    reply = await client.post(
+                        "/tsa",
+                        content=query,
+                        headers={"Content-Type": "application/timestamp-query"},
+                    )
+                reply.raise_for_status()
+                return reply.content
+
+            return await asyncio.gather(*(one(d) for d in digests))
+
+    replies = asyncio.run(stamp_all())
+    serials = set()
+    for reply in replies:
+        info = tsp.TimeStampResp.load(reply)["time_stamp_token"]["content"][
+            "encap_content_info"
+        ]["content"].parsed
+        serials.add(info["serial_number"].native)
+    assert len(serials) == count
+
+    def verify(index: int) -> str:
+        path = tmp_path / f"{index}.tsr"
+        path.write_bytes(replies[index])
+        result = _run(
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            digests[index].hex(),
+            "-in",
+            str(path),
+            "-CAfile",
+            str(ca_files / "chain.pem"),
+        )
+        return result.stdout.strip()
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(verify, range(count)))
+    assert outcomes.count("Verification: OK") == count
