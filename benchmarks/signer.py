@@ -1,0 +1,576 @@
+"""Signer benchmark: our engine, API, batches and TSA beside Documenso's engine and pyHanko.
+
+Run from the repository root: `make bench` (all suites) or
+`.venv/bin/python -m benchmarks signer`.  BENCH_N scales the sample sizes.
+
+Every rate is printed with its ratio to Documenso's engine (`@documenso/pdf-sign`,
+Rust via N-API, adbe.pkcs7.detached with an EC P-256 software key) measured in
+the same run on the same PDF, by `../shared/peers/sign-bench.mjs`.  The peer's
+npm packages are installed into a temporary folder from the npm registry the
+machine is configured with; without Node.js or that registry, the peer column
+says so and the other figures still print.
+
+Our figures use an HSM key (SoftHSM, EC P-256) and make PAdES (ETSI.CAdES.detached
+with signing-certificate-v2); the PDFs have classic xref tables because the
+peer's placeholder code cannot read xref streams.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.support.pdfs import make_pdf
+
+N = int(os.environ.get("BENCH_N", "200"))
+ROOT = Path(__file__).resolve().parent.parent
+PEER_SCRIPT = ROOT.parent / "shared" / "peers" / "sign-bench.mjs"
+PEER_PACKAGES = [
+    "@documenso/pdf-sign@0.1.0",
+    "@signpdf/signpdf@3.3.0",
+    "@signpdf/utils@3.3.0",
+    "@signpdf/placeholder-plain@3.3.0",
+    "@signpdf/signer-p12@3.3.0",
+]
+
+
+@dataclass
+class Row:
+    what: str
+    rate: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    peer: str = "documenso 1-page"
+    note: str = ""
+
+
+def timed(once: Callable[[], object], n: int, threads: int = 1) -> tuple[float, float, float]:
+    """(rate, p50 ms, p99 ms) of `n` calls on `threads` threads after one warm-up call."""
+    once()
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def one(_: int) -> None:
+        start = time.perf_counter()
+        once()
+        with lock:
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(n)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return n / elapsed, statistics.median(latencies) * 1000, p99 * 1000
+
+
+# -- the peers ------------------------------------------------------------------------------
+
+
+def peer_rates(work: Path, pdfs: dict[str, Path], n: int) -> dict[str, float]:
+    """Documenso's engine on each PDF: {label: signatures/s}; empty when it cannot run."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not (node and npm and PEER_SCRIPT.exists()):
+        return {}
+    prefix = work / "peers"
+    installed = subprocess.run(
+        [
+            npm,
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(prefix),
+            *PEER_PACKAGES,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if installed.returncode != 0:
+        print(f"peer install failed: {installed.stderr.strip()[:300]}", file=sys.stderr)
+        return {}
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.support.selfsigned import self_signed
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (work / "peer-key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    from asn1crypto import pem
+
+    (work / "peer-cert.pem").write_bytes(pem.armor("CERTIFICATE", self_signed(key).dump()))
+    rates: dict[str, float] = {}
+    env = dict(os.environ, PEERS_NODE_MODULES=str(prefix / "node_modules"))
+    for label, pdf in pdfs.items():
+        result = subprocess.run(
+            [
+                node,
+                str(PEER_SCRIPT),
+                str(pdf),
+                str(work / "peer-key.pem"),
+                str(work / "peer-cert.pem"),
+                str(n),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        for line in result.stdout.splitlines():
+            record = json.loads(line)
+            if record["engine"] == "documenso-pdf-sign":
+                rates[f"documenso {label}"] = float(record["rate_per_s"])
+    return rates
+
+
+def pyhanko_defaults(pdf: bytes) -> Callable[[], object]:
+    """Plain pyHanko `sign_pdf`, default settings, software EC P-256 key."""
+    import io
+
+    from asn1crypto import keys
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import signers
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    from tests.support.selfsigned import self_signed
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = self_signed(key)
+    signer = signers.SimpleSigner(
+        signing_cert=cert,
+        signing_key=keys.PrivateKeyInfo.load(
+            key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        ),
+        cert_registry=SimpleCertificateStore.from_certs([cert]),
+    )
+
+    def once() -> object:
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+        return signers.sign_pdf(
+            writer, signers.PdfSignatureMetadata(field_name="Sig1"), signer=signer
+        )
+
+    return once
+
+
+# -- our engine in-process ------------------------------------------------------------------
+
+
+def engine_rows(home: Path, docs: dict[str, bytes], work: Path) -> list[Row]:
+    from signet.cli import embedded
+    from signet.common.contracts.signer import SignOptions
+    from signet.signer.bulk import BulkSealer, SealJob
+
+    service = embedded.signer_service()
+    serial = seal_serial(home)
+    issued = service.ca.signing_material(serial)
+    rows = []
+    for label, pdf in docs.items():
+        for level in ("B-B", "B-T") if label == "1-page" else ("B-B",):
+            options = SignOptions(certificate_serial=serial, level=level)
+            rate, p50, p99 = timed(
+                lambda pdf=pdf, options=options: service.engine.sign(pdf, issued, options),
+                N * 2,
+            )
+            rows.append(
+                Row(
+                    f"our engine in-process {level}, {label}, 1 core",
+                    rate,
+                    p50,
+                    p99,
+                    f"documenso {label}",
+                )
+            )
+    cores = os.cpu_count() or 1
+    for label, pdf in docs.items():
+        for level in ("B-B", "B-T") if label == "1-page" else ("B-B",):
+            source = work / f"bulk-{label}-{level}"
+            source.mkdir()
+            count = N * 10 if label == "1-page" else N * 2
+            for i in range(count):
+                (source / f"{i:05d}.pdf").write_bytes(pdf)
+            options = SignOptions(certificate_serial=serial, level=level)
+            with BulkSealer(embedded.signer_settings(), serial, options) as sealer:
+                warm = [
+                    SealJob(source / "00000.pdf", work / "warm" / f"{i}.pdf")
+                    for i in range(cores * 8)
+                ]
+                list(sealer.run(warm))
+                jobs = [
+                    SealJob(p, work / f"out-{label}-{level}" / p.name)
+                    for p in sorted(source.iterdir())
+                ]
+                start = time.perf_counter()
+                failures = sum(1 for r in sealer.run(jobs) if not r.ok)
+                elapsed = time.perf_counter() - start
+            assert failures == 0
+            rows.append(
+                Row(
+                    f"our engine in-process {level}, {label}, {cores} processes",
+                    count / elapsed,
+                    peer=f"documenso {label}",
+                )
+            )
+    service.close()
+    return rows
+
+
+def seal_serial(home: Path) -> str:
+    serial_file = home / "bench-seal-serial"
+    if serial_file.exists():
+        return serial_file.read_text().strip()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signet.cli",
+            "ca",
+            "issue",
+            "--name",
+            "Bench Seal",
+            "--kind",
+            "seal",
+        ],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    serial = result.stdout.split()[1]
+    serial_file.write_text(serial)
+    return serial
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
+    env["SIGNET_HOME"] = str(home)
+    return env
+
+
+# -- through HTTP ---------------------------------------------------------------------------
+
+
+class Server:
+    """`signet up` on a free port, 2 worker processes; peak RSS sampled while it runs."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "signet.cli", "up", "--port", str(port), "--workers", "2"],
+            env=_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.token = ""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("admin API token"):
+                self.token = line.split()[-1]
+            if line.startswith("Ctrl-C"):
+                break
+        self.url = f"http://127.0.0.1:{port}"
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def rss(self) -> int:
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+            return sum(p.memory_info().rss for p in children)
+        except psutil.Error:
+            return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak_rss = max(self.peak_rss, self.rss())
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, timeout=300, headers={"Authorization": f"Bearer {self.token}"}
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def api_rows(server: Server, serial: str, docs: dict[str, bytes]) -> list[Row]:
+    client = server.client()
+    rows = []
+    for label, pdf in docs.items():
+        for level in ("B-B", "B-T") if label == "1-page" else ("B-B",):
+            options = json.dumps({"certificate_serial": serial, "level": level})
+
+            def once(pdf: bytes = pdf, options: str = options) -> object:
+                r = client.post(
+                    "/v1/sign", files={"document": ("d.pdf", pdf)}, data={"options": options}
+                )
+                r.raise_for_status()
+                return r
+
+            rate, p50, p99 = timed(once, N, threads=4)
+            rows.append(
+                Row(
+                    f"HTTP /v1/sign {level}, {label}, 2 workers, 4 clients",
+                    rate,
+                    p50,
+                    p99,
+                    f"documenso {label}",
+                )
+            )
+    for label, pdf, count in (
+        ("1-page", docs["1-page"], 1000),
+        ("100-page", docs["100-page"], 200),
+    ):
+        server.peak_rss = 0
+        start = time.perf_counter()
+        created = client.post(
+            "/v1/batches",
+            files=[("documents", (f"{i}.pdf", pdf)) for i in range(count)],
+            data={"options": json.dumps({"certificate_serial": serial, "level": "B-B"})},
+        )
+        created.raise_for_status()
+        batch = created.json()["id"]
+        while client.get(f"/v1/batches/{batch}").json()["state"] != "finished":
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        rows.append(
+            Row(
+                f"HTTP /v1/batches B-B, {count} x {label} (upload to finish)",
+                count / elapsed,
+                peer=f"documenso {label}",
+                note=f"server peak RSS {server.peak_rss / 2**20:.0f} MiB",
+            )
+        )
+    return rows
+
+
+def tsa_row(server: Server, work: Path) -> Row:
+    query = subprocess.run(
+        ["openssl", "ts", "-query", "-digest", "00" * 32, "-sha256", "-cert"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    (work / "q.tsq").write_bytes(query)
+    wrk = shutil.which("wrk")
+    if wrk:
+        script = work / "post.lua"
+        script.write_text(
+            f'local f = io.open("{work / "q.tsq"}", "rb")\nwrk.method = "POST"\n'
+            'wrk.body = f:read("*all")\nf:close()\n'
+            'wrk.headers["Content-Type"] = "application/timestamp-query"\n'
+        )
+        out = subprocess.run(
+            [wrk, "-t2", "-c8", "-d10s", "--latency", "-s", str(script), f"{server.url}/tsa"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        p50 = _wrk_ms(re.search(r"50%\s+([\d.]+)(\w+)", out))
+        p99 = _wrk_ms(re.search(r"99%\s+([\d.]+)(\w+)", out))
+        return Row(
+            "HTTP POST /tsa, 2 workers, wrk 8 connections",
+            rate,
+            p50,
+            p99,
+            peer="openssl ts -reply",
+            note="goal 2,000/s, p99 < 20 ms",
+        )
+    client = server.client()
+    rate, p50, p99 = timed(
+        lambda: client.post("/tsa", content=query).raise_for_status(), N * 10, threads=8
+    )
+    return Row(
+        "HTTP POST /tsa, 2 workers, 8 httpx threads (no wrk)",
+        rate,
+        p50,
+        p99,
+        peer="openssl ts -reply",
+    )
+
+
+def _wrk_ms(match: re.Match[str] | None) -> float:
+    assert match is not None
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def openssl_ts_reply_rate(home: Path, work: Path) -> float:
+    """The classic TSA: one `openssl ts -reply` process per timestamp, software key."""
+    conf = work / "tsa.cnf"
+    conf.write_text(
+        "[tsa]\ndefault_tsa = tsa_config\n[tsa_config]\n"
+        f"serial = {work / 'serial'}\nsigner_cert = {work / 'ts.pem'}\n"
+        f"signer_key = {work / 'ts.key'}\ndefault_policy = 1.2.3.4\n"
+        "digests = sha256\nsigner_digest = sha256\naccuracy = secs:1\ness_cert_id_alg = sha256\n"
+    )
+    (work / "serial").write_text("01\n")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(work / "ts.key"),
+            "-out",
+            str(work / "ts.pem"),
+            "-subj",
+            "/CN=bench tsa",
+            "-days",
+            "1",
+            "-addext",
+            "extendedKeyUsage=critical,timeStamping",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    n = max(N // 2, 50)
+    start = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(
+            [
+                "openssl",
+                "ts",
+                "-reply",
+                "-config",
+                str(conf),
+                "-queryfile",
+                str(work / "q.tsq"),
+                "-out",
+                os.devnull,
+            ],
+            capture_output=True,
+            check=True,
+        )
+    return n / (time.perf_counter() - start)
+
+
+def big_document_row(home: Path, work: Path) -> Row:
+    """One 200 MB PDF signed in a fresh process; its peak RSS (VmHWM, which, unlike
+    ru_maxrss, is not inherited from the parent across exec) is the figure."""
+    big = work / "big.pdf"
+    big.write_bytes(make_pdf(1, padding_bytes=200 * 1024 * 1024, xref_stream=False))
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from signet.cli import embedded\n"
+        "from signet.common.contracts.signer import SignOptions\n"
+        "s = embedded.signer_service(); serial = sys.argv[1]\n"
+        "issued = s.ca.signing_material(serial)\n"
+        "status = lambda: open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "hwm = lambda: int(status().split()[0])\n"
+        "base = hwm()\n"
+        "t = time.perf_counter()\n"
+        "out = s.engine.sign(Path(sys.argv[2]).read_bytes(), issued,"
+        " SignOptions(certificate_serial=serial, level='B-B'))\n"
+        "Path(sys.argv[3]).write_bytes(out)\n"
+        "print(time.perf_counter() - t, base, hwm())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, seal_serial(home), str(big), str(work / "big-signed.pdf")],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds, base, peak = result.stdout.split()
+    return Row(
+        "our engine, one 200 MB PDF, B-B",
+        1 / float(seconds),
+        peer="-",
+        note=f"peak RSS {int(peak) / 1024:.0f} MiB (before: {int(base) / 1024:.0f} MiB)",
+    )
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="signet-bench-"))
+    home = work / "home"
+    os.environ["SIGNET_HOME"] = str(home)
+    subprocess.run(
+        [sys.executable, "-m", "signet.cli", "ca", "init"],
+        env=_env(home),
+        capture_output=True,
+        check=True,
+    )
+    docs = {"1-page": make_pdf(1, xref_stream=False), "100-page": make_pdf(100, xref_stream=False)}
+    paths = {}
+    for label, pdf in docs.items():
+        paths[label] = work / f"{label}.pdf"
+        paths[label].write_bytes(pdf)
+
+    peers = peer_rates(work, paths, max(N, 200))
+    rows = [
+        Row(
+            "pyHanko sign_pdf defaults, software key, 1-page",
+            *timed(pyhanko_defaults(docs["1-page"]), N // 2),
+        ),
+        Row(
+            "pyHanko sign_pdf defaults, software key, 100-page",
+            *timed(pyhanko_defaults(docs["100-page"]), N // 4),
+            peer="documenso 100-page",
+        ),
+    ]
+    rows += engine_rows(home, docs, work)
+    server = Server(home, 18101)
+    try:
+        rows += api_rows(server, seal_serial(home), docs)
+        rows.append(tsa_row(server, work))
+    finally:
+        server.stop()
+    rows.append(big_document_row(home, work))
+    peers["openssl ts -reply"] = openssl_ts_reply_rate(home, work)
+
+    print()
+    for label, rate in peers.items():
+        print(f"peer: {label:40} {rate:9.1f}/s")
+    if not any(k.startswith("documenso") for k in peers):
+        print("peer: documenso engine unavailable (no node/npm or no registry): no ratios")
+    print(f"\n{'what':66} {'ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>7}  vs / note")
+    for row in rows:
+        peer = peers.get(row.peer)
+        ratio = f"{row.rate / peer:6.2f}x" if peer else "     -"
+        p50 = f"{row.p50_ms:7.2f}" if row.p50_ms is not None else "      -"
+        p99 = f"{row.p99_ms:7.2f}" if row.p99_ms is not None else "      -"
+        print(f"{row.what:66} {row.rate:9.1f} {p50} {p99} {ratio}  {row.peer} {row.note}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
