@@ -102,9 +102,12 @@ def test_fast_and_pyhanko_cms_agree_field_by_field(
     options = SignOptions.model_validate({"certificate_serial": serial, **extra})
     document = make_pdf(2)
     image = make_png() if with_image else None
-    fast_engine = signer_service.engine
-    assert fast_engine.fast_cms
-    plain_engine = PadesEngine(fast_engine.ca, fast_engine.timestamper, fast_cms=False)
+    engine = signer_service.engine
+    assert engine.fast_cms and engine.fast_pdf  # the defaults
+    # pyHanko writes the PDF both times; only the CMS is built two ways here
+    # (the direct PDF writer has its own differential test, test_fast_pdf).
+    fast_engine = PadesEngine(engine.ca, engine.timestamper, fast_cms=True, fast_pdf=False)
+    plain_engine = PadesEngine(engine.ca, engine.timestamper, fast_cms=False, fast_pdf=False)
 
     fast = fast_engine.sign(document, issued, options, image)
     plain = plain_engine.sign(document, issued, options, image)

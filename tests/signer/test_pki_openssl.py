@@ -217,9 +217,9 @@ def test_ten_thousand_concurrent_timestamps_are_unique_and_verify(
     replies = asyncio.run(stamp_all())
     serials = set()
     for reply in replies:
-        info = tsp.TimeStampResp.load(reply)["time_stamp_token"]["content"][
-            "encap_content_info"
-        ]["content"].parsed
+        info = tsp.TimeStampResp.load(reply)["time_stamp_token"]["content"]["encap_content_info"][
+            "content"
+        ].parsed
         serials.add(info["serial_number"].native)
     assert len(serials) == count
 

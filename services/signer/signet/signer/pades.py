@@ -30,7 +30,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from signet.common.contracts.signer import DocMdpPermission, SignatureLevel, SignOptions
 from signet.common.errors import InvalidRequest, ServiceUnavailable, UnprocessableDocument
-from signet.signer import der
+from signet.signer import der, fastpdf
 from signet.signer.ca import CertificateAuthority, Issued
 from signet.signer.fastcms import (
     CmsTemplate,
@@ -146,6 +146,8 @@ class PadesEngine:
     timestamper: TimeStamper
     #: Build CMS from cached DER (`signet.signer.fastcms`); False means pure pyHanko.
     fast_cms: bool = True
+    #: Write invisible seals on plain documents directly (`signet.signer.fastpdf`).
+    fast_pdf: bool = True
     _templates: dict[bytes, CmsTemplate] = field(default_factory=dict, repr=False)
     _templates_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -183,8 +185,30 @@ class PadesEngine:
         self, document: bytes, issued: Issued, options: SignOptions, image: bytes | None = None
     ) -> bytes:
         """Return `document` with one more signature, as an incremental update."""
-        writer = _open(document)
+        chain = self.ca.chain()
         level = options.level
+        reserved = 8192 + sum(len(c.dump()) for c in (issued.certificate, *chain))
+        if level is not SignatureLevel.B_B:
+            reserved += 6144
+        reserved += reserved % 2  # pyHanko wants an even size (hex digits come in pairs)
+        if self.fast_pdf and self.fast_cms and fastpdf.applies(options, image):
+            local_tsa = (
+                self.timestamper.tsa if isinstance(self.timestamper, LocalTimeStamper) else None
+            )
+            if level is SignatureLevel.B_B or local_tsa is not None:
+                if not document.lstrip()[:5] == b"%PDF-":
+                    raise UnprocessableDocument("not a PDF: the file does not start with %PDF-")
+                sealed = fastpdf.seal(
+                    document,
+                    issued,
+                    options,
+                    self.template(issued, chain),
+                    reserved_hex=reserved,
+                    tsa=local_tsa if level is not SignatureLevel.B_B else None,
+                )
+                if sealed is not None:
+                    return sealed
+        writer = _open(document)
         existing = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
         field_name = options.field_name or _free_field_name(existing)
         for placement in options.prepare_fields:
@@ -198,7 +222,6 @@ class PadesEngine:
                     box=_box(placement.rect),
                 ),
             )
-        chain = self.ca.chain()
         signer = HsmSigner(
             issued.key,
             issued.certificate,
@@ -253,10 +276,6 @@ class PadesEngine:
             stamp_style=style,
             new_field_spec=field_spec,
         )
-        reserved = 8192 + sum(len(c.dump()) for c in (issued.certificate, *chain))
-        if level is not SignatureLevel.B_B:
-            reserved += 6144
-        reserved += reserved % 2  # pyHanko wants an even size (hex digits come in pairs)
         output = io.BytesIO()
         try:
             pdf_signer.sign_pdf(writer, output=output, bytes_reserved=reserved)

@@ -1,0 +1,267 @@
+"""The incremental update of an invisible seal, written directly: the batch hot path.
+
+After `fastcms` removed the CMS cost, pyHanko's general PDF machinery (a
+writer that can do anything: appearances, DocMDP, metadata streams, form
+trees) is ~85% of what is left of a plain seal.  A seal on a document with
+no form is always the same five objects: the signature dictionary, the
+signature field (an invisible widget), a new AcroForm, the catalog and the
+first page (to list the widget in its /Annots), then a cross-reference
+section in the style the file already uses and a trailer.  This module
+writes exactly that, with pyHanko's reader (the reference) to find the
+catalog and the page, and `CmsTemplate` for the signature.
+
+It declines (returns None) whenever the document is anything but that plain
+case: an existing form or signature, DocMDP/permissions, encryption, an
+indirect /Annots array, a visible appearance, certification, prepared fields,
+an external TSA.  The caller then uses pyHanko's flow.  What it writes is
+checked by pyHanko's validator (including its modification analysis) and
+by poppler's `pdfsig` in tests/signer/test_fast_pdf.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from datetime import UTC, datetime
+
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PdfReadError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from signet.common.contracts.signer import SignatureLevel, SignOptions
+from signet.signer.ca import Issued
+from signet.signer.fastcms import CmsTemplate
+from signet.signer.tsa import TimeStampAuthority
+
+_BYTE_RANGE_PLACEHOLDER = b"[0 0000000000 0000000000 0000000000]"
+_FAST_LEVELS = (SignatureLevel.B_B, SignatureLevel.B_T)
+
+
+def applies(options: SignOptions, image: bytes | None) -> bool:
+    """Whether the options ask for nothing but an invisible seal at B-B or B-T."""
+    return (
+        options.level in _FAST_LEVELS
+        and options.appearance is None
+        and image is None
+        and not options.certify
+        and not options.prepare_fields
+    )
+
+
+def _serialise(obj: generic.PdfObject) -> bytes:
+    out = io.BytesIO()
+    obj.write_to_stream(out, None)
+    return out.getvalue()
+
+
+def _raw_copy(dictionary: generic.DictionaryObject) -> generic.DictionaryObject:
+    """A shallow copy that keeps indirect references as references (no dereferencing)."""
+    return generic.DictionaryObject(  # type: ignore[no-untyped-call]
+        {key: dictionary.raw_get(key) for key in dictionary}
+    )
+
+
+def _first_page(reader: PdfFileReader) -> tuple[generic.IndirectObject, generic.DictionaryObject]:
+    node_ref = reader.root.raw_get("/Pages")
+    for _ in range(64):  # a page tree deeper than this is not a plain document
+        if not isinstance(node_ref, generic.IndirectObject):
+            raise _Declined
+        node = node_ref.get_object()  # type: ignore[no-untyped-call]
+        if not isinstance(node, generic.DictionaryObject):
+            raise _Declined
+        if node.get("/Type") == "/Page":
+            return node_ref, node
+        kids = node.get("/Kids")
+        if not isinstance(kids, generic.ArrayObject) or not kids:
+            raise _Declined
+        node_ref = kids.raw_get(0)
+    raise _Declined
+
+
+class _Declined(Exception):
+    """Not the plain case; pyHanko's general flow signs this one."""
+
+
+def seal(
+    document: bytes,
+    issued: Issued,
+    options: SignOptions,
+    template: CmsTemplate,
+    *,
+    reserved_hex: int,
+    tsa: TimeStampAuthority | None,
+) -> bytes | None:
+    """`document` plus an invisible PAdES seal, or None if this is not the plain case."""
+    try:
+        return _seal(document, issued, options, template, reserved_hex, tsa)
+    except _Declined:
+        return None
+    except (PdfReadError, KeyError, IndexError, TypeError, ValueError):
+        return None  # let pyHanko's flow produce the precise error for a damaged file
+
+
+def _seal(
+    document: bytes,
+    issued: Issued,
+    options: SignOptions,
+    template: CmsTemplate,
+    reserved_hex: int,
+    tsa: TimeStampAuthority | None,
+) -> bytes:
+    reader = PdfFileReader(io.BytesIO(document), strict=False)
+    if reader.encrypted:
+        raise _Declined
+    root = reader.root
+    if any(key in root for key in ("/AcroForm", "/Perms")):
+        raise _Declined  # forms, earlier signatures, DocMDP: pyHanko's flow handles them
+    trailer = reader.trailer_view
+    root_ref = trailer.raw_get("/Root")
+    if not isinstance(root_ref, generic.IndirectObject):
+        raise _Declined
+    page_ref, page = _first_page(reader)
+    annots = page.raw_get("/Annots") if "/Annots" in page else generic.ArrayObject()
+    if not isinstance(annots, generic.ArrayObject):
+        raise _Declined  # an indirect /Annots array would need its own object rewritten
+    size = int(trailer["/Size"])
+    sig_num, field_num, form_num = size, size + 1, size + 2
+    xref_num = size + 3  # only used when the file's cross-references are a stream
+    field_name = options.field_name or "Signature1"
+
+    new_root = _raw_copy(root)
+    new_root["/AcroForm"] = generic.IndirectObject(form_num, 0, reader)  # type: ignore[no-untyped-call]
+    new_page = _raw_copy(page)
+    new_page["/Annots"] = generic.ArrayObject(
+        [*annots, generic.IndirectObject(field_num, 0, reader)]  # type: ignore[no-untyped-call]
+    )
+    name = issued.certificate.subject.native.get("common_name", "")
+    when = datetime.now(UTC)
+    signature_dict = b"".join(
+        (
+            b"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached",
+            b" /M ",
+            _serialise(generic.TextStringObject(when.strftime("D:%Y%m%d%H%M%S+00'00'"))),
+            b" /Name ",
+            _serialise(generic.TextStringObject(name)),
+            _optional_text(b" /Reason ", options.reason),
+            _optional_text(b" /Location ", options.location),
+            b" /ByteRange ",
+            _BYTE_RANGE_PLACEHOLDER,
+            b" /Contents <",
+            b"0" * reserved_hex,
+            b"> >>",
+        )
+    )
+    field_dict = b"".join(
+        (
+            b"<< /Type /Annot /Subtype /Widget /FT /Sig /T ",
+            _serialise(generic.TextStringObject(field_name)),
+            b" /F 132 /Rect [0 0 0 0] /P ",
+            _ref(page_ref.idnum, page_ref.generation),
+            b" /V ",
+            _ref(sig_num, 0),
+            b" >>",
+        )
+    )
+    form_dict = b"<< /Fields [" + _ref(field_num, 0) + b"] /SigFlags 3 >>"
+
+    out = bytearray(document)
+    if not out.endswith((b"\n", b"\r")):
+        out += b"\n"
+    offsets: dict[int, tuple[int, int]] = {}
+
+    def add(number: int, generation: int, body: bytes) -> None:
+        offsets[number] = (len(out), generation)
+        out.extend(b"%d %d obj\n" % (number, generation))
+        out.extend(body)
+        out.extend(b"\nendobj\n")
+
+    add(sig_num, 0, signature_dict)
+    add(field_num, 0, field_dict)
+    add(form_num, 0, form_dict)
+    add(root_ref.idnum, root_ref.generation, _serialise(new_root))
+    add(page_ref.idnum, page_ref.generation, _serialise(new_page))
+
+    # The first half of /ID identifies the document for life; the second this revision.
+    first_id = reader.document_id[0] if "/ID" in trailer else os.urandom(16)
+    ids = b"[<" + first_id.hex().encode() + b"> <" + os.urandom(16).hex().encode() + b">]"
+    info = trailer.raw_get("/Info") if "/Info" in trailer else None
+    trailer_entries = b"/Root " + _ref(root_ref.idnum, root_ref.generation)
+    if isinstance(info, generic.IndirectObject):
+        trailer_entries += b" /Info " + _ref(info.idnum, info.generation)
+    previous = reader.last_startxref
+    if previous is None:
+        raise _Declined
+    trailer_entries += b" /ID " + ids + b" /Prev %d" % previous
+    if reader.has_xref_stream:
+        start = _xref_stream(out, offsets, xref_num, trailer_entries)
+    else:
+        start = _xref_table(out, offsets, size + 3, trailer_entries)
+    out.extend(b"startxref\n%d\n%%%%EOF\n" % start)
+
+    # Byte range: everything but the hex digits of /Contents (and their brackets).
+    sig_offset = offsets[sig_num][0]
+    contents_start = out.index(b"/Contents <", sig_offset) + len(b"/Contents ")
+    contents_end = contents_start + reserved_hex + 2
+    byte_range = [0, contents_start, contents_end, len(out) - contents_end]
+    placeholder_at = out.index(_BYTE_RANGE_PLACEHOLDER, sig_offset)
+    rendered = ("[{} {} {} {}]".format(*byte_range)).encode()
+    if len(rendered) > len(_BYTE_RANGE_PLACEHOLDER):
+        raise _Declined  # a file over 10 GB; pyHanko's flow can place it
+    out[placeholder_at : placeholder_at + len(_BYTE_RANGE_PLACEHOLDER)] = rendered.ljust(
+        len(_BYTE_RANGE_PLACEHOLDER)
+    )
+
+    view = memoryview(out)
+    digest = hashlib.new(template.digest_algorithm)
+    digest.update(view[:contents_start])
+    digest.update(view[contents_end:])
+    view.release()
+    cms = template.sign(issued.key, digest.digest(), tsa=tsa)
+    encoded = cms.hex().encode()
+    if len(encoded) > reserved_hex:
+        raise _Declined  # cannot happen with our reservation; never truncate a signature
+    out[contents_start + 1 : contents_start + 1 + len(encoded)] = encoded
+    return bytes(out)
+
+
+def _ref(number: int, generation: int) -> bytes:
+    return b"%d %d R" % (number, generation)
+
+
+def _optional_text(key: bytes, value: str | None) -> bytes:
+    return key + _serialise(generic.TextStringObject(value)) if value else b""
+
+
+def _xref_table(
+    out: bytearray, offsets: dict[int, tuple[int, int]], size: int, trailer_entries: bytes
+) -> int:
+    start = len(out)
+    out.extend(b"xref\n")
+    for number in sorted(offsets):
+        offset, generation = offsets[number]
+        out.extend(b"%d 1\n%010d %05d n\r\n" % (number, offset, generation))
+    out.extend(b"trailer\n<< /Size %d " % size + trailer_entries + b" >>\n")
+    return start
+
+
+def _xref_stream(
+    out: bytearray, offsets: dict[int, tuple[int, int]], number: int, trailer_entries: bytes
+) -> int:
+    """A cross-reference stream (uncompressed rows, /W [1 4 2]) listing itself too."""
+    start = len(out)
+    entries = dict(offsets)
+    entries[number] = (start, 0)
+    index = b" ".join(b"%d 1" % n for n in sorted(entries))
+    rows = b"".join(
+        b"\x01" + entries[n][0].to_bytes(4, "big") + entries[n][1].to_bytes(2, "big")
+        for n in sorted(entries)
+    )
+    if max(offset for offset, _ in entries.values()) >= 2**32:
+        raise _Declined
+    out.extend(
+        b"%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 2] /Index [%s] %s /Length %d >>\nstream\n"
+        % (number, number + 1, index, trailer_entries, len(rows))
+    )
+    out.extend(rows)
+    out.extend(b"\nendstream\nendobj\n")
+    return start
