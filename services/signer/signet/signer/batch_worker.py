@@ -9,13 +9,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
+from signet.common.contracts.signer import SignOptions
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.hsm import HsmUnavailable
 from signet.signer.batches import BatchStore, file_sha256, this_worker, write_atomically
+from signet.signer.ca import Issued
 from signet.signer.service import SignerService
 
 log = logging.getLogger(__name__)
+
+#: How long a batch's key and options are reused before the certificate's status
+#: (revoked? expired?) is read again: a revocation stops a running batch within this.
+CONTEXT_TTL = 2.0
+
+
+@dataclass(frozen=True)
+class _Context:
+    issued: Issued
+    options: SignOptions
+    image: bytes | None
+    loaded_at: float
 
 
 class BatchWorker:
@@ -33,6 +48,7 @@ class BatchWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._contexts: dict[str, _Context] = {}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="batch-worker", daemon=True)
@@ -75,12 +91,11 @@ class BatchWorker:
             store.finish(batch_id, index, worker, output_sha256=file_sha256(output))
             return
         try:
-            record = store.record(batch_id)
-            options = store.options(batch_id)
-            issued = self.service.ca.signing_material(record.certificate_serial)
+            context = self._context(batch_id)
             document = store.input_path(batch_id, index).read_bytes()
-            image = store.image(batch_id) if record.has_image else None
-            signed = self.service.engine.sign(document, issued, options, image)
+            signed = self.service.engine.sign(
+                document, context.issued, context.options, context.image
+            )
         except (HsmUnavailable, ServiceUnavailable) as exc:
             log.warning("batch %s item %d postponed: %s", batch_id, index, exc)
             store.release(batch_id, index, worker)
@@ -95,3 +110,21 @@ class BatchWorker:
             return
         digest = write_atomically(output, signed)
         store.finish(batch_id, index, worker, output_sha256=digest)
+
+    def _context(self, batch_id: str) -> _Context:
+        """The batch's key, options and image; re-read (and the key re-checked) every few s."""
+        now = time.monotonic()
+        context = self._contexts.get(batch_id)
+        if context is None or now - context.loaded_at > CONTEXT_TTL:
+            self._contexts.pop(batch_id, None)  # a revoked key must not stay cached
+            record = self.store.record(batch_id)
+            context = _Context(
+                self.service.ca.signing_material(record.certificate_serial),
+                self.store.options(batch_id),
+                self.store.image(batch_id) if record.has_image else None,
+                now,
+            )
+            if len(self._contexts) > 64:
+                self._contexts.clear()
+            self._contexts[batch_id] = context
+        return context

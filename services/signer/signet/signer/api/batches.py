@@ -8,10 +8,11 @@ batch it already made instead of sealing everything twice.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
@@ -75,8 +76,14 @@ async def create_batch(
 
 
 @router.get("/{batch_id}", response_model=BatchStatus)
-async def get_batch(service: Service, batch_id: str) -> BatchStatus:
-    return await run_in_threadpool(service.batches.status, batch_id)
+async def get_batch(
+    service: Service,
+    batch_id: str,
+    items: Annotated[bool, Query(description="list every document (false: counts only)")] = True,
+) -> BatchStatus:
+    return await run_in_threadpool(
+        functools.partial(service.batches.status, batch_id, with_items=items)
+    )
 
 
 @router.get(
