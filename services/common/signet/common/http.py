@@ -53,3 +53,18 @@ def bearer_guard(token: Callable[[], SecretStr | None]) -> Callable[[Request], A
             raise Unauthorized("a valid service bearer token is required")
 
     return guard
+
+
+#: Keyword arguments for every service's `FastAPI(...)`.  FastAPI's built-in
+#: OpenTelemetry is switched off, including exporters configured from the
+#: environment: nothing leaves the appliance unless an admin wires it up, and
+#: Prometheus `/metrics` is the appliance's own observability.
+FASTAPI_DEFAULTS: dict[str, object] = {
+    "telemetry": {
+        "auto_configure": False,
+        "tracing": False,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+    }
+}

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
-from signet.common.http import bearer_guard, install_error_handlers
+from signet.common.http import FASTAPI_DEFAULTS, bearer_guard, install_error_handlers
 from signet.common.logging import configure_logging
 from signet.signer.api import batches, certificates, pki, signing
 from signet.signer.batch_worker import BatchWorker
@@ -34,7 +34,7 @@ def create_app(
             worker.stop()
         service.close()
 
-    app = FastAPI(title="Signet signer", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Signet signer", version="0.1.0", lifespan=lifespan, **FASTAPI_DEFAULTS)  # type: ignore[arg-type]
     app.state.service = service
     app.state.batch_workers = []
     install_error_handlers(app)

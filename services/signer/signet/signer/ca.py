@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -85,12 +86,18 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+#: Seconds a seal's or person's certificate status is reused between database reads.
+MATERIAL_TTL = 2.0
+
+
 class CertificateAuthority:
     def __init__(self, hsm: Hsm, registry: Registry, settings: CaSettings) -> None:
         self.hsm, self.registry, self.settings = hsm, registry, settings
         self._lock = threading.Lock()
         self._cache: dict[CertificateKind, Issued] = {}
         self._crls: dict[str, tuple[datetime, bytes]] = {}
+        #: serial -> (monotonic time read, material) for long-term keys; see signing_material
+        self._material: dict[str, tuple[float, Issued]] = {}
 
     # -- the ceremony ---------------------------------------------------------------------
 
@@ -213,12 +220,36 @@ class CertificateAuthority:
             raise Conflict(f"certificate {serial} is already revoked")
         with self._lock:
             self._crls.clear()
+            self._material.pop(serial, None)
         revoked = self.registry.get(serial)
         assert revoked is not None
         return revoked
 
     def signing_material(self, serial: str) -> Issued:
-        """The certificate and key for a signature, refusing revoked, expired or spent ones."""
+        """The certificate and key for a signature, refusing revoked, expired or spent ones.
+
+        Seal and person material is reused for `MATERIAL_TTL` seconds: a database read
+        per signature costs more than the signature.  A revocation made through this
+        process takes effect at once; one made through another worker process within
+        `MATERIAL_TTL`.  Event certificates are never cached: their single use is
+        checked against the database every time.
+        """
+        cached = self._material.get(serial)
+        if cached is not None:
+            read_at, issued = cached
+            if time.monotonic() - read_at < MATERIAL_TTL and (
+                issued.record.not_after > datetime.now(UTC)
+            ):
+                return issued
+        issued = self._load_material(serial)
+        if issued.record.kind != CertificateKind.EVENT:
+            with self._lock:
+                if len(self._material) > 4096:
+                    self._material.clear()
+                self._material[serial] = (time.monotonic(), issued)
+        return issued
+
+    def _load_material(self, serial: str) -> Issued:
         record = self.registry.get(serial)
         if record is None or record.kind not in (
             CertificateKind.PERSON,

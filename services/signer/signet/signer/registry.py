@@ -68,7 +68,9 @@ def _aware(value: datetime | None) -> datetime | None:
 
 class Registry:
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        # A network database can drop idle connections: ping on checkout.  A file
+        # database cannot, and the ping would cost a round trip on every query.
+        self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
