@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -103,17 +106,35 @@ def test_unreachable_token_and_wrong_pin_are_clear(dev_token: DevToken) -> None:
         Hsm(HsmConfig(dev_token.config.module_path, "no-such-token", SecretStr("1234")))
     with pytest.raises(HsmUnavailable, match="cannot load"):
         Hsm(HsmConfig(dev_token.config.module_path.with_name("missing.so"), "x", SecretStr("1234")))
-    wrong = Hsm(
-        HsmConfig(
-            dev_token.config.module_path, dev_token.config.token_label, SecretStr("wrong-pin-value")
-        )
+    # SoftHSM keeps a token logged in per process, so a wrong PIN can only fail in a
+    # process that has not logged in yet: a fresh interpreter, as a real service starts.
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pydantic import SecretStr\n"
+        "from signet.hsm import Hsm, HsmConfig, HsmUnavailable\n"
+        "try:\n"
+        "    Hsm(HsmConfig(Path(sys.argv[1]), sys.argv[2], SecretStr('wrong-pin-value'))).ping()\n"
+        "except HsmUnavailable as exc:\n"
+        "    print(exc.detail)\n"
+        "    sys.exit(3)\n"
     )
-    # SoftHSM keeps the token logged in per process, so a wrong PIN on an already
-    # logged-in token is accepted by the library; only a fresh login can fail.
-    try:
-        wrong.ping()
-    except HsmUnavailable as exc:
-        assert "wrong PIN" in exc.detail
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            probe,
+            str(dev_token.config.module_path),
+            dev_token.config.token_label,
+        ],
+        env={**os.environ, "SOFTHSM2_CONF": str(dev_token.conf_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "wrong PIN" in result.stdout
+    assert "wrong-pin-value" not in result.stdout + result.stderr
 
 
 def test_pin_never_reaches_logs_or_reprs(

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from signet.common.contracts.signer import CertificateKind
 
 from tests.signer.conftest import pdfsig, sign_via_api
 from tests.support.pdfs import make_pdf, make_png
@@ -229,4 +228,3 @@ def test_event_cert_requires_verification(signer_client: httpx.Client) -> None:
     )
     assert response.status_code == 422
     assert "identity_verification" in response.json()["detail"]
-    assert CertificateKind.EVENT.value == "event"
