@@ -87,3 +87,52 @@ def test_cli_ceremony_sign_verify(tmp_path: Path) -> None:
     assert _signet(other_home, "ca", "init").returncode == 0
     # A second installation does not trust the first one's signatures.
     assert _signet(other_home, "verify", str(signed)).returncode == 1
+
+
+def test_up_serves_and_stops_its_services_on_sigterm(tmp_path: Path) -> None:
+    """`signet up` under a service manager: SIGTERM must not orphan the signer workers."""
+    import signal
+    import time
+
+    import psutil
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
+    env["SIGNET_HOME"] = str(tmp_path / "home")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "signet.cli", "up", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert up.stdout is not None
+    printed = []
+    for line in up.stdout:
+        printed.append(line)
+        if line.startswith("Ctrl-C"):
+            break
+    text = "".join(printed)
+    assert "Signet is up" in text and "admin API token" in text
+    token = text.split("admin API token")[1].split()[0]
+    assert token == (tmp_path / "home" / "service-token").read_text().strip()
+    assert token not in "".join(p for p in printed if not p.startswith("admin API token"))
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    children = psutil.Process(up.pid).children(recursive=True)
+    assert len(children) >= 3  # uvicorn's supervisor and two workers
+
+    up.send_signal(signal.SIGTERM)
+    up.wait(timeout=30)
+    _gone, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, f"orphaned: {[p.pid for p in alive]}"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        except httpx.TransportError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the signer still answers after signet up was stopped")

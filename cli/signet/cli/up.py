@@ -58,6 +58,8 @@ def up(
         env=embedded.child_environment(settings),
     )
     url = f"http://127.0.0.1:{port}"
+    # A service manager stops us with SIGTERM: stop the services too, never orphan them.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         _wait_ready(url, process)
         assert settings.service_token is not None
@@ -90,6 +92,10 @@ def up(
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
