@@ -25,8 +25,10 @@ from asn1crypto import cms, tsp
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from signet.common.contracts.signer import CertificateKind, SignOptions
+from signet.common.errors import ServiceUnavailable
 from signet.signer.pades import PadesEngine
 from signet.signer.service import SignerService
+from signet.signer.validation import verify_pdf
 
 from tests.signer.conftest import pdfsig
 from tests.support.pdfs import make_pdf, make_png
@@ -203,3 +205,37 @@ def test_tampered_template_output_is_detected(
     _, embedded = _signature(bytes(signed))
     status = validate_pdf_signature(embedded, signer_service.engine.validation_context())
     assert not status.intact
+
+
+def test_external_tsa_url_is_used_for_b_t(
+    signer_service: SignerService, signer_url: str, issue: Callable[..., str]
+) -> None:
+    """`external_tsa_url`: timestamps come over HTTP from an RFC 3161 server (here our own
+    /tsa, reached like any upstream TSA) instead of the in-process TSA."""
+    from pyhanko.sign.timestamps import HTTPTimeStamper
+
+    engine = PadesEngine.create(
+        signer_service.ca, signer_service.tsa, external_tsa_url=f"{signer_url}/tsa"
+    )
+    assert isinstance(engine.timestamper, HTTPTimeStamper)
+    serial = issue("Upstream TSA Seal", CertificateKind.SEAL)
+    issued = signer_service.ca.signing_material(serial)
+    before = signer_service.tsa.serials.next()
+    signed = engine.sign(make_pdf(1), issued, SignOptions(certificate_serial=serial, level="B-T"))
+    report = verify_pdf(signed, engine.validation_context())
+    (signature,) = report.signatures
+    assert report.valid and signature.timestamp is not None and signature.timestamp.trusted
+    token_serial = (
+        _signature(signed)[0]["signer_infos"][0]["unsigned_attrs"][0]["values"][0]["content"][
+            "encap_content_info"
+        ]["content"]
+        .parsed["serial_number"]
+        .native
+    )
+    assert token_serial > before  # issued by the TSA behind the URL, after we asked
+
+    unreachable = PadesEngine.create(
+        signer_service.ca, signer_service.tsa, external_tsa_url="http://127.0.0.1:9/tsa"
+    )
+    with pytest.raises(ServiceUnavailable, match="timestamp"):
+        unreachable.sign(make_pdf(1), issued, SignOptions(certificate_serial=serial, level="B-T"))

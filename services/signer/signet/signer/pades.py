@@ -25,6 +25,7 @@ from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -285,6 +286,8 @@ class PadesEngine:
             raise UnprocessableDocument(f"cannot sign this PDF: {exc}") from exc
         except PdfReadError as exc:
             raise UnprocessableDocument(f"malformed PDF: {exc}") from exc
+        except TimestampRequestError as exc:
+            raise ServiceUnavailable(f"timestamp authority failed: {exc}") from exc
         return output.getvalue()
 
 
