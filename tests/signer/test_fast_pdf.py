@@ -58,15 +58,18 @@ def test_direct_seal_matches_pyhanko_and_validates(
     options = SignOptions(certificate_serial=seal_serial, level=level, reason="payroll")
     engine = signer_service.engine
     template = engine.template(issued, engine.ca.chain())
-    direct = fastpdf.seal(
-        document,
+    output = io.BytesIO()
+    taken = fastpdf.seal(
+        io.BytesIO(document),
+        output,
         issued,
         options,
         template,
         reserved_hex=16384,
         tsa=signer_service.tsa if level == "B-T" else None,
     )
-    assert direct is not None, "the plain case must take the direct path"
+    assert taken, "the plain case must take the direct path"
+    direct = output.getvalue()
     assert direct.startswith(document)  # an incremental update: the original is untouched
     reference = PadesEngine(engine.ca, engine.timestamper, fast_cms=False, fast_pdf=False).sign(
         document, issued, options
@@ -147,7 +150,12 @@ def test_anything_but_the_plain_case_is_declined(
     already_signed = engine.sign(make_pdf(1), issued, options)
 
     def direct(document: bytes) -> bytes | None:
-        return fastpdf.seal(document, issued, options, template, reserved_hex=16384, tsa=None)
+        output = io.BytesIO()
+        taken = fastpdf.seal(
+            io.BytesIO(document), output, issued, options, template, reserved_hex=16384, tsa=None
+        )
+        assert taken or not output.getvalue(), "a declined document leaves no output behind"
+        return output.getvalue() if taken else None
 
     assert direct(already_signed) is None  # has a form: pyHanko's flow
     assert direct(make_pdf(1, password="secret")) is None

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from signet.common.contracts.signer import CertificateKind
+from signet.signer.service import SignerService
 
 from tests.signer.conftest import pdfsig, sign_via_api
 from tests.support.pdfs import make_pdf, make_png
@@ -228,3 +230,21 @@ def test_event_cert_requires_verification(signer_client: httpx.Client) -> None:
     )
     assert response.status_code == 422
     assert "identity_verification" in response.json()["detail"]
+
+
+def test_large_documents_stream_through_the_api(
+    signer_client: httpx.Client, issue: Callable[..., str], signer_service: SignerService
+) -> None:
+    """Above 16 MB the signed copy is spooled to disk and streamed back, not held in memory;
+    both the direct seal and pyHanko's flow (a visible signature) must stay correct there."""
+    from signet.signer.validation import verify_pdf
+
+    serial = issue("Big Contract Seal", CertificateKind.SEAL)
+    big = make_pdf(2, padding_bytes=24 * 1024 * 1024)
+    for extra in ({}, {"appearance": {"page": 1, "rect": [40, 40, 240, 100]}}):
+        response = sign_via_api(signer_client, big, serial, level="B-T", **extra)
+        assert response.status_code == 200, response.text
+        assert int(response.headers["content-length"]) == len(response.content) > len(big)
+        assert response.content.startswith(big)
+        report = verify_pdf(response.content, signer_service.engine.validation_context())
+        assert report.valid and report.signatures[0].coverage == "entire-file"

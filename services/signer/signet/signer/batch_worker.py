@@ -92,10 +92,13 @@ class BatchWorker:
             return
         try:
             context = self._context(batch_id)
-            document = store.input_path(batch_id, index).read_bytes()
-            signed = self.service.engine.sign(
-                document, context.issued, context.options, context.image
-            )
+            with store.input_path(batch_id, index).open("rb") as source:
+                digest = write_atomically(
+                    output,
+                    lambda target: self.service.engine.sign_stream(
+                        source, target, context.issued, context.options, context.image
+                    ),
+                )
         except (HsmUnavailable, ServiceUnavailable) as exc:
             log.warning("batch %s item %d postponed: %s", batch_id, index, exc)
             store.release(batch_id, index, worker)
@@ -108,7 +111,6 @@ class BatchWorker:
             log.exception("batch %s item %d failed unexpectedly", batch_id, index)
             store.finish(batch_id, index, worker, error=f"internal error ({type(exc).__name__})")
             return
-        digest = write_atomically(output, signed)
         store.finish(batch_id, index, worker, output_sha256=digest)
 
     def _context(self, batch_id: str) -> _Context:

@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable
@@ -466,16 +467,23 @@ class BatchStore:
             )
 
 
-def write_atomically(path: Path, data: bytes) -> str:
-    """Write, fsync and rename into place; returns the SHA-256.  A reader sees all or nothing."""
+def write_atomically(path: Path, produce: Callable[[BinaryIO], None]) -> str:
+    """Let `produce` write a file, fsync it and rename it into place; returns its SHA-256.
+
+    A reader (or a recovering worker) sees the whole file or none of it, and
+    memory stays bounded by what `produce` holds, not by the file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    return hashlib.sha256(data).hexdigest()
+    temporary = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        with temporary.open("w+b") as handle:
+            produce(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)  # only a failed attempt's leftover remains here
+    return file_sha256(path)
 
 
 def file_sha256(path: Path) -> str:

@@ -67,14 +67,17 @@ def _initialise(
 
 
 def seal_one(job: SealJob) -> SealResult:
-    assert _worker is not None, "pool process not initialised"
+    worker = _worker
+    assert worker is not None, "pool process not initialised"
     start = time.perf_counter()
     try:
-        document = job.source.read_bytes()
-        signed = _worker.service.engine.sign(
-            document, _worker.issued, _worker.options, _worker.image
-        )
-        write_atomically(job.target, signed)
+        with job.source.open("rb") as source:
+            write_atomically(
+                job.target,
+                lambda target: worker.service.engine.sign_stream(
+                    source, target, worker.issued, worker.options, worker.image
+                ),
+            )
     except SignetError as exc:
         return SealResult(job, exc.detail, time.perf_counter() - start)
     except OSError as exc:

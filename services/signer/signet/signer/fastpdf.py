@@ -24,6 +24,7 @@ import hashlib
 import io
 import os
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PdfReadError
@@ -83,32 +84,61 @@ class _Declined(Exception):
 
 
 def seal(
-    document: bytes,
+    source: BinaryIO,
+    output: BinaryIO,
     issued: Issued,
     options: SignOptions,
     template: CmsTemplate,
     *,
     reserved_hex: int,
     tsa: TimeStampAuthority | None,
-) -> bytes | None:
-    """`document` plus an invisible PAdES seal, or None if this is not the plain case."""
+) -> bool:
+    """Write `source` plus an invisible PAdES seal to `output`; False if not the plain case.
+
+    Memory stays bounded whatever the size of the document: the source is copied
+    to the output in chunks and hashed on the way; only the update is in memory.
+    Nothing is written to `output` when the answer is False.
+    """
     try:
-        return _seal(document, issued, options, template, reserved_hex, tsa)
+        plan = _plan(source, issued, options, reserved_hex)
     except _Declined:
-        return None
+        return False
     except (PdfReadError, KeyError, IndexError, TypeError, ValueError):
-        return None  # let pyHanko's flow produce the precise error for a damaged file
+        return False  # let pyHanko's flow produce the precise error for a damaged file
+    digest = hashlib.new(template.digest_algorithm)
+    source.seek(0)
+    while chunk := source.read(_CHUNK):
+        digest.update(chunk)
+        output.write(chunk)
+    update = plan.update
+    digest.update(update[: plan.contents_start])
+    digest.update(update[plan.contents_end :])
+    cms = template.sign(issued.key, digest.digest(), tsa=tsa)
+    encoded = cms.hex().encode()
+    if len(encoded) > reserved_hex:
+        # cannot happen with our reservation; never truncate a signature
+        raise ValueError("the signature container outgrew its reservation")
+    update[plan.contents_start + 1 : plan.contents_start + 1 + len(encoded)] = encoded
+    output.write(update)
+    return True
 
 
-def _seal(
-    document: bytes,
-    issued: Issued,
-    options: SignOptions,
-    template: CmsTemplate,
-    reserved_hex: int,
-    tsa: TimeStampAuthority | None,
-) -> bytes:
-    reader = PdfFileReader(io.BytesIO(document), strict=False)
+_CHUNK = 1024 * 1024
+
+
+class _Plan:
+    """The incremental update, its /Contents placeholder at [contents_start, contents_end)."""
+
+    def __init__(self, update: bytearray, contents_start: int, contents_end: int) -> None:
+        self.update, self.contents_start, self.contents_end = update, contents_start, contents_end
+
+
+def _plan(source: BinaryIO, issued: Issued, options: SignOptions, reserved_hex: int) -> _Plan:
+    base = source.seek(0, io.SEEK_END)
+    source.seek(max(base - 1, 0))
+    needs_newline = source.read(1) not in (b"\n", b"\r")
+    source.seek(0)
+    reader = PdfFileReader(source, strict=False)
     if reader.encrypted:
         raise _Declined
     root = reader.root
@@ -164,16 +194,16 @@ def _seal(
     )
     form_dict = b"<< /Fields [" + _ref(field_num, 0) + b"] /SigFlags 3 >>"
 
-    out = bytearray(document)
-    if not out.endswith((b"\n", b"\r")):
-        out += b"\n"
+    # Offsets in `update` are relative; `base` (the source's length) makes them absolute.
+    update = bytearray(b"\n" if needs_newline else b"")
+    base_offset = base
     offsets: dict[int, tuple[int, int]] = {}
 
     def add(number: int, generation: int, body: bytes) -> None:
-        offsets[number] = (len(out), generation)
-        out.extend(b"%d %d obj\n" % (number, generation))
-        out.extend(body)
-        out.extend(b"\nendobj\n")
+        offsets[number] = (base_offset + len(update), generation)
+        update.extend(b"%d %d obj\n" % (number, generation))
+        update.extend(body)
+        update.extend(b"\nendobj\n")
 
     add(sig_num, 0, signature_dict)
     add(field_num, 0, field_dict)
@@ -193,35 +223,25 @@ def _seal(
         raise _Declined
     trailer_entries += b" /ID " + ids + b" /Prev %d" % previous
     if reader.has_xref_stream:
-        start = _xref_stream(out, offsets, xref_num, trailer_entries)
+        start = _xref_stream(update, base, offsets, xref_num, trailer_entries)
     else:
-        start = _xref_table(out, offsets, size + 3, trailer_entries)
-    out.extend(b"startxref\n%d\n%%%%EOF\n" % start)
+        start = _xref_table(update, base, offsets, size + 3, trailer_entries)
+    update.extend(b"startxref\n%d\n%%%%EOF\n" % start)
 
     # Byte range: everything but the hex digits of /Contents (and their brackets).
-    sig_offset = offsets[sig_num][0]
-    contents_start = out.index(b"/Contents <", sig_offset) + len(b"/Contents ")
+    sig_at = offsets[sig_num][0] - base
+    contents_start = update.index(b"/Contents <", sig_at) + len(b"/Contents ")
     contents_end = contents_start + reserved_hex + 2
-    byte_range = [0, contents_start, contents_end, len(out) - contents_end]
-    placeholder_at = out.index(_BYTE_RANGE_PLACEHOLDER, sig_offset)
+    total = base + len(update)
+    byte_range = [0, base + contents_start, base + contents_end, total - base - contents_end]
+    placeholder_at = update.index(_BYTE_RANGE_PLACEHOLDER, sig_at)
     rendered = ("[{} {} {} {}]".format(*byte_range)).encode()
     if len(rendered) > len(_BYTE_RANGE_PLACEHOLDER):
         raise _Declined  # a file over 10 GB; pyHanko's flow can place it
-    out[placeholder_at : placeholder_at + len(_BYTE_RANGE_PLACEHOLDER)] = rendered.ljust(
+    update[placeholder_at : placeholder_at + len(_BYTE_RANGE_PLACEHOLDER)] = rendered.ljust(
         len(_BYTE_RANGE_PLACEHOLDER)
     )
-
-    view = memoryview(out)
-    digest = hashlib.new(template.digest_algorithm)
-    digest.update(view[:contents_start])
-    digest.update(view[contents_end:])
-    view.release()
-    cms = template.sign(issued.key, digest.digest(), tsa=tsa)
-    encoded = cms.hex().encode()
-    if len(encoded) > reserved_hex:
-        raise _Declined  # cannot happen with our reservation; never truncate a signature
-    out[contents_start + 1 : contents_start + 1 + len(encoded)] = encoded
-    return bytes(out)
+    return _Plan(update, contents_start, contents_end)
 
 
 def _ref(number: int, generation: int) -> bytes:
@@ -233,9 +253,13 @@ def _optional_text(key: bytes, value: str | None) -> bytes:
 
 
 def _xref_table(
-    out: bytearray, offsets: dict[int, tuple[int, int]], size: int, trailer_entries: bytes
+    out: bytearray,
+    base: int,
+    offsets: dict[int, tuple[int, int]],
+    size: int,
+    trailer_entries: bytes,
 ) -> int:
-    start = len(out)
+    start = base + len(out)
     out.extend(b"xref\n")
     for number in sorted(offsets):
         offset, generation = offsets[number]
@@ -245,10 +269,14 @@ def _xref_table(
 
 
 def _xref_stream(
-    out: bytearray, offsets: dict[int, tuple[int, int]], number: int, trailer_entries: bytes
+    out: bytearray,
+    base: int,
+    offsets: dict[int, tuple[int, int]],
+    number: int,
+    trailer_entries: bytes,
 ) -> int:
     """A cross-reference stream (uncompressed rows, /W [1 4 2]) listing itself too."""
-    start = len(out)
+    start = base + len(out)
     entries = dict(offsets)
     entries[number] = (start, 0)
     index = b" ".join(b"%d 1" % n for n in sorted(entries))

@@ -15,7 +15,7 @@ import io
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from asn1crypto import cms, tsp, x509
 from pyhanko.pdf_utils.images import PdfImage
@@ -186,6 +186,24 @@ class PadesEngine:
         self, document: bytes, issued: Issued, options: SignOptions, image: bytes | None = None
     ) -> bytes:
         """Return `document` with one more signature, as an incremental update."""
+        output = io.BytesIO()
+        self.sign_stream(io.BytesIO(document), output, issued, options, image)
+        return output.getvalue()
+
+    def sign_stream(
+        self,
+        source: BinaryIO,
+        output: BinaryIO,
+        issued: Issued,
+        options: SignOptions,
+        image: bytes | None = None,
+    ) -> None:
+        """Write `source` plus one more signature to `output` (seekable, empty).
+
+        Memory stays bounded by the update, not the document: both paths copy the
+        original in chunks (a 200 MB contract costs no more RAM than a letter).
+        """
+        _check_header(source)
         chain = self.ca.chain()
         level = options.level
         reserved = 8192 + sum(len(c.dump()) for c in (issued.certificate, *chain))
@@ -196,20 +214,18 @@ class PadesEngine:
             local_tsa = (
                 self.timestamper.tsa if isinstance(self.timestamper, LocalTimeStamper) else None
             )
-            if level is SignatureLevel.B_B or local_tsa is not None:
-                if not document.lstrip()[:5] == b"%PDF-":
-                    raise UnprocessableDocument("not a PDF: the file does not start with %PDF-")
-                sealed = fastpdf.seal(
-                    document,
-                    issued,
-                    options,
-                    self.template(issued, chain),
-                    reserved_hex=reserved,
-                    tsa=local_tsa if level is not SignatureLevel.B_B else None,
-                )
-                if sealed is not None:
-                    return sealed
-        writer = _open(document)
+            if (level is SignatureLevel.B_B or local_tsa is not None) and fastpdf.seal(
+                source,
+                output,
+                issued,
+                options,
+                self.template(issued, chain),
+                reserved_hex=reserved,
+                tsa=local_tsa if level is not SignatureLevel.B_B else None,
+            ):
+                return
+        source.seek(0)
+        writer = _open(source)
         existing = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
         field_name = options.field_name or _free_field_name(existing)
         for placement in options.prepare_fields:
@@ -277,7 +293,6 @@ class PadesEngine:
             stamp_style=style,
             new_field_spec=field_spec,
         )
-        output = io.BytesIO()
         try:
             pdf_signer.sign_pdf(writer, output=output, bytes_reserved=reserved)
         except SigningError as exc:
@@ -288,14 +303,19 @@ class PadesEngine:
             raise UnprocessableDocument(f"malformed PDF: {exc}") from exc
         except TimestampRequestError as exc:
             raise ServiceUnavailable(f"timestamp authority failed: {exc}") from exc
-        return output.getvalue()
 
 
-def _open(document: bytes) -> IncrementalPdfFileWriter:
-    if not document.lstrip()[:5] == b"%PDF-":
+def _check_header(source: BinaryIO) -> None:
+    source.seek(0)
+    head = source.read(1024)
+    source.seek(0)
+    if not head.lstrip()[:5] == b"%PDF-":
         raise UnprocessableDocument("not a PDF: the file does not start with %PDF-")
+
+
+def _open(source: BinaryIO) -> IncrementalPdfFileWriter:
     try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(document), strict=False)
+        writer = IncrementalPdfFileWriter(source, strict=False)
     except (PdfReadError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise UnprocessableDocument(f"malformed PDF: {exc}") from exc
     if writer.prev.encrypted:

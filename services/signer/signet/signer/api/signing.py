@@ -8,14 +8,16 @@ back in headers so callers can record them without parsing the PDF.
 
 from __future__ import annotations
 
-from typing import Annotated
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Annotated, BinaryIO, cast
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from signet.common.contracts.signer import SignOptions, VerifyResponse
-from signet.common.errors import InvalidRequest
+from signet.common.errors import InvalidRequest, PayloadTooLarge
 from signet.signer.api.deps import Service, read_limited
 from signet.signer.ca import Issued
 from signet.signer.service import SignerService
@@ -25,18 +27,35 @@ router = APIRouter(prefix="/v1", tags=["signing"])
 _IMAGE_LIMIT = 8 * 1024 * 1024
 
 
+#: Signed documents up to this size are answered from memory, larger ones from a temp file.
+_IN_MEMORY = 16 * 1024 * 1024
+
+
 def _sign(
-    service: SignerService, document: bytes, options: SignOptions, image: bytes | None
-) -> tuple[bytes, Issued]:
+    service: SignerService,
+    document: BinaryIO,
+    output: BinaryIO,
+    options: SignOptions,
+    image: bytes | None,
+) -> Issued:
     ca = service.ca
     issued = (
         ca.signing_material(options.certificate_serial)
         if options.certificate_serial
         else ca.signing_material_for_key(options.key_label or "")
     )
-    signed = service.engine.sign(document, issued, options, image)
+    service.engine.sign_stream(document, output, issued, options, image)
     ca.spend_event_key(issued)
-    return signed, issued
+    return issued
+
+
+def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
+    try:
+        spool.seek(0)
+        while chunk := spool.read(1024 * 1024):
+            yield chunk
+    finally:
+        spool.close()
 
 
 @router.post(
@@ -52,17 +71,32 @@ async def sign(
         parsed = SignOptions.model_validate_json(options)
     except ValidationError as exc:
         raise InvalidRequest(f"options: {exc.errors()[0]['msg']}") from exc
-    pdf = await read_limited(document, service.settings.max_document_bytes, "the document")
+    limit = service.settings.max_document_bytes
+    if document.size is not None and document.size > limit:
+        raise PayloadTooLarge(f"the document is {document.size} bytes; the limit is {limit}")
     png = await read_limited(image, _IMAGE_LIMIT, "the image") if image is not None else None
-    signed, issued = await run_in_threadpool(_sign, service, pdf, parsed, png)
-    return Response(
-        signed,
-        media_type="application/pdf",
-        headers={
-            "X-Signet-Certificate-Serial": issued.record.serial,
-            "X-Signet-Signature-Level": parsed.level.value,
-        },
-    )
+    # The upload is already spooled to disk when large; the signed copy is too, so a
+    # 200 MB contract never sits in memory (the signature itself is a few KB).
+    output = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)  # noqa: SIM115
+    try:
+        issued = await run_in_threadpool(
+            _sign, service, document.file, cast(BinaryIO, output), parsed, png
+        )
+    except BaseException:
+        output.close()
+        raise
+    headers = {
+        "X-Signet-Certificate-Serial": issued.record.serial,
+        "X-Signet-Signature-Level": parsed.level.value,
+    }
+    size = output.tell()
+    if size <= _IN_MEMORY:
+        output.seek(0)
+        signed = output.read()
+        output.close()
+        return Response(signed, media_type="application/pdf", headers=headers)
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(_chunks(output), media_type="application/pdf", headers=headers)
 
 
 @router.post("/verify", response_model=VerifyResponse)
