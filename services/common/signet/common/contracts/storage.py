@@ -1,0 +1,112 @@
+"""Contracts of the storage service: the retained vault and the evidence ledger.
+
+Shared by the storage service (which serves them), the portal and the signer's
+callers (which use them), and `signet verify-evidence` (which checks packages
+offline).  Hashes are lowercase hex SHA-256 everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256, lowercase hex")]
+EnvelopeId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+#: The statutory minimum: documents and evidence are kept at least this long.
+MINIMUM_RETENTION_YEARS = 5
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObjectKind(StrEnum):
+    ORIGINAL = "original"
+    REVISION = "revision"
+    FINAL = "final"
+    REPORT = "report"
+    LEDGER = "ledger"
+    EVIDENCE = "evidence"
+
+
+class ObjectInfo(_Model):
+    sha256: Sha256Hex
+    size: int
+    content_type: str
+    kind: ObjectKind
+    envelope_id: str | None = None
+    created_at: datetime
+    retain_until: datetime
+    legal_hold: bool = False
+
+
+class RetentionRequest(_Model):
+    retain_until: datetime = Field(description="new date; only later than the current one")
+
+
+class LegalHoldRequest(_Model):
+    on: bool
+
+
+class ScrubFinding(_Model):
+    sha256: str
+    problem: str
+
+
+class LedgerEventIn(_Model):
+    """What a service reports; the ledger adds the time it accepted the event."""
+
+    event_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
+    envelope_id: EnvelopeId
+    actor: str = Field(max_length=256, description="who: user id, email, or service name")
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=512)
+    document_hashes: list[Sha256Hex] = Field(default_factory=list, max_length=100)
+    auth_method: str | None = Field(default=None, max_length=64)
+    details: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+
+class LedgerReceipt(_Model):
+    index: int
+    leaf_hash: str
+    time: datetime
+
+
+class TreeHead(_Model):
+    """A signed tree head: the log's size and root, signed by the ledger seal and timestamped."""
+
+    tree_size: int
+    root_hash: str
+    time: datetime
+    log_id: str
+    signature: str | None = Field(default=None, description="base64 DER signature over digest")
+    signature_algorithm: str | None = None
+    timestamp_token: str | None = Field(default=None, description="base64 RFC 3161 token")
+    certificate_chain: list[str] = Field(
+        default_factory=list, description="PEM: ledger seal certificate first, then its CAs"
+    )
+
+
+class InclusionProof(_Model):
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    audit_path: list[str]
+
+
+class ConsistencyProof(_Model):
+    first: int
+    second: int
+    path: list[str]
+
+
+class StorageReadiness(_Model):
+    status: str
+    vault: str = Field(description="filesystem or s3")
+    object_lock: str | None = Field(description="COMPLIANCE when the bucket enforces it")
+    retention_years: int
+    ledger_size: int

@@ -1,0 +1,188 @@
+"""The vault keeps every object: no delete, no overwrite, no shorter retention, on both kinds.
+
+Each rule is checked through our API on the filesystem vault and the S3 vault,
+and, for S3, once more with the raw `minio` client to prove the server itself
+enforces Object Lock (what our code enforces is then defence in depth).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from minio import Minio
+from minio.commonconfig import COMPLIANCE
+from minio.error import S3Error
+from minio.objectlockconfig import YEARS, ObjectLockConfig
+from minio.retention import Retention
+from signet.common.contracts.storage import ObjectKind
+from signet.storage.fs_vault import FilesystemVault
+from signet.storage.s3_vault import S3Vault
+from signet.storage.vault import (
+    ObjectNotFound,
+    RetentionViolation,
+    Vault,
+    VaultMisconfigured,
+    scrub,
+    years_from,
+)
+
+from tests.storage.conftest import S3Server, make_s3_vault, new_bucket
+
+
+def _put(vault: Vault, data: bytes, kind: ObjectKind = ObjectKind.ORIGINAL) -> str:
+    info, _ = vault.put(
+        io.BytesIO(data), content_type="application/pdf", kind=kind, envelope_id="env-1"
+    )
+    return info.sha256
+
+
+def _raw(s3: S3Server) -> Minio:
+    return Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False)
+
+
+def test_objects_are_content_addressed_and_written_once(vault: Vault) -> None:
+    data = os.urandom(100_000)
+    info, created = vault.put(
+        io.BytesIO(data), content_type="application/pdf", kind=ObjectKind.ORIGINAL, envelope_id="e"
+    )
+    assert created and info.sha256 == hashlib.sha256(data).hexdigest() and info.size == len(data)
+    assert b"".join(vault.open(info.sha256)) == data
+    again, created_again = vault.put(
+        io.BytesIO(data), content_type="text/plain", kind=ObjectKind.FINAL
+    )
+    assert not created_again
+    assert again.kind is ObjectKind.ORIGINAL and again.content_type == "application/pdf"
+    head = vault.head(info.sha256)
+    assert head.envelope_id == "e" and head.kind is ObjectKind.ORIGINAL
+    assert head.retain_until >= years_from(head.created_at, 5) - timedelta(seconds=2)
+    with pytest.raises(ObjectNotFound):
+        vault.head("0" * 64)
+    with pytest.raises(ObjectNotFound):
+        vault.open("0" * 64)
+
+
+def test_no_code_path_deletes_or_overwrites(vault: Vault) -> None:
+    sha = _put(vault, b"the signed contract")
+    forbidden = {"delete", "remove", "delete_object", "remove_object", "overwrite", "purge"}
+    assert not forbidden & {name.lower() for name in dir(vault)}
+    vault.put_record("ledger/segments/000001", b"first")
+    with pytest.raises(RetentionViolation):
+        vault.put_record("ledger/segments/000001", b"replacement")
+    assert vault.get_record("ledger/segments/000001") == b"first"
+    assert vault.records("ledger/segments") == ["ledger/segments/000001"]
+    assert b"".join(vault.open(sha)) == b"the signed contract"
+
+
+def test_retention_extends_but_never_shortens(vault: Vault) -> None:
+    sha = _put(vault, os.urandom(1000))
+    current = vault.head(sha).retain_until
+    with pytest.raises(RetentionViolation, match="never shortened"):
+        vault.extend_retention(sha, current - timedelta(days=1))
+    assert vault.head(sha).retain_until == current
+    later = (current + timedelta(days=400)).replace(microsecond=0)
+    assert vault.extend_retention(sha, later).retain_until == later
+    with pytest.raises(RetentionViolation):
+        vault.extend_retention(sha, current)
+
+
+def test_legal_hold_on_and_off(vault: Vault) -> None:
+    sha = _put(vault, os.urandom(1000))
+    assert not vault.head(sha).legal_hold
+    assert vault.set_legal_hold(sha, True).legal_hold
+    assert vault.head(sha).legal_hold
+    assert not vault.set_legal_hold(sha, False).legal_hold
+
+
+def test_scrubber_names_a_corrupted_object(tmp_path: Path) -> None:
+    vault = FilesystemVault(tmp_path / "vault", retention_years=5)
+    good, bad = _put(vault, b"intact"), _put(vault, b"will rot")
+    path = tmp_path / "vault" / "objects" / bad[:2] / bad
+    path.chmod(0o644)
+    path.write_bytes(b"bit rot!")
+    findings = list(scrub(vault))
+    assert [f.sha256 for f in findings] == [bad]
+    assert good not in {f.sha256 for f in findings}
+
+
+def test_large_objects_stream_through(vault: Vault) -> None:
+    """40 MB: more than one multipart part on S3, chunked both ways."""
+    data = os.urandom(40 * 1024 * 1024)
+    sha = _put(vault, data)
+    digest, size = hashlib.sha256(), 0
+    for chunk in vault.open(sha):
+        assert len(chunk) <= 1024 * 1024 * 16
+        digest.update(chunk)
+        size += len(chunk)
+    assert size == len(data) and digest.hexdigest() == sha
+
+
+def test_filesystem_vault_refuses_short_retention(tmp_path: Path) -> None:
+    with pytest.raises(VaultMisconfigured, match="statutory minimum of 5"):
+        FilesystemVault(tmp_path, retention_years=3)
+
+
+# -- the S3 server's own enforcement ------------------------------------------------------
+
+
+def test_s3_server_enforces_object_lock_on_every_path(s3_server: S3Server, tmp_path: Path) -> None:
+    vault = make_s3_vault(s3_server, tmp_path)
+    sha = _put(vault, os.urandom(5000))
+    raw, key = _raw(s3_server), f"objects/{sha}"
+    version = raw.stat_object(vault.bucket, key).version_id
+    assert version
+    retention = raw.get_object_retention(vault.bucket, key)
+    assert retention is not None and retention.mode == COMPLIANCE
+
+    with pytest.raises(S3Error) as deleted:
+        raw.remove_object(vault.bucket, key, version_id=version)
+    assert deleted.value.code == "AccessDenied"
+    with pytest.raises(S3Error) as shortened:
+        raw.set_object_retention(
+            vault.bucket,
+            key,
+            Retention(COMPLIANCE, retention.retain_until_date - timedelta(days=30)),
+            version_id=version,
+        )
+    assert shortened.value.code == "AccessDenied"
+    vault.set_legal_hold(sha, True)
+    with pytest.raises(S3Error) as held:
+        raw.remove_object(vault.bucket, key, version_id=version)
+    assert held.value.code == "AccessDenied"
+    with pytest.raises(S3Error) as bucket_gone:
+        raw.remove_bucket(vault.bucket)
+    assert bucket_gone.value.code == "BucketNotEmpty"
+    # A delete without a version id only adds a delete marker: the version stays readable.
+    raw.remove_object(vault.bucket, key)
+    data = raw.get_object(vault.bucket, key, version_id=version)
+    assert hashlib.sha256(data.read()).hexdigest() == sha
+
+
+def test_s3_bootstrap_refuses_unsafe_buckets(s3_server: S3Server, tmp_path: Path) -> None:
+    raw = _raw(s3_server)
+    unlocked = new_bucket()
+    raw.make_bucket(unlocked)
+    with pytest.raises(VaultMisconfigured, match="no Object Lock"):
+        make_s3_vault(s3_server, tmp_path, bucket=unlocked)
+    short = new_bucket()
+    raw.make_bucket(short, object_lock=True)
+    raw.set_object_lock_config(short, ObjectLockConfig(COMPLIANCE, 3, YEARS))
+    with pytest.raises(VaultMisconfigured, match="statutory minimum"):
+        make_s3_vault(s3_server, tmp_path, bucket=short)
+    with pytest.raises(VaultMisconfigured, match="statutory minimum"):
+        make_s3_vault(s3_server, tmp_path, years=4)
+    created = make_s3_vault(s3_server, tmp_path, years=7)
+    assert created.status().retention_years == 7 and created.status().object_lock == COMPLIANCE
+
+
+def test_s3_scrubber_sees_a_replaced_version(s3_server: S3Server, tmp_path: Path) -> None:
+    """Someone with the bucket's keys writes other bytes under an object's name: the old
+    version is retained by Object Lock, and the scrubber reports the mismatch."""
+    vault: S3Vault = make_s3_vault(s3_server, tmp_path)
+    sha = _put(vault, b"genuine contract")
+    _raw(s3_server).put_object(vault.bucket, f"objects/{sha}", io.BytesIO(b"forged"), 6)
+    assert [f.sha256 for f in scrub(vault)] == [sha]
