@@ -14,6 +14,7 @@ from signet.hsm import SOFTHSM_MODULE
 from signet.hsm.softhsm import DevToken, ensure_dev_token, use_softhsm_dir
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
+from signet.storage.config import StorageSettings
 
 __all__ = [
     "SignerService",
@@ -22,6 +23,8 @@ __all__ = [
     "home",
     "signer_service",
     "signer_settings",
+    "storage_environment",
+    "storage_settings",
 ]
 
 
@@ -65,4 +68,26 @@ def child_environment(settings: SignerSettings) -> dict[str, str]:
         env["SIGNET_SIGNER_SERVICE_TOKEN"] = settings.service_token.get_secret_value()
     env["SIGNET_SIGNER_PUBLIC_URL"] = settings.public_url
     env["SIGNET_SIGNER_PORT"] = str(settings.port)
+    return env
+
+
+def storage_settings(**overrides: object) -> StorageSettings:
+    """Settings of this installation's storage service (filesystem vault by default)."""
+    base = home()
+    settings = StorageSettings(**overrides)  # type: ignore[arg-type]
+    defaults: dict[str, object] = {}
+    if "SIGNET_STORAGE_HOME" not in os.environ:
+        defaults["home"] = base / "storage"
+    if settings.service_token is None:
+        defaults["service_token"] = ensure_service_token(base)
+    return settings.model_copy(update=defaults)
+
+
+def storage_environment(settings: StorageSettings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SIGNET_STORAGE_HOME"] = str(settings.home)
+    if settings.service_token is not None:
+        env["SIGNET_STORAGE_SERVICE_TOKEN"] = settings.service_token.get_secret_value()
+    env["SIGNET_STORAGE_SIGNER_URL"] = settings.signer_url
+    env["SIGNET_STORAGE_PORT"] = str(settings.port)
     return env

@@ -126,22 +126,8 @@ def serve(
 
 
 def _default_seal(service: SignerService) -> str:
-    record = service.registry.latest_for_key(DEFAULT_SEAL)
-    if record is None or record.revoked_at is not None:
-        if record is None:
-            service.hsm.generate_key(DEFAULT_SEAL, KeyAlgorithm.EC_P256)
-        issued = service.ca.issue(
-            IssueCertificateRequest(
-                kind=CertificateKind.SEAL,
-                key_label=DEFAULT_SEAL,
-                subject=SubjectIdentity(
-                    common_name=f"{service.settings.organization} Seal",
-                    organization=service.settings.organization,
-                ),
-            )
-        )
-        return str(issued.record.serial)
-    return str(record.serial)
+    name = f"{service.settings.organization} Seal"
+    return str(service.ca.ensure_seal(DEFAULT_SEAL, name).record.serial)
 
 
 def sign(

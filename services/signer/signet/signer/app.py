@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
 from signet.common.http import FASTAPI_DEFAULTS, bearer_guard, install_error_handlers
 from signet.common.logging import configure_logging
-from signet.signer.api import batches, certificates, pki, signing
+from signet.signer.api import batches, certificates, pki, seals, signing
 from signet.signer.batch_worker import BatchWorker
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
@@ -43,6 +43,7 @@ def create_app(
     app.include_router(certificates.router, dependencies=[guard])
     app.include_router(signing.router, dependencies=[guard])
     app.include_router(batches.router, dependencies=[guard])
+    app.include_router(seals.router, dependencies=[guard])
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

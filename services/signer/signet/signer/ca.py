@@ -25,6 +25,7 @@ from signet.common.contracts.signer import (
     CertificateKind,
     IssueCertificateRequest,
     RevocationReason,
+    SubjectIdentity,
 )
 from signet.common.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from signet.hsm import Hsm, KeyAlgorithm, KeyExists, KeyNotFound
@@ -271,6 +272,24 @@ class CertificateAuthority:
         if record is None:
             raise NotFound(f"no certificate for HSM key {key_label!r}")
         return self.signing_material(record.serial)
+
+    def ensure_seal(self, label: str, common_name: str) -> Issued:
+        """The current certificate of the seal key `label`; key and certificate are made on
+        first use, and a new certificate when the last one was revoked or expired."""
+        record = self.registry.latest_for_key(label)
+        if record is not None and record.revoked_at is None and record.not_after > now():
+            return self.signing_material(record.serial)
+        if not self._key_exists(label):
+            self.hsm.generate_key(label, KeyAlgorithm.EC_P256)
+        return self.issue(
+            IssueCertificateRequest(
+                kind=CertificateKind.SEAL,
+                key_label=label,
+                subject=SubjectIdentity(
+                    common_name=common_name, organization=self.settings.organization
+                ),
+            )
+        )
 
     def spend_event_key(self, issued: Issued) -> None:
         """Destroy an event key after its one signature (sole control ends with the event)."""

@@ -255,3 +255,18 @@ class BatchStatus(_Model):
     failed: int
     pending: int
     items: list[BatchItem] = Field(default_factory=list)
+
+
+# -- signing digests (`/v1/digests/sign`): tree heads and other service evidence -----------
+
+
+class DigestSignRequest(_Model):
+    key_label: str = Field(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the data, hex")
+
+
+class DigestSignature(_Model):
+    signature: str = Field(description="base64 DER (ECDSA) signature over the digest")
+    signature_algorithm: str
+    certificate_serial: str
+    certificate_chain: list[str] = Field(description="PEM, the signing certificate first")

@@ -1,0 +1,87 @@
+"""`signet storage serve|scrub` and `signet verify-evidence`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from signet.cli import embedded
+from signet.common.errors import SignetError
+from signet.storage.evidence import verify_package
+from signet.storage.service import StorageService
+from signet.storage.vault import scrub as scrub_vault
+
+storage_app = typer.Typer(no_args_is_help=True, help="The storage service: vault and ledger.")
+console = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+@storage_app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Run the storage API (one process: the ledger has exactly one writer)."""
+    import os
+
+    import uvicorn
+
+    settings = embedded.storage_settings()
+    os.environ.update(embedded.storage_environment(settings))
+    uvicorn.run(
+        "signet.storage.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
+    )
+
+
+@storage_app.command("scrub")
+def scrub() -> None:
+    """Re-read every object and report any whose bytes no longer match their hash."""
+    service = StorageService(embedded.storage_settings())
+    try:
+        findings = []
+        checked = 0
+        for finding in scrub_vault(service.vault):
+            findings.append(finding)
+        checked = sum(1 for _ in service.vault.objects())
+    except SignetError as exc:
+        err.print(f"[red]error:[/] {exc.detail}")
+        raise typer.Exit(2) from exc
+    if not findings:
+        console.print(f"{checked} objects checked, all intact")
+        return
+    table = Table("object", "problem", title=f"{len(findings)} of {checked} objects damaged")
+    for finding in findings:
+        table.add_row(finding.sha256, finding.problem)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+def verify_evidence(
+    package: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="evidence zip")],
+    root: Annotated[
+        Path,
+        typer.Option(
+            exists=True, dir_okay=False, help="the root CA certificate you trust (PEM/DER)"
+        ),
+    ],
+) -> None:
+    """Check an evidence package offline: hashes, proofs, tree-head signature, timestamp."""
+    checks = verify_package(package, root.read_bytes())
+    table = Table("check", "result", "detail", title=str(package))
+    for check in checks:
+        table.add_row(check.what, "[green]ok[/]" if check.ok else "[red]FAILED[/]", check.detail)
+    console.print(table)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        console.print(
+            f"[red]{len(failed)} check(s) failed:[/] " + ", ".join(c.what for c in failed)
+        )
+        raise typer.Exit(1)
+    console.print("[green]the package is intact and proves what it says[/]")

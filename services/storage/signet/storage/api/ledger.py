@@ -1,0 +1,61 @@
+"""`/v1/ledger`: append events, signed tree heads, inclusion and consistency proofs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from signet.common.contracts.storage import (
+    ConsistencyProof,
+    InclusionProof,
+    LedgerEventIn,
+    LedgerReceipt,
+    TreeHead,
+)
+from signet.common.errors import NotFound
+from signet.storage.api.deps import Service
+
+router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+
+
+@router.post("/events", status_code=201, response_model=LedgerReceipt)
+async def append_event(service: Service, event: LedgerEventIn) -> LedgerReceipt:
+    """Answers once the event is durably in the vault (group commit: no thread waits)."""
+    ledger = await run_in_threadpool(lambda: service.ledger)
+    return await asyncio.wrap_future(ledger.append(event))
+
+
+@router.get("/tree-head", response_model=TreeHead)
+async def tree_head(
+    service: Service,
+    fresh: Annotated[bool, Query(description="sign a head for the current size now")] = False,
+) -> TreeHead:
+    ledger = await run_in_threadpool(lambda: service.ledger)
+    if fresh:
+        return await run_in_threadpool(ledger.publish_head, service.signer)
+    head = ledger.latest_head()
+    if head is None:
+        raise NotFound("no signed tree head yet; ask with ?fresh=true")
+    return head
+
+
+@router.get("/proof/inclusion", response_model=InclusionProof)
+async def inclusion(
+    service: Service,
+    index: Annotated[int, Query(ge=0)],
+    tree_size: Annotated[int | None, Query(ge=1)] = None,
+) -> InclusionProof:
+    ledger = await run_in_threadpool(lambda: service.ledger)
+    return ledger.inclusion(index, tree_size)
+
+
+@router.get("/proof/consistency", response_model=ConsistencyProof)
+async def consistency(
+    service: Service,
+    first: Annotated[int, Query(ge=0)],
+    second: Annotated[int | None, Query(ge=0)] = None,
+) -> ConsistencyProof:
+    ledger = await run_in_threadpool(lambda: service.ledger)
+    return ledger.consistency(first, second)

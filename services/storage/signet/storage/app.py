@@ -1,0 +1,60 @@
+"""The storage service's FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from signet.common.errors import SignetError
+from signet.common.http import FASTAPI_DEFAULTS, bearer_guard, install_error_handlers
+from signet.common.logging import configure_logging
+from signet.storage.api import envelopes, ledger, objects
+from signet.storage.config import StorageSettings
+from signet.storage.service import StorageService
+
+
+def create_app(
+    settings: StorageSettings | None = None, service: StorageService | None = None
+) -> FastAPI:
+    settings = settings or (service.settings if service else StorageSettings())
+    service = service or StorageService(settings)
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start_publisher()
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="Signet storage",
+        version="0.1.0",
+        lifespan=lifespan,
+        **FASTAPI_DEFAULTS,  # type: ignore[arg-type]
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    guard = Depends(bearer_guard(lambda: settings.service_token))
+    for router in (objects.router, ledger.router, envelopes.router):
+        app.include_router(router, dependencies=[guard])
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Ready when the vault answers and keeps its promises (Object Lock, retention)."""
+        try:
+            readiness = await run_in_threadpool(service.readiness)
+        except SignetError as exc:
+            return JSONResponse(
+                {"status": "unavailable", "reason": exc.detail, "error": exc.code},
+                status_code=503,
+            )
+        return JSONResponse(readiness.model_dump(mode="json"))
+
+    return app
