@@ -120,6 +120,9 @@ def test_up_serves_and_stops_its_services_on_sigterm(tmp_path: Path) -> None:
     assert token == (tmp_path / "home" / "service-token").read_text().strip()
     assert token not in "".join(p for p in printed if not p.startswith("admin API token"))
     assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    storage = httpx.get(f"http://127.0.0.1:{port + 1}/readyz").json()
+    assert storage["status"] == "ready" and storage["vault"] == "filesystem"
+    assert "storage API" in text
     children = psutil.Process(up.pid).children(recursive=True)
     assert len(children) >= 3  # uvicorn's supervisor and two workers
 

@@ -1,8 +1,8 @@
 """`signet up`: the embedded default appliance on one machine, no cluster.
 
 Creates what is missing (SoftHSM token, CA, service token) and runs the
-services as local processes until interrupted.  Today that is the signer;
-storage and the portal join as they are built.
+services as local processes until interrupted.  Today that is the signer
+and the storage service (filesystem vault); the portal joins when it is built.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ console = Console(soft_wrap=True)
 
 
 def up(
-    port: Annotated[int, typer.Option(help="signer port")] = 8101,
+    port: Annotated[int, typer.Option(help="signer port (storage: the next one)")] = 8101,
     workers: Annotated[int, typer.Option(help="signer worker processes")] = 2,
     exit_when_ready: Annotated[
         bool, typer.Option(help="start, check readiness, stop (for smoke tests)")
@@ -38,30 +38,33 @@ def up(
     issued = service.ca.ceremony()
     write_ca_files(settings.home / "ca", issued)
     root = issued[0]
-    service.close()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "signet.signer.app:create_app",
-            "--factory",
-            "--host",
-            settings.host,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        env=embedded.child_environment(settings),
+    storage_settings = embedded.storage_settings(
+        port=port + 1, signer_url=f"http://127.0.0.1:{port}"
     )
-    url = f"http://127.0.0.1:{port}"
+    service.ca.ensure_seal(storage_settings.ledger_key_label, "Signet Evidence Ledger")
+    service.close()
+    signer = _uvicorn(
+        "signet.signer.app:create_app",
+        settings.host,
+        port,
+        workers,
+        embedded.child_environment(settings),
+    )
+    # The storage service runs as one process: its ledger has exactly one writer.
+    storage = _uvicorn(
+        "signet.storage.app:create_app",
+        storage_settings.host,
+        port + 1,
+        1,
+        embedded.storage_environment(storage_settings),
+    )
+    processes = [signer, storage]
+    url, storage_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
     # A service manager stops us with SIGTERM: stop the services too, never orphan them.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        _wait_ready(url, process)
+        _wait_ready(url, signer, "signer")
+        _wait_ready(storage_url, storage, "storage")
         assert settings.service_token is not None
         console.rule("[bold]Signet is up")
         console.print(f"data folder      {base}")
@@ -69,6 +72,10 @@ def up(
             f"HSM              SoftHSM2 token '{token.config.token_label}' ({token.conf_file})"
         )
         console.print(f"signer API       {url}  (docs: {url}/docs)")
+        console.print(
+            f"storage API      {storage_url}  (filesystem vault, "
+            f"{storage_settings.retention_years}-year retention, evidence ledger)"
+        )
         console.print(f"root CA          {settings.home / 'ca' / 'root.pem'}")
         console.print(f"root SHA-256     {fingerprint(root.certificate)}")
         console.print("admin API token  " + settings.service_token.get_secret_value())
@@ -82,28 +89,42 @@ def up(
         if exit_when_ready:
             return
         console.print("Ctrl-C stops the appliance.")
-        process.wait()
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        for process, name in ((signer, "signer"), (storage, "storage")):
+            if process.poll() is not None:
+                console.print(f"[red]the {name} exited with status {process.returncode}[/]")
     except KeyboardInterrupt:
         pass
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
 
 
+def _uvicorn(
+    app: str, host: str, port: int, workers: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", host]
+    command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    return subprocess.Popen(command, env=env)
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
     deadline = time.monotonic() + 60
     last = "not started"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            console.print(f"[red]the signer exited with status {process.returncode}[/]")
+            console.print(f"[red]the {name} exited with status {process.returncode}[/]")
             raise typer.Exit(1)
         try:
             response = httpx.get(f"{url}/readyz", timeout=2)
@@ -113,5 +134,5 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
         except httpx.HTTPError as exc:
             last = str(exc)
         time.sleep(0.3)
-    console.print(f"[red]the signer did not become ready:[/] {last}")
+    console.print(f"[red]the {name} did not become ready:[/] {last}")
     raise typer.Exit(1)
