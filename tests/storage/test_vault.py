@@ -95,7 +95,10 @@ def test_legal_hold_on_and_off(vault: Vault) -> None:
     assert not vault.head(sha).legal_hold
     assert vault.set_legal_hold(sha, True).legal_hold
     assert vault.head(sha).legal_hold
+    info, chunks = vault.read(sha)  # metadata from the GET itself matches HEAD
+    assert b"".join(chunks) and info == vault.head(sha)
     assert not vault.set_legal_hold(sha, False).legal_hold
+    assert vault.read(sha)[0] == vault.head(sha)
 
 
 def test_scrubber_names_a_corrupted_object(tmp_path: Path) -> None:

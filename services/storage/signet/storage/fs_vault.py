@@ -105,6 +105,9 @@ class FilesystemVault:
 
         return chunks()
 
+    def read(self, sha256: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        return self.head(sha256), self.open(sha256)
+
     def extend_retention(self, sha256: str, until: datetime) -> ObjectInfo:
         with self._locked(check_sha256(sha256)):
             info = self.head(sha256)

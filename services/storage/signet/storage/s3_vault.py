@@ -125,11 +125,9 @@ class S3Vault:
         envelope_id: str | None = None,
         limit: int | None = None,
     ) -> tuple[ObjectInfo, bool]:
-        with staged_upload(stream, self.staging, limit=limit) as staged:
-            try:
+        with staged_upload(stream, self.staging, limit=limit, durable=False) as staged:
+            if self._exists(f"objects/{staged.sha256}"):
                 return self.head(staged.sha256), False
-            except ObjectNotFound:
-                pass
             created_at = now()
             until = years_from(created_at, self.retention_years)
             metadata = {
@@ -161,6 +159,43 @@ class S3Vault:
                 retain_until=until,
             )
         return info, True
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._call(self.client.stat_object, self.bucket, key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def read(self, sha256: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """One GET: S3 returns the object's metadata, retention and hold in its headers."""
+        key = f"objects/{check_sha256(sha256)}"
+        response = self._call(self.client.get_object, self.bucket, key)
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        until = headers.get("x-amz-object-lock-retain-until-date")
+        info = ObjectInfo(
+            sha256=sha256,
+            size=int(headers.get("content-length", 0)),
+            content_type=headers.get("content-type", "application/octet-stream"),
+            kind=ObjectKind(headers.get(f"{_META}signet-kind", "original")),
+            envelope_id=headers.get(f"{_META}signet-envelope"),
+            created_at=datetime.fromisoformat(
+                headers.get(f"{_META}signet-created", now().isoformat())
+            ),
+            retain_until=_aware(datetime.fromisoformat(until.replace("Z", "+00:00")))
+            if until
+            else now(),
+            legal_hold=headers.get("x-amz-object-lock-legal-hold", "OFF").upper() == "ON",
+        )
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(CHUNK)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return info, chunks()
 
     def head(self, sha256: str) -> ObjectInfo:
         key = f"objects/{check_sha256(sha256)}"

@@ -92,9 +92,13 @@ def now() -> datetime:
 
 @contextmanager
 def staged_upload(
-    stream: BinaryIO, directory: Path, *, limit: int | None = None
+    stream: BinaryIO, directory: Path, *, limit: int | None = None, durable: bool = True
 ) -> Iterator[Staged]:
-    """Copy `stream` to a temporary file while hashing it: bounded memory for any size."""
+    """Copy `stream` to a temporary file while hashing it: bounded memory for any size.
+
+    `durable` fsyncs the file, for vaults whose object *is* this file; a staging
+    copy on its way to S3 need not survive a crash (the upload would fail too).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix="upload-", dir=directory)
     path = Path(name)
@@ -108,7 +112,8 @@ def staged_upload(
                 digest.update(chunk)
                 target.write(chunk)
             target.flush()
-            os.fsync(target.fileno())
+            if durable:
+                os.fsync(target.fileno())
         yield Staged(path, digest.hexdigest(), size)
     finally:
         path.unlink(missing_ok=True)
@@ -154,6 +159,10 @@ class Vault(Protocol):
 
     def open(self, sha256: str) -> Iterator[bytes]:
         """The object's bytes in chunks (raises `ObjectNotFound` before the first chunk)."""
+        ...
+
+    def read(self, sha256: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """Metadata and bytes together, in as few round trips as the store allows."""
         ...
 
     def extend_retention(self, sha256: str, until: datetime) -> ObjectInfo: ...

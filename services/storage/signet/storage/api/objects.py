@@ -80,8 +80,7 @@ async def put_object(
 
 @router.get("/{sha256}", response_class=StreamingResponse)
 async def get_object(service: Service, sha256: str) -> StreamingResponse:
-    info = await run_in_threadpool(service.vault.head, check_sha256(sha256))
-    chunks = await run_in_threadpool(service.vault.open, sha256)
+    info, chunks = await run_in_threadpool(service.vault.read, check_sha256(sha256))
     return StreamingResponse(chunks, media_type=info.content_type, headers=_headers(info))
 
 

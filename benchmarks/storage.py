@@ -1,0 +1,296 @@
+"""Storage benchmark: our vault API beside the raw `minio` client on the same S3 server,
+the ledger's append rate, and proof latency at a million leaves.
+
+Run from the repository root: `make bench` (all suites) or
+`.venv/bin/python -m benchmarks storage`.  BENCH_N scales the sample sizes.
+The S3 server is SeaweedFS on loopback, started here (see tests/support/seaweed.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+import httpx
+import psutil
+import urllib3
+
+from tests.support.seaweed import S3Server, start_seaweedfs, stop
+
+N = int(os.environ.get("BENCH_N", "200"))
+THREADS = 8
+
+
+def rate(once: Callable[[int], object], n: int, threads: int = THREADS) -> float:
+    once(0)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(once, range(1, n + 1)))
+    return n / (time.perf_counter() - start)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class StorageServer:
+    def __init__(self, work: Path, s3: S3Server, bucket: str) -> None:
+        self.port = _free_port()
+        self.token = uuid.uuid4().hex
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
+        env |= {
+            "SIGNET_STORAGE_HOME": str(work / "storage"),
+            "SIGNET_STORAGE_VAULT": "s3",
+            "SIGNET_STORAGE_S3_ENDPOINT": s3.endpoint,
+            "SIGNET_STORAGE_S3_ACCESS_KEY": s3.access_key,
+            "SIGNET_STORAGE_S3_SECRET_KEY": s3.secret_key,
+            "SIGNET_STORAGE_S3_BUCKET": bucket,
+            "SIGNET_STORAGE_SERVICE_TOKEN": self.token,
+            "SIGNET_STORAGE_TREE_HEAD_INTERVAL": "0",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "signet.storage.app:create_app",
+                "--factory",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.peak = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        process = psutil.Process(self.process.pid)
+        while not self._stop.wait(0.02):
+            try:
+                self.peak = max(self.peak, process.memory_info().rss)
+            except psutil.Error:
+                return
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            timeout=300,
+            headers={"Authorization": f"Bearer {self.token}"},
+            limits=httpx.Limits(max_connections=32),
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+def vault_rows(s3: S3Server, work: Path) -> list[tuple[str, float, str]]:
+    from minio import Minio
+
+    raw = Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False)
+    raw_bucket = f"raw-{uuid.uuid4().hex[:12]}"
+    raw.make_bucket(raw_bucket, object_lock=True)
+    server = StorageServer(work, s3, f"api-{uuid.uuid4().hex[:12]}")
+    client = server.client()
+    # The same HTTP client stack as the minio client (urllib3), so the ratio measures
+    # our service, not the difference between Python HTTP clients.
+    pool = urllib3.PoolManager(maxsize=THREADS * 2)
+    auth = {"Authorization": f"Bearer {server.token}"}
+    rows = []
+    try:
+        for label, size, count in (
+            ("100 KB", 100 * 1024, N * 2),
+            ("10 MB", 10 * 1024 * 1024, max(N // 10, 10)),
+        ):
+            payloads = [os.urandom(size) for _ in range(min(count, 64) + 1)]
+
+            def raw_put(i: int, payloads: list[bytes] = payloads, size: int = size) -> object:
+                data = payloads[i % len(payloads)] + i.to_bytes(8, "big")
+                return raw.put_object(
+                    raw_bucket, f"objects/{i}-{uuid.uuid4().hex}", io.BytesIO(data), len(data)
+                )
+
+            def api_put(i: int, payloads: list[bytes] = payloads) -> str:
+                data = payloads[i % len(payloads)] + i.to_bytes(8, "big") + os.urandom(8)
+                response = pool.request("PUT", f"{server.url}/v1/objects", body=data, headers=auth)
+                assert response.status in (200, 201), response.data[:200]
+                return str(json.loads(response.data)["sha256"])
+
+            raw_rate = rate(raw_put, count)
+            api_rate = rate(api_put, count)
+            rows.append(
+                (
+                    f"PUT {label} objects/s",
+                    api_rate,
+                    f"raw minio {raw_rate:.1f}/s = {api_rate / raw_rate:.2f}x; "
+                    f"{api_rate * size / 2**20:.1f} MB/s",
+                )
+            )
+            raw_names = [
+                o.object_name for o in raw.list_objects(raw_bucket, "objects/", recursive=True)
+            ][:64]
+            api_names = [api_put(10**6 + i) for i in range(min(64, count))]
+
+            def raw_get(i: int, names: list[str] = raw_names) -> int:
+                response = raw.get_object(raw_bucket, names[i % len(names)])
+                try:
+                    return len(response.read())
+                finally:
+                    response.close()
+                    response.release_conn()
+
+            def api_get(i: int, names: list[str] = api_names) -> int:
+                response = pool.request(
+                    "GET", f"{server.url}/v1/objects/{names[i % len(names)]}", headers=auth
+                )
+                assert response.status == 200
+                return len(response.data)
+
+            raw_rate = rate(raw_get, count)
+            api_rate = rate(api_get, count)
+            rows.append(
+                (
+                    f"GET {label} objects/s",
+                    api_rate,
+                    f"raw minio {raw_rate:.1f}/s = {api_rate / raw_rate:.2f}x; "
+                    f"{api_rate * size / 2**20:.1f} MB/s",
+                )
+            )
+        for label, size in (("1 MB", 2**20), ("200 MB", 200 * 2**20)):
+            path = work / f"upload-{label}.bin"
+            with path.open("wb") as handle:
+                for _ in range(size // 2**20):
+                    handle.write(os.urandom(2**20))
+            server.peak = 0
+            time.sleep(0.1)
+            start = time.perf_counter()
+            with path.open("rb") as handle:
+                client.put("/v1/objects", content=handle).raise_for_status()
+            elapsed = time.perf_counter() - start
+            rows.append(
+                (
+                    f"PUT one {label} upload, server peak RSS",
+                    size / 2**20 / elapsed,
+                    f"MB/s; peak RSS {server.peak / 2**20:.0f} MiB",
+                )
+            )
+    finally:
+        client.close()
+        server.close()
+    return rows
+
+
+def ledger_rows(work: Path) -> list[tuple[str, float, str]]:
+    from signet.common.contracts.storage import LedgerEventIn
+    from signet.storage.fs_vault import FilesystemVault
+    from signet.storage.ledger import Ledger
+    from signet.storage.merkle import MerkleTree, leaf_hash
+
+    ledger = Ledger(FilesystemVault(work / "ledger-vault", retention_years=5))
+    event = LedgerEventIn(
+        event_type="document.signed",
+        envelope_id="env-1",
+        actor="a@example.com",
+        ip="10.0.0.1",
+        user_agent="bench",
+        document_hashes=["ab" * 32],
+        auth_method="otp",
+    )
+    count = N * 250
+    start = time.perf_counter()
+    futures = [ledger.append(event) for _ in range(count)]
+    wait(futures)
+    appended = count / (time.perf_counter() - start)
+    ledger.close()
+    rows = [
+        (
+            "ledger appends/s, in-process, many writers (durable in the vault)",
+            appended,
+            "goal >= 10,000/s",
+        )
+    ]
+
+    tree = MerkleTree()
+    start = time.perf_counter()
+    for i in range(1_000_000):
+        tree.append(leaf_hash(i.to_bytes(8, "big")))
+    built = time.perf_counter() - start
+    samples = []
+    for index in random.Random(1).sample(range(1_000_000), 2000):
+        t = time.perf_counter()
+        tree.inclusion_proof(index)
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    rows.append(
+        (
+            "inclusion proof at 10^6 leaves, p50 ms",
+            statistics.median(samples),
+            f"p99 {samples[int(len(samples) * 0.99)]:.3f} ms; goal < 5 ms; "
+            f"tree built in {built:.1f} s",
+        )
+    )
+    samples = []
+    for first in random.Random(2).sample(range(1, 1_000_000), 500):
+        t = time.perf_counter()
+        tree.consistency_proof(first)
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    rows.append(
+        (
+            "consistency proof at 10^6 leaves, p50 ms",
+            statistics.median(samples),
+            f"p99 {samples[int(len(samples) * 0.99)]:.3f} ms",
+        )
+    )
+    return rows
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="signet-storage-bench-"))
+    (work / "seaweedfs").mkdir()
+    s3, process = start_seaweedfs(work / "seaweedfs")
+    try:
+        rows = vault_rows(s3, work)
+    finally:
+        stop(process)
+    rows += ledger_rows(work)
+    print(f"\n{'what':66} {'value':>10}  notes")
+    for what, value, note in rows:
+        print(
+            f"{what:66} {value:10.1f}  {note}"
+            if value >= 10
+            else f"{what:66} {value:10.3f}  {note}"
+        )
+
+
+if __name__ == "__main__":
+    main()
