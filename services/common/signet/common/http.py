@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hmac
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import IO
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import SecretStr
 from signet.common.errors import SignetError, Unauthorized
+from starlette.background import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +74,44 @@ FASTAPI_DEFAULTS: dict[str, object] = {
         "operation_spans": False,
     }
 }
+
+
+def service_app(
+    title: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+) -> FastAPI:
+    """A service's FastAPI app with what every service has: defaults, error mapping, /healthz."""
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, **FASTAPI_DEFAULTS)  # type: ignore[arg-type]
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers.  Readiness (`/readyz`) is each service's own."""
+        return {"status": "ok"}
+
+    return app
+
+
+async def file_download(
+    write: Callable[[IO[bytes]], None], *, media_type: str, filename: str
+) -> FileResponse:
+    """Build a large answer (a zip) into a temporary file off the event loop, then send it.
+
+    Memory stays bounded; the file disappears once sent, or at once if building fails.
+    """
+    spool = tempfile.NamedTemporaryFile(prefix="signet-", suffix=Path(filename).suffix)  # noqa: SIM115
+
+    def build() -> None:
+        write(spool)
+        spool.flush()
+
+    try:
+        await run_in_threadpool(build)
+    except BaseException:
+        spool.close()
+        raise
+    return FileResponse(
+        spool.name,
+        media_type=media_type,
+        filename=filename,
+        background=BackgroundTask(spool.close),
+    )

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
-from signet.common.http import FASTAPI_DEFAULTS, bearer_guard, install_error_handlers
+from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
 from signet.signer.api import batches, certificates, pki, seals, signing
 from signet.signer.batch_worker import BatchWorker
@@ -34,21 +34,15 @@ def create_app(
             worker.stop()
         service.close()
 
-    app = FastAPI(title="Signet signer", version="0.1.0", lifespan=lifespan, **FASTAPI_DEFAULTS)  # type: ignore[arg-type]
+    app = service_app("Signet signer", lifespan)
     app.state.service = service
     app.state.batch_workers = []
-    install_error_handlers(app)
     guard = Depends(bearer_guard(lambda: settings.service_token))
     app.include_router(pki.router)
     app.include_router(certificates.router, dependencies=[guard])
     app.include_router(signing.router, dependencies=[guard])
     app.include_router(batches.router, dependencies=[guard])
     app.include_router(seals.router, dependencies=[guard])
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers.  Says nothing about the HSM."""
-        return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from signet.common.contracts.signer import SignOptions
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.hsm import HsmUnavailable
-from signet.signer.batches import BatchStore, file_sha256, this_worker, write_atomically
+from signet.signer.batches import (
+    BatchStore,
+    Outcome,
+    file_sha256,
+    this_worker,
+    write_atomically,
+)
 from signet.signer.ca import Issued
 from signet.signer.service import SignerService
 
@@ -23,6 +29,8 @@ log = logging.getLogger(__name__)
 #: How long a batch's key and options are reused before the certificate's status
 #: (revoked? expired?) is read again: a revocation stops a running batch within this.
 CONTEXT_TTL = 2.0
+#: Items a worker takes at a time: their outcomes are recorded in one transaction.
+CLAIM_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -73,26 +81,37 @@ class BatchWorker:
                     if recovered:
                         log.warning("took back %d batch items from dead workers", recovered)
                     last_recovery = time.monotonic()
-                job = self.store.claim(self.worker)
+                jobs = self.store.claim(self.worker, CLAIM_SIZE)
             except Exception:  # the database may be briefly unavailable; never die
                 log.exception("batch queue unavailable")
                 self._stop.wait(1.0)
                 continue
-            if job is None:
+            if not jobs:
                 self._wake.wait(self.idle_poll)
                 self._wake.clear()
                 continue
-            self.process(*job)
+            self._work(jobs)
 
-    def process(self, batch_id: str, index: int) -> None:
-        store, worker = self.store, self.worker
-        output = store.output_path(batch_id, index)
+    def _work(self, jobs: list[tuple[str, int]]) -> None:
+        """Sign a claimed chunk, then record it in one transaction (see `finish_many`)."""
+        outcomes: list[Outcome] = []
+        for position, (batch_id, index) in enumerate(jobs):
+            outcome = None if self._stop.is_set() else self.process(batch_id, index)
+            if outcome is None:  # postponed (HSM down) or stopping: hand the rest back
+                for rest_batch, rest_index in jobs[position:]:
+                    self.store.release(rest_batch, rest_index, self.worker)
+                break
+            outcomes.append(outcome)
+        self.store.finish_many(self.worker, outcomes)
+
+    def process(self, batch_id: str, index: int) -> Outcome | None:
+        """Sign one document into ``out/``; None when it must wait (HSM unavailable)."""
+        output = self.store.output_path(batch_id, index)
         if output.exists():  # signed before a crash, not yet recorded: never sign twice
-            store.finish(batch_id, index, worker, output_sha256=file_sha256(output))
-            return
+            return Outcome(batch_id, index, output_sha256=file_sha256(output))
         try:
             context = self._context(batch_id)
-            with store.input_path(batch_id, index).open("rb") as source:
+            with self.store.input_path(batch_id, index).open("rb") as source:
                 digest = write_atomically(
                     output,
                     lambda target: self.service.engine.sign_stream(
@@ -101,17 +120,14 @@ class BatchWorker:
                 )
         except (HsmUnavailable, ServiceUnavailable) as exc:
             log.warning("batch %s item %d postponed: %s", batch_id, index, exc)
-            store.release(batch_id, index, worker)
             self._stop.wait(1.0)
-            return
+            return None
         except SignetError as exc:
-            store.finish(batch_id, index, worker, error=exc.detail)
-            return
+            return Outcome(batch_id, index, error=exc.detail)
         except Exception as exc:
             log.exception("batch %s item %d failed unexpectedly", batch_id, index)
-            store.finish(batch_id, index, worker, error=f"internal error ({type(exc).__name__})")
-            return
-        store.finish(batch_id, index, worker, output_sha256=digest)
+            return Outcome(batch_id, index, error=f"internal error ({type(exc).__name__})")
+        return Outcome(batch_id, index, output_sha256=digest)
 
     def _context(self, batch_id: str) -> _Context:
         """The batch's key, options and image; re-read (and the key re-checked) every few s."""

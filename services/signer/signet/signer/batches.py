@@ -28,6 +28,7 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -55,7 +56,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 #: A claim older than this is taken back even if its claimant may still live elsewhere.
 CLAIM_LEASE = timedelta(minutes=15)
@@ -126,6 +127,14 @@ def safe_filename(name: str | None, index: int) -> str:
     base = Path((name or "").replace("\\", "/")).name
     cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*')[:200]
     return cleaned or f"document-{index + 1}.pdf"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    batch_id: str
+    index: int
+    output_sha256: str | None = None
+    error: str | None = None
 
 
 class BatchStore:
@@ -326,20 +335,21 @@ class BatchStore:
 
     # -- working ---------------------------------------------------------------------------
 
-    def claim(self, worker: str) -> tuple[str, int] | None:
-        """Take the oldest pending item, atomically (one statement: no two claimants)."""
+    def claim(self, worker: str, limit: int = 1) -> list[tuple[str, int]]:
+        """Take up to `limit` of the oldest pending items, atomically (one statement, so
+        no item has two claimants)."""
         with self.registry.session() as session, session.begin():
-            row = session.execute(
+            rows = session.execute(
                 text(
                     "UPDATE batch_items SET state = 'running', worker = :worker, "
-                    "claimed_at = :now WHERE (batch_id, idx) = ("
+                    "claimed_at = :now WHERE (batch_id, idx) IN ("
                     "  SELECT batch_id, idx FROM batch_items WHERE state = 'pending' "
-                    "  ORDER BY batch_id, idx LIMIT 1"
+                    "  ORDER BY batch_id, idx LIMIT :limit"
                     ") AND state = 'pending' RETURNING batch_id, idx"
                 ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
-                {"worker": worker, "now": _now()},
-            ).first()
-        return (str(row[0]), int(row[1])) if row else None
+                {"worker": worker, "now": _now(), "limit": limit},
+            ).all()
+        return sorted((str(row[0]), int(row[1])) for row in rows)
 
     def finish(
         self,
@@ -350,55 +360,60 @@ class BatchStore:
         output_sha256: str | None = None,
         error: str | None = None,
     ) -> bool:
-        """Record an item's outcome if `worker` still holds it; closes the batch when last."""
-        state = BatchItemState.DONE if error is None else BatchItemState.FAILED
+        """Record one item's outcome if `worker` still holds it."""
+        return self.finish_many(worker, [Outcome(batch_id, index, output_sha256, error)]) == 1
+
+    def finish_many(self, worker: str, outcomes: list[Outcome]) -> int:
+        """Record outcomes in one transaction; closes batches whose last item this was.
+
+        Recording may lag the signed files safely: a file in ``out/`` is the durable
+        fact, and a recovering worker records it without signing again.
+        """
+        if not outcomes:
+            return 0
+        recorded = 0
         with self.registry.session() as session, session.begin():
-            result = session.execute(
-                update(BatchItemRecord)
-                .where(
-                    BatchItemRecord.batch_id == batch_id,
-                    BatchItemRecord.idx == index,
-                    BatchItemRecord.state == BatchItemState.RUNNING.value,
-                    BatchItemRecord.worker == worker,
+            for outcome in outcomes:
+                state = BatchItemState.DONE if outcome.error is None else BatchItemState.FAILED
+                result = session.execute(
+                    update(BatchItemRecord)
+                    .where(
+                        BatchItemRecord.batch_id == outcome.batch_id,
+                        BatchItemRecord.idx == outcome.index,
+                        BatchItemRecord.state == BatchItemState.RUNNING.value,
+                        BatchItemRecord.worker == worker,
+                    )
+                    .values(
+                        state=state.value,
+                        output_sha256=outcome.output_sha256,
+                        error=outcome.error,
+                        finished_at=_now(),
+                    )
                 )
-                .values(
-                    state=state.value,
-                    output_sha256=output_sha256,
-                    error=error,
-                    finished_at=_now(),
+                recorded += int(getattr(result, "rowcount", 0))
+            for batch_id in {o.batch_id for o in outcomes}:
+                open_items = session.scalar(
+                    select(func.count())
+                    .select_from(BatchItemRecord)
+                    .where(
+                        BatchItemRecord.batch_id == batch_id,
+                        BatchItemRecord.state.in_(
+                            [BatchItemState.PENDING.value, BatchItemState.RUNNING.value]
+                        ),
+                    )
                 )
-            )
-            recorded = bool(getattr(result, "rowcount", 0))
-            open_items = session.scalar(
-                select(func.count())
-                .select_from(BatchItemRecord)
-                .where(
-                    BatchItemRecord.batch_id == batch_id,
-                    BatchItemRecord.state.in_(
-                        [BatchItemState.PENDING.value, BatchItemState.RUNNING.value]
-                    ),
-                )
-            )
-            if not open_items:
-                session.execute(
-                    update(BatchRecord)
-                    .where(BatchRecord.id == batch_id, BatchRecord.finished_at.is_(None))
-                    .values(finished_at=_now())
-                )
+                if not open_items:
+                    session.execute(
+                        update(BatchRecord)
+                        .where(BatchRecord.id == batch_id, BatchRecord.finished_at.is_(None))
+                        .values(finished_at=_now())
+                    )
         return recorded
 
     def release(self, batch_id: str, index: int, worker: str) -> None:
         """Give an item back (the HSM is down: nothing is wrong with the document)."""
         with self.registry.session() as session, session.begin():
-            session.execute(
-                update(BatchItemRecord)
-                .where(
-                    BatchItemRecord.batch_id == batch_id,
-                    BatchItemRecord.idx == index,
-                    BatchItemRecord.worker == worker,
-                )
-                .values(state=BatchItemState.PENDING.value, worker=None, claimed_at=None)
-            )
+            _hand_back(session, batch_id, index, worker)
 
     def recover(self, is_dead: Callable[[str], bool] = claimant_is_dead) -> int:
         """Hand back items whose claimant died or whose lease expired; returns how many."""
@@ -416,16 +431,7 @@ class BatchStore:
             for batch_id, index, worker, claimed_at in running:
                 claimed = _aware(claimed_at)
                 if (claimed is not None and claimed < expired) or is_dead(worker or ""):
-                    session.execute(
-                        update(BatchItemRecord)
-                        .where(
-                            BatchItemRecord.batch_id == batch_id,
-                            BatchItemRecord.idx == index,
-                            BatchItemRecord.worker == worker,
-                            BatchItemRecord.state == BatchItemState.RUNNING.value,
-                        )
-                        .values(state=BatchItemState.PENDING.value, worker=None, claimed_at=None)
-                    )
+                    _hand_back(session, batch_id, index, worker)
                     recovered += 1
         return recovered
 
@@ -465,6 +471,20 @@ class BatchStore:
             archive.writestr(
                 "batch.json", json.dumps(status.model_dump(mode="json", exclude={"items"}))
             )
+
+
+def _hand_back(session: Session, batch_id: str, index: int, worker: str | None) -> None:
+    """Make a running item pending again, if `worker` still holds it."""
+    session.execute(
+        update(BatchItemRecord)
+        .where(
+            BatchItemRecord.batch_id == batch_id,
+            BatchItemRecord.idx == index,
+            BatchItemRecord.worker == worker,
+            BatchItemRecord.state == BatchItemState.RUNNING.value,
+        )
+        .values(state=BatchItemState.PENDING.value, worker=None, claimed_at=None)
+    )
 
 
 def write_atomically(path: Path, produce: Callable[[BinaryIO], None]) -> str:

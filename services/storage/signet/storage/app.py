@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
-from signet.common.http import FASTAPI_DEFAULTS, bearer_guard, install_error_handlers
+from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
 from signet.storage.api import envelopes, ledger, objects
 from signet.storage.config import StorageSettings
@@ -29,21 +29,11 @@ def create_app(
         yield
         service.close()
 
-    app = FastAPI(
-        title="Signet storage",
-        version="0.1.0",
-        lifespan=lifespan,
-        **FASTAPI_DEFAULTS,  # type: ignore[arg-type]
-    )
+    app = service_app("Signet storage", lifespan)
     app.state.service = service
-    install_error_handlers(app)
     guard = Depends(bearer_guard(lambda: settings.service_token))
     for router in (objects.router, ledger.router, envelopes.router):
         app.include_router(router, dependencies=[guard])
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:

@@ -225,18 +225,7 @@ class S3Vault:
             return bool(self._call(self.client.is_object_legal_hold_enabled, self.bucket, key))
 
     def open(self, sha256: str) -> Iterator[bytes]:
-        response = self._call(
-            self.client.get_object, self.bucket, f"objects/{check_sha256(sha256)}"
-        )
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from response.stream(CHUNK)
-            finally:
-                response.close()
-                response.release_conn()
-
-        return chunks()
+        return self.read(sha256)[1]
 
     def extend_retention(self, sha256: str, until: datetime) -> ObjectInfo:
         info = self.head(sha256)

@@ -9,7 +9,6 @@ batch it already made instead of sealing everything twice.
 from __future__ import annotations
 
 import functools
-import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
@@ -18,9 +17,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from signet.common.contracts.signer import BatchStatus, CertificateKind, SignOptions
 from signet.common.errors import InvalidRequest
+from signet.common.http import file_download
 from signet.signer.api.deps import Service, read_limited
 from signet.signer.service import SignerService
-from starlette.background import BackgroundTask
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 _IMAGE_LIMIT = 8 * 1024 * 1024
@@ -93,18 +92,8 @@ async def get_batch(
 )
 async def batch_results(service: Service, batch_id: str) -> FileResponse:
     """The signed documents and report.csv; 409 while documents are still being sealed."""
-    spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the background task
-        prefix="signet-batch-", suffix=".zip"
-    )
-    try:
-        await run_in_threadpool(service.batches.write_results, batch_id, spool)
-        spool.flush()
-    except BaseException:
-        spool.close()
-        raise
-    return FileResponse(
-        spool.name,
+    return await file_download(
+        functools.partial(service.batches.write_results, batch_id),
         media_type="application/zip",
         filename=f"batch-{batch_id}.zip",
-        background=BackgroundTask(spool.close),
     )

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import tempfile
+import functools
+from typing import IO
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from signet.common.http import file_download
 from signet.storage.api.deps import Service
 from signet.storage.evidence import build_package
 from signet.storage.service import StorageService
-from starlette.background import BackgroundTask
 
 router = APIRouter(prefix="/v1/envelopes", tags=["evidence"])
 
 
-def _build(
-    service: StorageService, envelope_id: str, target: tempfile._TemporaryFileWrapper[bytes]
-) -> None:
+def _build(service: StorageService, envelope_id: str, target: IO[bytes]) -> None:
     build_package(
         envelope_id,
         vault=service.vault,
@@ -26,7 +24,6 @@ def _build(
         pki=service.signer.pki(),
         target=target,
     )
-    target.flush()
 
 
 @router.get(
@@ -35,15 +32,8 @@ def _build(
     responses={200: {"content": {"application/zip": {}}}},
 )
 async def evidence(service: Service, envelope_id: str) -> FileResponse:
-    spool = tempfile.NamedTemporaryFile(prefix="evidence-", suffix=".zip")  # noqa: SIM115
-    try:
-        await run_in_threadpool(_build, service, envelope_id, spool)
-    except BaseException:
-        spool.close()
-        raise
-    return FileResponse(
-        spool.name,
+    return await file_download(
+        functools.partial(_build, service, envelope_id),
         media_type="application/zip",
         filename=f"evidence-{envelope_id}.zip",
-        background=BackgroundTask(spool.close),
     )
