@@ -202,6 +202,7 @@ class BatchStore:
                 created_at=_now(),
             )
             staging.rename(self.folder(batch_id))
+            _fsync_directory(self.directory)
             try:
                 with self.registry.session() as session, session.begin():
                     session.add(record)
@@ -258,6 +259,8 @@ class BatchStore:
                         )
                     digest.update(chunk)
                     target.write(chunk)
+                target.flush()
+                os.fsync(target.fileno())  # a 201 promises the documents survive a crash
             items.append((safe_filename(name, index), digest.hexdigest()))
             request.update(digest.digest())
         if not items:
@@ -473,6 +476,15 @@ class BatchStore:
             )
 
 
+def _fsync_directory(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX: the directory entry needs its own fsync)."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 def _hand_back(session: Session, batch_id: str, index: int, worker: str | None) -> None:
     """Make a running item pending again, if `worker` still holds it."""
     session.execute(
@@ -501,6 +513,7 @@ def write_atomically(path: Path, produce: Callable[[BinaryIO], None]) -> str:
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(path)
+        _fsync_directory(path.parent)
     finally:
         temporary.unlink(missing_ok=True)  # only a failed attempt's leftover remains here
     return file_sha256(path)
