@@ -7,7 +7,14 @@ by registering their sub-apps here.
 from __future__ import annotations
 
 import typer
-from signet.cli import batch_commands, hsm_commands, signer_commands, storage_commands, up
+from signet.cli import (
+    batch_commands,
+    hsm_commands,
+    operator_commands,
+    signer_commands,
+    storage_commands,
+    up,
+)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -18,6 +25,7 @@ app.add_typer(hsm_commands.app, name="hsm")
 app.add_typer(signer_commands.ca_app, name="ca")
 app.add_typer(signer_commands.signer_app, name="signer")
 app.add_typer(storage_commands.storage_app, name="storage")
+app.add_typer(operator_commands.operator_app, name="operator")
 app.command("sign")(signer_commands.sign)
 app.command("verify")(signer_commands.verify)
 app.command("seal-batch")(batch_commands.seal_batch)

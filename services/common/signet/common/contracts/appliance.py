@@ -1,0 +1,182 @@
+"""The custom resources `Appliance` and `SigningPolicy` (group signet.dev, v1alpha1).
+
+One source of truth: the operator generates the CRDs' OpenAPI schemas from
+these models (`signet operator crds`), the operator validates what it reads
+with them, and the services validate policy files with the same models in the
+embedded default.  Field names are camelCase on the wire, as Kubernetes wants.
+
+Secrets never appear inline: the HSM PIN, object-store keys and database URL
+are `SecretRef`s (a Secret's name and key), and a plain string where a
+reference belongs is refused by the schema.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+from signet.common.contracts.signer import SignatureLevel
+from signet.common.contracts.storage import MINIMUM_RETENTION_YEARS
+
+GROUP = "signet.dev"
+VERSION = "v1alpha1"
+
+DnsLabel = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+RetentionYears = Annotated[
+    int,
+    Field(
+        ge=MINIMUM_RETENTION_YEARS,
+        le=100,
+        description=f"years every document and evidence record is kept; at least "
+        f"{MINIMUM_RETENTION_YEARS} (the statutory minimum)",
+    ),
+]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class SecretRef(_Spec):
+    """A key of a Secret in the Appliance's namespace."""
+
+    name: DnsLabel
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class Resources(_Spec):
+    cpu: str = Field(default="500m", pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str = Field(default="512Mi", pattern=r"^[0-9]+(Ki|Mi|Gi)$")
+
+
+class ComponentSpec(_Spec):
+    replicas: int = Field(default=2, ge=0, le=20)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class HsmSpec(_Spec):
+    """Where the PKCS#11 module comes from: the vendor's image, or SoftHSM for trials."""
+
+    model_config = ConfigDict(
+        **_Spec.model_config,
+        json_schema_extra={
+            # The same rule as the validator below, for the API server (CEL).
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.softhsm ? !has(self.moduleImage) && !has(self.modulePath)"
+                    " : has(self.moduleImage) && has(self.modulePath) && has(self.pin)",
+                    "message": "give softhsm: true, or moduleImage, modulePath and pin",
+                }
+            ]
+        },
+    )
+
+    softhsm: bool = Field(
+        default=False, description="development token from the Signet SoftHSM image (trials only)"
+    )
+    module_image: str | None = Field(
+        default=None,
+        description="image holding the vendor's PKCS#11 library (copied by an init container)",
+    )
+    module_path: str | None = Field(
+        default=None, pattern=r"^/", description="path of the library inside module_image"
+    )
+    config_map: DnsLabel | None = Field(
+        default=None, description="ConfigMap with the vendor's client configuration files"
+    )
+    token_label: str = Field(default="signet", min_length=1, max_length=32)
+    pin: SecretRef | None = Field(default=None, description="Secret key holding the user PIN")
+    endpoint: str | None = Field(
+        default=None,
+        description="host:port of a network HSM; the NetworkPolicy lets only the signer reach it",
+    )
+
+    @model_validator(mode="after")
+    def _module_or_softhsm(self) -> HsmSpec:
+        if self.softhsm:
+            if self.module_image or self.module_path:
+                raise ValueError("give either softhsm or a vendor module, not both")
+        else:
+            if not (self.module_image and self.module_path):
+                raise ValueError("a vendor HSM needs moduleImage and modulePath (or softhsm: true)")
+            if self.pin is None:
+                raise ValueError("a vendor HSM needs pin: a Secret reference")
+        return self
+
+
+class ObjectStoreSpec(_Spec):
+    """An existing MinIO (or other S3 with Object Lock); the operator never touches its data."""
+
+    endpoint: str = Field(min_length=1, description="host:port of the S3 endpoint")
+    bucket: str = Field(default="signet", min_length=3, max_length=63)
+    secure: bool = True
+    access_key: SecretRef
+    secret_key: SecretRef
+    retention_years: RetentionYears = 10
+
+
+class DatabaseSpec(_Spec):
+    url: SecretRef = Field(description="Secret key holding the SQLAlchemy URL (PostgreSQL)")
+
+
+class PortalSpec(_Spec):
+    """Accepted and validated now; the portal service arrives with a later release."""
+
+    enabled: bool = False
+    replicas: int = Field(default=2, ge=0, le=20)
+    hostname: str | None = Field(default=None, max_length=253)
+
+
+class ApplianceSpec(_Spec):
+    image: str = Field(default="signet:0.1.0", description="the signet image (every component)")
+    organization: str = Field(default="Signet", min_length=1, max_length=64)
+    public_url: str = Field(
+        description="URL validators reach for CRL/OCSP/TSA; baked into certificates",
+        pattern=r"^https?://",
+    )
+    signer: ComponentSpec = Field(default_factory=ComponentSpec)
+    storage: ComponentSpec = Field(default_factory=lambda: ComponentSpec(replicas=1))
+    portal: PortalSpec = Field(default_factory=PortalSpec)
+    hsm: HsmSpec
+    object_store: ObjectStoreSpec
+    database: DatabaseSpec | None = None
+    tree_head_interval_seconds: int = Field(default=60, ge=10, le=86400)
+
+
+class Appliance(_Spec):
+    api_version: Literal["signet.dev/v1alpha1"] = "signet.dev/v1alpha1"
+    kind: Literal["Appliance"] = "Appliance"
+    spec: ApplianceSpec
+
+
+class IdentityCheck(StrEnum):
+    OTP_EMAIL = "otp-email"
+    OTP_SMS = "otp-sms"
+    NONE = "none"
+
+
+class SigningPolicySpec(_Spec):
+    """How contracts under this policy are signed; versioned by `metadata.generation`."""
+
+    description: str = Field(default="", max_length=500)
+    level: SignatureLevel = SignatureLevel.B_LTA
+    identity_checks: list[IdentityCheck] = Field(
+        default_factory=lambda: [IdentityCheck.OTP_EMAIL], min_length=1, max_length=3
+    )
+    seal_key_label: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    max_signers: int = Field(default=10, ge=1, le=100)
+    link_validity_days: int = Field(default=14, ge=1, le=365)
+    retention_years: RetentionYears = 10
+    certify_first_signature: bool = True
+
+
+class SigningPolicy(_Spec):
+    api_version: Literal["signet.dev/v1alpha1"] = "signet.dev/v1alpha1"
+    kind: Literal["SigningPolicy"] = "SigningPolicy"
+    spec: SigningPolicySpec

@@ -1,0 +1,247 @@
+"""CRDs generated from the models, and the reconcile logic as pure functions.
+
+No cluster here: the CRD schemas are checked with a JSON-schema validator on
+valid and invalid examples, and every object the operator would create is
+checked against the real Kubernetes schemas with `kubernetes-validate`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic import ValidationError
+from signet.common.contracts.appliance import ApplianceSpec, SigningPolicySpec
+from signet.operator import crds
+from signet.operator.conditions import Readiness, conditions, merge_transitions, parse_spec
+from signet.operator.desired import (
+    COMPONENTS,
+    config_hash,
+    desired_objects,
+    referenced_secrets,
+    service_token_secret,
+)
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "signet"
+K8S_VERSION = "1.31"
+
+VENDOR_SPEC: dict[str, Any] = {
+    "publicUrl": "https://sign.example.com",
+    "organization": "Example AG",
+    "hsm": {
+        "moduleImage": "registry.example.com/luna-client:10.7",
+        "modulePath": "/usr/safenet/lunaclient/lib/libCryptoki2_64.so",
+        "configMap": "luna-config",
+        "pin": {"name": "hsm-pin", "key": "pin"},
+        "endpoint": "10.0.0.5:1792",
+    },
+    "objectStore": {
+        "endpoint": "minio.storage.svc:9000",
+        "bucket": "contracts",
+        "secure": False,
+        "accessKey": {"name": "minio-credentials", "key": "access-key"},
+        "secretKey": {"name": "minio-credentials", "key": "secret-key"},
+        "retentionYears": 10,
+    },
+    "database": {"url": {"name": "postgres", "key": "url"}},
+}
+SOFTHSM_SPEC: dict[str, Any] = {
+    **VENDOR_SPEC,
+    "hsm": {"softhsm": True},
+    "signer": {"replicas": 1},
+}
+
+
+def _schema(crd_name: str) -> dict[str, Any]:
+    crd = yaml.safe_load((CHART / "crds" / crd_name).read_text())
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_committed_crds_are_what_the_models_generate() -> None:
+    for name, text in crds.rendered().items():
+        committed = (CHART / "crds" / name).read_text()
+        assert committed == text, f"{name} drifted: run `signet operator crds`"
+
+
+def _walk(node: Any, path: str = "$") -> list[str]:
+    problems = []
+    if isinstance(node, dict):
+        if "properties" in node or "items" in node or "enum" in node or "pattern" in node:
+            if "type" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+                problems.append(f"{path}: no type")
+        for forbidden in ("$ref", "anyOf", "oneOf", "allOf", "title", "const"):
+            if forbidden in node:
+                problems.append(f"{path}: {forbidden}")
+        if node.get("additionalProperties") is False:
+            problems.append(f"{path}: additionalProperties false")
+        for key, value in node.items():
+            problems += _walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            problems += _walk(value, f"{path}[{i}]")
+    return problems
+
+
+def test_crd_schemas_are_structural_and_validate_examples() -> None:
+    for name in ("appliances.signet.dev.yaml", "signingpolicies.signet.dev.yaml"):
+        assert _walk(_schema(name)) == []
+        crd = yaml.safe_load((CHART / "crds" / name).read_text())
+        kubernetes_validate.validate(crd, K8S_VERSION, strict=True)
+    schema = _schema("appliances.signet.dev.yaml")
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors({"spec": VENDOR_SPEC}))
+    assert not list(validator.iter_errors({"spec": SOFTHSM_SPEC}))
+
+    three_years = copy.deepcopy(VENDOR_SPEC)
+    three_years["objectStore"]["retentionYears"] = 3
+    assert any(
+        "minimum" in e.message or "3" in e.message
+        for e in validator.iter_errors({"spec": three_years})
+    )
+    inline_pin = copy.deepcopy(VENDOR_SPEC)
+    inline_pin["hsm"]["pin"] = "123456"
+    assert list(validator.iter_errors({"spec": inline_pin}))
+    inline_key = copy.deepcopy(VENDOR_SPEC)
+    inline_key["objectStore"]["secretKey"] = "minio-secret-value"
+    assert list(validator.iter_errors({"spec": inline_key}))
+    hsm_rule = schema["properties"]["spec"]["properties"]["hsm"]["x-kubernetes-validations"]
+    assert "has(self.pin)" in hsm_rule[0]["rule"]
+
+    policy = jsonschema.Draft202012Validator(_schema("signingpolicies.signet.dev.yaml"))
+    assert not list(policy.iter_errors({"spec": {"level": "B-LTA", "identityChecks": ["otp-sms"]}}))
+    assert list(policy.iter_errors({"spec": {"retentionYears": 4}}))
+    assert list(policy.iter_errors({"spec": {"level": "B-X"}}))
+
+
+def test_models_refuse_what_the_schema_cannot_express() -> None:
+    with pytest.raises(ValidationError, match="pin"):
+        ApplianceSpec.model_validate({**VENDOR_SPEC, "hsm": {**VENDOR_SPEC["hsm"], "pin": None}})
+    with pytest.raises(ValidationError, match="either softhsm"):
+        ApplianceSpec.model_validate(
+            {**VENDOR_SPEC, "hsm": {**VENDOR_SPEC["hsm"], "softhsm": True}}
+        )
+    spec, problem = parse_spec(
+        {**VENDOR_SPEC, "objectStore": {**VENDOR_SPEC["objectStore"], "retentionYears": 3}}
+    )
+    assert spec is None and "retentionYears" in problem and "5" in problem
+    assert SigningPolicySpec.model_validate({}).retention_years == 10
+
+
+@pytest.mark.parametrize("raw", [VENDOR_SPEC, SOFTHSM_SPEC], ids=["vendor-hsm", "softhsm"])
+def test_every_child_is_valid_kubernetes_and_locked_down(raw: dict[str, Any]) -> None:
+    spec = ApplianceSpec.model_validate(raw)
+    objects = desired_objects("acme", "signet", spec)
+    objects.append(service_token_secret("acme", "signet", "t0ken"))
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        assert obj["metadata"]["namespace"] == "signet"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "acme"
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+    assert ("Deployment", "acme-signer") in kinds and ("Deployment", "acme-storage") in kinds
+    assert not any(name.endswith("-portal") for _, name in kinds)  # not installed yet
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"] + pod["initContainers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
+            assert context["capabilities"]["drop"] == ["ALL"]
+            assert context["seccompProfile"]["type"] == "RuntimeDefault"
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        secret_like = ("_TOKEN", "_PIN", "_SECRET_KEY", "_ACCESS_KEY", "_DATABASE_URL")
+        for name, variable in env.items():
+            if name.endswith(secret_like):  # secrets come from Secrets, never inline
+                assert "valueFrom" in variable, name
+        assert "signet.dev/config-hash" in deployment["spec"]["template"]["metadata"]["annotations"]
+    signer = next(
+        o for o in objects if o["metadata"]["name"] == "acme-signer" and o["kind"] == "Deployment"
+    )
+    init = signer["spec"]["template"]["spec"]["initContainers"][0]
+    if spec.hsm.softhsm:
+        assert init["image"].startswith("signet-softhsm")
+    else:
+        assert init["image"] == VENDOR_SPEC["hsm"]["moduleImage"]
+        assert init["command"][-2] == VENDOR_SPEC["hsm"]["modulePath"]
+    replicas = {
+        o["metadata"]["name"]: o["spec"]["replicas"] for o in objects if o["kind"] == "Deployment"
+    }
+    assert replicas == {"acme-signer": spec.signer.replicas, "acme-storage": 1}
+    budgets = {o["metadata"]["name"] for o in objects if o["kind"] == "PodDisruptionBudget"}
+    assert budgets == ({"acme-signer"} if spec.signer.replicas > 1 else set())
+
+
+def test_network_policies_follow_the_trust_boundaries() -> None:
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    policies = {
+        o["metadata"]["name"]: o["spec"]
+        for o in desired_objects("acme", "ns", spec)
+        if o["kind"] == "NetworkPolicy"
+    }
+    signer, storage = policies["acme-signer"], policies["acme-storage"]
+    signer_ports = {p["port"] for rule in signer["egress"] for p in rule.get("ports", [])}
+    storage_ports = {p["port"] for rule in storage["egress"] for p in rule.get("ports", [])}
+    assert 1792 in signer_ports and 1792 not in storage_ports  # only the signer reaches the HSM
+    assert 9000 in storage_ports and 9000 not in signer_ports  # only storage reaches MinIO
+    for policy in (signer, storage):  # neither accepts traffic from outside the namespace
+        sources = [s for rule in policy["ingress"] for s in rule["from"]]
+        assert all("namespaceSelector" not in s for s in sources)
+    assert next(c for c in COMPONENTS if c.name == "portal").public
+
+
+def test_config_hash_rolls_out_changes_and_only_changes() -> None:
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    storage = next(c for c in COMPONENTS if c.name == "storage")
+    same = ApplianceSpec.model_validate(copy.deepcopy(VENDOR_SPEC))
+    longer = ApplianceSpec.model_validate(
+        {**VENDOR_SPEC, "objectStore": {**VENDOR_SPEC["objectStore"], "retentionYears": 12}}
+    )
+    assert config_hash(spec, storage, "acme") == config_hash(same, storage, "acme")
+    assert config_hash(spec, storage, "acme") != config_hash(longer, storage, "acme")
+    assert ("postgres", "url") in referenced_secrets(spec)
+    assert ("hsm-pin", "pin") in referenced_secrets(spec)
+
+
+def test_conditions_follow_the_services() -> None:
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    ok_signer = Readiness(200, {"status": "ready", "hsm": "reachable"})
+    ok_storage = Readiness(
+        200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10}
+    )
+    ready = {c["type"]: c for c in conditions(spec, {"signer": ok_signer, "storage": ok_storage})}
+    assert ready["Ready"]["status"] == "True"
+    assert ready["PortalReady"]["reason"] == "NotInstalled"
+    hsm_down = Readiness(
+        503,
+        {"status": "unavailable", "reason": "token 'signet' not found", "error": "hsm_unavailable"},
+    )
+    down = {c["type"]: c for c in conditions(spec, {"signer": hsm_down, "storage": ok_storage})}
+    assert down["Ready"]["status"] == "False" and "HSMReachable" in down["Ready"]["message"]
+    assert down["HSMReachable"]["status"] == "False" and "signet" in down["HSMReachable"]["message"]
+    short = Readiness(200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 7})
+    retention = {c["type"]: c for c in conditions(spec, {"signer": ok_signer, "storage": short})}
+    assert retention["RetentionCompliant"]["reason"] == "RetentionTooShort"
+    unlocked = Readiness(
+        503, {"error": "vault_misconfigured", "reason": "bucket has no Object Lock"}
+    )
+    nolock = {c["type"]: c for c in conditions(spec, {"signer": ok_signer, "storage": unlocked})}
+    assert (
+        nolock["RetentionCompliant"]["status"] == "False"
+        and "Object Lock" in nolock["RetentionCompliant"]["message"]
+    )
+    silent = {c["type"]: c for c in conditions(spec, {"signer": None, "storage": None})}
+    assert silent["SignerReady"]["status"] == "Unknown" and silent["Ready"]["status"] == "False"
+
+    first = merge_transitions(
+        [], conditions(spec, {"signer": ok_signer, "storage": ok_storage}), "T1"
+    )
+    second = merge_transitions(
+        first, conditions(spec, {"signer": hsm_down, "storage": ok_storage}), "T2"
+    )
+    times = {c["type"]: c["lastTransitionTime"] for c in second}
+    assert times["StorageReady"] == "T1" and times["SignerReady"] == "T2"
