@@ -72,9 +72,10 @@ def test_committed_crds_are_what_the_models_generate() -> None:
 def _walk(node: Any, path: str = "$") -> list[str]:
     problems = []
     if isinstance(node, dict):
-        if "properties" in node or "items" in node or "enum" in node or "pattern" in node:
-            if "type" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-                problems.append(f"{path}: no type")
+        shaped = any(key in node for key in ("properties", "items", "enum", "pattern"))
+        untyped = "type" not in node and not node.get("x-kubernetes-preserve-unknown-fields")
+        if shaped and untyped:
+            problems.append(f"{path}: no type")
         for forbidden in ("$ref", "anyOf", "oneOf", "allOf", "title", "const"):
             if forbidden in node:
                 problems.append(f"{path}: {forbidden}")
