@@ -112,7 +112,9 @@ def _uvicorn(
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", host]
     command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
-    return subprocess.Popen(command, env=env)
+    # Own session: a terminal's Ctrl-C reaches `signet up` alone, which then stops each
+    # service exactly once (a second signal makes uvicorn abort its shutdown).
+    return subprocess.Popen(command, env=env, start_new_session=True)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
