@@ -23,3 +23,28 @@ def crds(
 
     for path in write(out):
         console.print(f"wrote {path}")
+
+
+@operator_app.command("run")
+def run(
+    namespace: Annotated[str, typer.Option(help="the namespace whose Appliances to manage")],
+    verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
+    liveness_port: Annotated[int, typer.Option(help="/healthz for the kubelet")] = 8081,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics (0: off)")] = 8080,
+) -> None:
+    """Run the operator (Kopf, standalone: one replica) in one namespace."""
+    import logging
+
+    import kopf
+    from prometheus_client import start_http_server
+    from signet.operator import handlers  # registers the handlers
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
+    if metrics_port:
+        start_http_server(metrics_port)
+    kopf.run(
+        standalone=True,
+        namespaces=[namespace],
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+    )
+    _ = handlers

@@ -1,0 +1,295 @@
+"""The Kopf handlers: an Appliance becomes its children, and its status follows the services.
+
+All decisions are made by the pure functions of `desired` and `conditions`;
+this module only reads the cluster (Secrets, readiness), applies objects
+(create, or merge-patch when they exist) with owner references so the
+cluster removes them with the Appliance, writes status and posts Events.
+It never deletes anything, and never touches the object store.
+
+Connection: in a pod, the ServiceAccount (Kopf's and the client's in-cluster
+login); for tests and out-of-cluster runs, `SIGNET_OPERATOR_API_URL` names an
+API server reached without credentials (the Kubernetes emulator).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter, Gauge
+from signet.common.contracts.appliance import SigningPolicySpec
+from signet.operator import desired
+from signet.operator.conditions import (
+    Readiness,
+    conditions,
+    invalid_spec,
+    merge_transitions,
+    missing_secrets,
+    parse_spec,
+)
+
+API_URL = os.environ.get("SIGNET_OPERATOR_API_URL")
+#: Tests simulate the services' /readyz with a JSON file {component: [status, body]}.
+READINESS_FILE = os.environ.get("SIGNET_OPERATOR_READINESS_FILE")
+
+RECONCILES = Counter(
+    "signet_operator_reconciles_total", "Appliance reconciliations by outcome", ["outcome"]
+)
+APPLIED = Counter(
+    "signet_operator_objects_applied_total",
+    "Children applied by kind and outcome",
+    ["kind", "outcome"],
+)
+READY = Gauge("signet_operator_appliance_ready", "1 when the Appliance is Ready", ["appliance"])
+
+#: (kind) -> (api class, snake-case name used by the client's method names)
+_KINDS: dict[str, tuple[type[Any], str]] = {
+    "ServiceAccount": (client.CoreV1Api, "service_account"),
+    "Service": (client.CoreV1Api, "service"),
+    "Secret": (client.CoreV1Api, "secret"),
+    "ConfigMap": (client.CoreV1Api, "config_map"),
+    "Deployment": (client.AppsV1Api, "deployment"),
+    "PodDisruptionBudget": (client.PolicyV1Api, "pod_disruption_budget"),
+    "NetworkPolicy": (client.NetworkingV1Api, "network_policy"),
+    "Role": (client.RbacAuthorizationV1Api, "role"),
+    "RoleBinding": (client.RbacAuthorizationV1Api, "role_binding"),
+}
+
+
+def api_client() -> client.ApiClient:
+    if API_URL:
+        configuration = client.Configuration()
+        configuration.host = API_URL.rstrip("/")
+        return client.ApiClient(configuration)
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.peering.standalone = True
+    settings.scanning.disabled = True  # namespaced: no cluster-wide listing needed
+    settings.posting.level = 20  # INFO and above become Events
+    settings.persistence.finalizer = "signet.dev/operator"
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    if API_URL:
+        # An emulator or a local proxy: no credentials (a real API server needs a token).
+        return kopf.ConnectionInfo(server=API_URL.rstrip("/"), insecure=True)
+    return kopf.login_via_client(**kwargs)
+
+
+# -- the cluster, read and written -----------------------------------------------------------
+
+
+def _secret_has(core: client.CoreV1Api, namespace: str, name: str, key: str) -> bool:
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return key in (secret.data or {}) or key in (secret.string_data or {})
+
+
+def apply(api: client.ApiClient, obj: dict[str, Any]) -> str:
+    """Create `obj`, or merge-patch it when it exists; returns what happened."""
+    api_class, snake = _KINDS[obj["kind"]]
+    typed = api_class(api)
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    try:
+        getattr(typed, f"create_namespaced_{snake}")(namespace, obj)
+        return "created"
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    getattr(typed, f"patch_namespaced_{snake}")(name, namespace, obj)
+    return "updated"
+
+
+def _ensure_generated_secret(api: client.ApiClient, obj: dict[str, Any]) -> bool:
+    """Generated Secrets are created once and never rewritten (tokens are not rotated here)."""
+    try:
+        client.CoreV1Api(api).create_namespaced_secret(
+            obj["metadata"]["namespace"],
+            obj,  # type: ignore[arg-type]  # the client accepts plain dicts as bodies
+        )
+        return True
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+
+
+def probe(name: str, namespace: str, component: str, port: int) -> Readiness:
+    """What /readyz answers (or the simulated answer in tests)."""
+    if READINESS_FILE:
+        try:
+            simulated = json.loads(Path(READINESS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return Readiness(None)
+        answer = simulated.get(component)
+        return Readiness(answer[0], answer[1]) if answer else Readiness(None)
+    try:
+        response = httpx.get(f"http://{name}-{component}.{namespace}.svc:{port}/readyz", timeout=5)
+        return Readiness(response.status_code, response.json())
+    except (httpx.HTTPError, ValueError):
+        return Readiness(None)
+
+
+# -- Appliance -------------------------------------------------------------------------------
+
+
+def reconcile(
+    body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, announce: bool = True
+) -> None:
+    """Apply the children and refresh the status.  `announce`: post Events for refusals
+    (on changes; the periodic timer stays quiet rather than repeat them every tick)."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    previous = list(body.get("status", {}).get("conditions", []))
+    now = datetime.now(UTC).isoformat()
+    patch.status["observedGeneration"] = body["metadata"].get("generation")
+    spec, problem = parse_spec(dict(body.get("spec", {})))
+    if spec is None:
+        RECONCILES.labels("invalid_spec").inc()
+        if announce:
+            kopf.warn(body, reason="InvalidSpec", message=problem)
+        patch.status["conditions"] = merge_transitions(previous, invalid_spec(problem), now)
+        return
+    with api_client() as api:
+        core = client.CoreV1Api(api)
+        missing = [
+            f"Secret {secret} (key {key})"
+            for secret, key in desired.referenced_secrets(spec)
+            if not _secret_has(core, namespace, secret, key)
+        ]
+        if missing:
+            RECONCILES.labels("secret_missing").inc()
+            if announce:
+                kopf.warn(body, reason="SecretMissing", message="missing: " + ", ".join(missing))
+            patch.status["conditions"] = merge_transitions(previous, missing_secrets(missing), now)
+            return
+        generated = [desired.service_token_secret(name, namespace, secrets.token_urlsafe(32))]
+        if spec.hsm.softhsm:
+            generated.append(desired.softhsm_pin_secret(name, namespace, secrets.token_hex(8)))
+        for secret in generated:
+            kopf.adopt(secret, owner=body)
+            if _ensure_generated_secret(api, secret):
+                kopf.info(body, reason="SecretGenerated", message=secret["metadata"]["name"])
+        changed = []
+        for obj in desired.desired_objects(name, namespace, spec):
+            kopf.adopt(obj, owner=body)
+            outcome = apply(api, obj)
+            APPLIED.labels(obj["kind"], outcome).inc()
+            changed.append(f"{obj['kind']}/{obj['metadata']['name']} {outcome}")
+        created = [c for c in changed if c.endswith("created")]
+        if created or announce:
+            kopf.info(
+                body,
+                reason="Reconciled",
+                message=f"{len(changed)} objects applied, {len(created)} created",
+            )
+        logger.debug("applied: %s", "; ".join(changed))
+    readiness: dict[str, Readiness | None] = {
+        component.name: probe(name, namespace, component.name, component.port)
+        for component in desired.COMPONENTS
+        if component.installed
+    }
+    current = conditions(spec, readiness)
+    READY.labels(name).set(1 if current[0]["status"] == "True" else 0)
+    RECONCILES.labels("applied").inc()
+    patch.status["conditions"] = merge_transitions(previous, current, now)
+    patch.status["endpoints"] = {
+        component.name: f"http://{name}-{component.name}.{namespace}.svc:{component.port}"
+        for component in desired.COMPONENTS
+        if component.installed
+    }
+
+
+@kopf.on.create("signet.dev", "v1alpha1", "appliances")
+@kopf.on.update("signet.dev", "v1alpha1", "appliances", field="spec")
+@kopf.on.resume("signet.dev", "v1alpha1", "appliances")
+def appliance_changed(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+    reconcile(body, patch, logger)
+
+
+@kopf.timer(
+    "signet.dev",
+    "v1alpha1",
+    "appliances",
+    interval=float(os.environ.get("SIGNET_OPERATOR_INTERVAL", "30")),
+    initial_delay=2,
+)
+def appliance_timer(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+    """Readiness changes and late Secrets are noticed without a spec change."""
+    reconcile(body, patch, logger, announce=False)
+
+
+# -- SigningPolicy ---------------------------------------------------------------------------
+
+
+@kopf.on.create("signet.dev", "v1alpha1", "signingpolicies")
+@kopf.on.update("signet.dev", "v1alpha1", "signingpolicies", field="spec")
+@kopf.on.resume("signet.dev", "v1alpha1", "signingpolicies")
+def policy_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    version = int(body["metadata"].get("generation") or 1)
+    now = datetime.now(UTC).isoformat()
+    previous = list(body.get("status", {}).get("conditions", []))
+    try:
+        spec = SigningPolicySpec.model_validate(dict(body.get("spec", {})))
+    except ValueError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else "invalid"
+        kopf.warn(body, reason="PolicyRefused", message=message)
+        patch.status["conditions"] = merge_transitions(
+            previous,
+            [{"type": "Accepted", "status": "False", "reason": "Invalid", "message": str(exc)}],
+            now,
+        )
+        return
+    document = {
+        "name": name,
+        "version": version,
+        "spec": spec.model_dump(mode="json", by_alias=True),
+    }
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"signet-policy-{name}",
+            "namespace": namespace,
+            "labels": {"signet.dev/signing-policy": name},
+        },
+        "data": {"policy.json": json.dumps(document, sort_keys=True)},
+    }
+    kopf.adopt(config_map, owner=body)
+    with api_client() as api:
+        apply(api, config_map)
+    kopf.info(body, reason="PolicyApplied", message=f"version {version} distributed")
+    patch.status["version"] = version
+    patch.status["conditions"] = merge_transitions(
+        previous,
+        [
+            {"type": "Accepted", "status": "True", "reason": "Valid", "message": ""},
+            {
+                "type": "Applied",
+                "status": "True",
+                "reason": "Distributed",
+                "message": f"ConfigMap signet-policy-{name}",
+            },
+        ],
+        now,
+    )
