@@ -1,27 +1,15 @@
-"""The real operator (Kopf, in a subprocess) against the Kubernetes emulator.
-
-The services' readiness is simulated through a file the operator reads in
-tests (SIGNET_OPERATOR_READINESS_FILE): no pod ever runs here.
-"""
+"""The real operator (Kopf, in a subprocess) against the Kubernetes emulator."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
-from tests.support.kube_emulator import RunningEmulator
-
-CHART = Path(__file__).resolve().parents[2] / "helm" / "signet"
-NS = "signet"
+from tests.operator.conftest import NS, READY, appliance, conditions_of, wait_for
 
 SPEC: dict[str, Any] = {
     "publicUrl": "https://sign.example.com",
@@ -35,91 +23,6 @@ SPEC: dict[str, Any] = {
         "retentionYears": 10,
     },
 }
-READY = {
-    "signer": [200, {"status": "ready", "hsm": "reachable"}],
-    "storage": [200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10}],
-}
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[RunningEmulator]:
-    running = RunningEmulator(CHART / "crds")
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
-def api(emulator: RunningEmulator) -> client.ApiClient:
-    configuration = client.Configuration()
-    configuration.host = emulator.url
-    return client.ApiClient(configuration)
-
-
-@pytest.fixture(scope="module")
-def readiness(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("operator") / "readiness.json"
-    path.write_text(json.dumps(READY))
-    return path
-
-
-@pytest.fixture(scope="module")
-def operator(emulator: RunningEmulator, readiness: Path) -> Iterator[subprocess.Popen[str]]:
-    env = {
-        **os.environ,
-        "SIGNET_OPERATOR_API_URL": emulator.url,
-        "SIGNET_OPERATOR_READINESS_FILE": str(readiness),
-        "SIGNET_OPERATOR_INTERVAL": "1",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kopf",
-            "run",
-            "--standalone",
-            "-n",
-            NS,
-            "--verbose",
-            "-m",
-            "signet.operator.handlers",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 40) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except client.ApiException as exc:
-            last = exc.status
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}: last saw {last!r}")
-
-
-def _appliance(api: client.ApiClient, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        "signet.dev", "v1alpha1", NS, "appliances", name
-    )
-    return result
-
-
-def _conditions(api: client.ApiClient, name: str) -> dict[str, dict[str, str]]:
-    status = _appliance(api, name).get("status") or {}
-    return {c["type"]: c for c in status.get("conditions", [])}
 
 
 def test_appliance_becomes_its_children_and_follows_readiness(
@@ -148,7 +51,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
             "spec": SPEC,
         },
     )
-    owner_uid = _appliance(api, "acme")["metadata"]["uid"]
+    owner_uid = appliance(api, "acme")["metadata"]["uid"]
 
     signer = wait_for(
         "the signer Deployment", lambda: apps.read_namespaced_deployment("acme-signer", NS)
@@ -175,12 +78,12 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         assert kind_list and all(o.metadata.owner_references[0].uid == owner_uid for o in kind_list)
 
     ready = wait_for(
-        "Ready=True", lambda: _conditions(api, "acme").get("Ready", {}).get("status") == "True"
+        "Ready=True", lambda: conditions_of(api, "acme").get("Ready", {}).get("status") == "True"
     )
     assert ready
-    conditions = _conditions(api, "acme")
+    conditions = conditions_of(api, "acme")
     assert conditions["PortalReady"]["reason"] == "NotInstalled"
-    assert _appliance(api, "acme")["status"]["observedGeneration"] == 1
+    assert appliance(api, "acme")["status"]["observedGeneration"] == 1
 
     # The HSM goes away: the condition follows, with the signer's reason.
     readiness.write_text(
@@ -200,9 +103,9 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     )
     wait_for(
         "HSMReachable=False",
-        lambda: _conditions(api, "acme").get("HSMReachable", {}).get("status") == "False",
+        lambda: conditions_of(api, "acme").get("HSMReachable", {}).get("status") == "False",
     )
-    assert "not found" in _conditions(api, "acme")["HSMReachable"]["message"]
+    assert "not found" in conditions_of(api, "acme")["HSMReachable"]["message"]
     readiness.write_text(json.dumps(READY))
 
     # A changed spec rolls out.
@@ -215,7 +118,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     )
     wait_for(
         "observedGeneration 2",
-        lambda: _appliance(api, "acme")["status"].get("observedGeneration") == 2,
+        lambda: appliance(api, "acme")["status"].get("observedGeneration") == 2,
     )
 
     # Three years of retention: refused with a clear condition and an Event, nothing changed.
@@ -230,10 +133,10 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     )
     refused = wait_for(
         "InvalidSpec",
-        lambda: _conditions(api, "acme").get("Ready", {}).get("reason") == "InvalidSpec",
+        lambda: conditions_of(api, "acme").get("Ready", {}).get("reason") == "InvalidSpec",
     )
     assert refused
-    assert "retentionYears" in _conditions(api, "acme")["Ready"]["message"]
+    assert "retentionYears" in conditions_of(api, "acme")["Ready"]["message"]
     events = core.list_namespaced_event(NS).items
     assert any(e.reason == "InvalidSpec" and e.type == "Warning" for e in events)
     after = apps.read_namespaced_deployment("acme-storage", NS).spec.template.metadata.annotations
@@ -261,9 +164,9 @@ def test_a_missing_secret_is_a_condition_not_a_crash(
     )
     wait_for(
         "SecretMissing",
-        lambda: _conditions(api, "lost").get("Ready", {}).get("reason") == "SecretMissing",
+        lambda: conditions_of(api, "lost").get("Ready", {}).get("reason") == "SecretMissing",
     )
-    assert "nowhere" in _conditions(api, "lost")["Ready"]["message"]
+    assert "nowhere" in conditions_of(api, "lost")["Ready"]["message"]
     names = [d.metadata.name for d in client.AppsV1Api(api).list_namespaced_deployment(NS).items]
     assert not any(name.startswith("lost-") for name in names)
     assert operator.poll() is None, "the operator must keep running"

@@ -9,7 +9,15 @@ place, what a real API server does and the operator relies on:
   ``resourceVersion``, ``creationTimestamp``: ``kopf.adopt`` needs the owner's
   uid, ``observedGeneration`` needs the generation, and the ``kubernetes``
   client refuses an ownerReference without a uid;
-- the core group's discovery document (kmock answers ``groupVersion: "/v1"``);
+- the core group's discovery document (kmock answers ``groupVersion: "/v1"``),
+  a server version the chart accepts (kmock says 1.26), and errors with the
+  machine-readable reasons clients test (``AlreadyExists``, ``NotFound``);
+- replace (``PUT`` on a named object), which kmock does not serve at all, with
+  the API server's optimistic concurrency: a body whose
+  ``metadata.resourceVersion`` is not the stored one is refused with 409
+  ``Conflict`` and nothing changes (no ``resourceVersion``: an unconditional
+  replace); a missing object is 404 (no create-on-update). The storage
+  service's Lease elector relies on this so two replicas never both win;
 - the resources the operator uses, the custom ones read from the chart's CRDs
   (kmock does not interpret CRDs).
 
@@ -30,10 +38,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
+import attrs
 import kmock
 import yaml
 from kmock._internal import rendering
+from kmock._internal.k8s import KubernetesError
 from kmock._internal.references import ResourceInfo
+
+#: HTTP status -> the reason a real API server puts in its Status object
+_STATUS_REASONS = {404: "NotFound", 409: "AlreadyExists"}
 
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 BUILTIN = {
@@ -64,6 +78,13 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     _versions = itertools.count(1000)
 
     async def _handle(self, request: rendering.Request) -> Any:
+        if (
+            request.resource is not None
+            and request.method == kmock.method.PUT
+            and request.name is not None
+            and request.subresource is None
+        ):
+            return await self._replace(request)
         if request.resource is not None and isinstance(request.data, dict):
             now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             if request.action == kmock.action.CREATE:
@@ -90,11 +111,86 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 meta["resourceVersion"] = str(next(self._versions))
         return await super()._handle(request)
 
+    async def _render_error(self, exc: Exception) -> Any:
+        """Errors carry Kubernetes' machine-readable reasons (`metav1.StatusReason`).
+
+        kmock writes prose ("Object Already Exists"); clients test the reason
+        field: Helm's CRD install skips a CRD only on ``AlreadyExists``.
+        """
+        if isinstance(exc, KubernetesError) and exc.status in _STATUS_REASONS:
+            exc = attrs.evolve(exc, reason=_STATUS_REASONS[exc.status])
+        return await super()._render_error(exc)
+
+    async def _serve_server_version(self, request: rendering.Request) -> Any:
+        """`/version`: kmock 0.8 says 1.26 (k3s); the chart needs >= 1.28, as do our tests."""
+        answer = dict(await super()._serve_server_version(request))
+        answer.update(major="1", minor="31", gitVersion="v1.31.0")
+        return answer
+
+    async def _replace(self, request: rendering.Request) -> Any:
+        """PUT: the whole object is replaced, or 409 if the client read a stale version.
+
+        The compare and the write happen under kmock's own lock, as one step, like
+        the API server's storage-level compare-and-swap; server-owned metadata
+        (uid, creationTimestamp, generation) is kept, resourceVersion advances.
+        """
+        resource = request.resource
+        what = f"{resource.plural}.{resource.group}" if resource.group else str(resource.plural)
+        body = request.data if isinstance(request.data, dict) else {}
+        key = (resource, request.namespace, request.name)
+        async with self._lock:
+            current = self._objects[key] if key in self._objects else None  # noqa: SIM401
+            if current is None or current.deleted:
+                return _status(404, "NotFound", f'{what} "{request.name}" not found', request)
+            old = current.get("metadata", {})
+            wanted = body.get("metadata", {}).get("resourceVersion")
+            if wanted is not None and str(wanted) != str(old.get("resourceVersion")):
+                return _status(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {what} "{request.name}": the object has'
+                    " been modified; please apply your changes to the latest version and try"
+                    " again",
+                    request,
+                )
+            new = dict(body)
+            meta = dict(new.get("metadata", {}))
+            for field in ("name", "namespace", "uid", "creationTimestamp", "generation"):
+                if field in old:
+                    meta[field] = old[field]
+            if new.get("spec") != current.get("spec"):
+                meta["generation"] = int(old.get("generation", 1)) + 1
+            meta["resourceVersion"] = str(next(self._versions))
+            new["metadata"] = meta
+            current.create(new)
+            raw = current.raw
+            await self._buses[resource].put({"type": "MODIFIED", "object": raw})
+        return aiohttp.web.json_response(raw)
+
     async def _serve_version(self, request: rendering.Request) -> Any:
         answer = await super()._serve_version(request)
         if isinstance(answer, dict) and answer.get("groupVersion") == "/v1":
             answer["groupVersion"] = "v1"
         return answer
+
+
+def _status(code: int, reason: str, message: str, request: rendering.Request) -> Any:
+    """A `metav1.Status` failure as the API server writes it (clients read `reason`)."""
+    resource = request.resource
+    details = {"name": request.name, "group": resource.group or "", "kind": resource.plural}
+    return aiohttp.web.json_response(
+        {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "details": details,
+            "code": code,
+        },
+        status=code,
+    )
 
 
 def register(emulator: Emulator, crd_dir: Path) -> None:

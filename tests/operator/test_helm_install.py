@@ -1,0 +1,139 @@
+"""One path end to end: real Helm installs the chart, the real operator reconciles what it made.
+
+Helm (its Go library, through helm-sdkpy) installs the CRDs, the operator's
+Deployment, RBAC, an Appliance and the default SigningPolicy into the
+Kubernetes emulator; then `kopf run` with our handlers turns the Appliance the
+chart created into its children.  Every manifest Helm rendered is checked
+against the Kubernetes schemas.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.operator.conftest import (
+    CHART,
+    NS,
+    appliance,
+    conditions_of,
+    start_operator,
+    stop_operator,
+    wait_for,
+)
+from tests.support import helm
+from tests.support.kube_emulator import RunningEmulator
+
+K8S_VERSION = "1.31"
+VALUES: dict[str, Any] = {"appliance": {"create": True, "name": "acme"}}
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(emulator: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return helm.kubeconfig_for(emulator.url, tmp_path_factory.mktemp("helm") / "config", NS)
+
+
+@pytest.fixture(scope="module")
+def installed(api: client.ApiClient, kubeconfig: Path) -> dict[str, Any]:
+    client.CoreV1Api(api).create_namespaced_secret(
+        NS,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "signet-minio", "namespace": NS},
+            "stringData": {"access-key": "signet", "secret-key": "not-a-real-key"},
+        },
+    )
+    answer = helm.install(CHART, "signet", NS, VALUES, kubeconfig)
+    assert answer["ok"], answer
+    return answer
+
+
+@pytest.fixture(scope="module")
+def chart_operator(
+    emulator: RunningEmulator, readiness: Path, installed: dict[str, Any]
+) -> Iterator[subprocess.Popen[str]]:
+    process = start_operator(emulator.url, readiness)
+    yield process
+    stop_operator(process)
+
+
+def test_helm_installs_valid_manifests(api: client.ApiClient, installed: dict[str, Any]) -> None:
+    rendered = [doc for doc in yaml.safe_load_all(installed["manifest"]) if doc]
+    kinds = sorted(doc["kind"] for doc in rendered)
+    assert kinds == sorted(
+        ["Appliance", "Deployment", "Role", "RoleBinding", "ServiceAccount", "SigningPolicy"]
+    )
+    for doc in rendered:
+        if doc["apiVersion"].startswith("signet.dev/"):
+            continue  # checked against our CRD schemas in test_crds_and_desired
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    # What Helm sent is what the API server holds: the operator, its RBAC, the CRDs.
+    apps, rbac = client.AppsV1Api(api), client.RbacAuthorizationV1Api(api)
+    operator = apps.read_namespaced_deployment("signet-operator", NS)
+    assert operator.spec.template.spec.service_account_name == "signet-operator"
+    assert operator.spec.template.spec.containers[0].args[:3] == ["operator", "run", "--namespace"]
+    assert rbac.read_namespaced_role("signet-operator", NS).rules
+    crds = client.ApiextensionsV1Api(api).list_custom_resource_definition().items
+    assert {crd.metadata.name for crd in crds} == {
+        "appliances.signet.dev",
+        "signingpolicies.signet.dev",
+    }
+
+
+def test_the_operator_reconciles_what_the_chart_created(
+    api: client.ApiClient, chart_operator: subprocess.Popen[str]
+) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    owner = appliance(api, "acme")
+    assert owner["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    for component in ("signer", "storage"):
+        deployment = wait_for(
+            f"the {component} Deployment",
+            lambda c=component: apps.read_namespaced_deployment(f"acme-{c}", NS),
+        )
+        (reference,) = deployment.metadata.owner_references
+        assert reference.uid == owner["metadata"]["uid"] and reference.controller
+        pod = deployment.spec.template.spec
+        assert pod.security_context.run_as_non_root
+        assert all(c.security_context.read_only_root_filesystem for c in pod.containers)
+    # The chart's values reached the children: 2 signer replicas, 10 years of retention.
+    assert apps.read_namespaced_deployment("acme-signer", NS).spec.replicas == 2
+    storage_env = {
+        e.name: e.value
+        for e in apps.read_namespaced_deployment("acme-storage", NS)
+        .spec.template.spec.containers[0]
+        .env
+    }
+    assert storage_env["SIGNET_STORAGE_RETENTION_YEARS"] == "10"
+    wait_for(
+        "Ready=True", lambda: conditions_of(api, "acme").get("Ready", {}).get("status") == "True"
+    )
+    # The chart's default SigningPolicy is accepted and distributed.
+    policy = wait_for(
+        "the default policy ConfigMap",
+        lambda: core.read_namespaced_config_map("signet-policy-default", NS),
+    )
+    assert "B-LTA" in policy.data["policy.json"]
+
+
+def test_helm_refuses_short_retention_at_render_time(
+    api: client.ApiClient, kubeconfig: Path
+) -> None:
+    values = {"appliance": {"create": True, "spec": {"objectStore": {"retentionYears": 3}}}}
+    answer = helm.install(CHART, "short", NS, values, kubeconfig)
+    assert not answer["ok"] and "retentionYears" in answer["error"]  # the values schema
+    # Without the schema (helm --skip-schema-validation), the template still refuses.
+    answer = helm.install(CHART, "short", NS, values, kubeconfig, skip_schema=True)
+    assert not answer["ok"]
+    assert "retention of 3 years is below the statutory minimum of 5" in answer["error"]
+    with pytest.raises(client.ApiException) as nothing:
+        appliance(api, "signet")  # the refused release created no Appliance
+    assert nothing.value.status == 404
