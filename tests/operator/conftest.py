@@ -9,9 +9,7 @@ simulated through a JSON file the operator reads in tests
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +19,10 @@ import pytest
 from kubernetes import client
 
 from tests.support.kube_emulator import RunningEmulator
+from tests.support.operator_process import NAMESPACE, start_operator, stop_operator
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "signet"
-NS = "signet"
+NS = NAMESPACE
 READY: dict[str, Any] = {
     "signer": [200, {"status": "ready", "hsm": "reachable"}],
     "storage": [200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10}],
@@ -49,32 +48,6 @@ def readiness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("operator") / "readiness.json"
     path.write_text(json.dumps(READY))
     return path
-
-
-def start_operator(url: str, readiness: Path, interval: float = 1) -> subprocess.Popen[str]:
-    """`kopf run` on our handlers, as the chart's Deployment runs them, against `url`."""
-    env = {
-        **os.environ,
-        "SIGNET_OPERATOR_API_URL": url,
-        "SIGNET_OPERATOR_READINESS_FILE": str(readiness),
-        "SIGNET_OPERATOR_INTERVAL": str(interval),
-    }
-    command = [sys.executable, "-m", "kopf", "run", "--standalone", "-n", NS]
-    return subprocess.Popen(
-        [*command, "--verbose", "-m", "signet.operator.handlers"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def stop_operator(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @pytest.fixture(scope="module")
