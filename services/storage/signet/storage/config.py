@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from signet.common.contracts.storage import MINIMUM_RETENTION_YEARS
 from signet.common.settings import ServiceSettings, signet_home
@@ -35,9 +35,32 @@ class StorageSettings(ServiceSettings):
     #: Seconds between signed tree heads (when the log grew); 0 = only on demand.
     tree_head_interval: float = Field(default=60.0, ge=0)
     log_id: str = "signet-ledger"
+    #: The Lease that elects the one replica publishing tree heads (the operator sets
+    #: `<appliance>-tree-head-publisher`); None: a single process publishes (embedded default).
+    lease_name: str | None = None
+    #: Namespace of the Lease; default `POD_NAMESPACE`, else the pod's service account's.
+    lease_namespace: str | None = None
+    #: Seconds the others wait, after the last renewal they saw, before taking the Lease over.
+    lease_duration: int = Field(default=15, ge=1)
+    #: Seconds the leader keeps publishing without a successful renewal; below lease_duration.
+    lease_renew_deadline: float = Field(default=10.0, gt=0)
+    #: Seconds between attempts to take or renew the Lease; below lease_renew_deadline.
+    lease_retry_period: float = Field(default=2.0, gt=0)
+    #: API server reached over plain HTTP without credentials (tests, `kubectl proxy`);
+    #: None: the pod's service account.
+    kube_api_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8102
     max_object_bytes: int = 1024 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _lease_timing_is_safe(self) -> StorageSettings:
+        # The leader must stop leading before anyone may consider its Lease expired.
+        if not self.lease_retry_period < self.lease_renew_deadline < self.lease_duration:
+            raise ValueError(
+                "lease timing needs lease_retry_period < lease_renew_deadline < lease_duration"
+            )
+        return self
 
     def secret(self, value: SecretStr | None, file: Path | None, what: str) -> str:
         if value is not None:

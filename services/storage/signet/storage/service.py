@@ -3,14 +3,20 @@
 The vault is opened lazily and retried while it is down, so the service
 starts, answers /healthz and reports *why* it is not ready (an unreachable
 object store, a bucket without Object Lock) instead of crash-looping.
+
+Tree-head publication is a one-at-a-time duty: with `lease_name` set (the
+operator's replicas) only the replica holding that Kubernetes Lease publishes
+(`signet.storage.lease`); without it (the embedded default) this one process
+does, and the Kubernetes client is never loaded.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
-from signet.common.contracts.storage import StorageReadiness
+from signet.common.contracts.storage import PublisherRole, StorageReadiness
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.storage.config import StorageSettings
 from signet.storage.fs_vault import FilesystemVault
@@ -18,6 +24,9 @@ from signet.storage.ledger import Ledger
 from signet.storage.s3_vault import S3Vault
 from signet.storage.signer_client import SignerClient
 from signet.storage.vault import Vault
+
+if TYPE_CHECKING:
+    from signet.storage.lease import LeaseElector
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,7 @@ class StorageService:
         self._ledger: Ledger | None = None
         self._signer: SignerClient | None = None
         self._publisher: threading.Thread | None = None
+        self._elector: LeaseElector | None = None
         self._stop = threading.Event()
 
     @property
@@ -87,7 +97,11 @@ class StorageService:
             return self._signer
 
     def readiness(self) -> StorageReadiness:
-        """What the operator reads: the vault's kind, its Object Lock mode and retention."""
+        """What the operator reads: the vault's kind, its Object Lock mode and retention.
+
+        A standby replica is as ready as the leader: it serves every request, only
+        the tree-head publication waits for the Lease.
+        """
         status = self.vault.status()
         return StorageReadiness(
             status="ready",
@@ -95,33 +109,93 @@ class StorageService:
             object_lock=status.object_lock,
             retention_years=status.retention_years,
             ledger_size=self.ledger.size,
+            tree_head_publisher=self.publisher_role(),
         )
+
+    def publisher_role(self) -> PublisherRole | None:
+        """`single` (no Lease), `leader` or `standby`; None while no publisher runs."""
+        if self._publisher is None:
+            return None
+        if not self.settings.lease_name:
+            return "single"
+        return "leader" if self._elector is not None and self._elector.is_leader() else "standby"
 
     def start_publisher(self) -> None:
         """Sign a tree head every `tree_head_interval` seconds while the log grows.
 
-        A one-at-a-time duty: in a cluster only the replica holding the Lease runs it
-        (operator issue); the embedded default has one process.
+        With `lease_name`, only while this replica leads (asked at every tick, right
+        before publishing): a replica that cannot renew its Lease stops publishing
+        before another may take the Lease over. A publication that outlives the Lease
+        by a moment is harmless: the vault keeps one head per tree size.
         """
         interval = self.settings.tree_head_interval
         if interval <= 0 or self._publisher is not None:
             return
+        if self.settings.lease_name:
+            self._elector = self._start_elector(self.settings.lease_name)
 
         def loop() -> None:
             while not self._stop.wait(interval):
-                try:
-                    ledger = self.ledger
-                    latest = ledger.latest_head()
-                    if ledger.size and (latest is None or latest.tree_size != ledger.size):
-                        ledger.publish_head(self.signer)
-                except SignetError as exc:
-                    log.warning("tree head not published: %s", exc.detail)
+                if self.settings.lease_name and not (
+                    self._elector is not None and self._elector.is_leader()
+                ):
+                    continue
+                self._publish_tree_head()
 
         self._publisher = threading.Thread(target=loop, name="tree-head-publisher", daemon=True)
         self._publisher.start()
 
+    def _publish_tree_head(self) -> None:
+        try:
+            ledger = self.ledger
+            latest = ledger.latest_head()
+            if ledger.size and (latest is None or latest.tree_size != ledger.size):
+                ledger.publish_head(self.signer)
+        except SignetError as exc:
+            log.warning("tree head not published: %s", exc.detail)
+
+    def _start_elector(self, lease_name: str) -> LeaseElector | None:
+        """The Lease candidate; None (a permanent standby, logged) when it cannot be set up."""
+        # Imported here: the embedded default, without a Lease, never loads the Kubernetes client.
+        from signet.storage.lease import (
+            LeaseElector,
+            LeaseTiming,
+            coordination_api,
+            current_namespace,
+        )
+
+        settings = self.settings
+        try:
+            namespace = current_namespace(settings.lease_namespace)
+            api = coordination_api(settings.kube_api_url)
+        except Exception as exc:  # no namespace, no in-cluster config, no kubeconfig
+            log.error(
+                "tree heads will not be published by this replica: Lease %s unusable: %s",
+                lease_name,
+                exc,
+            )
+            return None
+        elector = LeaseElector(
+            api,
+            name=lease_name,
+            namespace=namespace,
+            timing=LeaseTiming(
+                lease_duration=settings.lease_duration,
+                renew_deadline=settings.lease_renew_deadline,
+                retry_period=settings.lease_retry_period,
+            ),
+        )
+        elector.start()
+        return elector
+
     def close(self) -> None:
         self._stop.set()
+        if self._elector is not None:
+            # Release the Lease only once our publisher has stopped: otherwise let it expire.
+            publisher = self._publisher
+            if publisher is not None:
+                publisher.join(timeout=self.settings.lease_renew_deadline)
+            self._elector.stop(release=publisher is None or not publisher.is_alive())
         if self._ledger is not None:
             self._ledger.close()
         if self._signer is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,9 +104,18 @@ class ConsistencyProof(_Model):
     path: list[str]
 
 
+#: Who publishes signed tree heads: this process alone (no Lease, the embedded
+#: default), or, among replicas sharing a Lease, this one (`leader`) or another.
+PublisherRole = Literal["single", "leader", "standby"]
+
+
 class StorageReadiness(_Model):
     status: str
     vault: str = Field(description="filesystem or s3")
     object_lock: str | None = Field(description="COMPLIANCE when the bucket enforces it")
     retention_years: int
     ledger_size: int
+    tree_head_publisher: PublisherRole | None = Field(
+        default=None,
+        description="single (no Lease), leader or standby (Lease); null: no periodic publisher",
+    )
