@@ -9,6 +9,7 @@ against the Kubernetes schemas.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,11 +118,11 @@ def test_the_operator_reconciles_what_the_chart_created(
         "Ready=True", lambda: conditions_of(api, "acme").get("Ready", {}).get("status") == "True"
     )
     # The chart's default SigningPolicy is accepted and distributed.
-    policy = wait_for(
-        "the default policy ConfigMap",
-        lambda: core.read_namespaced_config_map("signet-policy-default", NS),
+    policies = wait_for(
+        "the default policy published",
+        lambda: core.read_namespaced_config_map("signet-policies", NS).data,
     )
-    assert "B-LTA" in policy.data["policy.json"]
+    assert json.loads(policies["default.json"])["spec"]["level"] == "B-LTA"
 
 
 def test_helm_refuses_short_retention_at_render_time(

@@ -172,51 +172,64 @@ def test_a_missing_secret_is_a_condition_not_a_crash(
     assert operator.poll() is None, "the operator must keep running"
 
 
-def test_signing_policy_is_versioned_and_distributed(
+def _published(core: client.CoreV1Api) -> dict[str, dict[str, Any]]:
+    data = core.read_namespaced_config_map("signet-policies", NS).data or {}
+    return {key: json.loads(value) for key, value in data.items()}
+
+
+def _policy_conditions(custom: client.CustomObjectsApi, name: str) -> dict[str, dict[str, str]]:
+    policy = custom.get_namespaced_custom_object(
+        "signet.dev", "v1alpha1", NS, "signingpolicies", name
+    )
+    return {c["type"]: c for c in (policy.get("status") or {}).get("conditions", [])}
+
+
+def test_signing_policy_is_versioned_distributed_and_withdrawn(
     api: client.ApiClient, operator: subprocess.Popen[str]
 ) -> None:
-    custom = client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(
-        "signet.dev",
-        "v1alpha1",
-        NS,
-        "signingpolicies",
-        {
-            "apiVersion": "signet.dev/v1alpha1",
-            "kind": "SigningPolicy",
-            "metadata": {"name": "hr", "namespace": NS},
-            "spec": {"level": "B-LTA", "identityChecks": ["otp-sms"]},
-        },
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    for name, spec in (
+        ("hr", {"level": "B-LTA", "identityChecks": ["otp-sms"]}),
+        ("sales", {"routing": "parallel"}),
+    ):
+        custom.create_namespaced_custom_object(
+            "signet.dev",
+            "v1alpha1",
+            NS,
+            "signingpolicies",
+            {
+                "apiVersion": "signet.dev/v1alpha1",
+                "kind": "SigningPolicy",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": spec,
+            },
+        )
+    published = wait_for(
+        "both policies published", lambda: len(_published(core)) == 2 and _published(core)
     )
-    core = client.CoreV1Api(api)
-    config_map = wait_for(
-        "the policy ConfigMap", lambda: core.read_namespaced_config_map("signet-policy-hr", NS)
-    )
-    document = json.loads(config_map.data["policy.json"])
-    assert document["version"] == 1 and document["spec"]["identityChecks"] == ["otp-sms"]
+    assert published["hr.json"]["version"] == 1
+    assert published["hr.json"]["spec"]["identityChecks"] == ["otp-sms"]
+    assert published["sales.json"]["spec"]["routing"] == "parallel"
+
     custom.patch_namespaced_custom_object(
         "signet.dev", "v1alpha1", NS, "signingpolicies", "hr", {"spec": {"maxSigners": 4}}
     )
-    wait_for(
-        "version 2",
-        lambda: (
-            json.loads(core.read_namespaced_config_map("signet-policy-hr", NS).data["policy.json"])[
-                "version"
-            ]
-            == 2
-        ),
-    )
+    wait_for("version 2", lambda: _published(core)["hr.json"]["version"] == 2)
+    assert _published(core)["sales.json"]["version"] == 1  # the other key is untouched
+
     custom.patch_namespaced_custom_object(
         "signet.dev", "v1alpha1", NS, "signingpolicies", "hr", {"spec": {"retentionYears": 2}}
     )
+    wait_for(
+        "the policy refused",
+        lambda: _policy_conditions(custom, "hr").get("Accepted", {}).get("status") == "False",
+    )
+    applied = _policy_conditions(custom, "hr")["Applied"]
+    assert applied["status"] == "False" and "version 2 stays in force" in applied["message"]
+    assert _published(core)["hr.json"]["version"] == 2  # the refused version was not distributed
+    events = core.list_namespaced_event(NS).items
+    assert any(e.reason == "PolicyRefused" and e.type == "Warning" for e in events)
 
-    def refused() -> bool:
-        policy = custom.get_namespaced_custom_object(
-            "signet.dev", "v1alpha1", NS, "signingpolicies", "hr"
-        )
-        conditions = {c["type"]: c for c in (policy.get("status") or {}).get("conditions", [])}
-        return conditions.get("Accepted", {}).get("status") == "False"
-
-    wait_for("the policy refused", refused)
-    still = json.loads(core.read_namespaced_config_map("signet-policy-hr", NS).data["policy.json"])
-    assert still["version"] == 2  # the refused version was not distributed
+    custom.delete_namespaced_custom_object("signet.dev", "v1alpha1", NS, "signingpolicies", "sales")
+    wait_for("sales withdrawn", lambda: "sales.json" not in _published(core))
+    assert "hr.json" in _published(core)

@@ -29,6 +29,10 @@ Manifest = dict[str, Any]
 PIN_DIR = "/var/run/secrets/signet/hsm"
 S3_DIR = "/var/run/secrets/signet/s3"
 HSM_MODULE_DIR = "/opt/hsm"
+POLICY_DIR = "/etc/signet/policies"
+#: One ConfigMap per namespace holds every accepted SigningPolicy (key `<name>.json`);
+#: pods mount it, and the kubelet refreshes the files in place when a policy changes.
+POLICIES_CONFIG_MAP = "signet-policies"
 SOFTHSM_IMAGE = "signet-softhsm:0.1.0"
 UID = 10001
 OPERATOR_LABELS = {"app.kubernetes.io/name": "signet-operator"}
@@ -187,9 +191,15 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the image's /tmp
         {"name": "data", "mountPath": "/var/lib/signet"},
     ]
+    # Policies: optional (none published yet is fine), re-read by the service on change.
+    volumes.append(
+        {"name": "policies", "configMap": {"name": POLICIES_CONFIG_MAP, "optional": True}}
+    )
+    mounts.append({"name": "policies", "mountPath": POLICY_DIR, "readOnly": True})
     init: list[Manifest] = []
     env = [
         {"name": "SIGNET_HOME", "value": "/var/lib/signet"},
+        {"name": f"SIGNET_{component.name.upper()}_POLICY_DIR", "value": POLICY_DIR},
         _secret_env(
             f"SIGNET_{component.name.upper()}_SERVICE_TOKEN", f"{name}-service-token", "token"
         ),

@@ -241,10 +241,46 @@ def appliance_timer(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_
 # -- SigningPolicy ---------------------------------------------------------------------------
 
 
+def _policies_patch(namespace: str, data: dict[str, str | None]) -> None:
+    """Merge `data` into the namespace's policies ConfigMap (a None value removes a key).
+
+    A merge patch touches only the keys named, so handlers of different policies,
+    running concurrently, never overwrite each other's entries.
+    """
+    with api_client() as api:
+        core = client.CoreV1Api(api)
+        try:
+            core.patch_namespaced_config_map(
+                desired.POLICIES_CONFIG_MAP,
+                namespace,
+                {"data": data},  # a plain dict is a valid body
+            )
+            return
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": desired.POLICIES_CONFIG_MAP,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "signet-operator"},
+            },
+            "data": {key: value for key, value in data.items() if value is not None},
+        }
+        apply(api, body)  # created meanwhile by another handler: apply patches it
+
+
 @kopf.on.create("signet.dev", "v1alpha1", "signingpolicies")
 @kopf.on.update("signet.dev", "v1alpha1", "signingpolicies", field="spec")
 @kopf.on.resume("signet.dev", "v1alpha1", "signingpolicies")
 def policy_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Validate, then publish `<name>.json` into the policies ConfigMap.
+
+    A refused change leaves the previous version in the ConfigMap: services go on
+    signing under the last accepted version, and the status says why.
+    """
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     version = int(body["metadata"].get("generation") or 1)
     now = datetime.now(UTC).isoformat()
@@ -253,10 +289,19 @@ def policy_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         spec = SigningPolicySpec.model_validate(dict(body.get("spec", {})))
     except ValueError as exc:
         message = str(exc).splitlines()[0] if str(exc) else "invalid"
-        kopf.warn(body, reason="PolicyRefused", message=message)
+        kopf.warn(body, reason="PolicyRefused", message=str(exc))
         patch.status["conditions"] = merge_transitions(
             previous,
-            [{"type": "Accepted", "status": "False", "reason": "Invalid", "message": str(exc)}],
+            [
+                {"type": "Accepted", "status": "False", "reason": "Invalid", "message": str(exc)},
+                {
+                    "type": "Applied",
+                    "status": "False",
+                    "reason": "Refused",
+                    "message": f"version {version} refused ({message}); "
+                    f"version {body.get('status', {}).get('version', 'none')} stays in force",
+                },
+            ],
             now,
         )
         return
@@ -265,19 +310,7 @@ def policy_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         "version": version,
         "spec": spec.model_dump(mode="json", by_alias=True),
     }
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": f"signet-policy-{name}",
-            "namespace": namespace,
-            "labels": {"signet.dev/signing-policy": name},
-        },
-        "data": {"policy.json": json.dumps(document, sort_keys=True)},
-    }
-    kopf.adopt(config_map, owner=body)
-    with api_client() as api:
-        apply(api, config_map)
+    _policies_patch(namespace, {f"{name}.json": json.dumps(document, sort_keys=True)})
     kopf.info(body, reason="PolicyApplied", message=f"version {version} distributed")
     patch.status["version"] = version
     patch.status["conditions"] = merge_transitions(
@@ -288,8 +321,18 @@ def policy_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
                 "type": "Applied",
                 "status": "True",
                 "reason": "Distributed",
-                "message": f"ConfigMap signet-policy-{name}",
+                "message": f"version {version} in ConfigMap {desired.POLICIES_CONFIG_MAP}",
             },
         ],
         now,
     )
+
+
+@kopf.on.delete("signet.dev", "v1alpha1", "signingpolicies")
+def policy_deleted(body: kopf.Body, **_: Any) -> None:
+    """Withdraw the policy from the services.
+
+    Kopf holds a finalizer on each policy for this, so a policy deleted while the
+    operator is down is withdrawn when it comes back, never left in force unseen.
+    """
+    _policies_patch(body["metadata"]["namespace"], {f"{body['metadata']['name']}.json": None})

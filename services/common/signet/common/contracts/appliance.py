@@ -156,24 +156,116 @@ class Appliance(_Spec):
 
 
 class IdentityCheck(StrEnum):
+    """How a recipient proves who they are before the document is shown."""
+
     OTP_EMAIL = "otp-email"
     OTP_SMS = "otp-sms"
+    SSO = "sso"
     NONE = "none"
+
+
+class IntentCheck(StrEnum):
+    """How a signer confirms, at the moment of signing, that they mean to sign."""
+
+    OTP_EMAIL = "otp-email"
+    OTP_SMS = "otp-sms"
+    PASSWORD = "password"  # noqa: S105 - the name of a method, not a secret
+
+
+class PolicyKeyAlgorithm(StrEnum):
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+
+
+class PolicyCertificateKind(StrEnum):
+    """`event`: a key made in the HSM for one signing (external signers);
+    `long-term`: the employee's or seal's own certificate."""
+
+    EVENT = "event"
+    LONG_TERM = "long-term"
+
+
+class Routing(StrEnum):
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+
+
+KeyLabel = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+GroupName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SealGrant(_Spec):
+    """A company seal this policy lets some people apply."""
+
+    key_label: KeyLabel = Field(description="the seal's key in the HSM")
+    allowed_groups: list[GroupName] = Field(
+        min_length=1, max_length=50, description="directory groups whose members may apply it"
+    )
+    approval_required: bool = Field(
+        default=True, description="each use needs an approver's consent first"
+    )
+
+
+class PolicyScope(_Spec):
+    """Which envelopes the policy governs; empty lists match everything."""
+
+    groups: list[GroupName] = Field(default_factory=list, max_length=50)
+    document_types: list[str] = Field(default_factory=list, max_length=50)
 
 
 class SigningPolicySpec(_Spec):
     """How contracts under this policy are signed; versioned by `metadata.generation`."""
 
     description: str = Field(default="", max_length=500)
-    level: SignatureLevel = SignatureLevel.B_LTA
-    identity_checks: list[IdentityCheck] = Field(
-        default_factory=lambda: [IdentityCheck.OTP_EMAIL], min_length=1, max_length=3
+    applies_to: PolicyScope = Field(default_factory=PolicyScope)
+    level: SignatureLevel = Field(
+        default=SignatureLevel.B_LTA, description="PAdES level of the finished document"
     )
-    seal_key_label: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    key_algorithm: PolicyKeyAlgorithm = PolicyKeyAlgorithm.EC_P256
+    certificate_kind: PolicyCertificateKind = PolicyCertificateKind.EVENT
+    identity_checks: list[IdentityCheck] = Field(
+        default_factory=lambda: [IdentityCheck.OTP_EMAIL],
+        min_length=1,
+        max_length=3,
+        description="accepted ways to open the document (any one suffices)",
+    )
+    intent_checks: list[IntentCheck] = Field(
+        default_factory=lambda: [IntentCheck.OTP_EMAIL],
+        min_length=1,
+        max_length=3,
+        description="accepted ways to confirm a signature at the moment of signing",
+    )
+    seals: list[SealGrant] = Field(default_factory=list, max_length=20)
+    routing: Routing = Routing.SEQUENTIAL
     max_signers: int = Field(default=10, ge=1, le=100)
     link_validity_days: int = Field(default=14, ge=1, le=365)
+    deadline_days: int | None = Field(
+        default=None, ge=1, le=365, description="envelopes expire this many days after sending"
+    )
+    reminder_days: list[Annotated[int, Field(ge=1, le=365)]] = Field(
+        default_factory=lambda: [3, 7],
+        max_length=10,
+        description="days after sending on which a pending signer is reminded",
+    )
+    timestamp_authority: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="an external RFC 3161 TSA URL; absent: the appliance's own TSA",
+    )
     retention_years: RetentionYears = 10
     certify_first_signature: bool = True
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SigningPolicySpec:
+        if self.deadline_days is not None and self.deadline_days < self.link_validity_days:
+            raise ValueError("deadlineDays must not be shorter than linkValidityDays")
+        if self.deadline_days is not None and any(
+            d >= self.deadline_days for d in self.reminder_days
+        ):
+            raise ValueError("every reminder must fall before the deadline")
+        return self
 
 
 class SigningPolicy(_Spec):
