@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
+from signet.operator import desired
 
-from tests.operator.conftest import NS, READY, appliance, conditions_of, wait_for
+from tests.operator.conftest import CHART, NS, READY, appliance, conditions_of, wait_for
+from tests.support import helm
+from tests.support.kube_emulator import RunningEmulator
 
 SPEC: dict[str, Any] = {
     "publicUrl": "https://sign.example.com",
@@ -233,3 +238,50 @@ def test_signing_policy_is_versioned_distributed_and_withdrawn(
     custom.delete_namespaced_custom_object("signet.dev", "v1alpha1", NS, "signingpolicies", "sales")
     wait_for("sales withdrawn", lambda: "sales.json" not in _published(core))
     assert "hr.json" in _published(core)
+
+
+@pytest.fixture(scope="module")
+def chart_role(
+    emulator: RunningEmulator, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[client.V1Role]:
+    """The operator's Role exactly as Helm installs it (no Appliance, no default policy)."""
+    kubeconfig = helm.kubeconfig_for(emulator.url, tmp_path_factory.mktemp("rbac") / "k", NS)
+    values = {"appliance": {"create": False}, "defaultSigningPolicy": {"create": False}}
+    answer = helm.install(CHART, "rbac", NS, values, kubeconfig)
+    assert answer["ok"], answer
+    yield client.RbacAuthorizationV1Api(api).read_namespaced_role("rbac-operator", NS)
+
+
+def _rules(rules: list[Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_rbac_grants_exactly_what_the_operator_calls(
+    emulator: RunningEmulator, chart_role: client.V1Role
+) -> None:
+    """Runs last in this module: by now the operator has created, updated, refused,
+    waited for a Secret, published, changed and withdrawn policies."""
+    used = {
+        (group, resource, verb)
+        for agent, group, resource, verb in emulator.calls
+        # plural None: discovery documents, which every authenticated user may read
+        if agent.startswith(("kopf/", "signet-operator/")) and resource is not None
+    }
+    granted = _rules([rule.to_dict() | {"apiGroups": rule.api_groups} for rule in chart_role.rules])
+    assert not used - granted, f"the operator calls what its Role does not grant: {used - granted}"
+    # RBAC lets a subject grant only what it holds: the storage Lease Role it creates.
+    (lease_role,) = [o for o in desired.desired_objects("x", NS, _spec()) if o["kind"] == "Role"]
+    delegated = _rules(lease_role["rules"])
+    assert not granted - used - delegated, f"granted but never used: {granted - used - delegated}"
+
+
+def _spec() -> Any:
+    from signet.common.contracts.appliance import ApplianceSpec
+
+    return ApplianceSpec.model_validate(SPEC)

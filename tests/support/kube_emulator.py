@@ -74,10 +74,37 @@ CLUSTER_WIDE = {
 }
 
 
+#: (User-Agent, API group, resource[/subresource], RBAC verb) of every request served
+Call = tuple[str, str, str, str]
+
+
+def rbac_verb(request: rendering.Request) -> str:
+    """The RBAC verb a real API server would authorise this request as."""
+    method = str(request.method.value if request.method else "").upper()
+    if method == "GET":
+        if str(request.params.get("watch", "")).lower() in ("true", "1"):
+            return "watch"
+        return "get" if request.name else "list"
+    return {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
 class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     _versions = itertools.count(1000)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: every API call, for tests that compare what a client does with what RBAC grants
+        self.calls: set[Call] = set()
+
     async def _handle(self, request: rendering.Request) -> Any:
+        if request.resource is not None:
+            plural = request.resource.plural
+            if request.subresource:
+                plural = f"{plural}/{request.subresource}"
+            agent = str(request.headers.get("User-Agent", ""))
+            self.calls.add((agent, request.resource.group or "", plural, rbac_verb(request)))
         if (
             request.resource is not None
             and request.method == kmock.method.PUT
@@ -223,6 +250,7 @@ class RunningEmulator:
 
     def __init__(self, crd_dir: Path) -> None:
         self.url = ""
+        self.calls: set[Call] = set()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -237,6 +265,7 @@ class RunningEmulator:
             self._loop = asyncio.get_running_loop()
             async with Emulator() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
                 register(emulator, crd_dir)
+                self.calls = emulator.calls
                 self.url = str(server.url).rstrip("/")
                 self._ready.set()
                 await self._stop.wait()
