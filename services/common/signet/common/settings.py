@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 
 from platformdirs import user_data_path
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 from signet.common.logging import register_secret
 
@@ -46,3 +46,6 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     #: Largest request body accepted, in bytes (documents are the big ones).
     max_document_bytes: int = 256 * 1024 * 1024
+    #: Signing policies in force (`signet.common.policies`): in a cluster the operator's
+    #: mounted ConfigMap; in the embedded default `$SIGNET_HOME/policies`.
+    policy_dir: Path = Field(default_factory=lambda: signet_home() / "policies")

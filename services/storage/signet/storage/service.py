@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from signet.common.contracts.storage import PublisherRole, StorageReadiness
 from signet.common.errors import ServiceUnavailable, SignetError
+from signet.common.policies import PolicyDirectory
 from signet.storage.config import StorageSettings
 from signet.storage.fs_vault import FilesystemVault
 from signet.storage.ledger import Ledger
@@ -41,6 +42,7 @@ class StorageService:
         self._publisher: threading.Thread | None = None
         self._elector: LeaseElector | None = None
         self._stop = threading.Event()
+        self.policies = PolicyDirectory(settings.policy_dir)
 
     @property
     def vault(self) -> Vault:
@@ -103,7 +105,10 @@ class StorageService:
         the tree-head publication waits for the Lease.
         """
         status = self.vault.status()
+        policies = self.policies.current()
         return StorageReadiness(
+            policies=policies.versions(),
+            policy_problems=sorted(policies.problems.values()),
             status="ready",
             vault=status.backend,
             object_lock=status.object_lock,

@@ -119,3 +119,9 @@ class StorageReadiness(_Model):
         default=None,
         description="single (no Lease), leader or standby (Lease); null: no periodic publisher",
     )
+    policies: dict[str, int] = Field(
+        default_factory=dict, description="signing policies in force: name -> version"
+    )
+    policy_problems: list[str] = Field(
+        default_factory=list, description="policy files refused, with the reason"
+    )
