@@ -9,7 +9,6 @@ simulated through a JSON file the operator reads in tests
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,12 @@ import pytest
 from kubernetes import client
 
 from tests.support.kube_emulator import RunningEmulator
-from tests.support.operator_process import NAMESPACE, start_operator, stop_operator
+from tests.support.operator_process import (
+    NAMESPACE,
+    OperatorProcess,
+    start_operator,
+    stop_operator,
+)
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "signet"
 NS = NAMESPACE
@@ -51,7 +55,7 @@ def readiness(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def operator(emulator: RunningEmulator, readiness: Path) -> Iterator[subprocess.Popen[str]]:
+def operator(emulator: RunningEmulator, readiness: Path) -> Iterator[OperatorProcess]:
     process = start_operator(emulator.url, readiness)
     yield process
     stop_operator(process)

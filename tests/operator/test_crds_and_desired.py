@@ -8,6 +8,7 @@ checked against the real Kubernetes schemas with `kubernetes-validate`.
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,68 @@ def test_conditions_follow_the_services() -> None:
     )
     times = {c["type"]: c["lastTransitionTime"] for c in second}
     assert times["StorageReady"] == "T1" and times["SignerReady"] == "T2"
+
+
+def test_certificate_expiry_is_surfaced_ahead_of_time() -> None:
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    storage = Readiness(
+        200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10}
+    )
+
+    def signer(**not_after: str) -> Readiness:
+        certificates = [{"name": name, "not_after": when} for name, when in not_after.items()]
+        return Readiness(200, {"status": "ready", "hsm": "reachable", "certificates": certificates})
+
+    def check(answer: Readiness) -> tuple[dict[str, str], str]:
+        result = {
+            c["type"]: c for c in conditions(spec, {"signer": answer, "storage": storage}, now)
+        }
+        return result["CertificatesValid"], result["Ready"]["status"]
+
+    valid, ready = check(signer(root="2046-01-01T00:00:00Z", tsa="2029-05-01T00:00:00Z"))
+    assert valid["status"] == "True" and "tsa on 2029-05-01" in valid["message"] and ready == "True"
+    soon, ready = check(signer(root="2046-01-01T00:00:00Z", issuing="2027-01-20T00:00:00Z"))
+    assert (
+        soon["reason"] == "ExpiringSoon"
+        and "issuing" in soon["message"]
+        and "19 days" in soon["message"]
+    )
+    assert ready == "True"  # a warning, not yet an outage
+    expired, ready = check(signer(tsa="2026-12-31T00:00:00+00:00"))
+    assert expired["reason"] == "Expired" and ready == "False"
+    unknown, _ = check(Readiness(200, {"status": "ready", "hsm": "reachable"}))
+    assert unknown["status"] == "Unknown"
+
+
+def test_stale_tree_heads_are_a_condition() -> None:
+    spec = ApplianceSpec.model_validate({**VENDOR_SPEC, "treeHeadIntervalSeconds": 60})
+    now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+    signer = Readiness(200, {"status": "ready", "hsm": "reachable"})
+
+    def heads(**body: object) -> dict[str, str]:
+        storage = Readiness(
+            200,
+            {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10, **body},
+        )
+        result = {
+            c["type"]: c for c in conditions(spec, {"signer": signer, "storage": storage}, now)
+        }
+        return result["TreeHeadsPublished"]
+
+    assert heads(ledger_size=0)["reason"] == "EmptyLog"
+    assert (
+        heads(ledger_size=5, tree_head_size=5, tree_head_time="2027-01-01T08:00:00Z")["status"]
+        == "True"
+    )
+    behind = heads(ledger_size=9, tree_head_size=5, tree_head_time="2027-01-01T11:59:00Z")
+    assert behind["reason"] == "Publishing"
+    stale = heads(
+        ledger_size=9,
+        tree_head_size=5,
+        tree_head_time="2027-01-01T11:00:00Z",
+        tree_head_publisher="standby",
+    )
+    assert stale["status"] == "False" and stale["reason"] == "Stale"
+    assert "9 entries" in stale["message"] and "standby" in stale["message"]
+    assert heads(ledger_size=3)["reason"] == "Stale"  # never signed at all

@@ -10,7 +10,6 @@ against the Kubernetes schemas.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tests.operator.conftest import (
 )
 from tests.support import helm
 from tests.support.kube_emulator import RunningEmulator
+from tests.support.operator_process import OperatorProcess
 
 K8S_VERSION = "1.31"
 VALUES: dict[str, Any] = {"appliance": {"create": True, "name": "acme"}}
@@ -60,7 +60,7 @@ def installed(api: client.ApiClient, kubeconfig: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def chart_operator(
     emulator: RunningEmulator, readiness: Path, installed: dict[str, Any]
-) -> Iterator[subprocess.Popen[str]]:
+) -> Iterator[OperatorProcess]:
     process = start_operator(emulator.url, readiness)
     yield process
     stop_operator(process)
@@ -90,7 +90,7 @@ def test_helm_installs_valid_manifests(api: client.ApiClient, installed: dict[st
 
 
 def test_the_operator_reconciles_what_the_chart_created(
-    api: client.ApiClient, chart_operator: subprocess.Popen[str]
+    api: client.ApiClient, chart_operator: OperatorProcess
 ) -> None:
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     owner = appliance(api, "acme")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from signet.operator import desired
 from tests.operator.conftest import CHART, NS, READY, appliance, conditions_of, wait_for
 from tests.support import helm
 from tests.support.kube_emulator import RunningEmulator
+from tests.support.operator_process import OperatorProcess
 
 SPEC: dict[str, Any] = {
     "publicUrl": "https://sign.example.com",
@@ -31,7 +32,7 @@ SPEC: dict[str, Any] = {
 
 
 def test_appliance_becomes_its_children_and_follows_readiness(
-    api: client.ApiClient, operator: subprocess.Popen[str], readiness: Path
+    api: client.ApiClient, operator: OperatorProcess, readiness: Path
 ) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.create_namespaced_secret(
@@ -113,6 +114,28 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     assert "not found" in conditions_of(api, "acme")["HSMReachable"]["message"]
     readiness.write_text(json.dumps(READY))
 
+    # The TSA certificate runs out in ten days: a condition and a Warning Event, ahead of time.
+    soon = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    expiring = [{"name": "tsa", "not_after": soon}, {"name": "root", "not_after": "2046-01-01"}]
+    signer_body = {**READY["signer"][1], "certificates": expiring}
+    readiness.write_text(json.dumps({**READY, "signer": [200, signer_body]}))
+    wait_for(
+        "CertificatesValid=False",
+        lambda: (
+            conditions_of(api, "acme").get("CertificatesValid", {}).get("reason") == "ExpiringSoon"
+        ),
+    )
+    assert "tsa" in conditions_of(api, "acme")["CertificatesValid"]["message"]
+    wait_for(
+        "an ExpiringSoon Event",
+        lambda: any(
+            e.reason == "ExpiringSoon" and e.type == "Warning" and "tsa" in e.message
+            for e in core.list_namespaced_event(NS).items
+        ),
+    )
+    assert conditions_of(api, "acme")["Ready"]["status"] == "True"  # a warning, not an outage
+    readiness.write_text(json.dumps(READY))
+
     # A changed spec rolls out.
     custom.patch_namespaced_custom_object(
         "signet.dev", "v1alpha1", NS, "appliances", "acme", {"spec": {"signer": {"replicas": 3}}}
@@ -149,7 +172,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
 
 
 def test_a_missing_secret_is_a_condition_not_a_crash(
-    api: client.ApiClient, operator: subprocess.Popen[str]
+    api: client.ApiClient, operator: OperatorProcess
 ) -> None:
     spec = {
         **SPEC,
@@ -190,7 +213,7 @@ def _policy_conditions(custom: client.CustomObjectsApi, name: str) -> dict[str, 
 
 
 def test_signing_policy_is_versioned_distributed_and_withdrawn(
-    api: client.ApiClient, operator: subprocess.Popen[str]
+    api: client.ApiClient, operator: OperatorProcess
 ) -> None:
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     for name, spec in (
@@ -285,3 +308,18 @@ def _spec() -> Any:
     from signet.common.contracts.appliance import ApplianceSpec
 
     return ApplianceSpec.model_validate(SPEC)
+
+
+def test_operator_serves_health_and_metrics(operator: OperatorProcess) -> None:
+    """`signet operator run` (the chart's command) answers the kubelet and Prometheus."""
+    import httpx
+
+    assert httpx.get(operator.health_url, timeout=5).status_code == 200
+    metrics = httpx.get(operator.metrics_url, timeout=5).text
+    # By now this module's tests have made the operator apply, refuse and wait for Secrets.
+    for outcome in ("applied", "invalid_spec", "secret_missing"):
+        line = f'signet_operator_reconciles_total{{outcome="{outcome}"}}'
+        assert line in metrics, outcome
+        value = float(metrics.split(line, 1)[1].split()[0])
+        assert value >= 1, (outcome, value)
+    assert 'signet_operator_appliance_ready{appliance="acme"}' in metrics

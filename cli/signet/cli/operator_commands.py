@@ -31,8 +31,12 @@ def run(
     verbose: Annotated[bool, typer.Option(help="debug logging")] = False,
     liveness_port: Annotated[int, typer.Option(help="/healthz for the kubelet")] = 8081,
     metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics (0: off)")] = 8080,
+    bind: Annotated[str, typer.Option(help="address of the two ports")] = "0.0.0.0",  # noqa: S104
 ) -> None:
-    """Run the operator (Kopf, standalone: one replica) in one namespace."""
+    """Run the operator (Kopf, standalone: one replica) in one namespace.
+
+    The chart runs exactly this; the tests too, against the Kubernetes emulator.
+    """
     import logging
 
     import kopf
@@ -41,10 +45,10 @@ def run(
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     if metrics_port:
-        start_http_server(metrics_port)
+        start_http_server(metrics_port, addr=bind)
     kopf.run(
         standalone=True,
         namespaces=[namespace],
-        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+        liveness_endpoint=f"http://{bind}:{liveness_port}/healthz",
     )
     _ = handlers

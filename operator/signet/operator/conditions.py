@@ -7,6 +7,7 @@ keeps each condition's lastTransitionTime when its status did not change.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,6 +15,10 @@ from signet.common.contracts.appliance import ApplianceSpec
 from signet.operator.desired import COMPONENTS
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+#: Certificates expiring within this window turn CertificatesValid False (ExpiringSoon).
+EXPIRY_WARNING = timedelta(days=30)
+#: A tree head older than this many publication intervals, while the log grew, is stale.
+STALE_INTERVALS = 3
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,10 @@ def missing_secrets(missing: list[str]) -> list[dict[str, str]]:
     ]
 
 
-def conditions(spec: ApplianceSpec, readiness: dict[str, Readiness | None]) -> list[dict[str, str]]:
+def conditions(
+    spec: ApplianceSpec, readiness: dict[str, Readiness | None], now: datetime | None = None
+) -> list[dict[str, str]]:
+    now = now or datetime.now(UTC)
     result: list[dict[str, str]] = []
     signer = readiness.get("signer")
     storage = readiness.get("storage")
@@ -85,7 +93,11 @@ def conditions(spec: ApplianceSpec, readiness: dict[str, Readiness | None]) -> l
             condition("HSMReachable", FALSE, "HsmUnavailable", str(signer.body.get("reason", "")))
         )
     result.append(_retention(spec, storage))
+    result.append(_certificates(signer, now))
+    result.append(_tree_heads(spec, storage, now))
     required = {"SignerReady", "StorageReady", "HSMReachable", "RetentionCompliant"}
+    if result[-2]["reason"] == "Expired":  # an expired CA or TSA cannot sign anything valid
+        required.add("CertificatesValid")
     if portal.installed and spec.portal.enabled:
         required.add("PortalReady")
     failing = [c["type"] for c in result if c["type"] in required and c["status"] != TRUE]
@@ -132,6 +144,69 @@ def _retention(spec: ApplianceSpec, storage: Readiness | None) -> dict[str, str]
             f"the bucket keeps objects {years} years; the Appliance asks for {wanted}",
         )
     return condition("RetentionCompliant", TRUE, "Compliant", f"COMPLIANCE, {years} years")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _certificates(signer: Readiness | None, now: datetime) -> dict[str, str]:
+    """Root, issuing CA, TSA and seal certificates, from the signer's readiness report."""
+    if signer is None or signer.status_code is None:
+        return condition("CertificatesValid", UNKNOWN, "SignerNotAnswering")
+    reported = signer.body.get("certificates")
+    if not isinstance(reported, list) or not reported:
+        return condition("CertificatesValid", UNKNOWN, "NotReported")
+    expired, soon = [], []
+    first: tuple[datetime, str] | None = None
+    for item in reported:
+        not_after = _parse_time(item.get("not_after"))
+        name = str(item.get("name", "?"))
+        if not_after is None:
+            continue
+        if first is None or not_after < first[0]:
+            first = (not_after, name)
+        if not_after <= now:
+            expired.append(f"{name} (expired {not_after:%Y-%m-%d})")
+        elif not_after - now <= EXPIRY_WARNING:
+            soon.append(f"{name} (expires {not_after:%Y-%m-%d}, in {(not_after - now).days} days)")
+    if expired:
+        return condition("CertificatesValid", FALSE, "Expired", "; ".join(expired + soon))
+    if soon:
+        return condition("CertificatesValid", FALSE, "ExpiringSoon", "; ".join(soon))
+    message = f"next expiry: {first[1]} on {first[0]:%Y-%m-%d}" if first else ""
+    return condition("CertificatesValid", TRUE, "Valid", message)
+
+
+def _tree_heads(spec: ApplianceSpec, storage: Readiness | None, now: datetime) -> dict[str, str]:
+    """Is the evidence ledger being sealed?  A log that grows without signed tree heads
+    gives evidence packages nothing to prove inclusion against."""
+    if storage is None or storage.status_code is None or not storage.ready:
+        return condition("TreeHeadsPublished", UNKNOWN, "StorageNotReady")
+    size = int(storage.body.get("ledger_size", 0))
+    head_size = storage.body.get("tree_head_size")
+    head_time = _parse_time(storage.body.get("tree_head_time"))
+    if size == 0:
+        return condition("TreeHeadsPublished", TRUE, "EmptyLog")
+    if head_size == size:
+        return condition("TreeHeadsPublished", TRUE, "UpToDate", f"{size} entries signed")
+    allowed = timedelta(seconds=STALE_INTERVALS * spec.tree_head_interval_seconds)
+    if head_time is not None and now - head_time <= allowed:
+        return condition(
+            "TreeHeadsPublished", TRUE, "Publishing", f"signed up to {head_size} of {size} entries"
+        )
+    since = f"signed at {head_time:%Y-%m-%d %H:%M:%S}Z" if head_time else "never signed"
+    return condition(
+        "TreeHeadsPublished",
+        FALSE,
+        "Stale",
+        f"the log has {size} entries; the latest tree head covers {head_size or 0}, {since}; "
+        f"publisher: {storage.body.get('tree_head_publisher') or 'none'}",
+    )
 
 
 def merge_transitions(

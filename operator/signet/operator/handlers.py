@@ -216,6 +216,7 @@ def reconcile(
         if component.installed
     }
     current = conditions(spec, readiness)
+    _announce_transitions(body, previous, current)
     READY.labels(name).set(1 if current[0]["status"] == "True" else 0)
     RECONCILES.labels("applied").inc()
     patch.status["conditions"] = merge_transitions(previous, current, now)
@@ -224,6 +225,27 @@ def reconcile(
         for component in desired.COMPONENTS
         if component.installed
     }
+
+
+def _announce_transitions(
+    body: kopf.Body, previous: list[dict[str, Any]], current: list[dict[str, str]]
+) -> None:
+    """An Event when a condition turns False (or changes its reason), and when it recovers.
+
+    Posted on transitions only, so the periodic timer does not repeat them; this is
+    how an expiring certificate or a stale ledger reaches `kubectl get events`.
+    """
+    before = {c.get("type"): c for c in previous}
+    for item in current:
+        old = before.get(item["type"]) or {}
+        if item["reason"] == "NotInstalled":
+            continue
+        if item["status"] == "False" and (
+            old.get("status") != "False" or old.get("reason") != item["reason"]
+        ):
+            kopf.warn(body, reason=item["reason"], message=f"{item['type']}: {item['message']}")
+        elif item["status"] == "True" and old.get("status") == "False":
+            kopf.info(body, reason="Recovered", message=f"{item['type']}: {item['reason']}")
 
 
 @kopf.on.create("signet.dev", "v1alpha1", "appliances")

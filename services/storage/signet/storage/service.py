@@ -106,7 +106,10 @@ class StorageService:
         """
         status = self.vault.status()
         policies = self.policies.current()
+        head = self.ledger.latest_head()
         return StorageReadiness(
+            tree_head_size=head.tree_size if head else None,
+            tree_head_time=head.time if head else None,
             policies=policies.versions(),
             policy_problems=sorted(policies.problems.values()),
             status="ready",

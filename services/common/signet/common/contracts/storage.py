@@ -119,6 +119,10 @@ class StorageReadiness(_Model):
         default=None,
         description="single (no Lease), leader or standby (Lease); null: no periodic publisher",
     )
+    tree_head_size: int | None = Field(
+        default=None, description="entries covered by the latest signed tree head"
+    )
+    tree_head_time: datetime | None = Field(default=None, description="when it was signed")
     policies: dict[str, int] = Field(
         default_factory=dict, description="signing policies in force: name -> version"
     )
