@@ -1,23 +1,35 @@
-"""Operator test set-up: the Kubernetes emulator, the real operator in a subprocess.
+"""Operator test set-up: a Kubernetes API, the real operator in a subprocess.
 
-Each test module gets its own emulator and operator (module scope): modules
-leave objects behind that the next must not see.  The services' readiness is
-simulated through a JSON file the operator reads in tests
-(``SIGNET_OPERATOR_READINESS_FILE``): no pod ever runs here.
+The API is the Kubernetes emulator (tests/support/kube_emulator.py), one per
+test module (module scope): modules leave objects behind that the next must
+not see.  The services' readiness is simulated through a JSON file the
+operator reads in tests (``SIGNET_OPERATOR_READINESS_FILE``): no pod runs.
+
+Real-cluster tier: with ``SIGNET_TEST_KUBECONFIG`` pointing at a disposable
+cluster (kind, k3s), the same tests run against its API server instead, in
+the namespace ``SIGNET_TEST_NAMESPACE`` (default ``signet``): the CRDs are
+applied first, and after each module its Appliances and SigningPolicies are
+deleted and the test waits until the cluster's garbage collector has removed
+their children.  Only the RBAC comparison needs the emulator (it reads the
+emulator's record of every call) and is skipped there.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+import yaml
+from kubernetes import client, config
 
-from tests.support.kube_emulator import RunningEmulator
+from tests.support import helm
+from tests.support.kube_emulator import Call, RunningEmulator
 from tests.support.operator_process import (
     NAMESPACE,
     OperatorProcess,
@@ -26,25 +38,100 @@ from tests.support.operator_process import (
 )
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "signet"
-NS = NAMESPACE
+REAL_KUBECONFIG = os.environ.get("SIGNET_TEST_KUBECONFIG")
+NS = os.environ.get("SIGNET_TEST_NAMESPACE", NAMESPACE) if REAL_KUBECONFIG else NAMESPACE
 READY: dict[str, Any] = {
     "signer": [200, {"status": "ready", "hsm": "reachable"}],
     "storage": [200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10}],
 }
 
 
+@dataclass
+class Cluster:
+    """The API server the tests talk to: the emulator, or a real cluster."""
+
+    #: the emulator's URL; None for a real cluster (reached through `kubeconfig`)
+    url: str | None
+    kubeconfig: Path
+    #: every call the emulator served; None on a real cluster (not observable)
+    calls: set[Call] | None
+
+    @property
+    def real(self) -> bool:
+        return self.url is None
+
+    def client(self) -> client.ApiClient:
+        if self.url is None:
+            return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-any-return]
+        configuration = client.Configuration()
+        configuration.host = self.url
+        return client.ApiClient(configuration)
+
+
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[RunningEmulator]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if REAL_KUBECONFIG:
+        real = Cluster(None, Path(REAL_KUBECONFIG), None)
+        _prepare_real_cluster(real.client())
+        yield real
+        for release in ("signet", "rbac"):  # what the modules install; absent ones are fine
+            helm.uninstall(release, NS, real.kubeconfig)
+        _clean_real_cluster(real.client())
+        return
     running = RunningEmulator(CHART / "crds")
-    yield running
+    kubeconfig = helm.kubeconfig_for(running.url, tmp_path_factory.mktemp("kube") / "config", NS)
+    yield Cluster(running.url, kubeconfig, running.calls)
     running.close()
 
 
+def _prepare_real_cluster(api: client.ApiClient) -> None:
+    core, extensions = client.CoreV1Api(api), client.ApiextensionsV1Api(api)
+    try:
+        core.create_namespace({"metadata": {"name": NS}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        try:
+            extensions.create_custom_resource_definition(crd)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            extensions.patch_custom_resource_definition(crd["metadata"]["name"], crd)
+
+
+def _clean_real_cluster(api: client.ApiClient) -> None:
+    """Delete what the module made; the garbage collector must then remove every child."""
+    custom = client.CustomObjectsApi(api)
+    for plural in ("signingpolicies", "appliances"):
+        for item in custom.list_namespaced_custom_object("signet.dev", "v1alpha1", NS, plural)[
+            "items"
+        ]:
+            name = item["metadata"]["name"]
+            # The operator is already stopped: release Kopf's finalizers ourselves.
+            custom.patch_namespaced_custom_object(
+                "signet.dev", "v1alpha1", NS, plural, name, {"metadata": {"finalizers": None}}
+            )
+            custom.delete_namespaced_custom_object("signet.dev", "v1alpha1", NS, plural, name)
+    apps = client.AppsV1Api(api)
+    wait_for(
+        "the garbage collector to remove the children",
+        lambda: (
+            not [
+                d
+                for d in apps.list_namespaced_deployment(NS).items
+                if (d.metadata.labels or {}).get("app.kubernetes.io/managed-by")
+                == "signet-operator"
+            ]
+        ),
+        timeout=120,
+    )
+
+
 @pytest.fixture(scope="module")
-def api(emulator: RunningEmulator) -> client.ApiClient:
-    configuration = client.Configuration()
-    configuration.host = emulator.url
-    return client.ApiClient(configuration)
+def api(cluster: Cluster) -> client.ApiClient:
+    return cluster.client()
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +142,8 @@ def readiness(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def operator(emulator: RunningEmulator, readiness: Path) -> Iterator[OperatorProcess]:
-    process = start_operator(emulator.url, readiness)
+def operator(cluster: Cluster, readiness: Path) -> Iterator[OperatorProcess]:
+    process = start_operator(cluster.url, readiness, kubeconfig=cluster.kubeconfig, namespace=NS)
     yield process
     stop_operator(process)
 

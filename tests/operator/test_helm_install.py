@@ -22,6 +22,7 @@ from kubernetes import client
 from tests.operator.conftest import (
     CHART,
     NS,
+    Cluster,
     appliance,
     conditions_of,
     start_operator,
@@ -29,7 +30,6 @@ from tests.operator.conftest import (
     wait_for,
 )
 from tests.support import helm
-from tests.support.kube_emulator import RunningEmulator
 from tests.support.operator_process import OperatorProcess
 
 K8S_VERSION = "1.31"
@@ -37,12 +37,12 @@ VALUES: dict[str, Any] = {"appliance": {"create": True, "name": "acme"}}
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(emulator: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return helm.kubeconfig_for(emulator.url, tmp_path_factory.mktemp("helm") / "config", NS)
+def kubeconfig(cluster: Cluster) -> Path:
+    return cluster.kubeconfig
 
 
 @pytest.fixture(scope="module")
-def installed(api: client.ApiClient, kubeconfig: Path) -> dict[str, Any]:
+def installed(api: client.ApiClient, cluster: Cluster, kubeconfig: Path) -> dict[str, Any]:
     client.CoreV1Api(api).create_namespaced_secret(
         NS,
         {
@@ -52,16 +52,16 @@ def installed(api: client.ApiClient, kubeconfig: Path) -> dict[str, Any]:
             "stringData": {"access-key": "signet", "secret-key": "not-a-real-key"},
         },
     )
-    answer = helm.install(CHART, "signet", NS, VALUES, kubeconfig)
+    answer = helm.install(CHART, "signet", NS, VALUES, kubeconfig, memory_driver=not cluster.real)
     assert answer["ok"], answer
     return answer
 
 
 @pytest.fixture(scope="module")
 def chart_operator(
-    emulator: RunningEmulator, readiness: Path, installed: dict[str, Any]
+    cluster: Cluster, readiness: Path, installed: dict[str, Any]
 ) -> Iterator[OperatorProcess]:
-    process = start_operator(emulator.url, readiness)
+    process = start_operator(cluster.url, readiness, kubeconfig=cluster.kubeconfig, namespace=NS)
     yield process
     stop_operator(process)
 
@@ -129,10 +129,12 @@ def test_helm_refuses_short_retention_at_render_time(
     api: client.ApiClient, kubeconfig: Path
 ) -> None:
     values = {"appliance": {"create": True, "spec": {"objectStore": {"retentionYears": 3}}}}
-    answer = helm.install(CHART, "short", NS, values, kubeconfig)
+    answer = helm.install(CHART, "short", NS, values, kubeconfig, memory_driver=False)
     assert not answer["ok"] and "retentionYears" in answer["error"]  # the values schema
     # Without the schema (helm --skip-schema-validation), the template still refuses.
-    answer = helm.install(CHART, "short", NS, values, kubeconfig, skip_schema=True)
+    answer = helm.install(
+        CHART, "short", NS, values, kubeconfig, memory_driver=False, skip_schema=True
+    )
     assert not answer["ok"]
     assert "retention of 3 years is below the statutory minimum of 5" in answer["error"]
     with pytest.raises(client.ApiException) as nothing:

@@ -45,6 +45,19 @@ def kubeconfig_for(url: str, path: Path, namespace: str) -> Path:
     return path
 
 
+def uninstall(release: str, namespace: str, kubeconfig: Path) -> dict[str, Any]:
+    """`helm uninstall` (the real-cluster tier cleans up after itself)."""
+    return _run(
+        {
+            "action": "uninstall",
+            "release": release,
+            "namespace": namespace,
+            "kubeconfig": str(kubeconfig),
+        },
+        {},
+    )
+
+
 def install(
     chart: Path,
     release: str,
@@ -60,6 +73,7 @@ def install(
     if memory_driver:
         env["HELM_DRIVER"] = "memory"
     request = {
+        "action": "install",
         "chart": str(chart),
         "release": release,
         "namespace": namespace,
@@ -67,12 +81,16 @@ def install(
         "kubeconfig": str(kubeconfig) if kubeconfig else None,
         "skip_schema": skip_schema,
     }
+    return _run(request, env)
+
+
+def _run(request: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", "tests.support.helm"],
         input=json.dumps(request),
         capture_output=True,
         text=True,
-        env=env,
+        env=env or dict(os.environ),
         timeout=180,
         cwd=Path(__file__).resolve().parents[2],
     )
@@ -91,6 +109,14 @@ def _main() -> None:
     configuration = helm_sdkpy.Configuration(
         namespace=request["namespace"], kubeconfig=request["kubeconfig"]
     )
+    if request["action"] == "uninstall":
+        try:
+            asyncio.run(helm_sdkpy.Uninstall(configuration).run(request["release"], wait=False))
+        except helm_sdkpy.HelmError as exc:
+            print(json.dumps({"ok": False, "error": str(exc)}))
+            return
+        print(json.dumps({"ok": True}))
+        return
     try:
         release = asyncio.run(
             helm_sdkpy.Install(configuration).run(

@@ -34,20 +34,28 @@ class OperatorProcess:
 
 
 def start_operator(
-    url: str, readiness: Path, interval: float = 1, namespace: str = NAMESPACE
+    url: str | None,
+    readiness: Path,
+    interval: float = 1,
+    namespace: str = NAMESPACE,
+    kubeconfig: Path | None = None,
 ) -> OperatorProcess:
     """Start `signet operator run` (the chart's entry point) against the API at `url`.
 
-    No credentials (the emulator).  `readiness` is a JSON file
+    `url`: the emulator, reached without credentials; None: a real cluster, reached
+    with `kubeconfig` as an admin's `kopf run` would.  `readiness` is a JSON file
     ``{component: [status, body]}`` standing in for the services' /readyz (no pod runs
     here); `interval` is the Appliance timer's period.
     """
     env = {
         **os.environ,
-        "SIGNET_OPERATOR_API_URL": url,
         "SIGNET_OPERATOR_READINESS_FILE": str(readiness),
         "SIGNET_OPERATOR_INTERVAL": str(interval),
     }
+    if url is not None:
+        env["SIGNET_OPERATOR_API_URL"] = url
+    elif kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
     metrics, health = free_port(), free_port()
     command = [sys.executable, "-m", "signet.cli", "operator", "run", "--namespace", namespace]
     command += ["--metrics-port", str(metrics), "--liveness-port", str(health)]
