@@ -200,6 +200,9 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
     env = [
         {"name": "SIGNET_HOME", "value": "/var/lib/signet"},
         {"name": f"SIGNET_{component.name.upper()}_POLICY_DIR", "value": POLICY_DIR},
+        # Who this pod is: the Lease holder identity and namespace (downward API).
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         _secret_env(
             f"SIGNET_{component.name.upper()}_SERVICE_TOKEN", f"{name}-service-token", "token"
         ),
