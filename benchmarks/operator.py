@@ -43,6 +43,7 @@ SPEC: dict[str, Any] = {
         "secretKey": {"name": "minio", "key": "secret-key"},
         "retentionYears": 10,
     },
+    "database": {"url": {"name": "postgres", "key": "url"}},
 }
 READY = {
     "signer": [200, {"status": "ready", "hsm": "reachable"}],
@@ -105,6 +106,13 @@ def main() -> None:
             {
                 "metadata": {"name": "minio", "namespace": NAMESPACE},
                 "stringData": {"access-key": "a", "secret-key": "b"},
+            },
+        )
+        core.create_namespaced_secret(
+            NAMESPACE,
+            {
+                "metadata": {"name": "postgres", "namespace": NAMESPACE},
+                "stringData": {"url": "postgresql+psycopg://signet@postgres/signet"},
             },
         )
         times, cpu_appliance = [], 0.0

@@ -52,6 +52,15 @@ def installed(api: client.ApiClient, cluster: Cluster, kubeconfig: Path) -> dict
             "stringData": {"access-key": "signet", "secret-key": "not-a-real-key"},
         },
     )
+    client.CoreV1Api(api).create_namespaced_secret(
+        NS,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "signet-database", "namespace": NS},
+            "stringData": {"url": "postgresql+psycopg://signet@postgres/signet"},
+        },
+    )
     answer = helm.install(CHART, "signet", NS, VALUES, kubeconfig, memory_driver=not cluster.real)
     assert answer["ok"], answer
     return answer

@@ -28,6 +28,7 @@ SPEC: dict[str, Any] = {
         "secretKey": {"name": "minio-credentials", "key": "secret-key"},
         "retentionYears": 10,
     },
+    "database": {"url": {"name": "postgres", "key": "url"}},
 }
 
 
@@ -42,6 +43,15 @@ def test_appliance_becomes_its_children_and_follows_readiness(
             "kind": "Secret",
             "metadata": {"name": "minio-credentials", "namespace": NS},
             "stringData": {"access-key": "signet", "secret-key": "not-a-real-key"},
+        },
+    )
+    core.create_namespaced_secret(
+        NS,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "postgres", "namespace": NS},
+            "stringData": {"url": "postgresql+psycopg://signet@postgres/signet"},
         },
     )
     custom = client.CustomObjectsApi(api)

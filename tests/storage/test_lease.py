@@ -265,6 +265,7 @@ def _spec() -> Any:
                 "accessKey": {"name": "s3", "key": "a"},
                 "secretKey": {"name": "s3", "key": "s"},
             },
+            "database": {"url": {"name": "postgres", "key": "url"}},
         }
     )
 

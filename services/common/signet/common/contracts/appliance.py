@@ -122,6 +122,11 @@ class ObjectStoreSpec(_Spec):
 
 
 class DatabaseSpec(_Spec):
+    """PostgreSQL: required in a cluster.  The signer's registry (CA certificates,
+    revocations, TSA serial numbers, batches) must outlive pods and be shared by
+    replicas; a pod's own SQLite file would be lost at every restart, and two
+    replicas would hand out the same timestamp serials."""
+
     url: SecretRef = Field(description="Secret key holding the SQLAlchemy URL (PostgreSQL)")
 
 
@@ -145,7 +150,7 @@ class ApplianceSpec(_Spec):
     portal: PortalSpec = Field(default_factory=PortalSpec)
     hsm: HsmSpec
     object_store: ObjectStoreSpec
-    database: DatabaseSpec | None = None
+    database: DatabaseSpec
     tree_head_interval_seconds: int = Field(default=60, ge=10, le=86400)
 
 
