@@ -25,6 +25,7 @@ __all__ = [
     "signer_settings",
     "storage_environment",
     "storage_settings",
+    "uses_dev_token",
 ]
 
 
@@ -36,6 +37,12 @@ def home() -> Path:
 
 def dev_token() -> DevToken:
     return ensure_dev_token(home() / "softhsm")
+
+
+def uses_dev_token() -> bool:
+    """True on the embedded default; False where SIGNET_SIGNER_HSM_MODULE names a vendor's
+    module (a cluster pod, where `kubectl exec … signet ca init` runs the key ceremony)."""
+    return SignerSettings().hsm_module == SOFTHSM_MODULE
 
 
 def signer_settings(**overrides: object) -> SignerSettings:

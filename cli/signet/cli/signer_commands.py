@@ -55,7 +55,8 @@ def ca_init(
     ] = False,
 ) -> None:
     """Key ceremony: root CA, issuing CA and TSA keys in the HSM, and their certificates."""
-    embedded.dev_token()
+    if embedded.uses_dev_token():
+        embedded.dev_token()
     service = embedded.signer_service()
     try:
         was_ready = service.ca.is_initialised()
