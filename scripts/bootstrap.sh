@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(softhsm2 poppler-utils libnss3-tools)
+DEBIAN_PACKAGES=(softhsm2 poppler-utils libnss3-tools postgresql)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
