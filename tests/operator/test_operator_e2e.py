@@ -159,6 +159,27 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         lambda: appliance(api, "acme")["status"].get("observedGeneration") == 2,
     )
 
+    # A longer retention reaches the storage pods, and the config hash rolls them out.
+    def storage_pod() -> Any:
+        return apps.read_namespaced_deployment("acme-storage", NS).spec.template
+
+    hash_before = storage_pod().metadata.annotations["signet.dev/config-hash"]
+    custom.patch_namespaced_custom_object(
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "appliances",
+        "acme",
+        {"spec": {"objectStore": {"retentionYears": 12}}},
+    )
+
+    def retention_env() -> str:
+        env = {e.name: e.value for e in storage_pod().spec.containers[0].env}
+        return str(env["SIGNET_STORAGE_RETENTION_YEARS"])
+
+    wait_for("12 years in the storage pods", lambda: retention_env() == "12")
+    assert storage_pod().metadata.annotations["signet.dev/config-hash"] != hash_before
+
     # Three years of retention: refused with a clear condition and an Event, nothing changed.
     before = apps.read_namespaced_deployment("acme-storage", NS).spec.template.metadata.annotations
     custom.patch_namespaced_custom_object(

@@ -71,7 +71,8 @@ def test_ceremony_signing_and_revocation_live_in_postgres(
     engine = sa.create_engine(url)
     with engine.connect() as connection:
         kinds = [row[0] for row in connection.execute(sa.text("SELECT kind FROM certificates"))]
-        serial = connection.execute(sa.text("SELECT value FROM counters WHERE name = 'tsa-serial'")).scalar_one()
+        counter = sa.text("SELECT value FROM counters WHERE name = 'tsa-serial'")
+        serial = connection.execute(counter).scalar_one()
     engine.dispose()
     # root, issuing, TSA, Li Wei's certificate and the organisation seal, all in PostgreSQL
     assert len(kinds) >= 5 and {"root", "issuing", "tsa"} <= set(kinds)
