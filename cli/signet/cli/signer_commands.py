@@ -113,17 +113,21 @@ def serve(
     import os
 
     import uvicorn
+    from signet.common.metrics import multiprocess_environment
 
     settings = embedded.signer_settings()
     os.environ.update(embedded.child_environment(settings))
-    uvicorn.run(
-        "signet.signer.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_level="warning",
-    )
+    # Several workers share one /metrics directory (signet.common.metrics).
+    with multiprocess_environment("signer", workers) as metrics_env:
+        os.environ.update(metrics_env)
+        uvicorn.run(
+            "signet.signer.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_level="warning",
+        )
 
 
 def _default_seal(service: SignerService) -> str:

@@ -7,6 +7,7 @@ and the storage service (filesystem vault); the portal joins when it is built.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 from signet.cli import embedded
 from signet.cli.signer_commands import write_ca_files
+from signet.common.metrics import multiprocess_environment
 from signet.signer.ca import fingerprint
 
 console = Console(soft_wrap=True)
@@ -43,12 +45,15 @@ def up(
     )
     service.ca.ensure_seal(storage_settings.ledger_key_label, "Signet Evidence Ledger")
     service.close()
+    # The signer's workers share one /metrics directory, removed when `up` returns.
+    stack = contextlib.ExitStack()
+    metrics_env = stack.enter_context(multiprocess_environment("signer", workers))
     signer = _uvicorn(
         "signet.signer.app:create_app",
         settings.host,
         port,
         workers,
-        embedded.child_environment(settings),
+        embedded.child_environment(settings) | metrics_env,
     )
     # The storage service runs as one process: its ledger has exactly one writer.
     storage = _uvicorn(
@@ -105,6 +110,7 @@ def up(
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        stack.close()
 
 
 def _uvicorn(

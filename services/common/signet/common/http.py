@@ -1,20 +1,21 @@
-"""What every Signet HTTP service shares: error mapping and service-to-service auth."""
+"""What every Signet HTTP service shares: error mapping, service-to-service auth, /metrics."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import IO
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import SecretStr
+from signet.common import metrics
 from signet.common.errors import SignetError, Unauthorized
 from starlette.background import BackgroundTask
 
@@ -77,16 +78,43 @@ FASTAPI_DEFAULTS: dict[str, object] = {
 
 
 def service_app(
-    title: str, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]
+    title: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    *,
+    service: str | None = None,
 ) -> FastAPI:
-    """A service's FastAPI app with what every service has: defaults, error mapping, /healthz."""
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, **FASTAPI_DEFAULTS)  # type: ignore[arg-type]
+    """A service's FastAPI app with what every service has.
+
+    Defaults, error mapping, ``/healthz``, and Prometheus ``/metrics`` with the
+    request middleware (`signet.common.metrics`).  `service` is the ``service``
+    label of the HTTP metrics; by default the title without "Signet "
+    ("Signet signer" → ``signer``).  Like /healthz, /metrics needs no token: it
+    holds counts by route template and nothing secret.
+    """
+    name = service or title.removeprefix("Signet ").strip().lower()
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        metrics.warn_if_incomplete(name)
+        try:
+            async with lifespan(app):
+                yield
+        finally:
+            metrics.forget_this_process()
+
+    app = FastAPI(title=title, version="0.1.0", lifespan=run, **FASTAPI_DEFAULTS)  # type: ignore[arg-type]
     install_error_handlers(app)
+    app.add_middleware(metrics.MetricsMiddleware, service=name)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers.  Readiness (`/readyz`) is each service's own."""
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format; with several workers, the sum over all of them."""
+        return Response(metrics.scrape(), media_type=metrics.CONTENT_TYPE)
 
     return app
 

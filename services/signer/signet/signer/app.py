@@ -34,7 +34,7 @@ def create_app(
             worker.stop()
         service.close()
 
-    app = service_app("Signet signer", lifespan)
+    app = service_app("Signet signer", lifespan, service="signer")
     app.state.service = service
     app.state.batch_workers = []
     guard = Depends(bearer_guard(lambda: settings.service_token))

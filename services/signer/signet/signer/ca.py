@@ -29,6 +29,7 @@ from signet.common.contracts.signer import (
 )
 from signet.common.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from signet.hsm import Hsm, KeyAlgorithm, KeyExists, KeyNotFound
+from signet.signer import metrics
 from signet.signer.keys import HsmKey
 from signet.signer.registry import CertificateRecord, Registry, verification_json
 from signet.signer.x509 import (
@@ -168,7 +169,7 @@ class CertificateAuthority:
             record = self.registry.latest(kind)
             if record is None:
                 raise ServiceUnavailable("the CA is not initialised: run `signet ca init`")
-            key = HsmKey(self.hsm, label, self.hsm.algorithm_of(label))
+            key = HsmKey.lookup(self.hsm, label)
             cached = Issued(x509.Certificate.load(record.der), key, record)
             self._cache[kind] = cached
         return cached
@@ -219,6 +220,7 @@ class CertificateAuthority:
             raise InvalidRequest("CA certificates are replaced by a new ceremony, not revoked")
         if not self.registry.revoke(serial, reason.value, now()):
             raise Conflict(f"certificate {serial} is already revoked")
+        metrics.CERTIFICATES_REVOKED.inc()
         with self._lock:
             self._crls.clear()
             self._material.pop(serial, None)
@@ -264,7 +266,7 @@ class CertificateAuthority:
             raise Conflict(f"certificate {serial} was an event certificate and is already used")
         if not record.not_before <= datetime.now(UTC) <= record.not_after:
             raise Conflict(f"certificate {serial} is not valid now (expired or not yet valid)")
-        key = HsmKey(self.hsm, record.key_label, self.hsm.algorithm_of(record.key_label))
+        key = HsmKey.lookup(self.hsm, record.key_label)
         return Issued(x509.Certificate.load(record.der), key, record)
 
     def signing_material_for_key(self, key_label: str) -> Issued:
@@ -280,7 +282,8 @@ class CertificateAuthority:
         if record is not None and record.revoked_at is None and record.not_after > now():
             return self.signing_material(record.serial)
         if not self._key_exists(label):
-            self.hsm.generate_key(label, KeyAlgorithm.EC_P256)
+            with metrics.hsm_operation("generate_key"):
+                self.hsm.generate_key(label, KeyAlgorithm.EC_P256)
         return self.issue(
             IssueCertificateRequest(
                 kind=CertificateKind.SEAL,
@@ -294,7 +297,8 @@ class CertificateAuthority:
     def spend_event_key(self, issued: Issued) -> None:
         """Destroy an event key after its one signature (sole control ends with the event)."""
         if issued.record.kind == CertificateKind.EVENT:
-            self.hsm.destroy_key(issued.key.label)
+            with metrics.hsm_operation("destroy_key"):
+                self.hsm.destroy_key(issued.key.label)
             self.registry.mark_key_destroyed(issued.record.serial, now())
 
     # -- revocation data ------------------------------------------------------------------
@@ -363,14 +367,16 @@ class CertificateAuthority:
 
     def _key_exists(self, label: str) -> bool:
         try:
-            self.hsm.find_key(label)
+            with metrics.hsm_operation("lookup"):
+                self.hsm.find_key(label)
         except KeyNotFound:
             return False
         return True
 
     def _new_key(self, label: str, algorithm: KeyAlgorithm) -> HsmKey:
         try:
-            info = self.hsm.generate_key(label, algorithm)
+            with metrics.hsm_operation("generate_key"):
+                info = self.hsm.generate_key(label, algorithm)
         except KeyExists as exc:
             raise Conflict(str(exc)) from exc
         return HsmKey(self.hsm, info.label, info.algorithm)
@@ -386,7 +392,8 @@ class CertificateAuthority:
         validity: timedelta | None = None,
         verification: dict[str, Any] | None = None,
     ) -> Issued:
-        public_key = keys.PublicKeyInfo.load(self.hsm.find_key(key.label).public_key_der)
+        with metrics.hsm_operation("lookup"):
+            public_key = keys.PublicKeyInfo.load(self.hsm.find_key(key.label).public_key_der)
         serial = random_serial()
         not_before = now() - timedelta(minutes=5)  # tolerate validators' clock skew
         not_after = not_before + (validity or _VALIDITY[kind])
@@ -416,6 +423,7 @@ class CertificateAuthority:
             identity_verification=verification_json(verification),
         )
         self.registry.add(record)
+        metrics.CERTIFICATES_ISSUED.labels(kind.value).inc()
         return Issued(cert, key, record)
 
     def _profile(

@@ -12,10 +12,13 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from asn1crypto import core, ocsp
+from signet.signer import metrics
 from signet.signer.ca import CertificateAuthority, Issued, serial_hex
 
 RESPONSE_VALIDITY = timedelta(hours=12)
 CLOCK_SKEW = timedelta(minutes=5)
+#: Which status a response about several certificates is counted under (the worst).
+_SEVERITY = {"good": 0, "unknown": 1, "revoked": 2}
 
 
 def _key_hash(issued: Issued, algorithm: str) -> bytes:
@@ -44,6 +47,7 @@ class OcspResponder:
             if not cert_ids:
                 raise ValueError("empty request")
         except (ValueError, TypeError, KeyError):
+            metrics.OCSP_RESPONSES.labels("malformed_request").inc()
             malformed: bytes = ocsp.OCSPResponse({"response_status": "malformed_request"}).dump()
             return malformed
 
@@ -97,6 +101,8 @@ class OcspResponder:
                 "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
             }
         ).dump()
+        worst = max((s["cert_status"].name for s in singles), key=_SEVERITY.__getitem__)
+        metrics.OCSP_RESPONSES.labels(worst).inc()
         return response
 
     def _status(self, cert_id: ocsp.CertId, issuer: Issued | None) -> ocsp.CertStatus:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -31,7 +32,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from signet.common.contracts.signer import DocMdpPermission, SignatureLevel, SignOptions
 from signet.common.errors import InvalidRequest, ServiceUnavailable, UnprocessableDocument
-from signet.signer import der, fastpdf
+from signet.signer import der, fastpdf, metrics
 from signet.signer.ca import CertificateAuthority, Issued
 from signet.signer.fastcms import (
     CmsTemplate,
@@ -202,7 +203,24 @@ class PadesEngine:
 
         Memory stays bounded by the update, not the document: both paths copy the
         original in chunks (a 200 MB contract costs no more RAM than a letter).
+        Every call counts in ``signet_signatures_total`` (`signet.signer.metrics`).
         """
+        started = time.perf_counter()
+        try:
+            self._sign_stream(source, output, issued, options, image)
+        except Exception as exc:
+            metrics.signature_failed(options.level, exc)
+            raise
+        metrics.signature_made(options.level, time.perf_counter() - started)
+
+    def _sign_stream(
+        self,
+        source: BinaryIO,
+        output: BinaryIO,
+        issued: Issued,
+        options: SignOptions,
+        image: bytes | None,
+    ) -> None:
         _check_header(source)
         chain = self.ca.chain()
         level = options.level

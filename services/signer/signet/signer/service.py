@@ -11,6 +11,7 @@ import threading
 from functools import cached_property
 
 from signet.hsm import Hsm, HsmConfig, HsmUnavailable, load_pin
+from signet.signer import metrics
 from signet.signer.batches import BatchStore
 from signet.signer.ca import CaSettings, CertificateAuthority
 from signet.signer.config import SignerSettings
@@ -38,18 +39,19 @@ class SignerService:
     def hsm(self) -> Hsm:
         with self._lock:
             if self._hsm is None:
-                try:
-                    pin = self.settings.hsm_pin or load_pin(pin_file=self.settings.hsm_pin_file)
-                except (OSError, ValueError) as exc:
-                    raise HsmUnavailable(f"no usable HSM PIN: {exc}") from exc
-                self._hsm = Hsm(
-                    HsmConfig(
-                        self.settings.hsm_module,
-                        self.settings.hsm_token_label,
-                        pin,
-                        self.settings.hsm_pool_size,
+                with metrics.hsm_operation("connect"):
+                    try:
+                        pin = self.settings.hsm_pin or load_pin(pin_file=self.settings.hsm_pin_file)
+                    except (OSError, ValueError) as exc:
+                        raise HsmUnavailable(f"no usable HSM PIN: {exc}") from exc
+                    self._hsm = Hsm(
+                        HsmConfig(
+                            self.settings.hsm_module,
+                            self.settings.hsm_token_label,
+                            pin,
+                            self.settings.hsm_pool_size,
+                        )
                     )
-                )
             return self._hsm
 
     @property
@@ -91,7 +93,9 @@ class SignerService:
 
     def check_ready(self) -> None:
         """Raise unless the HSM answers and the CA is initialised."""
-        self.hsm.ping()
+        hsm = self.hsm
+        with metrics.hsm_operation("ping"):
+            hsm.ping()
         self.ca.root  # noqa: B018 - raises ServiceUnavailable when not initialised
 
     def close(self) -> None:

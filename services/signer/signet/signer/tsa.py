@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from asn1crypto import algos, cms, core, tsp, x509
-from signet.signer import der
+from signet.signer import der, metrics
 from signet.signer.keys import HsmKey
 from signet.signer.registry import Registry
 
@@ -125,7 +125,20 @@ class TimeStampAuthority:
     def stamp(
         self, imprint: tsp.MessageImprint, *, nonce: int | None, include_certs: bool
     ) -> bytes:
-        """DER ContentInfo of a timestamp token over `imprint`."""
+        """DER ContentInfo of a timestamp token over `imprint`.
+
+        Counted in ``signet_timestamps_total`` (granted, or failed when the HSM or
+        the serial allocation fails), both for ``POST /tsa`` and inside signatures.
+        """
+        try:
+            token = self._token(imprint, nonce, include_certs)
+        except Exception:
+            metrics.FAILED.inc()
+            raise
+        metrics.GRANTED.inc()
+        return token
+
+    def _token(self, imprint: tsp.MessageImprint, nonce: int | None, include_certs: bool) -> bytes:
         parts = [
             self._tst_head,
             imprint.dump(),
@@ -159,6 +172,8 @@ class TimeStampAuthority:
 
 
 def _rejection(failure: str, text: str) -> bytes:
+    """A rejection reply, counted as ``signet_timestamps_total{outcome="rejected"}``."""
+    metrics.REJECTED.inc()
     # asn1crypto's TimeStampResp insists on a token, which a rejection never has.
     status = tsp.PKIStatusInfo(
         {

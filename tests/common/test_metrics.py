@@ -1,0 +1,134 @@
+"""`/metrics` and the request middleware that `service_app` gives every service.
+
+A small app built with the real `service_app` (no HSM needed): requests are
+counted by route template, never by raw path; unknown paths and methods fold
+into one label; a crash counts as a 500 and a caller hanging up as 499; the
+launcher's multiprocess directory is fresh and removed afterwards.  `Scrape`
+parses the exposition format with prometheus-client's own parser and is shared
+with the signer's tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from signet.common import metrics
+from signet.common.http import service_app
+from starlette.requests import ClientDisconnect
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One `/metrics` answer, parsed."""
+
+    text: str
+
+    def value(self, name: str, **labels: str) -> float:
+        """Sum of the samples called `name` whose labels include `labels` (0 if none)."""
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(self.text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+
+def settled(read: Callable[[], Scrape], done: Callable[[Scrape], bool]) -> Scrape:
+    """Scrape until `done` (a request is recorded just after its last byte is sent)."""
+    deadline = time.monotonic() + 5
+    scrape = read()
+    while not done(scrape) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        scrape = read()
+    return scrape
+
+
+@asynccontextmanager
+async def _nothing(_: FastAPI) -> AsyncIterator[None]:
+    yield
+
+
+@pytest.fixture
+def client() -> TestClient:
+    app = service_app("Signet test", _nothing)
+
+    @app.get("/v1/items/{item_id}")
+    async def read_item(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    @app.get("/v1/crash")
+    async def crash() -> None:
+        raise RuntimeError("a bug")
+
+    @app.post("/v1/upload")
+    async def upload() -> None:
+        raise ClientDisconnect  # what reading the body raises when the caller hangs up
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _scrape(client: TestClient) -> Scrape:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return Scrape(response.text)
+
+
+def test_requests_are_labelled_by_route_template_never_by_path(client: TestClient) -> None:
+    before = _scrape(client)
+    for item in ("serial-4f2a9c", "serial-77e1b0", "serial-4f2a9c"):
+        assert client.get(f"/v1/items/{item}").status_code == 200
+    assert client.get("/v1/no-such-thing/9d1e").status_code == 404
+    assert client.request("BREW", "/v1/items/x").status_code == 405
+    assert client.get("/v1/crash").status_code == 500
+    assert client.post("/v1/upload").status_code == 500
+    after = _scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return after.value(name, service="test", **labels) - before.value(
+            name, service="test", **labels
+        )
+
+    route = "/v1/items/{item_id}"
+    requests = "signet_http_requests_total"
+    assert delta(requests, method="GET", route=route, status="200") == 3
+    assert delta("signet_http_request_duration_seconds_count", method="GET", route=route) == 3
+    assert delta(requests, method="GET", route=metrics.UNMATCHED, status="404") == 1
+    assert delta(requests, method="OTHER", route=route, status="405") == 1
+    assert delta(requests, method="GET", route="/v1/crash", status="500") == 1
+    assert delta(requests, method="POST", route="/v1/upload", status="499") == 1
+    assert delta(requests, method="POST", route="/v1/upload", status="500") == 0
+    for raw in ("serial-4f2a9c", "serial-77e1b0", "no-such-thing", "9d1e", "BREW"):
+        assert raw not in after.text
+
+
+def test_metrics_and_health_need_no_token(client: TestClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    scrape = _scrape(client)
+    assert scrape.value("signet_http_requests_total", route="/healthz", status="200") >= 1
+
+
+def test_launcher_gets_a_fresh_directory_only_for_several_workers(tmp_path: Path) -> None:
+    with metrics.multiprocess_environment("signer", 1) as single:
+        assert single == {}
+    with metrics.multiprocess_environment("signer", 2) as first:
+        directory = Path(first[metrics.MULTIPROC_ENV])
+        assert directory.is_dir() and not any(directory.iterdir())
+        (directory / "counter_1.db").write_bytes(b"left by a worker")
+        with metrics.multiprocess_environment("signer", 2) as second:
+            assert second[metrics.MULTIPROC_ENV] != str(directory)
+    assert not directory.exists()
+
+
+def test_a_shared_gauge_shows_on_metrics(client: TestClient) -> None:
+    size = metrics.gauge("signet_test_ledger_size", "Leaves in a test ledger.")
+    size.set(1234)
+    assert _scrape(client).value("signet_test_ledger_size") == 1234
