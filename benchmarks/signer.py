@@ -2,6 +2,8 @@
 
 Run from the repository root: `make bench` (all suites) or
 `.venv/bin/python -m benchmarks signer`.  BENCH_N scales the sample sizes.
+`BENCH_SIGNER_ONLY=batches` runs only the `/v1/batches` cases (BENCH_REPEAT
+times, default 3) beside the Documenso peer: the quick loop for batch work.
 
 Every rate is printed with its ratio to Documenso's engine (`@documenso/pdf-sign`,
 Rust via N-API, adbe.pkcs7.detached with an EC P-256 software key) measured in
@@ -406,10 +408,17 @@ def api_rows(server: Server, serial: str, docs: dict[str, bytes], work: Path) ->
                     f"documenso {label}",
                 )
             )
+    return rows + batch_rows(server, serial, docs)
+
+
+def batch_rows(server: Server, serial: str, docs: dict[str, bytes], repeat: int = 1) -> list[Row]:
+    """`POST /v1/batches` timed from the start of the upload until the batch is finished."""
+    client = server.client()
+    rows = []
     for label, pdf, count in (
         ("1-page", docs["1-page"], 1000),
         ("100-page", docs["100-page"], 200),
-    ):
+    ) * repeat:
         server.peak_rss = 0
         start = time.perf_counter()
         created = client.post(
@@ -430,6 +439,7 @@ def api_rows(server: Server, serial: str, docs: dict[str, bytes], work: Path) ->
                 note=f"server peak RSS {server.peak_rss / 2**20:.0f} MiB",
             )
         )
+    client.close()
     return rows
 
 
@@ -627,6 +637,18 @@ def main() -> None:
         paths[label].write_bytes(pdf)
 
     peers = peer_rates(work, paths, max(N, 200))
+    if os.environ.get("BENCH_SIGNER_ONLY") == "batches":
+        # the quick loop for batch work: the batch cases (BENCH_REPEAT times) and the peer
+        server = Server(home, 18101)
+        try:
+            rows = batch_rows(
+                server, seal_serial(home), docs, int(os.environ.get("BENCH_REPEAT", "3"))
+            )
+        finally:
+            server.stop()
+        _print(peers, rows)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     rows = [
         Row(
             "pyHanko sign_pdf defaults, software key, 1-page",
@@ -647,7 +669,11 @@ def main() -> None:
         server.stop()
     rows.append(big_document_row(home, work))
     peers["openssl ts -reply"] = openssl_ts_reply_rate(home, work)
+    _print(peers, rows)
+    shutil.rmtree(work, ignore_errors=True)
 
+
+def _print(peers: dict[str, float], rows: list[Row]) -> None:
     print()
     for label, rate in peers.items():
         print(f"peer: {label:40} {rate:9.1f}/s")
@@ -660,7 +686,6 @@ def main() -> None:
         p50 = f"{row.p50_ms:7.2f}" if row.p50_ms is not None else "      -"
         p99 = f"{row.p99_ms:7.2f}" if row.p99_ms is not None else "      -"
         print(f"{row.what:66} {row.rate:9.1f} {p50} {p99} {ratio}  {row.peer} {row.note}")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

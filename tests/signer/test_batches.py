@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -19,9 +20,11 @@ import httpx
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
-from signet.common.contracts.signer import CertificateKind
-from signet.signer.batch_worker import BatchWorker
-from signet.signer.batches import BatchStore
+from signet.common.contracts.signer import CertificateKind, SignatureLevel
+from signet.signer.batch_worker import CLAIM_SIZE, BatchWorker
+from signet.signer.batches import BatchItemRecord, BatchStore, Outcome
+from signet.signer.config import SignerSettings
+from signet.signer.registry import Registry
 from signet.signer.service import SignerService
 
 from tests.conftest import free_port
@@ -268,3 +271,258 @@ def test_seal_batch_command_seals_a_folder_and_resumes(tmp_path: Path) -> None:
     assert again.returncode == 1  # the malformed scan still fails, with its reason
     assert "13" in again.stdout and "skipped" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pdf")} == before  # nothing re-signed
+
+
+# -- group commit: what is recorded was durable first, whatever moment a worker dies ----------
+
+
+@pytest.fixture
+def own_store(tmp_path: Path) -> BatchStore:
+    """A batch store with its own database: other tests' idle batches are not claimable."""
+    return BatchStore(Registry.sqlite(tmp_path / "batches.db"), tmp_path / "batches")
+
+
+def _drain(worker: BatchWorker, store: BatchStore) -> None:
+    """Work the queue in this thread (claim, sign, publish, record) until it is empty."""
+    while claims := store.claim(worker.worker, CLAIM_SIZE):
+        worker._work(claims)
+        group = worker._groups.get_nowait()
+        assert group is not None
+        worker._commit(group)
+
+
+def _record_file_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Log every fsync (by path), rename and replace (by target), in the order they happen."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", str(Path(f"/proc/self/fd/{fd}").readlink())))
+        real_fsync(fd)
+
+    def rename(source: str | Path, target: str | Path) -> None:
+        events.append(("rename", str(target)))
+        real_rename(source, target)
+
+    def replace(source: str | Path, target: str | Path) -> None:
+        events.append(("rename", str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_upload_is_one_fsynced_spool_before_the_batch_exists(
+    own_store: BatchStore,
+    issue: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signet.common.contracts.signer import SignOptions
+
+    serial = issue("Spool Seal", CertificateKind.SEAL)
+    events = _record_file_calls(monkeypatch)
+    documents = [(f"d{i}.pdf", io.BytesIO(make_pdf(1, title=f"D {i}"))) for i in range(50)]
+    status, created = own_store.create(
+        documents, SignOptions(certificate_serial=serial), serial, max_document_bytes=10**6
+    )
+    assert created and status.total == 50
+    folder = own_store.folder(status.id)
+    rename = events.index(("rename", str(folder)))
+    before = {path for kind, path in events[:rename] if kind == "fsync"}
+    fsynced_names = {Path(p).name for p in before}
+    assert "uploads.spool" in fsynced_names  # the documents, once for the whole upload
+    assert {"in", "out"} <= fsynced_names  # the spool's directory entry, and out/
+    assert ("fsync", str(own_store.directory)) in events[rename:]  # the rename itself
+    assert sum(1 for kind, _ in events if kind == "fsync") <= 6  # not one per document
+    assert sorted(p.name for p in (folder / "in").iterdir()) == ["uploads.spool"]
+
+
+def test_group_is_fsynced_renamed_and_only_then_recorded(
+    own_store: BatchStore,
+    signer_service: SignerService,
+    issue: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signet.common.contracts.signer import SignOptions
+
+    serial = issue("Group Seal", CertificateKind.SEAL)
+    status, _ = own_store.create(
+        [(f"d{i}.pdf", io.BytesIO(make_pdf(1, title=f"D {i}"))) for i in range(40)],
+        SignOptions(certificate_serial=serial, level=SignatureLevel.B_T),
+        serial,
+        max_document_bytes=10**6,
+    )
+    events = _record_file_calls(monkeypatch)
+    real_finish = own_store.finish_many
+
+    def finish_many(worker: str, outcomes: list[Outcome]) -> int:
+        events.extend(("record", str(own_store.output_path(o.batch_id, o.index))) for o in outcomes)
+        return real_finish(worker, outcomes)
+
+    monkeypatch.setattr(own_store, "finish_many", finish_many)
+    _drain(BatchWorker(signer_service, own_store), own_store)
+
+    out = own_store.folder(status.id) / "out"
+    for index in range(40):
+        path = str(own_store.output_path(status.id, index))
+        record = events.index(("record", path))
+        rename = events.index(("rename", path))
+        temporary = path.removesuffix(".pdf") + "."  # written as NNNNNN.<pid>-<thread>.tmp
+        fsynced = [i for i, (k, p) in enumerate(events) if k == "fsync" and p.startswith(temporary)]
+        assert fsynced and fsynced[0] < rename, "renamed before its data was durable"
+        folder_syncs = [i for i, e in enumerate(events) if e == ("fsync", str(out))]
+        assert any(rename < i < record for i in folder_syncs), "recorded before the rename was"
+    assert len([e for e in events if e == ("fsync", str(out))]) <= 2  # one per group of 32
+    final = own_store.status(status.id)
+    assert (final.done, final.failed) == (40, 0)
+    for item in final.items:
+        data = own_store.output_path(status.id, item.index).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == item.output_sha256
+        assert _signature_count(data) == 1
+
+
+_DIE_IN_GROUP = """
+import os, signal, sys, time
+from pathlib import Path
+from signet.signer import batch_worker
+from signet.signer.batches import BatchStore
+from signet.signer.config import SignerSettings
+from signet.signer.registry import Registry
+from signet.signer.service import SignerService
+
+store = BatchStore(Registry.sqlite(Path(sys.argv[1])), Path(sys.argv[2]))
+die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+if sys.argv[3] == "before-publish":  # every file of the group written, none fsync'd or renamed
+    batch_worker.publish = die
+else:  # the group published (durable, renamed), nothing recorded
+    store.finish_many = die
+batch_worker.BatchWorker(SignerService(SignerSettings()), store).start()
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["before-publish", "before-record"])
+def test_worker_killed_inside_a_group_loses_nothing_and_signs_nothing_twice(
+    moment: str,
+    own_store: BatchStore,
+    signer_service: SignerService,
+    signer_settings: SignerSettings,
+    issue: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    """A real process dies between writing a group and fsyncing it, or between publishing
+    it and recording it; the next worker finishes the batch."""
+    from signet.common.contracts.signer import SignOptions
+
+    serial = issue("Kill Seal", CertificateKind.SEAL)
+    documents = [(f"n{i:02d}.pdf", make_pdf(2, title=f"Notice {i}")) for i in range(40)]
+    status, _ = own_store.create(
+        [(name, io.BytesIO(data)) for name, data in documents],
+        SignOptions(certificate_serial=serial, level=SignatureLevel.B_T),
+        serial,
+        max_document_bytes=10**6,
+    )
+    assert signer_settings.hsm_pin is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
+    env |= {
+        "SIGNET_SIGNER_HOME": str(signer_settings.home),
+        "SIGNET_SIGNER_HSM_MODULE": str(signer_settings.hsm_module),
+        "SIGNET_SIGNER_HSM_TOKEN_LABEL": signer_settings.hsm_token_label,
+        "SIGNET_SIGNER_HSM_PIN": signer_settings.hsm_pin.get_secret_value(),
+    }
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _DIE_IN_GROUP,
+            str(tmp_path / "batches.db"),
+            str(own_store.directory),
+            moment,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+    out = own_store.folder(status.id) / "out"
+    interrupted = own_store.status(status.id)
+    running = [i.index for i in interrupted.items if i.state.value == "running"]
+    # the first group, and perhaps the next one the worker claimed meanwhile; none recorded
+    assert interrupted.done == 0 and len(running) in (CLAIM_SIZE, 40)
+    published = {p.name: p.stat().st_ino for p in out.glob("*.pdf")}
+    if moment == "before-publish":
+        assert not published  # written but not durable: nothing under a final name
+        assert len(list(out.glob("*.tmp"))) >= CLAIM_SIZE
+    else:
+        assert sorted(published) == [f"{i:06d}.pdf" for i in range(CLAIM_SIZE)]
+
+    assert own_store.recover() == len(running)  # the claimant is known dead
+    _drain(BatchWorker(signer_service, own_store), own_store)
+    final = own_store.status(status.id)
+    assert (final.done, final.failed) == (40, 0)
+    for name, inode in published.items():  # recorded as found, not signed again
+        assert (out / name).stat().st_ino == inode
+    buffer = io.BytesIO()
+    own_store.write_results(status.id, buffer)
+    archive = zipfile.ZipFile(buffer)
+    signed = [n for n in archive.namelist() if n.startswith("signed/")]
+    assert len(signed) == len(set(signed)) == 40
+    by_index = {item.index: item for item in final.items}
+    for name in signed:
+        data = archive.read(name)
+        assert _signature_count(data) == 1, name
+        index = int(name.split("/")[1].split("-")[0]) - 1
+        assert hashlib.sha256(data).hexdigest() == by_index[index].output_sha256
+
+
+def test_large_and_legacy_inputs_are_read_without_loading_them_whole(
+    own_store: BatchStore,
+    signer_service: SignerService,
+    issue: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Documents above the in-memory threshold stream from the spool; batches staged
+    before the spool (one file per document, no offsets) still seal."""
+    from signet.common.contracts.signer import SignOptions
+    from signet.signer import batches
+    from sqlalchemy import update
+
+    serial = issue("Stream Seal", CertificateKind.SEAL)
+    monkeypatch.setattr(batches, "_IN_MEMORY", 0)
+    sources = [make_pdf(1 + i % 3, title=f"S {i}") for i in range(6)]
+    streamed, _ = own_store.create(
+        [(f"s{i}.pdf", io.BytesIO(d)) for i, d in enumerate(sources)],
+        SignOptions(certificate_serial=serial),
+        serial,
+        max_document_bytes=10**6,
+    )
+    legacy, _ = own_store.create(
+        [(f"l{i}.pdf", io.BytesIO(d)) for i, d in enumerate(sources)],
+        SignOptions(certificate_serial=serial),
+        serial,
+        max_document_bytes=10**6,
+    )
+    for index, data in enumerate(sources):  # the layout of earlier versions
+        own_store.input_path(legacy.id, index).write_bytes(data)
+    (own_store.folder(legacy.id) / "in" / "uploads.spool").unlink()
+    with own_store.registry.session() as session, session.begin():
+        session.execute(
+            update(BatchItemRecord)
+            .where(BatchItemRecord.batch_id == legacy.id)
+            .values(input_offset=None, input_size=None)
+        )
+    _drain(BatchWorker(signer_service, own_store), own_store)
+    context = signer_service.engine.validation_context()
+    for batch in (streamed, legacy):
+        final = own_store.status(batch.id)
+        assert (final.done, final.failed) == (6, 0), final.items
+        for item, source in zip(final.items, sources, strict=True):
+            data = own_store.output_path(batch.id, item.index).read_bytes()
+            assert data.startswith(source)  # an incremental update of exactly that input
+            embedded = PdfFileReader(io.BytesIO(data)).embedded_signatures[0]
+            assert validate_pdf_signature(embedded, context).intact

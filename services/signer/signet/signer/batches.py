@@ -1,14 +1,21 @@
 """Batch sealing: many documents, one seal, and a record that survives crashed workers.
 
-A batch is a row in the signer database plus a folder: ``in/`` holds the
-uploaded documents, ``out/`` the signed ones.  Every document is an item
-that a worker *claims* with one atomic UPDATE (so several worker processes
-share the work without a coordinator), signs, writes to ``out/`` by an
-atomic rename, and only then records as done.  A worker that dies leaves
-claimed items behind; `BatchStore.recover` hands them back once the
+A batch is a row in the signer database plus a folder: ``in/uploads.spool``
+holds the uploaded documents one after the other (each item row knows its
+offset and size), ``out/`` the signed ones, one file each.  Every document
+is an item that a worker *claims* with one atomic UPDATE (so several worker
+processes share the work without a coordinator), signs, writes to ``out/``
+by an atomic rename, and only then records as done.  A worker that dies
+leaves claimed items behind; `BatchStore.recover` hands them back once the
 claimant is known dead (same host, no such process) or its lease expired.
 A claimed item whose signed file already exists is recorded as done without
 signing again, so each document appears in the results exactly once.
+
+Durability is paid per group, not per document, because an fsync costs
+about as much as signing a one-page document: an upload is one spool file
+made durable by one fsync before the 201; a worker writes the signed files
+of its whole claim, then fsyncs them in one pass, renames them and fsyncs
+``out/`` once (`publish`) before recording the claim in one transaction.
 
 Nothing here deletes a signed document: the folder is the batch's result
 until the retention machinery of the storage service takes over.
@@ -27,7 +34,9 @@ import tempfile
 import threading
 import uuid
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,8 +50,10 @@ from signet.common.contracts.signer import (
     SignOptions,
 )
 from signet.common.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from signet.signer.fastpdf import DigestedOutput
 from signet.signer.registry import Base, Registry
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -51,16 +62,22 @@ from sqlalchemy import (
     Text,
     bindparam,
     func,
+    insert,
+    inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 #: A claim older than this is taken back even if its claimant may still live elsewhere.
 CLAIM_LEASE = timedelta(minutes=15)
 _CHUNK = 1024 * 1024
+#: Documents up to this size are read from the spool into memory in one call; larger
+#: ones are streamed from it (a 200 MB document must not cost 200 MB of RAM).
+_IN_MEMORY = 8 * 1024 * 1024
+_SPOOL = "uploads.spool"
 
 
 class BatchRecord(Base):
@@ -91,6 +108,10 @@ class BatchItemRecord(Base):
     worker: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Where the document is in ``in/uploads.spool``; NULL for batches staged before the
+    #: spool existed (one file per document, ``in/NNNNNN.pdf``).
+    input_offset: Mapped[int | None] = mapped_column(BigInteger)
+    input_size: Mapped[int | None] = mapped_column(BigInteger)
 
 
 def this_worker(suffix: str = "") -> str:
@@ -130,6 +151,24 @@ def safe_filename(name: str | None, index: int) -> str:
 
 
 @dataclass(frozen=True)
+class _Staged:
+    filename: str
+    sha256: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed item, with where its document is in the batch's spool (None: own file)."""
+
+    batch_id: str
+    index: int
+    input_offset: int | None = None
+    input_size: int | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     batch_id: str
     index: int
@@ -145,6 +184,24 @@ class BatchStore:
             registry.engine,
             tables=[Base.metadata.tables["batches"], Base.metadata.tables["batch_items"]],
         )
+        self._add_spool_columns()
+
+    def _add_spool_columns(self) -> None:
+        """Databases made before the upload spool lack its two columns: add them (once;
+        another process starting at the same moment may win the race, which is fine)."""
+        for column in ("input_offset", "input_size"):
+            present = {c["name"] for c in inspect(self.registry.engine).get_columns("batch_items")}
+            if column in present:
+                continue
+            try:
+                with self.registry.engine.begin() as connection:
+                    connection.execute(text(f"ALTER TABLE batch_items ADD COLUMN {column} BIGINT"))
+            except (OperationalError, ProgrammingError):
+                present = {
+                    c["name"] for c in inspect(self.registry.engine).get_columns("batch_items")
+                }
+                if column not in present:
+                    raise
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -161,6 +218,34 @@ class BatchStore:
         path = self.folder(batch_id) / "image.png"
         return path.read_bytes() if path.exists() else None
 
+    @contextmanager
+    def open_input(self, claim: Claim) -> Iterator[BinaryIO]:
+        """The claimed document, readable and seekable from its first byte."""
+        if claim.input_offset is None or claim.input_size is None:
+            with self.input_path(claim.batch_id, claim.index).open("rb") as handle:
+                yield handle
+            return
+        with (self.folder(claim.batch_id) / "in" / _SPOOL).open("rb", buffering=0) as spool:
+            if claim.input_size <= _IN_MEMORY:
+                data = os.pread(spool.fileno(), claim.input_size, claim.input_offset)
+                if len(data) != claim.input_size:
+                    raise OSError(f"the upload spool of batch {claim.batch_id} is truncated")
+                yield io.BytesIO(data)
+            else:
+                yield io.BufferedReader(_Slice(spool, claim.input_offset, claim.input_size))
+
+    @property
+    def queue_marker(self) -> Path:
+        """Touched after every new batch: idle workers of every process on this host watch
+        its mtime, so they start within milliseconds instead of at their next poll."""
+        return self.directory / ".queued"
+
+    def queue_mark(self) -> int:
+        try:
+            return self.queue_marker.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
     # -- creating --------------------------------------------------------------------------
 
     def create(
@@ -173,10 +258,12 @@ class BatchStore:
         idempotency_key: str | None = None,
         max_document_bytes: int,
     ) -> tuple[BatchStatus, bool]:
-        """Store the documents and queue them; returns (status, created).
+        """Store the documents and queue them; returns (status without items, created).
 
-        With an idempotency key already used for the same request, the existing
-        batch comes back (created=False); for a different request, 409.
+        Returns only once the documents are durable (one fsync of the spool, then
+        the directory entries) and queued.  With an idempotency key already used
+        for the same request, the existing batch comes back (created=False); for a
+        different request, 409.
         """
         batch_id = uuid.uuid4().hex
         staging = Path(tempfile.mkdtemp(prefix=f".{batch_id}-", dir=self._ensure_directory()))
@@ -188,8 +275,6 @@ class BatchStore:
                 existing = self._by_idempotency_key(idempotency_key, request_digest)
                 if existing is not None:
                     return existing, False
-            if image is not None:
-                (staging / "image.png").write_bytes(image)
             record = BatchRecord(
                 id=batch_id,
                 idempotency_key=idempotency_key,
@@ -207,15 +292,21 @@ class BatchStore:
                 with self.registry.session() as session, session.begin():
                     session.add(record)
                     session.flush()
-                    session.add_all(
-                        BatchItemRecord(
-                            batch_id=batch_id,
-                            idx=index,
-                            filename=name,
-                            state=BatchItemState.PENDING.value,
-                            input_sha256=digest,
-                        )
-                        for index, (name, digest) in enumerate(items)
+                    # one executemany, not the ORM's unit of work: 10,000 rows in milliseconds
+                    session.execute(
+                        insert(BatchItemRecord),
+                        [
+                            {
+                                "batch_id": batch_id,
+                                "idx": index,
+                                "filename": item.filename,
+                                "state": BatchItemState.PENDING.value,
+                                "input_sha256": item.sha256,
+                                "input_offset": item.offset,
+                                "input_size": item.size,
+                            }
+                            for index, item in enumerate(items)
+                        ],
                     )
             except IntegrityError:
                 # the same idempotency key raced us; the other request's batch stands
@@ -225,7 +316,8 @@ class BatchStore:
                 if existing is None:
                     raise
                 return existing, False
-            return self.status(batch_id), True
+            self.queue_marker.touch()
+            return self.status(batch_id, with_items=False), True
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -241,16 +333,24 @@ class BatchStore:
         options: SignOptions,
         image: bytes | None,
         limit: int,
-    ) -> tuple[list[tuple[str, str]], str]:
-        """Copy uploads into the batch folder while hashing them (bounded memory)."""
+    ) -> tuple[list[_Staged], str]:
+        """Copy the uploads into one spool file while hashing them (bounded memory), then
+        make the folder durable: a 201 promises the documents survive a crash.
+
+        One file and one fsync for the whole upload: an fsync per document cost more
+        than signing it.  Directory entries (``in/``, ``out/``, the spool, the image)
+        are made durable by fsyncing their directories before the folder is renamed
+        into place by the caller.
+        """
         (staging / "in").mkdir()
         (staging / "out").mkdir()
         request = hashlib.sha256(options.model_dump_json().encode())
         request.update(hashlib.sha256(image).digest() if image else b"-")
-        items: list[tuple[str, str]] = []
-        for index, (name, stream) in enumerate(documents):
-            digest, size = hashlib.sha256(), 0
-            with (staging / "in" / f"{index:06d}.pdf").open("wb") as target:
+        items: list[_Staged] = []
+        with (staging / "in" / _SPOOL).open("wb") as spool:
+            offset = 0
+            for index, (name, stream) in enumerate(documents):
+                digest, size = hashlib.sha256(), 0
                 while chunk := stream.read(_CHUNK):
                     size += len(chunk)
                     if size > limit:
@@ -258,13 +358,22 @@ class BatchStore:
                             f"document {index + 1} ({name}) is larger than {limit} bytes"
                         )
                     digest.update(chunk)
-                    target.write(chunk)
-                target.flush()
-                os.fsync(target.fileno())  # a 201 promises the documents survive a crash
-            items.append((safe_filename(name, index), digest.hexdigest()))
-            request.update(digest.digest())
-        if not items:
-            raise InvalidRequest("a batch needs at least one document")
+                    spool.write(chunk)
+                items.append(_Staged(safe_filename(name, index), digest.hexdigest(), offset, size))
+                request.update(digest.digest())
+                offset += size
+            if not items:
+                raise InvalidRequest("a batch needs at least one document")
+            spool.flush()
+            os.fsync(spool.fileno())
+        if image is not None:
+            with (staging / "image.png").open("wb") as handle:
+                handle.write(image)
+                handle.flush()
+                os.fsync(handle.fileno())
+        _fsync_directory(staging / "in")
+        _fsync_directory(staging / "out")
+        _fsync_directory(staging)
         return items, request.hexdigest()
 
     def _by_idempotency_key(self, key: str, request_digest: str) -> BatchStatus | None:
@@ -338,7 +447,7 @@ class BatchStore:
 
     # -- working ---------------------------------------------------------------------------
 
-    def claim(self, worker: str, limit: int = 1) -> list[tuple[str, int]]:
+    def claim(self, worker: str, limit: int = 1) -> list[Claim]:
         """Take up to `limit` of the oldest pending items, atomically (one statement, so
         no item has two claimants)."""
         with self.registry.session() as session, session.begin():
@@ -348,11 +457,21 @@ class BatchStore:
                     "claimed_at = :now WHERE (batch_id, idx) IN ("
                     "  SELECT batch_id, idx FROM batch_items WHERE state = 'pending' "
                     "  ORDER BY batch_id, idx LIMIT :limit"
-                    ") AND state = 'pending' RETURNING batch_id, idx"
+                    ") AND state = 'pending' "
+                    "RETURNING batch_id, idx, input_offset, input_size"
                 ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
                 {"worker": worker, "now": _now(), "limit": limit},
             ).all()
-        return sorted((str(row[0]), int(row[1])) for row in rows)
+        claims = (
+            Claim(
+                str(row[0]),
+                int(row[1]),
+                None if row[2] is None else int(row[2]),
+                None if row[3] is None else int(row[3]),
+            )
+            for row in rows
+        )
+        return sorted(claims, key=lambda claim: (claim.batch_id, claim.index))
 
     def finish(
         self,
@@ -370,30 +489,44 @@ class BatchStore:
         """Record outcomes in one transaction; closes batches whose last item this was.
 
         Recording may lag the signed files safely: a file in ``out/`` is the durable
-        fact, and a recovering worker records it without signing again.
+        fact, and a recovering worker records it without signing again.  Returns how
+        many were recorded (for several outcomes, exact where the driver counts an
+        executemany: SQLite, psycopg 3; `finish` of one outcome is exact everywhere).
         """
         if not outcomes:
             return 0
-        recorded = 0
+        items = Base.metadata.tables["batch_items"]
+        now = _now()
         with self.registry.session() as session, session.begin():
-            for outcome in outcomes:
-                state = BatchItemState.DONE if outcome.error is None else BatchItemState.FAILED
-                result = session.execute(
-                    update(BatchItemRecord)
-                    .where(
-                        BatchItemRecord.batch_id == outcome.batch_id,
-                        BatchItemRecord.idx == outcome.index,
-                        BatchItemRecord.state == BatchItemState.RUNNING.value,
-                        BatchItemRecord.worker == worker,
-                    )
-                    .values(
-                        state=state.value,
-                        output_sha256=outcome.output_sha256,
-                        error=outcome.error,
-                        finished_at=_now(),
-                    )
+            # one prepared statement for all outcomes (executemany), not one ORM update each
+            result = session.connection().execute(
+                update(items)
+                .where(
+                    items.c.batch_id == bindparam("b_batch_id"),
+                    items.c.idx == bindparam("b_idx"),
+                    items.c.state == BatchItemState.RUNNING.value,
+                    items.c.worker == worker,
                 )
-                recorded += int(getattr(result, "rowcount", 0))
+                .values(
+                    state=bindparam("b_state"),
+                    output_sha256=bindparam("b_output_sha256"),
+                    error=bindparam("b_error"),
+                    finished_at=now,
+                ),
+                [
+                    {
+                        "b_batch_id": o.batch_id,
+                        "b_idx": o.index,
+                        "b_state": (
+                            BatchItemState.DONE if o.error is None else BatchItemState.FAILED
+                        ).value,
+                        "b_output_sha256": o.output_sha256,
+                        "b_error": o.error,
+                    }
+                    for o in outcomes
+                ],
+            )
+            recorded = int(result.rowcount)
             for batch_id in {o.batch_id for o in outcomes}:
                 open_items = session.scalar(
                     select(func.count())
@@ -499,24 +632,110 @@ def _hand_back(session: Session, batch_id: str, index: int, worker: str | None) 
     )
 
 
-def write_atomically(path: Path, produce: Callable[[BinaryIO], None]) -> str:
-    """Let `produce` write a file, fsync it and rename it into place; returns its SHA-256.
+@dataclass(frozen=True)
+class Unpublished:
+    """A file written under a temporary name, not yet durable nor visible (see `publish`)."""
 
-    A reader (or a recovering worker) sees the whole file or none of it, and
-    memory stays bounded by what `produce` holds, not by the file.
+    temporary: Path
+    path: Path
+    sha256: str
+
+
+def write_unpublished(path: Path, produce: Callable[[BinaryIO], None]) -> Unpublished:
+    """Let `produce` write the future `path` under a temporary name, without fsync.
+
+    Memory stays bounded by what `produce` holds, not by the file.  The SHA-256
+    comes from the direct writer when it wrote the file (`DigestedOutput`), else
+    it is read back through the same handle (pyHanko seeks back and patches, so
+    it cannot be computed on the way).  A failed attempt leaves
+    nothing behind; a killed one leaves a ``.tmp`` file that no reader looks at.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        with temporary.open("w+b") as handle:
+        with DigestedOutput(io.FileIO(temporary, "w+")) as handle:
             produce(handle)
             handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
-        _fsync_directory(path.parent)
+            sha256 = handle.sha256  # told by the direct writer; otherwise read back
+            if sha256 is None:
+                handle.seek(0)
+                digest = hashlib.sha256()
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                sha256 = digest.hexdigest()
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return Unpublished(temporary, path, sha256)
+
+
+def publish(files: list[Unpublished]) -> list[OSError | None]:
+    """Make written files durable and visible, as a group: fsync each, rename each into
+    place, then fsync each directory once; per file, None or the error that stopped it.
+
+    A reader (or a recovering worker) sees a whole file or none; a file is durable
+    when this returns without an error for it.  The fsyncs are issued concurrently
+    from a few threads: ext4 (and XFS) then commit them in one journal transaction,
+    ~0.15 ms a file instead of ~2 ms one after the other; with one directory fsync
+    per group, that is what makes a group cheaper than its files one by one.
+    """
+    errors: list[OSError | None] = list(_fsync_pool().map(_fsync_file, files))
+    for position, file in enumerate(files):
+        if errors[position] is None:
+            try:
+                file.temporary.replace(file.path)
+                continue
+            except OSError as exc:
+                errors[position] = exc
+        file.temporary.unlink(missing_ok=True)
+    for directory in {f.path.parent for f, e in zip(files, errors, strict=True) if e is None}:
+        try:
+            _fsync_directory(directory)
+        except OSError as exc:
+            errors = [
+                exc if e is None and f.path.parent == directory else e
+                for f, e in zip(files, errors, strict=True)
+            ]
+    return errors
+
+
+def _fsync_file(file: Unpublished) -> OSError | None:
+    try:
+        handle = os.open(file.temporary, os.O_RDONLY)
+    except OSError as exc:
+        return exc
+    try:
+        os.fsync(handle)
+    except OSError as exc:
+        return exc
     finally:
-        temporary.unlink(missing_ok=True)  # only a failed attempt's leftover remains here
-    return file_sha256(path)
+        os.close(handle)
+    return None
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """Threads that only wait in fsync (the GIL is released there): shared by the process."""
+    global _pool  # one small pool per process, created on first use
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(8, thread_name_prefix="fsync")
+        return _pool
+
+
+def write_atomically(path: Path, produce: Callable[[BinaryIO], None]) -> str:
+    """Let `produce` write a file, fsync it and rename it into place; returns its SHA-256.
+
+    The group of one of `write_unpublished` and `publish`.
+    """
+    written = write_unpublished(path, produce)
+    (error,) = publish([written])
+    if error is not None:
+        raise error
+    return written.sha256
 
 
 def file_sha256(path: Path) -> str:
@@ -525,3 +744,36 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class _Slice(io.RawIOBase):
+    """Bytes [offset, offset + size) of an open file, as a seekable file of their own."""
+
+    def __init__(self, handle: BinaryIO, offset: int, size: int) -> None:
+        super().__init__()
+        self._fd, self._offset, self._size, self._position = handle.fileno(), offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        wanted = min(len(buffer), self._size - self._position)
+        if wanted <= 0:
+            return 0
+        data = os.pread(self._fd, wanted, self._offset + self._position)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
