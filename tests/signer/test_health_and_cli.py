@@ -12,16 +12,39 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from signet.signer.app import create_app
 from signet.signer.config import SignerSettings
+from signet.signer.service import SignerService
 
 from tests.conftest import SERVICE_TOKEN
 from tests.signer.conftest import sign_via_api
 from tests.support.pdfs import make_pdf
 
 
-def test_ready_when_hsm_answers(signer_url: str) -> None:
+def test_ready_when_hsm_answers(signer_url: str, signer_service: SignerService) -> None:
     assert httpx.get(f"{signer_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{signer_url}/readyz")
     assert ready.status_code == 200 and ready.json()["hsm"] == "reachable"
+    # What the operator turns into CertificatesValid: the CA's own certificates.
+    reported = {c["name"]: c for c in ready.json()["certificates"]}
+    assert set(reported) == {"root", "issuing", "tsa"}
+    assert reported["tsa"]["serial"] == signer_service.ca.tsa.record.serial
+    from signet.common.contracts.appliance import ApplianceSpec
+    from signet.operator.conditions import Readiness, conditions
+
+    spec = ApplianceSpec.model_validate(
+        {
+            "publicUrl": "https://sign.example.com",
+            "hsm": {"softhsm": True},
+            "objectStore": {
+                "endpoint": "minio:9000",
+                "accessKey": {"name": "s3", "key": "a"},
+                "secretKey": {"name": "s3", "key": "s"},
+            },
+            "database": {"url": {"name": "db", "key": "url"}},
+        }
+    )
+    found = {c["type"]: c for c in conditions(spec, {"signer": Readiness(200, ready.json())})}
+    assert found["CertificatesValid"]["status"] == "True"
+    assert found["CertificatesValid"]["message"].startswith("next expiry: ")
 
 
 def test_unreachable_hsm_gives_503_with_a_reason(
@@ -39,6 +62,7 @@ def test_unreachable_hsm_gives_503_with_a_reason(
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert "unplugged-token" in ready.json()["reason"]
+        assert ready.json()["error"] == "hsm_unavailable"  # the operator's condition reason
         client.headers["Authorization"] = f"Bearer {SERVICE_TOKEN}"
         response = sign_via_api(client, make_pdf(), "abc")  # type: ignore[arg-type]
         assert response.status_code == 503

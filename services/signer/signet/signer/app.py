@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
 from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
+from signet.common.policies import PolicyDirectory
 from signet.signer.api import batches, certificates, pki, seals, signing
 from signet.signer.batch_worker import BatchWorker
 from signet.signer.config import SignerSettings
@@ -44,13 +45,40 @@ def create_app(
     app.include_router(batches.router, dependencies=[guard])
     app.include_router(seals.router, dependencies=[guard])
 
+    policies = PolicyDirectory(settings.policy_dir)
+
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
-        """Readiness: the HSM answers and the CA is initialised."""
+        """Readiness: the HSM answers and the CA is initialised.
+
+        The body is what the operator turns into conditions: the CA and TSA
+        certificates' expiry (CertificatesValid) and the signing policies in force.
+        """
         try:
             service.check_ready()
+            ca = service.ca
+            certificates = [
+                {
+                    "name": name,
+                    "serial": issued.record.serial,
+                    "not_after": issued.record.not_after.isoformat(),
+                }
+                for name, issued in (("root", ca.root), ("issuing", ca.issuing), ("tsa", ca.tsa))
+            ]
         except SignetError as exc:
-            return JSONResponse({"status": "unavailable", "reason": exc.detail}, status_code=503)
-        return JSONResponse({"status": "ready", "hsm": "reachable"})
+            return JSONResponse(
+                {"status": "unavailable", "error": exc.code, "reason": exc.detail},
+                status_code=503,
+            )
+        current = policies.current()
+        return JSONResponse(
+            {
+                "status": "ready",
+                "hsm": "reachable",
+                "certificates": certificates,
+                "policies": current.versions(),
+                "policy_problems": sorted(current.problems.values()),
+            }
+        )
 
     return app
