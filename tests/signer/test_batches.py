@@ -526,3 +526,32 @@ def test_large_and_legacy_inputs_are_read_without_loading_them_whole(
             assert data.startswith(source)  # an incremental update of exactly that input
             embedded = PdfFileReader(io.BytesIO(data)).embedded_signatures[0]
             assert validate_pdf_signature(embedded, context).intact
+
+
+def test_a_batch_may_hold_more_than_a_thousand_documents(
+    signer_client: httpx.Client, batch_worker: BatchWorker, issue: Callable[..., str]
+) -> None:
+    """The API allows 10,000 documents; the form parser's default (1,000 files) must not
+    refuse a batch first, and 10,001 gets our own clear refusal."""
+    serial = issue("Payslip Seal", CertificateKind.SEAL)
+    pdf = make_pdf(1)
+    created = _create(
+        signer_client,
+        [(f"p{i}.pdf", pdf) for i in range(1_001)],
+        {
+            "certificate_serial": serial,
+            "level": "B-B",
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["total"] == 1_001
+    assert _wait(signer_client, created.json()["id"])["done"] == 1_001
+    too_many = _create(
+        signer_client,
+        [(f"p{i}.pdf", b"%PDF") for i in range(10_001)],
+        {
+            "certificate_serial": serial,
+        },
+    )
+    assert too_many.status_code == 400, too_many.text
+    assert "at most 10000 documents per batch" in too_many.json()["detail"]
