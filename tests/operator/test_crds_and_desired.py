@@ -8,6 +8,8 @@ checked against the real Kubernetes schemas with `kubernetes-validate`.
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -174,8 +176,14 @@ def test_every_child_is_valid_kubernetes_and_locked_down(raw: dict[str, Any]) ->
         o["metadata"]["name"]: o["spec"]["replicas"] for o in objects if o["kind"] == "Deployment"
     }
     assert replicas == {"acme-signer": spec.signer.replicas, "acme-storage": 1}
-    budgets = {o["metadata"]["name"] for o in objects if o["kind"] == "PodDisruptionBudget"}
-    assert budgets == ({"acme-signer"} if spec.signer.replicas > 1 else set())
+    budgets = {
+        o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PodDisruptionBudget"
+    }
+    assert set(budgets) == {"acme-signer", "acme-storage"}  # always there: nothing goes stale
+    # Several replicas: one stays up in a drain.  One replica: its eviction is allowed.
+    expected = {"minAvailable": 1} if spec.signer.replicas > 1 else {"maxUnavailable": 1}
+    assert {k: v for k, v in budgets["acme-signer"].items() if k != "selector"} == expected
+    assert "maxUnavailable" in budgets["acme-storage"]
 
 
 def test_network_policies_follow_the_trust_boundaries() -> None:
@@ -312,3 +320,43 @@ def test_stale_tree_heads_are_a_condition() -> None:
     assert stale["status"] == "False" and stale["reason"] == "Stale"
     assert "9 entries" in stale["message"] and "standby" in stale["message"]
     assert heads(ledger_size=3)["reason"] == "Stale"  # never signed at all
+
+
+def test_softhsm_trial_is_one_signer_on_a_token_volume(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"signer\.replicas"):
+        ApplianceSpec.model_validate({**SOFTHSM_SPEC, "signer": {"replicas": 2}})
+    crd = (CHART / "crds" / "appliances.signet.dev.yaml").read_text()
+    assert "self.signer.replicas <= 1" in crd  # the API server refuses it too
+    spec = ApplianceSpec.model_validate(SOFTHSM_SPEC)
+    objects = desired_objects("acme", "signet", spec)
+    signer = next(
+        o for o in objects if o["metadata"]["name"] == "acme-signer" and o["kind"] == "Deployment"
+    )
+    pod = signer["spec"]["template"]["spec"]
+    token_init = next(c for c in pod["initContainers"] if c["name"] == "softhsm-token")
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["SOFTHSM2_CONF"] == "/var/lib/softhsm/softhsm2.conf"
+
+    # The init container's script, run for real with Debian's softhsm2-util, twice:
+    # the second start finds the token and leaves it (and so the CA keys) alone.
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    (pins / "pin").write_text("1234")
+    (pins / "so-pin").write_text("5678")
+    script, argv0 = token_init["command"][2], token_init["command"][3]
+    args = [str(tmp_path / "token"), "signet", str(pins)]
+
+    def run() -> str:
+        subprocess.run(["sh", "-c", script, argv0, *args], check=True, timeout=60)
+        shown = subprocess.run(
+            ["softhsm2-util", "--show-slots"],
+            env={**os.environ, "SOFTHSM2_CONF": str(tmp_path / "token" / "softhsm2.conf")},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return shown
+
+    first = run()
+    assert "Label:            signet" in first
+    assert run() == first  # same token, same serial: not initialised again

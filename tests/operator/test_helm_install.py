@@ -114,8 +114,8 @@ def test_the_operator_reconciles_what_the_chart_created(
         pod = deployment.spec.template.spec
         assert pod.security_context.run_as_non_root
         assert all(c.security_context.read_only_root_filesystem for c in pod.containers)
-    # The chart's values reached the children: 2 signer replicas, 10 years of retention.
-    assert apps.read_namespaced_deployment("acme-signer", NS).spec.replicas == 2
+    # The chart's values reached the children: 1 signer (SoftHSM), 10 years of retention.
+    assert apps.read_namespaced_deployment("acme-signer", NS).spec.replicas == 1
     storage_env = {
         e.name: e.value
         for e in apps.read_namespaced_deployment("acme-storage", NS)

@@ -20,7 +20,7 @@ from tests.support.operator_process import OperatorProcess
 SPEC: dict[str, Any] = {
     "publicUrl": "https://sign.example.com",
     "hsm": {"softhsm": True},
-    "signer": {"replicas": 2},
+    "signer": {"replicas": 1},
     "objectStore": {
         "endpoint": "minio.minio.svc:9000",
         "secure": False,
@@ -81,7 +81,16 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         pod = deployment.spec.template.spec
         assert pod.security_context.run_as_non_root
         assert all(c.security_context.read_only_root_filesystem for c in pod.containers)
-    assert signer.spec.replicas == 2 and storage.spec.replicas == 1
+    assert signer.spec.replicas == 1 and storage.spec.replicas == 1
+    # A SoftHSM trial: the token lives on a claim owned by the Appliance, initialised
+    # before the signer starts, one signer pod at a time.
+    claim = core.read_namespaced_persistent_volume_claim("acme-softhsm-token", NS)
+    assert claim.metadata.owner_references[0].uid == owner_uid
+    assert [c.name for c in signer.spec.template.spec.init_containers] == [
+        "hsm-module",
+        "softhsm-token",
+    ]
+    assert signer.spec.strategy.type == "Recreate"
     token = wait_for(
         "the service token", lambda: core.read_namespaced_secret("acme-service-token", NS)
     )
@@ -148,12 +157,21 @@ def test_appliance_becomes_its_children_and_follows_readiness(
 
     # A changed spec rolls out.
     custom.patch_namespaced_custom_object(
-        "signet.dev", "v1alpha1", NS, "appliances", "acme", {"spec": {"signer": {"replicas": 3}}}
+        "signet.dev", "v1alpha1", NS, "appliances", "acme", {"spec": {"storage": {"replicas": 3}}}
     )
     wait_for(
-        "3 signer replicas",
-        lambda: apps.read_namespaced_deployment("acme-signer", NS).spec.replicas == 3,
+        "3 storage replicas",
+        lambda: apps.read_namespaced_deployment("acme-storage", NS).spec.replicas == 3,
     )
+    policy = client.PolicyV1Api(api)
+    wait_for(
+        "a budget keeping one storage pod up",
+        lambda: (
+            policy.read_namespaced_pod_disruption_budget("acme-storage", NS).spec.min_available == 1
+        ),
+    )
+    budget = policy.read_namespaced_pod_disruption_budget("acme-storage", NS).spec
+    assert budget.max_unavailable is None  # the merge patch cleared the one-replica setting
     wait_for(
         "observedGeneration 2",
         lambda: appliance(api, "acme")["status"].get("observedGeneration") == 2,

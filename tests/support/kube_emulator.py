@@ -53,6 +53,7 @@ VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 BUILTIN = {
     "v1/secrets": ("Secret", "secret"),
     "v1/configmaps": ("ConfigMap", "configmap"),
+    "v1/persistentvolumeclaims": ("PersistentVolumeClaim", "persistentvolumeclaim"),
     "v1/services": ("Service", "service"),
     "v1/serviceaccounts": ("ServiceAccount", "serviceaccount"),
     "v1/events": ("Event", "event"),

@@ -34,6 +34,23 @@ POLICY_DIR = "/etc/signet/policies"
 #: pods mount it, and the kubelet refreshes the files in place when a policy changes.
 POLICIES_CONFIG_MAP = "signet-policies"
 SOFTHSM_IMAGE = "signet-softhsm:0.1.0"
+#: Trials: the SoftHSM token lives on a PersistentVolumeClaim mounted here.
+SOFTHSM_DIR = "/var/lib/softhsm"
+SOFTHSM_TOKEN_SIZE = "64Mi"  # noqa: S105 - a volume size, not a secret
+#: Runs in the SoftHSM image before the signer: writes the configuration onto the token
+#: volume and initialises the token once.  Label and PIN files come in as arguments and
+#: files, never interpolated into the script.
+SOFTHSM_INIT_SCRIPT = """set -eu
+dir="$1"; label="$2"; pins="$3"
+mkdir -p "$dir/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
+  "$dir" > "$dir/softhsm2.conf"
+export SOFTHSM2_CONF="$dir/softhsm2.conf"
+if ! softhsm2-util --show-slots | grep -q "Label: *$label *$"; then
+  softhsm2-util --init-token --free --label "$label" \
+    --so-pin "$(cat "$pins/so-pin")" --pin "$(cat "$pins/pin")" >/dev/null
+fi
+"""
 UID = 10001
 OPERATOR_LABELS = {"app.kubernetes.io/name": "signet-operator"}
 
@@ -223,6 +240,39 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
                 "securityContext": _container_security(),
             }
         )
+        if hsm.softhsm:
+            # Trials: the token on its own volume, initialised once, before the signer starts.
+            volumes.append(
+                {
+                    "name": "hsm-token",
+                    "persistentVolumeClaim": {"claimName": f"{name}-softhsm-token"},
+                }
+            )
+            mounts.append({"name": "hsm-token", "mountPath": SOFTHSM_DIR})
+            env.append({"name": "SOFTHSM2_CONF", "value": f"{SOFTHSM_DIR}/softhsm2.conf"})
+            init.append(
+                {
+                    "name": "softhsm-token",
+                    "image": SOFTHSM_IMAGE,
+                    "command": ["sh", "-c", SOFTHSM_INIT_SCRIPT, "softhsm-token"],
+                    "args": [SOFTHSM_DIR, hsm.token_label, "/var/run/secrets/signet/softhsm"],
+                    "volumeMounts": [
+                        {"name": "hsm-token", "mountPath": SOFTHSM_DIR},
+                        {
+                            "name": "softhsm-pins",
+                            "mountPath": "/var/run/secrets/signet/softhsm",
+                            "readOnly": True,
+                        },
+                    ],
+                    "securityContext": _container_security(),
+                }
+            )
+            volumes.append(
+                {
+                    "name": "softhsm-pins",
+                    "secret": {"secretName": f"{name}-softhsm-pin", "defaultMode": 0o400},
+                }
+            )
         pin_secret = hsm.pin.name if hsm.pin else f"{name}-softhsm-pin"
         pin_key = hsm.pin.key if hsm.pin else "pin"
         volumes.append(
@@ -264,6 +314,7 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
             }
         )
         mounts.append({"name": "s3", "mountPath": S3_DIR, "readOnly": True})
+    single_volume = component.name == "signer" and spec.hsm.softhsm
     probe = {"httpGet": {"path": "/readyz", "port": component.port}, "periodSeconds": 10}
     return {
         "apiVersion": "apps/v1",
@@ -271,6 +322,8 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
         "metadata": {"name": full, "namespace": namespace, "labels": labels(name, component.name)},
         "spec": {
             "replicas": component.replicas(spec),
+            # One pod at a time on the trial token's ReadWriteOnce volume.
+            "strategy": {"type": "Recreate" if single_volume else "RollingUpdate"},
             "selector": {"matchLabels": labels(name, component.name)},
             "template": {
                 "metadata": {
@@ -368,6 +421,33 @@ def _network_policy(
     }
 
 
+#: kind -> spec fields that exclude each other: a merge patch sets the absent one to null.
+CLEARED_ON_PATCH: dict[str, tuple[str, ...]] = {
+    "PodDisruptionBudget": ("minAvailable", "maxUnavailable"),
+}
+
+
+def _disruption_budget(
+    name: str, namespace: str, spec: ApplianceSpec, component: Component
+) -> Manifest:
+    """Always present, so scaling down never leaves a stale budget behind (the operator
+    deletes nothing): with 2+ replicas one must stay up during drains; with one, the
+    budget allows its eviction (a `minAvailable: 1` on one pod would block every drain).
+    The handler's merge patch clears the field not given here (`CLEARED_ON_PATCH`)."""
+    several = component.replicas(spec) > 1
+    budget: Manifest = {"minAvailable": 1} if several else {"maxUnavailable": 1}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": f"{name}-{component.name}",
+            "namespace": namespace,
+            "labels": labels(name, component.name),
+        },
+        "spec": {**budget, "selector": {"matchLabels": labels(name, component.name)}},
+    }
+
+
 def desired_objects(name: str, namespace: str, spec: ApplianceSpec) -> list[Manifest]:
     """Every child of the Appliance `name`, in creation order (Secrets are not here: they are
     generated once by the handler, see `service_token_secret`)."""
@@ -404,22 +484,7 @@ def desired_objects(name: str, namespace: str, spec: ApplianceSpec) -> list[Mani
                 },
             }
         )
-        if component.replicas(spec) > 1:
-            objects.append(
-                {
-                    "apiVersion": "policy/v1",
-                    "kind": "PodDisruptionBudget",
-                    "metadata": {
-                        "name": full,
-                        "namespace": namespace,
-                        "labels": labels(name, component.name),
-                    },
-                    "spec": {
-                        "minAvailable": 1,
-                        "selector": {"matchLabels": labels(name, component.name)},
-                    },
-                }
-            )
+        objects.append(_disruption_budget(name, namespace, spec, component))
         objects.append(_network_policy(name, namespace, spec, component))
     lease_role = f"{name}-storage-lease"
     objects.append(
@@ -483,12 +548,32 @@ def service_token_secret(name: str, namespace: str, token: str) -> Manifest:
     }
 
 
-def softhsm_pin_secret(name: str, namespace: str, pin: str) -> Manifest:
-    """Trials with SoftHSM: a generated PIN, kept like the service token."""
+def softhsm_token_claim(name: str, namespace: str) -> Manifest:
+    """Trials: the volume holding the SoftHSM token (and so the CA keys).  Created once
+    and never patched (a claim's spec is immutable); owned by the Appliance, so deleting
+    the trial deletes its keys."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": f"{name}-softhsm-token",
+            "namespace": namespace,
+            "labels": labels(name, "signer"),
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": SOFTHSM_TOKEN_SIZE}},
+        },
+    }
+
+
+def softhsm_pin_secret(name: str, namespace: str, pin: str, so_pin: str = "") -> Manifest:
+    """Trials with SoftHSM: generated user and security-officer PINs, kept like the
+    service token."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": f"{name}-softhsm-pin", "namespace": namespace, "labels": labels(name)},
         "type": "Opaque",
-        "stringData": {"pin": pin},
+        "stringData": {"pin": pin, "so-pin": so_pin or pin},
     }

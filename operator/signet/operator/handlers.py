@@ -123,17 +123,24 @@ def apply(api: client.ApiClient, obj: dict[str, Any]) -> str:
     except ApiException as exc:
         if exc.status != 409:
             raise
+    cleared = [f for f in desired.CLEARED_ON_PATCH.get(obj["kind"], ()) if f not in obj["spec"]]
+    if cleared:
+        obj = {**obj, "spec": {**obj["spec"], **dict.fromkeys(cleared)}}
     getattr(typed, f"patch_namespaced_{snake}")(name, namespace, obj)
     return "updated"
 
 
-def _ensure_generated_secret(api: client.ApiClient, obj: dict[str, Any]) -> bool:
-    """Generated Secrets are created once and never rewritten (tokens are not rotated here)."""
+def _create_once(api: client.ApiClient, obj: dict[str, Any]) -> bool:
+    """Generated Secrets (tokens are not rotated here) and the trial token's volume claim
+    (immutable) are created once and never rewritten; True if created now."""
+    core = client.CoreV1Api(api)
+    namespace = obj["metadata"]["namespace"]
     try:
-        client.CoreV1Api(api).create_namespaced_secret(
-            obj["metadata"]["namespace"],
-            obj,  # type: ignore[arg-type]  # the client accepts plain dicts as bodies
-        )
+        # the client accepts plain dicts as bodies; its stubs say otherwise
+        if obj["kind"] == "Secret":
+            core.create_namespaced_secret(namespace, obj)  # type: ignore[arg-type]
+        else:
+            core.create_namespaced_persistent_volume_claim(namespace, obj)  # type: ignore[arg-type]
         return True
     except ApiException as exc:
         if exc.status == 409:
@@ -190,12 +197,19 @@ def reconcile(
             patch.status["conditions"] = merge_transitions(previous, missing_secrets(missing), now)
             return
         generated = [desired.service_token_secret(name, namespace, secrets.token_urlsafe(32))]
+        created_once = []
         if spec.hsm.softhsm:
-            generated.append(desired.softhsm_pin_secret(name, namespace, secrets.token_hex(8)))
+            pins = (secrets.token_hex(8), secrets.token_hex(8))
+            generated.append(desired.softhsm_pin_secret(name, namespace, *pins))
+            created_once.append(desired.softhsm_token_claim(name, namespace))
         for secret in generated:
             kopf.adopt(secret, owner=body)
-            if _ensure_generated_secret(api, secret):
+            if _create_once(api, secret):
                 kopf.info(body, reason="SecretGenerated", message=secret["metadata"]["name"])
+        for claim in created_once:
+            kopf.adopt(claim, owner=body)
+            if _create_once(api, claim):
+                kopf.info(body, reason="VolumeClaimed", message=claim["metadata"]["name"])
         changed = []
         for obj in desired.desired_objects(name, namespace, spec):
             kopf.adopt(obj, owner=body)

@@ -90,7 +90,9 @@ class HsmSpec(_Spec):
     config_map: DnsLabel | None = Field(
         default=None, description="ConfigMap with the vendor's client configuration files"
     )
-    token_label: str = Field(default="signet", min_length=1, max_length=32)
+    token_label: str = Field(
+        default="signet", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$"
+    )
     pin: SecretRef | None = Field(default=None, description="Secret key holding the user PIN")
     endpoint: str | None = Field(
         default=None,
@@ -139,6 +141,20 @@ class PortalSpec(_Spec):
 
 
 class ApplianceSpec(_Spec):
+    model_config = ConfigDict(
+        **_Spec.model_config,
+        json_schema_extra={
+            # The same rule as `_softhsm_is_one_signer`, for the API server (CEL).
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.hsm.softhsm) || !self.hsm.softhsm || !has(self.signer)"
+                    " || !has(self.signer.replicas) || self.signer.replicas <= 1",
+                    "message": "hsm.softhsm keeps its token on one volume: signer.replicas <= 1",
+                }
+            ]
+        },
+    )
+
     image: str = Field(default="signet:0.1.0", description="the signet image (every component)")
     organization: str = Field(default="Signet", min_length=1, max_length=64)
     public_url: str = Field(
@@ -152,6 +168,15 @@ class ApplianceSpec(_Spec):
     object_store: ObjectStoreSpec
     database: DatabaseSpec
     tree_head_interval_seconds: int = Field(default=60, ge=10, le=86400)
+
+    @model_validator(mode="after")
+    def _softhsm_is_one_signer(self) -> ApplianceSpec:
+        if self.hsm.softhsm and self.signer.replicas > 1:
+            raise ValueError(
+                "hsm.softhsm keeps its token in files on one volume: signer.replicas must be "
+                "0 or 1 (use a vendor HSM for more)"
+            )
+        return self
 
 
 class Appliance(_Spec):
