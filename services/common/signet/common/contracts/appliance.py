@@ -13,7 +13,7 @@ reference belongs is refused by the schema.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -168,6 +168,17 @@ class ApplianceSpec(_Spec):
     object_store: ObjectStoreSpec
     database: DatabaseSpec
     tree_head_interval_seconds: int = Field(default=60, ge=10, le=86400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _softhsm_defaults_to_one_signer(cls, data: Any) -> Any:
+        """A trial spec (`hsm: {softhsm: true}`) without a signer section gets one signer,
+        as the API server does (the section is absent, so no replicas default applies)."""
+        if isinstance(data, dict) and "signer" not in data:
+            hsm = data.get("hsm")
+            if isinstance(hsm, dict) and hsm.get("softhsm"):
+                return {**data, "signer": {"replicas": 1}}
+        return data
 
     @model_validator(mode="after")
     def _softhsm_is_one_signer(self) -> ApplianceSpec:
