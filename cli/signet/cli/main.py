@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 from signet.cli import (
     batch_commands,
+    db_commands,
     hsm_commands,
     operator_commands,
     signer_commands,
@@ -26,6 +27,7 @@ app.add_typer(signer_commands.ca_app, name="ca")
 app.add_typer(signer_commands.signer_app, name="signer")
 app.add_typer(storage_commands.storage_app, name="storage")
 app.add_typer(operator_commands.operator_app, name="operator")
+app.add_typer(db_commands.db_app, name="db")
 app.command("sign")(signer_commands.sign)
 app.command("verify")(signer_commands.verify)
 app.command("seal-batch")(batch_commands.seal_batch)

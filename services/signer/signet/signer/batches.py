@@ -63,12 +63,11 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 #: A claim older than this is taken back even if its claimant may still live elsewhere.
@@ -177,31 +176,12 @@ class Outcome:
 
 
 class BatchStore:
+    """Batches of one signer database and folder; the tables are the registry's, made and
+    migrated when it opens (`signet.signer.migrations`)."""
+
     def __init__(self, registry: Registry, directory: Path) -> None:
         self.registry = registry
         self.directory = directory
-        Base.metadata.create_all(
-            registry.engine,
-            tables=[Base.metadata.tables["batches"], Base.metadata.tables["batch_items"]],
-        )
-        self._add_spool_columns()
-
-    def _add_spool_columns(self) -> None:
-        """Databases made before the upload spool lack its two columns: add them (once;
-        another process starting at the same moment may win the race, which is fine)."""
-        for column in ("input_offset", "input_size"):
-            present = {c["name"] for c in inspect(self.registry.engine).get_columns("batch_items")}
-            if column in present:
-                continue
-            try:
-                with self.registry.engine.begin() as connection:
-                    connection.execute(text(f"ALTER TABLE batch_items ADD COLUMN {column} BIGINT"))
-            except (OperationalError, ProgrammingError):
-                present = {
-                    c["name"] for c in inspect(self.registry.engine).get_columns("batch_items")
-                }
-                if column not in present:
-                    raise
 
     # -- paths -----------------------------------------------------------------------------
 

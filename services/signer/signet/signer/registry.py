@@ -1,6 +1,9 @@
 """The signer's own state: issued certificates, revocations, and monotonic counters.
 
 SQLite in the embedded default, PostgreSQL in a cluster (same SQLAlchemy code).
+The schema is Alembic's (`signet.signer.migrations`): opening the registry
+migrates the database to the revision this code expects, under a lock, so the
+models here and in `signet.signer.batches` change only together with a revision.
 Certificates are never deleted: a revoked or expired certificate must still be
 answerable by OCSP/CRL and shown by validation years later.
 """
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from signet.common.contracts.signer import CertificateKind
+from signet.signer import migrations
 from sqlalchemy import (
     DateTime,
     LargeBinary,
@@ -73,7 +77,7 @@ class Registry:
         self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        migrations.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

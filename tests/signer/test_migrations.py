@@ -1,0 +1,262 @@
+"""The signer's schema under Alembic: the revisions make exactly what the models declare,
+databases made by ``create_all`` before revisions existed are adopted with their rows,
+and processes starting at once migrate a fresh database once, without errors.
+
+Each test runs on SQLite (the embedded default) and, in the `postgres` tier, on a
+private PostgreSQL server (a cluster's database, shared by signer replicas).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from signet.signer import migrations
+from signet.signer.registry import Registry
+
+from tests.support.postgres import PostgresServer, start_postgres
+
+SPOOL_COLUMNS = ("input_offset", "input_size")
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+postgres_tier = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=postgres_tier)],
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'signer.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"signer_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    yield engine
+    engine.dispose()
+
+
+def schema_differences(engine: sa.Engine) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, migrations.models()))
+
+
+def version_rows(engine: sa.Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.scalars(sa.text("SELECT version_num FROM alembic_version")))
+
+
+def test_migrated_schema_is_what_the_models_declare(engine: sa.Engine) -> None:
+    Registry(engine.url.render_as_string(hide_password=False)).engine.dispose()
+    assert schema_differences(engine) == []
+    assert version_rows(engine) == ["0002"]
+    # every revision is reached by the chain from nothing, and the head is where we are
+    assert migrations.current(engine) == migrations.SchemaState("0002", "0002")
+
+
+def test_opening_again_changes_nothing(engine: sa.Engine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    Registry(url).reserve("tsa-serial", 10)
+    second = Registry(url)
+    assert second.reserve("tsa-serial", 1) == 10
+    assert version_rows(engine) == ["0002"]
+
+
+# -- databases made by create_all before migrations ------------------------------------------
+
+
+def make_legacy(engine: sa.Engine, shape: str) -> None:
+    """A database as an older signer's ``create_all`` left it, with a row in every table.
+
+    ``before-spool``: the last shape without revisions (0001); ``with-spool``: after the
+    ad-hoc step added both spool columns (0002); ``half-spool``: that step died between
+    its two ALTERs; ``before-batches``: a registry from before batch sealing.
+    """
+    metadata = migrations.models()
+    tables = [metadata.tables["certificates"], metadata.tables["counters"]]
+    if shape != "before-batches":
+        tables += [metadata.tables["batches"], metadata.tables["batch_items"]]
+    metadata.create_all(engine, tables=tables)
+    dropped = {"before-spool": SPOOL_COLUMNS, "half-spool": SPOOL_COLUMNS[1:]}.get(shape, ())
+    with engine.begin() as connection:
+        for column in dropped:
+            connection.execute(sa.text(f"ALTER TABLE batch_items DROP COLUMN {column}"))
+        connection.execute(
+            sa.insert(metadata.tables["certificates"]).values(
+                serial="01",
+                kind="root",
+                subject="CN=Old Root",
+                key_label="root",
+                not_before=NOW,
+                not_after=NOW,
+                der=b"\x30\x00",
+                created_at=NOW,
+            )
+        )
+        connection.execute(sa.insert(metadata.tables["counters"]).values(name="crl", value=41))
+        if shape == "before-batches":
+            return
+        connection.execute(
+            sa.insert(metadata.tables["batches"]).values(
+                id="b1",
+                request_sha256="0" * 64,
+                options_json="{}",
+                has_image=False,
+                certificate_serial="01",
+                level="B-B",
+                total=1,
+                created_at=NOW,
+            )
+        )
+        connection.execute(
+            sa.insert(metadata.tables["batch_items"]).values(
+                batch_id="b1", idx=0, filename="a.pdf", state="done", input_sha256="1" * 64
+            )
+        )
+
+
+@pytest.mark.parametrize("shape", ["before-spool", "with-spool", "half-spool", "before-batches"])
+def test_a_database_made_by_create_all_is_adopted_with_its_rows(
+    engine: sa.Engine, shape: str
+) -> None:
+    make_legacy(engine, shape)
+    url = engine.url.render_as_string(hide_password=False)
+    assert migrations.current(engine).revision is None
+
+    registry = Registry(url)
+
+    assert version_rows(engine) == ["0002"]
+    assert schema_differences(engine) == []
+    root = registry.get("01")
+    assert root is not None and root.subject == "CN=Old Root"
+    assert registry.reserve("crl", 1) == 41
+    with engine.connect() as connection:
+        items = connection.execute(
+            sa.text("SELECT batch_id, filename, input_offset, input_size FROM batch_items")
+        ).all()
+    assert items == ([] if shape == "before-batches" else [("b1", "a.pdf", None, None)])
+    registry.engine.dispose()
+
+
+def test_a_database_migrated_by_a_newer_signer_is_left_alone(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a rollback the older signer still starts (revisions only add what it ignores)."""
+    url = engine.url.render_as_string(hide_password=False)
+    Registry(url).engine.dispose()
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+
+    Registry(url).engine.dispose()
+
+    assert version_rows(engine) == ["9999"]
+    assert "unknown to this signer" in caplog.text
+
+
+# -- several processes at once ----------------------------------------------------------------
+
+OPEN_WHEN_TOLD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from signet.signer.registry import Registry
+
+    go = Path(sys.argv[2])
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.001)
+    Registry(sys.argv[1]).reserve("started", 1)
+    """
+)
+
+
+def start_at_once(url: str, go: Path, processes: int) -> list[subprocess.CompletedProcess[str]]:
+    """Start `processes` interpreters that open the registry the moment `go` appears (all
+    imports done before), like uvicorn workers or signer replicas starting together."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_WHEN_TOLD, url, str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    for child in children:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+    go.touch()
+    results = []
+    deadline = time.monotonic() + 120
+    for child in children:
+        stdout, stderr = child.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        results.append(subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr))
+    return results
+
+
+@pytest.mark.slow
+def test_processes_starting_at_once_migrate_a_fresh_database_once(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    results = start_at_once(url, tmp_path / "go", processes=3)
+
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    assert version_rows(engine) == ["0002"]
+    assert schema_differences(engine) == []
+    with engine.connect() as connection:
+        started = connection.execute(sa.text("SELECT value FROM counters WHERE name = 'started'"))
+        assert started.scalar_one() == 3
+
+
+# -- the admin's commands ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_signet_db_upgrade_and_current(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNET_", "SOFTHSM2_"))}
+    env["SIGNET_HOME"] = str(tmp_path / "home")
+
+    def signet(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "signet.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    before = signet("db", "current")
+    assert before.returncode == 0, before.stderr
+    assert "none" in before.stdout and "head 0002" in before.stdout
+    upgraded = signet("db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "0002" in upgraded.stdout
+    after = signet("db", "current")
+    assert "0002 (head)" in after.stdout
+    assert (tmp_path / "home" / "signer" / "signer.db").exists()
