@@ -12,19 +12,26 @@ import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from minio import Minio
 from pydantic import SecretStr
 from signet.signer.service import SignerService
 from signet.storage.app import create_app
 from signet.storage.config import StorageSettings
 from signet.storage.evidence import verify_package
 from signet.storage.merkle import verify_consistency, verify_inclusion
+from signet.storage.s3_vault import S3Vault
+from signet.storage.service import StorageService
+from signet.storage.vault import CHUNK, IN_MEMORY
 
 from tests.conftest import SERVICE_TOKEN
+from tests.storage.conftest import new_bucket
 from tests.support.pdfs import make_pdf
+from tests.support.seaweed import S3Server
 
 LEDGER_KEY = "signet-ledger-seal"
 
@@ -254,3 +261,123 @@ def test_evidence_package_verifies_offline_and_names_any_tampering(
         )
         assert result.returncode == code, result.stdout + result.stderr
     assert storage.get("/v1/envelopes/nothing-here/evidence").status_code == 404
+
+
+# -- the objects API without a signer, on both vaults --------------------------------------
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def objects_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The storage API alone (objects need no signer) on a filesystem or an S3 vault."""
+    settings = StorageSettings(
+        home=tmp_path / "storage",
+        service_token=SecretStr(SERVICE_TOKEN),
+        tree_head_interval=0,
+        retention_years=5,
+    )
+    if request.param == "s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        settings = settings.model_copy(
+            update={
+                "vault": "s3",
+                "s3_endpoint": s3.endpoint,
+                "s3_access_key": SecretStr(s3.access_key),
+                "s3_secret_key": SecretStr(s3.secret_key),
+                "s3_bucket": new_bucket(),
+            }
+        )
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {SERVICE_TOKEN}"
+        yield client
+
+
+def _service(client: TestClient) -> StorageService:
+    service: StorageService = client.app.state.service  # type: ignore[attr-defined]
+    return service
+
+
+def test_put_get_head_round_trip_small_streamed_and_spilled(objects_api: TestClient) -> None:
+    """100 KB (one body), 3 MB (streamed in chunks) and 17 MB (spilled to the staging
+    file while received, multipart on S3): the same bytes come back, the same headers."""
+    for size in (100_000, 3 * CHUNK + 1, IN_MEMORY + CHUNK):
+        data = os.urandom(size)
+        put = objects_api.put(
+            "/v1/objects",
+            content=data,
+            headers={"Content-Type": "application/pdf", "X-Signet-Envelope": "env-9"},
+        )
+        assert put.status_code == 201, put.text
+        info = put.json()
+        assert info["sha256"] == hashlib.sha256(data).hexdigest() and info["size"] == size
+        got = objects_api.get(f"/v1/objects/{info['sha256']}")
+        assert got.status_code == 200 and got.content == data
+        head = objects_api.head(f"/v1/objects/{info['sha256']}")
+        for response in (got, head):
+            assert response.headers["content-length"] == str(size)
+            assert response.headers["x-signet-envelope"] == "env-9"
+            assert datetime.fromisoformat(
+                response.headers["x-signet-retain-until"]
+            ) == datetime.fromisoformat(info["retain_until"])
+    assert not list(_service(objects_api).vault.staging.glob("upload-*"))
+
+
+@pytest.mark.parametrize("objects_api", ["s3"], indirect=True)
+def test_s3_put_is_one_request_with_its_retention_and_a_later_get_shows_it(
+    objects_api: TestClient, s3_server: S3Server
+) -> None:
+    vault = _service(objects_api).vault
+    assert isinstance(vault, S3Vault)
+    if not vault.conditional_writes:
+        pytest.skip("this S3 server ignores If-None-Match: the vault checks with a HEAD first")
+    calls: list[tuple[str, str]] = []
+    send = vault._loop_requests.send
+
+    async def counted(method: str, key: str, **kwargs: Any) -> Any:
+        calls.append((method, key))
+        return await send(method, key, **kwargs)
+
+    vault._loop_requests.send = counted  # type: ignore[method-assign]
+    data = os.urandom(100_000)
+    sha = hashlib.sha256(data).hexdigest()
+    first = objects_api.put("/v1/objects", content=data, headers={"X-Signet-Kind": "final"})
+    assert first.status_code == 201
+    assert calls == [("PUT", f"objects/{sha}")]  # bytes, metadata and retention at once
+
+    calls.clear()
+    got = objects_api.get(f"/v1/objects/{sha}")
+    assert calls == [("GET", f"objects/{sha}")] and got.content == data
+    until = datetime.fromisoformat(got.headers["x-signet-retain-until"])
+    assert until == datetime.fromisoformat(first.json()["retain_until"])
+    assert until > datetime.fromisoformat(first.json()["created_at"]) + timedelta(days=4 * 365)
+    assert got.headers["x-signet-kind"] == "final" and got.headers["x-signet-legal-hold"] == "off"
+    raw = Minio(
+        s3_server.endpoint,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+        secure=False,
+    )
+    retention = raw.get_object_retention(vault.bucket, f"objects/{sha}")
+    assert retention is not None and retention.mode == "COMPLIANCE"
+    assert retention.retain_until_date == until
+
+    calls.clear()
+    again = objects_api.put("/v1/objects", content=data, headers={"X-Signet-Kind": "report"})
+    assert again.status_code == 200 and again.json() == first.json()  # first write wins
+    assert calls == [("PUT", f"objects/{sha}"), ("HEAD", f"objects/{sha}")]  # refused, then read
+    assert len(list(raw.list_objects(vault.bucket, f"objects/{sha}", include_version=True))) == 1
+
+
+def test_a_wrong_expected_sha256_is_refused_and_nothing_is_stored(
+    objects_api: TestClient,
+) -> None:
+    data, other = os.urandom(50_000), os.urandom(50_000)
+    sha, claimed = hashlib.sha256(data).hexdigest(), hashlib.sha256(other).hexdigest()
+    wrong = objects_api.put("/v1/objects", content=data, headers={"X-Signet-Sha256": claimed})
+    assert wrong.status_code == 400 and wrong.json()["error"] == "digest_mismatch"
+    assert sha in wrong.json()["detail"]
+    assert objects_api.head(f"/v1/objects/{sha}").status_code == 404
+    assert objects_api.head(f"/v1/objects/{claimed}").status_code == 404
+    bad = objects_api.put("/v1/objects", content=data, headers={"X-Signet-Sha256": "abc"})
+    assert bad.status_code == 400
+    right = objects_api.put("/v1/objects", content=data, headers={"X-Signet-Sha256": sha})
+    assert right.status_code == 201 and right.json()["sha256"] == sha

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,11 +22,16 @@ from minio.error import S3Error
 from minio.objectlockconfig import YEARS, ObjectLockConfig
 from minio.retention import Retention
 from signet.common.contracts.storage import ObjectKind
+from signet.common.errors import PayloadTooLarge, ServiceUnavailable
 from signet.storage.fs_vault import FilesystemVault
+from signet.storage.s3_requests import close_loop_sessions
 from signet.storage.s3_vault import S3Vault
 from signet.storage.vault import (
+    CHUNK,
     ObjectNotFound,
     RetentionViolation,
+    Upload,
+    UploadBuffer,
     Vault,
     VaultMisconfigured,
     scrub,
@@ -189,3 +196,136 @@ def test_s3_scrubber_sees_a_replaced_version(s3_server: S3Server, tmp_path: Path
     sha = _put(vault, b"genuine contract")
     _raw(s3_server).put_object(vault.bucket, f"objects/{sha}", io.BytesIO(b"forged"), 6)
     assert [f.sha256 for f in scrub(vault)] == [sha]
+
+
+# -- uploads: hashed as received, bounded memory ------------------------------------------
+
+
+def test_upload_buffer_keeps_small_uploads_in_memory_and_spills_large_ones(
+    tmp_path: Path,
+) -> None:
+    small = UploadBuffer(tmp_path, limit=100)
+    small.write([b"ab", b"cd"])
+    upload = small.finish()
+    assert upload.data == b"abcd" and upload.path is None
+    assert upload.sha256 == hashlib.sha256(b"abcd").hexdigest() and upload.size == 4
+
+    pieces = [os.urandom(700) for _ in range(5)]
+    with UploadBuffer(tmp_path, in_memory=1000) as large:
+        large.write(pieces)
+        upload = large.finish()
+        assert upload.data is None and upload.path is not None
+        assert upload.path.read_bytes() == b"".join(pieces)
+        assert upload.sha256 == hashlib.sha256(b"".join(pieces)).hexdigest()
+    assert not upload.path.exists()  # the buffer removes its staging file
+
+    with pytest.raises(PayloadTooLarge), UploadBuffer(tmp_path, limit=10, in_memory=4) as over:
+        over.write([b"12345", b"678901"])
+    assert not list(tmp_path.glob("upload-*"))
+
+
+def _upload(vault: Vault, data: bytes) -> Upload:
+    buffer = UploadBuffer(vault.staging)
+    buffer.write([data])
+    return buffer.finish()
+
+
+async def test_the_event_loop_paths_keep_the_same_promises(vault: Vault) -> None:
+    """`put_upload_async`, `read_async` and `head_async` (the API's) agree with the
+    blocking methods: content-addressed, first write wins, whole or streamed bytes."""
+    try:
+        small, large = os.urandom(100_000), os.urandom(3 * CHUNK + 5)
+        info, created = await vault.put_upload_async(
+            _upload(vault, small), content_type="application/pdf", kind=ObjectKind.FINAL
+        )
+        assert created and info.sha256 == hashlib.sha256(small).hexdigest()
+        again, created_again = await vault.put_upload_async(
+            _upload(vault, small), content_type="text/plain", kind=ObjectKind.ORIGINAL
+        )
+        assert not created_again and again == vault.head(info.sha256)
+        assert again.kind is ObjectKind.FINAL and again.content_type == "application/pdf"
+        assert await vault.head_async(info.sha256) == vault.head(info.sha256)
+        read_info, body = await vault.read_async(info.sha256)
+        assert read_info == vault.head(info.sha256) and body == small
+
+        big, _ = await vault.put_upload_async(
+            _upload(vault, large), content_type="application/pdf", kind=ObjectKind.ORIGINAL
+        )
+        read_info, body = await vault.read_async(big.sha256)
+        assert read_info.size == len(large) and not isinstance(body, bytes)
+        assert b"".join([chunk async for chunk in body]) == large
+        with pytest.raises(ObjectNotFound):
+            await vault.read_async("0" * 64)
+        with pytest.raises(ObjectNotFound):
+            await vault.head_async("0" * 64)
+    finally:
+        await close_loop_sessions()
+
+
+def test_s3_put_is_one_conditional_request_and_never_a_second_version(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Eight threads put the same new bytes at once: the store's `If-None-Match: *`
+    lets exactly one write; retention, metadata and checksum came with that PUT."""
+    vault = make_s3_vault(s3_server, tmp_path)
+    if s3_server.name == "seaweedfs":
+        assert vault.conditional_writes
+    data = os.urandom(200_000)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(
+                lambda _: vault.put_upload(
+                    _upload(vault, data), content_type="application/pdf", kind=ObjectKind.FINAL
+                ),
+                range(8),
+            )
+        )
+    assert sum(created for _, created in results) == 1
+    info = next(info for info, created in results if created)
+    raw, key = _raw(s3_server), f"objects/{info.sha256}"
+    versions = list(raw.list_objects(vault.bucket, key, include_version=True))
+    assert len(versions) == 1
+    retention = raw.get_object_retention(vault.bucket, key)
+    assert retention is not None and retention.mode == COMPLIANCE
+    assert retention.retain_until_date == info.retain_until
+    metadata = raw.stat_object(vault.bucket, key).metadata or {}
+    assert metadata["x-amz-meta-signet-sha256"] == info.sha256
+    assert vault.head(info.sha256) == info
+
+
+def test_s3_record_names_are_taken_once_even_by_racing_writers(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    vault = make_s3_vault(s3_server, tmp_path)
+
+    def write(n: int) -> bool:
+        try:
+            vault.put_record("ledger/segments/000007", f"writer {n}".encode())
+        except RetentionViolation:
+            return False
+        return True
+
+    with ThreadPoolExecutor(6) as pool:
+        assert sum(pool.map(write, range(6))) == 1
+    versions = list(
+        _raw(s3_server).list_objects(
+            vault.bucket, "records/ledger/segments/000007", include_version=True
+        )
+    )
+    assert len(versions) == 1
+
+
+async def test_s3_event_loop_path_reports_an_unreachable_store_as_503(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    vault = make_s3_vault(s3_server, tmp_path)
+    sha = _put(vault, b"kept")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/{vault.bucket}/"
+    vault._loop_requests._base = dead
+    try:
+        with pytest.raises(ServiceUnavailable, match="unreachable"):
+            await vault.head_async(sha)
+    finally:
+        await close_loop_sessions()

@@ -13,23 +13,28 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import anyio.to_thread
 from signet.common.contracts.storage import ObjectInfo, ObjectKind
 from signet.storage.vault import (
     CHUNK,
     ObjectNotFound,
     RetentionViolation,
+    Upload,
     VaultStatus,
     check_record_name,
     check_sha256,
     now,
+    read_in_thread,
+    received,
     retention_years_checked,
-    staged_upload,
     years_from,
 )
 
@@ -38,6 +43,7 @@ class FilesystemVault:
     def __init__(self, root: Path, retention_years: int) -> None:
         self.root = root
         self.retention_years = retention_years_checked(retention_years)
+        self.staging = root / "tmp"
         for sub in ("objects", "records", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -63,29 +69,80 @@ class FilesystemVault:
         envelope_id: str | None = None,
         limit: int | None = None,
     ) -> tuple[ObjectInfo, bool]:
-        with staged_upload(stream, self.root / "tmp", limit=limit) as staged:
-            data = self._data(staged.sha256)
-            data.parent.mkdir(exist_ok=True)
-            created_at = now()
-            info = ObjectInfo(
-                sha256=staged.sha256,
-                size=staged.size,
+        with received(stream, self.staging, limit=limit) as buffer:
+            return self.put_upload(
+                buffer.finish(), content_type=content_type, kind=kind, envelope_id=envelope_id
+            )
+
+    def put_upload(
+        self,
+        upload: Upload,
+        *,
+        content_type: str,
+        kind: ObjectKind,
+        envelope_id: str | None = None,
+    ) -> tuple[ObjectInfo, bool]:
+        data = self._data(upload.sha256)
+        data.parent.mkdir(exist_ok=True)
+        created_at = now()
+        info = ObjectInfo(
+            sha256=upload.sha256,
+            size=upload.size,
+            content_type=content_type,
+            kind=kind,
+            envelope_id=envelope_id,
+            created_at=created_at,
+            retain_until=years_from(created_at, self.retention_years),
+        )
+        with self._locked(upload.sha256):
+            if self._meta(upload.sha256).exists():
+                return self.head(upload.sha256), False
+            # link(2) never replaces an existing file; if the bytes are there already
+            # (metadata lost in a crash), they are the same bytes: keep them
+            with self._synced_file(upload) as staged, contextlib.suppress(FileExistsError):
+                os.link(staged, data)
+            self._write_meta(info)
+            _fsync_directory(data.parent)  # the new names survive a crash too
+        return info, True
+
+    async def put_upload_async(
+        self,
+        upload: Upload,
+        *,
+        content_type: str,
+        kind: ObjectKind,
+        envelope_id: str | None = None,
+    ) -> tuple[ObjectInfo, bool]:
+        return await anyio.to_thread.run_sync(
+            functools.partial(
+                self.put_upload,
+                upload,
                 content_type=content_type,
                 kind=kind,
                 envelope_id=envelope_id,
-                created_at=created_at,
-                retain_until=years_from(created_at, self.retention_years),
             )
-            with self._locked(staged.sha256):
-                if self._meta(staged.sha256).exists():
-                    return self.head(staged.sha256), False
-                staged.path.chmod(0o444)
-                # link(2) never replaces an existing file; if the bytes are there already
-                # (metadata lost in a crash), they are the same bytes: keep them
-                with contextlib.suppress(FileExistsError):
-                    os.link(staged.path, data)
-                self._write_meta(info)
-        return info, True
+        )
+
+    @contextlib.contextmanager
+    def _synced_file(self, upload: Upload) -> Iterator[Path]:
+        """The upload as a read-only file on the vault's file system, its bytes fsync'd."""
+        if upload.path is not None:  # spilled by the buffer, which removes it afterwards
+            with upload.path.open("rb") as handle:
+                os.fsync(handle.fileno())
+            upload.path.chmod(0o444)
+            yield upload.path
+            return
+        descriptor, name = tempfile.mkstemp(prefix="upload-", dir=self.staging)
+        path = Path(name)
+        try:
+            with os.fdopen(descriptor, "wb") as target:
+                target.write(upload.data or b"")
+                target.flush()
+                os.fsync(target.fileno())
+            path.chmod(0o444)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     def head(self, sha256: str) -> ObjectInfo:
         try:
@@ -107,6 +164,12 @@ class FilesystemVault:
 
     def read(self, sha256: str) -> tuple[ObjectInfo, Iterator[bytes]]:
         return self.head(sha256), self.open(sha256)
+
+    async def head_async(self, sha256: str) -> ObjectInfo:
+        return await anyio.to_thread.run_sync(self.head, sha256)
+
+    async def read_async(self, sha256: str) -> tuple[ObjectInfo, bytes | AsyncIterator[bytes]]:
+        return await read_in_thread(self, sha256)
 
     def extend_retention(self, sha256: str, until: datetime) -> ObjectInfo:
         with self._locked(check_sha256(sha256)):
@@ -172,6 +235,14 @@ class FilesystemVault:
         if not folder.exists():
             return []
         return sorted(str(p.relative_to(base)) for p in folder.rglob("*") if p.is_file())
+
+
+def _fsync_directory(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 class _FileLock:

@@ -10,41 +10,67 @@ default retention below the statutory minimum.
 
 Objects live under ``objects/<sha256>``, records under ``records/<name>``;
 both are uploaded with an explicit COMPLIANCE retention, not only the
-bucket's default.
+bucket's default, in the PUT itself (one request: bytes, metadata, retention,
+and an ``x-amz-checksum-sha256`` the store verifies before it stores).
+
+Two request paths reach the store.  The API's hot calls (GET, HEAD, and the
+PUT of an upload held in memory) run on the event loop (`s3_requests`,
+aiohttp); everything else (bootstrap, retention, legal hold, records,
+multipart uploads of large objects, the scrubber) uses the minio client.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import io
-from collections.abc import Iterator
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
+import anyio.to_thread
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE
+from minio.credentials.credentials import Credentials
 from minio.error import S3Error
 from minio.objectlockconfig import YEARS, ObjectLockConfig
 from minio.retention import Retention
+from minio.time import to_iso8601utc
 from signet.common.contracts.storage import ObjectInfo, ObjectKind
 from signet.common.errors import ServiceUnavailable
+from signet.storage.s3_requests import (
+    LoopRequests,
+    NameTaken,
+    relay,
+    s3_error,
+)
 from signet.storage.vault import (
     CHUNK,
     ObjectNotFound,
     RetentionViolation,
+    Upload,
     VaultMisconfigured,
     VaultStatus,
     check_record_name,
     check_sha256,
     now,
+    received,
     retention_years_checked,
-    staged_upload,
     years_from,
 )
 
+log = logging.getLogger(__name__)
+
 _META = "x-amz-meta-"
-_NOT_FOUND = {"NoSuchKey", "NoSuchObject", "NoSuchVersion", "ResourceNotFound"}
+#: Multipart part size for uploads spilled to disk (more than `IN_MEMORY` bytes); the
+#: minio client holds up to four parts in memory (three in flight, one being read).
+PART_SIZE = 8 * 1024 * 1024
+#: Where the vault tests the store's conditional writes; outside objects/ and records/.
+_PROBE = "probes/if-none-match"
 
 
 class S3Vault:
@@ -63,6 +89,8 @@ class S3Vault:
         self.bucket = bucket
         self.retention_years = retention_years_checked(retention_years)
         self.staging = staging
+        #: The store refuses `If-None-Match: *` writes to existing names (probed on start).
+        self.conditional_writes = False
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=5, read=60),
             maxsize=16,
@@ -72,6 +100,15 @@ class S3Vault:
             endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http
         )
         self._bootstrap(create_bucket)
+        self._loop_requests = LoopRequests(
+            endpoint=endpoint,
+            secure=secure,
+            bucket=bucket,
+            # The region minio resolved for the bucket (GetBucketLocation, cached): the
+            # signatures of both request paths must name the same one.
+            region=self.client._get_region(bucket),
+            credentials=Credentials(access_key, secret_key),
+        )
 
     # -- bucket ----------------------------------------------------------------------------
 
@@ -91,6 +128,24 @@ class S3Vault:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ServiceUnavailable(f"object store unreachable: {exc}") from exc
         self.status()
+        self.conditional_writes = self._honours_if_none_match()
+
+    def _honours_if_none_match(self) -> bool:
+        """Whether the store refuses a PUT with ``If-None-Match: *`` on an existing name.
+
+        AWS S3 (2024-08), MinIO (2024-11) and SeaweedFS 4 do; an older store ignores
+        the header and would write a second version, so this is tested, not assumed:
+        a one-byte probe is written (first start of a bucket) and written again, which
+        must be refused.  On a store that ignores the header each start leaves one more
+        one-byte version of the probe, retained like everything else.
+        """
+        try:
+            if not self._exists(_PROBE):
+                self._put_if_absent(_PROBE, b"1", "text/plain", None, None)
+            return not self._put_if_absent(_PROBE, b"1", "text/plain", None, None)
+        except ServiceUnavailable as exc:  # e.g. 501 for the header: the HEAD-first path
+            log.warning("conditional writes not available, checking names first: %s", exc)
+            return False
 
     def status(self) -> VaultStatus:
         try:
@@ -125,40 +180,136 @@ class S3Vault:
         envelope_id: str | None = None,
         limit: int | None = None,
     ) -> tuple[ObjectInfo, bool]:
-        with staged_upload(stream, self.staging, limit=limit, durable=False) as staged:
-            if self._exists(f"objects/{staged.sha256}"):
-                return self.head(staged.sha256), False
-            created_at = now()
-            until = years_from(created_at, self.retention_years)
-            metadata = {
-                "signet-kind": kind.value,
-                "signet-created": created_at.isoformat(),
-                "signet-sha256": staged.sha256,
-            }
-            if envelope_id:
-                metadata["signet-envelope"] = envelope_id
-            with staged.path.open("rb") as data:
+        with received(stream, self.staging, limit=limit) as buffer:
+            return self.put_upload(
+                buffer.finish(), content_type=content_type, kind=kind, envelope_id=envelope_id
+            )
+
+    def put_upload(
+        self,
+        upload: Upload,
+        *,
+        content_type: str,
+        kind: ObjectKind,
+        envelope_id: str | None = None,
+    ) -> tuple[ObjectInfo, bool]:
+        """One PUT carries the bytes, the metadata and the COMPLIANCE retention.
+
+        On a store that honours ``If-None-Match: *`` (`conditional_writes`) an upload
+        held in memory is that one request: the store itself refuses it (412) when the
+        name exists, atomically, so two concurrent uploads of the same bytes cannot
+        both write.  Otherwise (and for spilled uploads, which go multipart) a HEAD
+        first: an existing object is never written again.
+        """
+        key = f"objects/{upload.sha256}"
+        info, headers = self._new_object(upload, content_type, kind, envelope_id)
+        if upload.data is not None and self.conditional_writes:
+            try:
                 self._call(
-                    self.client.put_object,
-                    self.bucket,
-                    f"objects/{staged.sha256}",
-                    data,
-                    staged.size,
-                    content_type=content_type,
-                    metadata=metadata,
-                    retention=Retention(COMPLIANCE, until),
-                    part_size=16 * 1024 * 1024,
+                    self.client._execute, "PUT", self.bucket, key, body=upload.data, headers=headers
                 )
-            info = ObjectInfo(
-                sha256=staged.sha256,
-                size=staged.size,
+            except NameTaken:
+                return self.head(upload.sha256), False
+            return info, True
+        if self._exists(key):
+            return self.head(upload.sha256), False
+        with (
+            io.BytesIO(upload.data)
+            if upload.data is not None
+            else cast(Path, upload.path).open("rb") as data
+        ):
+            self._call(
+                self.client.put_object,
+                self.bucket,
+                key,
+                data,
+                upload.size,
                 content_type=content_type,
-                kind=kind,
-                envelope_id=envelope_id,
-                created_at=created_at,
-                retain_until=until,
+                metadata=_metadata(kind, info.created_at, upload.sha256, envelope_id),
+                retention=Retention(COMPLIANCE, info.retain_until),
+                part_size=PART_SIZE,
             )
         return info, True
+
+    async def put_upload_async(
+        self,
+        upload: Upload,
+        *,
+        content_type: str,
+        kind: ObjectKind,
+        envelope_id: str | None = None,
+    ) -> tuple[ObjectInfo, bool]:
+        """`put_upload` from the event loop: one conditional PUT without a thread hop.
+
+        The payload hash that signs the request is the object's name, already
+        computed, so the bytes are not hashed again here.
+        """
+        if upload.data is None or not self.conditional_writes:
+            return await anyio.to_thread.run_sync(
+                functools.partial(
+                    self.put_upload,
+                    upload,
+                    content_type=content_type,
+                    kind=kind,
+                    envelope_id=envelope_id,
+                )
+            )
+        info, headers = self._new_object(upload, content_type, kind, envelope_id)
+        try:
+            response = await self._loop_requests.send(
+                "PUT",
+                f"objects/{upload.sha256}",
+                body=upload.data,
+                content_sha256=upload.sha256,
+                headers=headers,
+            )
+        except NameTaken:
+            return await self.head_async(upload.sha256), False
+        response.release()
+        return info, True
+
+    def _new_object(
+        self, upload: Upload, content_type: str, kind: ObjectKind, envelope_id: str | None
+    ) -> tuple[ObjectInfo, dict[str, str]]:
+        """The info of a new object and the headers of its conditional PUT."""
+        created_at = now()
+        info = ObjectInfo(
+            sha256=upload.sha256,
+            size=upload.size,
+            content_type=content_type,
+            kind=kind,
+            envelope_id=envelope_id,
+            created_at=created_at,
+            retain_until=years_from(created_at, self.retention_years),
+        )
+        headers = _put_headers(
+            content_type,
+            _metadata(kind, created_at, upload.sha256, envelope_id),
+            info.retain_until,
+            bytes.fromhex(upload.sha256),
+        )
+        return info, headers
+
+    def _put_if_absent(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        metadata: Mapping[str, str] | None,
+        until: datetime | None,
+    ) -> bool:
+        """One conditional PUT through minio's request layer; False when `key` exists (412).
+
+        `Minio.put_object` has no way to send a conditional header, so this uses the
+        client's `_execute` (signing, region, retries and S3 error parsing; unchanged
+        since minio 7.0).
+        """
+        headers = _put_headers(content_type, metadata, until, hashlib.sha256(data).digest())
+        try:
+            self._call(self.client._execute, "PUT", self.bucket, key, body=data, headers=headers)
+        except NameTaken:
+            return False
+        return True
 
     def _exists(self, key: str) -> bool:
         try:
@@ -171,50 +322,68 @@ class S3Vault:
         """One GET: S3 returns the object's metadata, retention and hold in its headers."""
         key = f"objects/{check_sha256(sha256)}"
         response = self._call(self.client.get_object, self.bucket, key)
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        until = headers.get("x-amz-object-lock-retain-until-date")
-        info = ObjectInfo(
-            sha256=sha256,
-            size=int(headers.get("content-length", 0)),
-            content_type=headers.get("content-type", "application/octet-stream"),
-            kind=ObjectKind(headers.get(f"{_META}signet-kind", "original")),
-            envelope_id=headers.get(f"{_META}signet-envelope"),
-            created_at=datetime.fromisoformat(
-                headers.get(f"{_META}signet-created", now().isoformat())
-            ),
-            retain_until=_aware(datetime.fromisoformat(until.replace("Z", "+00:00")))
-            if until
-            else now(),
-            legal_hold=headers.get("x-amz-object-lock-legal-hold", "OFF").upper() == "ON",
-        )
+        try:
+            info = self._info(sha256, key, response.headers)
+        except BaseException:
+            _release(response, complete=False)
+            raise
 
         def chunks() -> Iterator[bytes]:
+            complete = False
             try:
                 yield from response.stream(CHUNK)
+                complete = True
             finally:
-                response.close()
-                response.release_conn()
+                _release(response, complete=complete)
 
         return info, chunks()
 
+    async def read_async(self, sha256: str) -> tuple[ObjectInfo, bytes | AsyncIterator[bytes]]:
+        """One GET from the event loop: the whole object when it is at most `CHUNK` bytes,
+        else its bytes as they arrive (aiohttp's flow control bounds the buffer)."""
+        response = await self._loop_requests.send("GET", f"objects/{check_sha256(sha256)}")
+        try:
+            info = await self._info_async(sha256, response.headers)
+            if info.size <= CHUNK:
+                return info, await response.read()  # read to the end: the connection is reused
+        except BaseException:
+            response.close()
+            raise
+        return info, relay(response)
+
     def head(self, sha256: str) -> ObjectInfo:
+        """One HEAD: it answers retention and legal hold too (S3 `HeadObject`)."""
         key = f"objects/{check_sha256(sha256)}"
         stat = self._call(self.client.stat_object, self.bucket, key)
-        meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
-        retention = self._call(self.client.get_object_retention, self.bucket, key)
-        legal_hold = self._legal_hold(key)
-        return ObjectInfo(
-            sha256=sha256,
-            size=int(stat.size or 0),
-            content_type=stat.content_type or "application/octet-stream",
-            kind=ObjectKind(meta.get(f"{_META}signet-kind", "original")),
-            envelope_id=meta.get(f"{_META}signet-envelope"),
-            created_at=datetime.fromisoformat(
-                meta.get(f"{_META}signet-created", now().isoformat())
-            ),
-            retain_until=_aware(retention.retain_until_date) if retention else now(),
-            legal_hold=bool(legal_hold),
-        )
+        return self._info(sha256, key, stat.metadata or {})
+
+    async def head_async(self, sha256: str) -> ObjectInfo:
+        response = await self._loop_requests.send("HEAD", f"objects/{check_sha256(sha256)}")
+        response.release()
+        return await self._info_async(sha256, response.headers)
+
+    def _info(self, sha256: str, key: str, headers: Mapping[str, str]) -> ObjectInfo:
+        """An object's info from its GET or HEAD headers.
+
+        A store that leaves out the Object Lock headers (they need the
+        `GetObjectRetention` / `GetObjectLegalHold` permissions) is asked with the
+        explicit calls instead, so the answer never guesses.
+        """
+        lower = {k.lower(): v for k, v in headers.items()}
+        retain_until, hold = _lock_state(lower)
+        if retain_until is None:
+            retention = self._call(self.client.get_object_retention, self.bucket, key)
+            retain_until = _aware(retention.retain_until_date) if retention else now()
+        if hold is None:
+            hold = self._legal_hold(key)
+        return _object_info(sha256, lower, retain_until, hold)
+
+    async def _info_async(self, sha256: str, headers: Mapping[str, str]) -> ObjectInfo:
+        lower = {k.lower(): v for k, v in headers.items()}
+        retain_until, hold = _lock_state(lower)
+        if retain_until is None or hold is None:  # the explicit calls, as `_info` does
+            return await anyio.to_thread.run_sync(self.head, sha256)
+        return _object_info(sha256, lower, retain_until, hold)
 
     def _legal_hold(self, key: str) -> bool:
         try:
@@ -257,14 +426,16 @@ class S3Vault:
     # -- records ---------------------------------------------------------------------------
 
     def put_record(self, name: str, data: bytes) -> None:
+        """Write once: a conditional PUT where the store honours it (two writers racing for
+        one name cannot both succeed), else a HEAD first."""
         key = f"records/{check_record_name(name)}"
-        try:
-            self._call(self.client.stat_object, self.bucket, key)
-        except ObjectNotFound:
-            pass
-        else:
-            raise RetentionViolation(f"record {name} exists and is immutable")
         until = years_from(now(), self.retention_years)
+        if self.conditional_writes:
+            if not self._put_if_absent(key, data, "application/octet-stream", None, until):
+                raise RetentionViolation(f"record {name} exists and is immutable")
+            return
+        if self._exists(key):
+            raise RetentionViolation(f"record {name} exists and is immutable")
         self._call(
             self.client.put_object,
             self.bucket,
@@ -278,11 +449,13 @@ class S3Vault:
         response = self._call(
             self.client.get_object, self.bucket, f"records/{check_record_name(name)}"
         )
+        complete = False
         try:
-            return bytes(response.read())
+            data = bytes(response.read())
+            complete = True
+            return data
         finally:
-            response.close()
-            response.release_conn()
+            _release(response, complete=complete)
 
     def records(self, prefix: str) -> list[str]:
         listing = self._call(
@@ -300,13 +473,76 @@ class S3Vault:
                 result = list(result)
             return result
         except S3Error as exc:
-            if exc.code in _NOT_FOUND:
-                raise ObjectNotFound(f"no object {args[1] if len(args) > 1 else ''}") from exc
-            if exc.code == "AccessDenied":
-                raise RetentionViolation(f"the object store refused: {exc.message}") from exc
-            raise ServiceUnavailable(f"object store error {exc.code}: {exc.message}") from exc
+            raise s3_error(
+                exc.code or "", exc.message or "", exc.object_name or exc.bucket_name
+            ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ServiceUnavailable(f"object store unreachable: {exc}") from exc
+
+
+def _metadata(
+    kind: ObjectKind, created_at: datetime, sha256: str, envelope_id: str | None
+) -> dict[str, str]:
+    metadata = {
+        "signet-kind": kind.value,
+        "signet-created": created_at.isoformat(),
+        "signet-sha256": sha256,
+    }
+    if envelope_id:
+        metadata["signet-envelope"] = envelope_id
+    return metadata
+
+
+def _put_headers(
+    content_type: str, metadata: Mapping[str, str] | None, until: datetime | None, digest: bytes
+) -> dict[str, str]:
+    """Headers of a write-once PUT: metadata, COMPLIANCE retention, the SHA-256 checksum
+    (the store refuses bytes that do not match it: `BadDigest`) and ``If-None-Match``."""
+    headers = {f"{_META}{key}": value for key, value in (metadata or {}).items()}
+    if until is not None:
+        headers["x-amz-object-lock-mode"] = COMPLIANCE
+        headers["x-amz-object-lock-retain-until-date"] = str(to_iso8601utc(until))
+    headers["Content-Type"] = content_type
+    headers["x-amz-checksum-sha256"] = base64.b64encode(digest).decode()
+    headers["If-None-Match"] = "*"
+    return headers
+
+
+def _lock_state(headers: Mapping[str, str]) -> tuple[datetime | None, bool | None]:
+    """Retention date and legal hold from (lower-cased) object headers, None if absent."""
+    until = headers.get("x-amz-object-lock-retain-until-date")
+    hold = headers.get("x-amz-object-lock-legal-hold")
+    return (
+        _aware(datetime.fromisoformat(until.replace("Z", "+00:00"))) if until else None,
+        hold.upper() == "ON" if hold else None,
+    )
+
+
+def _object_info(
+    sha256: str, headers: Mapping[str, str], retain_until: datetime, legal_hold: bool
+) -> ObjectInfo:
+    return ObjectInfo(
+        sha256=sha256,
+        size=int(headers.get("content-length", 0)),
+        content_type=headers.get("content-type", "application/octet-stream"),
+        kind=ObjectKind(headers.get(f"{_META}signet-kind", "original")),
+        envelope_id=headers.get(f"{_META}signet-envelope"),
+        created_at=datetime.fromisoformat(headers.get(f"{_META}signet-created", now().isoformat())),
+        retain_until=retain_until,
+        legal_hold=legal_hold,
+    )
+
+
+def _release(response: Any, *, complete: bool) -> None:
+    """Give a minio GET's connection back to the pool.
+
+    Only a response read to its end leaves the connection reusable; one abandoned
+    mid-body (a client that hung up) is closed first.  Closing after every GET, as
+    the minio examples do, costs a new TCP connection to the store per request.
+    """
+    if not complete:
+        response.close()
+    response.release_conn()
 
 
 def _aware(value: datetime | None) -> datetime:
