@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from signet.common.contracts.storage import PublisherRole, StorageReadiness
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.common.policies import PolicyDirectory
+from signet.storage import metrics
 from signet.storage.config import StorageSettings
 from signet.storage.fs_vault import FilesystemVault
 from signet.storage.ledger import Ledger
@@ -43,6 +44,16 @@ class StorageService:
         self._elector: LeaseElector | None = None
         self._stop = threading.Event()
         self.policies = PolicyDirectory(settings.policy_dir)
+        # Read at scrape time (one process: the ledger has one writer, see `signet up`).
+        metrics.LEDGER_SIZE.set_function(self._ledger_size)
+        metrics.TREE_HEAD_SIZE.set_function(self._tree_head_size)
+
+    def _ledger_size(self) -> float:
+        return float(self._ledger.size) if self._ledger is not None else 0.0
+
+    def _tree_head_size(self) -> float:
+        head = self._ledger.latest_head() if self._ledger is not None else None
+        return float(head.tree_size) if head is not None else 0.0
 
     @property
     def vault(self) -> Vault:
@@ -159,7 +170,9 @@ class StorageService:
             latest = ledger.latest_head()
             if ledger.size and (latest is None or latest.tree_size != ledger.size):
                 ledger.publish_head(self.signer)
+                metrics.TREE_HEADS.labels("ok").inc()
         except SignetError as exc:
+            metrics.TREE_HEADS.labels(exc.code).inc()
             log.warning("tree head not published: %s", exc.detail)
 
     def _start_elector(self, lease_name: str) -> LeaseElector | None:

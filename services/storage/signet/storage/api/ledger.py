@@ -15,6 +15,7 @@ from signet.common.contracts.storage import (
     TreeHead,
 )
 from signet.common.errors import NotFound
+from signet.storage import metrics
 from signet.storage.api.deps import Service
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
@@ -24,7 +25,9 @@ router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 async def append_event(service: Service, event: LedgerEventIn) -> LedgerReceipt:
     """Answers once the event is durably in the vault (group commit: no thread waits)."""
     ledger = await run_in_threadpool(lambda: service.ledger)
-    return await asyncio.wrap_future(ledger.append(event))
+    receipt = await asyncio.wrap_future(ledger.append(event))
+    metrics.LEDGER_APPENDS.inc()
+    return receipt
 
 
 @router.get("/tree-head", response_model=TreeHead)

@@ -16,6 +16,7 @@ from signet.common.contracts.storage import (
     RetentionRequest,
 )
 from signet.common.errors import PayloadTooLarge
+from signet.storage import metrics
 from signet.storage.api.deps import Service
 from signet.storage.s3_requests import close_loop_sessions
 from signet.storage.vault import (
@@ -106,6 +107,9 @@ async def put_object(
         )
     finally:
         buffer.close()
+    metrics.VAULT_WRITES.labels(x_signet_kind.value, "created" if created else "existing").inc()
+    if created:
+        metrics.VAULT_BYTES.inc(info.size)
     return Response(
         info.model_dump_json(),
         status_code=201 if created else 200,
