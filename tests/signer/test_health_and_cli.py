@@ -21,11 +21,14 @@ from tests.support.pdfs import make_pdf
 
 def test_ready_when_hsm_answers(signer_url: str, signer_service: SignerService) -> None:
     assert httpx.get(f"{signer_url}/healthz").json() == {"status": "ok"}
+    seal = signer_service.ca.ensure_seal("readiness-seal", "Readiness Seal")
     ready = httpx.get(f"{signer_url}/readyz")
     assert ready.status_code == 200 and ready.json()["hsm"] == "reachable"
     # What the operator turns into CertificatesValid: the CA's own certificates.
     reported = {c["name"]: c for c in ready.json()["certificates"]}
-    assert set(reported) == {"root", "issuing", "tsa"}
+    assert {"root", "issuing", "tsa", "seal readiness-seal"} <= set(reported)
+    assert reported["seal readiness-seal"]["serial"] == seal.record.serial
+    assert not any(name.startswith(("person", "event")) for name in reported)
     assert reported["tsa"]["serial"] == signer_service.ca.tsa.record.serial
     from signet.common.contracts.appliance import ApplianceSpec
     from signet.operator.conditions import Readiness, conditions

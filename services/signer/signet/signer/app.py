@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
 from signet.common.http import bearer_guard, service_app
@@ -64,6 +65,14 @@ def create_app(
                     "not_after": issued.record.not_after.isoformat(),
                 }
                 for name, issued in (("root", ca.root), ("issuing", ca.issuing), ("tsa", ca.tsa))
+            ]
+            certificates += [
+                {
+                    "name": f"seal {record.key_label}",
+                    "serial": record.serial,
+                    "not_after": record.not_after.isoformat(),
+                }
+                for record in await run_in_threadpool(service.registry.current_seals)
             ]
         except SignetError as exc:
             return JSONResponse(

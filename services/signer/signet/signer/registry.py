@@ -117,6 +117,21 @@ class Registry:
             ).first()
             return _normalise(record) if record else None
 
+    def current_seals(self) -> list[CertificateRecord]:
+        """The newest unrevoked certificate of every seal key (what the operator watches
+        for expiry: an organisation seal that lapses stops every automatic sealing)."""
+        with self.session() as session:
+            rows = session.scalars(
+                select(CertificateRecord)
+                .where(
+                    CertificateRecord.kind == CertificateKind.SEAL.value,
+                    CertificateRecord.revoked_at.is_(None),
+                )
+                .order_by(CertificateRecord.created_at)
+            ).all()
+        newest = {record.key_label: record for record in rows}  # later rows win
+        return [_normalise(record) for _, record in sorted(newest.items())]
+
     def revoked_by(self, issuer_serial: str) -> list[CertificateRecord]:
         with self.session() as session:
             rows = session.scalars(
