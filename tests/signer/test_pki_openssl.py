@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from asn1crypto import tsp
+from asn1crypto import ocsp, pem, tsp, x509
 from signet.common.contracts.signer import RevocationReason
 from signet.signer.service import SignerService
 
@@ -242,3 +246,107 @@ def test_ten_thousand_concurrent_timestamps_are_unique_and_verify(
     with ThreadPoolExecutor(4) as pool:
         outcomes = list(pool.map(verify, range(count)))
     assert outcomes.count("Verification: OK") == count
+
+
+def _nss_request(issuer: x509.Certificate, cert: x509.Certificate) -> bytes:
+    """An OCSP request exactly as NSS 3.87 builds it for pdfsig: one SHA-1 CertID, no
+    nonce, and the acceptable-responses extension naming id-pkix-ocsp-basic."""
+    request: bytes = ocsp.OCSPRequest(
+        {
+            "tbs_request": {
+                "request_list": [
+                    {
+                        "req_cert": {
+                            "hash_algorithm": {"algorithm": "sha1"},
+                            "issuer_name_hash": hashlib.sha1(
+                                cert.issuer.dump(), usedforsecurity=False
+                            ).digest(),
+                            "issuer_key_hash": issuer.public_key.sha1,
+                            "serial_number": cert.serial_number,
+                        }
+                    }
+                ],
+                "request_extensions": [
+                    {"extn_id": "acceptable_responses", "extn_value": ["basic_ocsp_response"]}
+                ],
+            }
+        }
+    ).dump()
+    return request
+
+
+def _http10(url: str, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """One HTTP/1.0 exchange on a fresh connection, read to EOF (NSS's built-in client)."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(request)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    return status, headers, body
+
+
+def test_ocsp_answers_the_exact_requests_nss_sends(
+    signer_url: str,
+    ca_files: Path,
+    tmp_path: Path,
+    signer_service: SignerService,
+    issue: Callable[..., str],
+) -> None:
+    """pdfsig (NSS's built-in HTTP client) first sends GET with the base64 percent-encoded
+    (+ / = as %2B %2F %3D), HTTP/1.0, one request per connection, and falls back to POST.
+    Both must get the same good, CA-signed answer that OpenSSL verifies."""
+    serial = issue("Zhang Min")
+    record = signer_service.registry.get(serial)
+    assert record is not None
+    cert = x509.Certificate.load(record.der)
+    issuer = signer_service.ca.issuing.certificate
+    der = _nss_request(issuer, cert)
+    host = urlsplit(signer_url).netloc
+    encoded = base64.b64encode(der).decode()
+    path = "/ocsp/" + encoded.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    assert "%" in path  # the issuer name hash alone has a "+" in base64
+    get = _http10(signer_url, f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+    post = _http10(
+        signer_url,
+        f"POST /ocsp HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/ocsp-request\r\n"
+        f"Content-Length: {len(der)}\r\n\r\n".encode()
+        + der,
+    )
+    pem_cert = tmp_path / "cert.pem"
+    pem_cert.write_bytes(pem.armor("CERTIFICATE", record.der))
+    for name, (status, headers, body) in {"get": get, "post": post}.items():
+        # What NSS's ocsp_GetEncodedResponse insists on: "HTTP/x 200 ...", "name: value"
+        # headers, this content type; it reads the body to EOF or Content-Length.
+        assert status.startswith("HTTP/1.") and status.split(" ")[1] == "200", status
+        assert headers["content-type"] == "application/ocsp-response"
+        assert int(headers["content-length"]) == len(body)
+        response = ocsp.OCSPResponse.load(body)
+        basic = response.basic_ocsp_response
+        single = basic["tbs_response_data"]["responses"][0]
+        assert (
+            single["cert_id"].dump()
+            == ocsp.OCSPRequest.load(der)["tbs_request"]["request_list"][0]["req_cert"].dump()
+        )
+        assert single["cert_status"].name == "good"
+        assert basic["tbs_response_data"]["responder_id"].chosen.native == issuer.public_key.sha1
+        assert [c.dump() for c in basic["certs"]] == [issuer.dump()]
+        (tmp_path / f"{name}.der").write_bytes(body)
+        checked = _run(
+            "openssl",
+            "ocsp",
+            "-respin",
+            str(tmp_path / f"{name}.der"),
+            "-issuer",
+            str(ca_files / "issuing.pem"),
+            "-cert",
+            str(pem_cert),
+            "-CAfile",
+            str(ca_files / "chain.pem"),
+        )
+        assert "Response verify OK" in checked.stderr, checked.stderr
+        assert f"{pem_cert}: good" in checked.stdout, checked.stdout

@@ -62,17 +62,16 @@ def test_every_level_validates_with_pyhanko_and_pdfsig(
         assert "Total document signed" in out
 
 
-@pytest.mark.parametrize("certify", [False, True], ids=["approvals", "certified-first"])
-def test_three_signers_in_turn_all_stay_valid_and_tampering_is_named(
-    certify: bool,
-    signer_client: httpx.Client,
-    issue: Callable[..., str],
-    nssdb: str,
-    tmp_path: Path,
-) -> None:
+SIGNERS = ["First Party", "Second Party", "Third Party"]
+
+
+def _three_signers_in_turn(
+    client: httpx.Client, issue: Callable[..., str], *, certify: bool = False
+) -> bytes:
+    """One page signed by three people in turn (B-T), each an incremental update."""
     pdf = make_pdf(1)
     rects = [[72 + 160 * n, 72, 212 + 160 * n, 132] for n in range(3)]
-    for n, name in enumerate(["First Party", "Second Party", "Third Party"]):
+    for n, name in enumerate(SIGNERS):
         extra: dict[str, object] = {}
         if certify and n == 0:
             # A certification signature forbids new fields later: the sender places them now.
@@ -83,7 +82,7 @@ def test_three_signers_in_turn_all_stay_valid_and_tampering_is_named(
                 ],
             }
         response = sign_via_api(
-            signer_client,
+            client,
             pdf,
             issue(name),
             level="B-T",
@@ -95,6 +94,18 @@ def test_three_signers_in_turn_all_stay_valid_and_tampering_is_named(
         assert response.status_code == 200, response.text
         assert response.content.startswith(pdf)  # incremental update: earlier bytes untouched
         pdf = response.content
+    return pdf
+
+
+@pytest.mark.parametrize("certify", [False, True], ids=["approvals", "certified-first"])
+def test_three_signers_in_turn_all_stay_valid_and_tampering_is_named(
+    certify: bool,
+    signer_client: httpx.Client,
+    issue: Callable[..., str],
+    nssdb: str,
+    tmp_path: Path,
+) -> None:
+    pdf = _three_signers_in_turn(signer_client, issue, certify=certify)
     report = verify(signer_client, pdf)
     assert report["valid"] is True
     signatures = report["signatures"]
@@ -103,9 +114,28 @@ def test_three_signers_in_turn_all_stay_valid_and_tampering_is_named(
     assert all(s["ok"] for s in signatures)
     path = tmp_path / "three.pdf"
     path.write_bytes(pdf)
-    # Live OCSP is exercised by the single-signature tests; here pdfsig runs without it
-    # because poppler 22.12 reports "Unknown issue" for the 2nd OCSP lookup of one run
-    # (the same responder answers openssl and the 1st and 3rd lookups; under study).
+    # pdfsig runs without OCSP here because of a poppler 22.12 bug, not ours: with several
+    # signatures the 2nd one's certificate check says "Unknown issue with Certificate or
+    # corrupted data" (CERTIFICATE_GENERIC_ERROR) although NSS accepts it.
+    # - SignatureHandler::CMS_SignedDataCreate imports each CMS certificate with
+    #   CERT_NewTempCertificate(..., isperm=0, copyDER=0): NSS keeps a pointer into the CMS
+    #   message's arena, which ~SignatureHandler frees after signature 1, while NSS's caches
+    #   keep those certificates (root, issuing CA) alive.  valgrind: "Invalid read" in
+    #   CERT_NewTempCertificate's encoding compare, block "free'd by PORT_FreeArena_Util <-
+    #   ~SignatureHandler".  For signature 2 the same issuer+serial is found with a
+    #   (now overwritten) encoding, so NSS sets SEC_ERROR_REUSED_ISSUER_AND_SERIAL (-8054) -
+    #   in CMS_SignedDataCreate and again in CERT_ImportCerts while checking the OCSP
+    #   response (NSS then retries GET with POST: the 2nd lookup is the one sent twice).
+    # - SignatureHandler::validateCertificate ignores CERT_PKIXVerifyCert's return value and
+    #   switches on PORT_GetError(): under the soft-fail OCSP policy CERT_PKIXVerifyCert
+    #   returns SECSuccess (seen in gdb) with the stale -8054 still set -> generic error.
+    #   (Later poppler reads PORT_GetError() only when the call fails.)
+    # It is the 2nd validation of a process, whatever the certificate or order (signer 1
+    # twice fails too, even with a cache hit and no request); the responder's GET and POST
+    # answers are identical, correctly signed by the issuing CA and verify with openssl
+    # (test_pki_openssl.py replays NSS's exact requests).  Whether a run trips on it depends
+    # on heap reuse: under valgrind all three pass.  Each signature is checked with live
+    # OCSP as the first of its run in test_each_of_three_signatures_passes_live_ocsp.
     out = pdfsig(path, nssdb, ocsp=False)
     assert out.count("Signature is Valid.") == 3
     assert out.count("Certificate is Trusted.") == 3
@@ -121,6 +151,54 @@ def test_three_signers_in_turn_all_stay_valid_and_tampering_is_named(
     assert all(s["intact"] is False for s in broken)
     path.write_bytes(bytes(tampered))
     assert "Signature is Invalid" in pdfsig(path, nssdb) or "Digest Mismatch" in pdfsig(path, nssdb)
+
+
+def _with_field_first(pdf: bytes, name: str) -> bytes:
+    """An incremental update listing signature field `name` first in /AcroForm /Fields
+    (the order pdfsig validates in); the signed revisions stay byte for byte."""
+    import io
+
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    form_ref = writer.root.raw_get("/AcroForm")
+    form = form_ref.get_object()
+    fields = form["/Fields"]
+    first = [f for f in fields if f.get_object()["/T"] == name]
+    assert len(first) == 1
+    form["/Fields"] = generic.ArrayObject(
+        first + [f for f in fields if f.get_object()["/T"] != name]
+    )
+    assert isinstance(form_ref, generic.IndirectObject)
+    writer.mark_update(form_ref)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_each_of_three_signatures_passes_live_ocsp(
+    signer_client: httpx.Client, issue: Callable[..., str], nssdb: str, tmp_path: Path
+) -> None:
+    """pdfsig with live OCSP on each signature of a 3-signer PDF, each the first (see the
+    poppler 22.12 bug above: only the 1st validation of a process is reliable)."""
+    from prometheus_client import REGISTRY
+
+    pdf = _three_signers_in_turn(signer_client, issue)
+
+    def answered() -> float:
+        return REGISTRY.get_sample_value("signet_ocsp_responses_total", {"status": "good"}) or 0
+
+    for n, name in enumerate(SIGNERS):
+        path = tmp_path / f"party{n + 1}-first.pdf"
+        path.write_bytes(_with_field_first(pdf, f"Party{n + 1}"))
+        before = answered()
+        out = pdfsig(path, nssdb)
+        first = out.split("Signature #2:")[0]
+        assert f"Signer Certificate Common Name: {name}" in first, out
+        assert "Signature is Valid." in first, out
+        assert "Certificate is Trusted." in first, out
+        assert answered() > before  # the lookup really went to our responder
 
 
 def test_event_certificate_signs_exactly_once(signer_client: httpx.Client) -> None:
