@@ -98,8 +98,28 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         #: every API call, for tests that compare what a client does with what RBAC grants
         self.calls: set[Call] = set()
+        self._serving: set[int] = set()
+
+    #: kmock keeps every request for assertions, and matches each new one against that
+    #: history (O(history × reactions) per request: 0.5 s per create after a few
+    #: thousand calls).
+    #: Our tests record calls themselves (`calls`), so only recent requests are kept.
+    #: Requests still being served are always kept: kmock finds a request's reaction by
+    #: looking for the request itself in that history.
+    _HISTORY = 8
 
     async def _handle(self, request: rendering.Request) -> Any:
+        self._serving.add(id(request))
+        try:
+            if len(self._requests) > 4 * self._HISTORY:
+                recent = self._requests[-self._HISTORY :]
+                older = [r for r in self._requests[: -self._HISTORY] if id(r) in self._serving]
+                self._requests[:] = older + recent
+            return await self._handle_request(request)
+        finally:
+            self._serving.discard(id(request))
+
+    async def _handle_request(self, request: rendering.Request) -> Any:
         if request.resource is not None:
             plural = request.resource.plural
             if request.subresource:

@@ -87,7 +87,8 @@ def api_client() -> client.ApiClient:
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True
     settings.scanning.disabled = True  # namespaced: no cluster-wide listing needed
-    settings.posting.level = 20  # INFO and above become Events
+    settings.posting.level = 20  # our own kopf.info/warn calls become Events…
+    settings.posting.loggers = False  # …but not every handler log line (noise for admins)
     settings.persistence.finalizer = "signet.dev/operator"
 
 
