@@ -4,6 +4,9 @@ Run from the repository root: `make bench` (all suites) or
 `.venv/bin/python -m benchmarks signer`.  BENCH_N scales the sample sizes.
 `BENCH_SIGNER_ONLY=batches` runs only the `/v1/batches` cases (BENCH_REPEAT
 times, default 3) beside the Documenso peer: the quick loop for batch work.
+`BENCH_SIGNER_ONLY=engine` runs only the in-process engine on one core (BENCH_REPEAT
+times) beside the peer: the quick loop for engine work; BENCH_ENGINE_PROCESSES=1
+adds the multi-process and `signet seal-batch` rows once.
 
 Every rate is printed with its ratio to Documenso's engine (`@documenso/pdf-sign`,
 Rust via N-API, adbe.pkcs7.detached with an EC P-256 software key) measured in
@@ -189,7 +192,9 @@ def pyhanko_defaults(pdf: bytes) -> Callable[[], object]:
 # -- our engine in-process ------------------------------------------------------------------
 
 
-def engine_rows(home: Path, docs: dict[str, bytes], work: Path) -> list[Row]:
+def engine_rows(
+    home: Path, docs: dict[str, bytes], work: Path, *, one_core_only: bool = False
+) -> list[Row]:
     from signet.cli import embedded
     from signet.common.contracts.signer import SignOptions
     from signet.signer.bulk import BulkSealer, SealJob
@@ -214,6 +219,9 @@ def engine_rows(home: Path, docs: dict[str, bytes], work: Path) -> list[Row]:
                     f"documenso {label}",
                 )
             )
+    if one_core_only:
+        service.close()
+        return rows
     cores = os.cpu_count() or 1
     from signet.signer import bulk
 
@@ -646,6 +654,15 @@ def main() -> None:
             )
         finally:
             server.stop()
+        _print(peers, rows)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    if os.environ.get("BENCH_SIGNER_ONLY") == "engine":
+        rows = []
+        for _ in range(int(os.environ.get("BENCH_REPEAT", "3"))):
+            rows += engine_rows(home, docs, work, one_core_only=True)
+        if os.environ.get("BENCH_ENGINE_PROCESSES") == "1":
+            rows += [r for r in engine_rows(home, docs, work) if "1 core" not in r.what]
         _print(peers, rows)
         shutil.rmtree(work, ignore_errors=True)
         return

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(softhsm2 poppler-utils libnss3-tools postgresql)
+DEBIAN_PACKAGES=(softhsm2 poppler-utils libnss3-tools postgresql qpdf)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -10,25 +10,35 @@ the fast writer does not handle must come back signed by pyHanko's flow.
 from __future__ import annotations
 
 import io
+import itertools
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from signet.common.contracts.signer import CertificateKind, SignOptions
 from signet.common.errors import UnprocessableDocument
-from signet.signer import fastpdf
+from signet.signer import fastpdf, pdftail
 from signet.signer.pades import PadesEngine
 from signet.signer.service import SignerService
 from signet.signer.validation import verify_pdf
 
 from tests.signer.conftest import pdfsig
+from tests.signer.test_pdftail import corpus
 from tests.support.pdfs import make_pdf
 
 DOCUMENTS = {
     "1 page, xref table": lambda: make_pdf(1, xref_stream=False),
     "3 pages, xref stream": lambda: make_pdf(3),
+    "3 pages, xref stream, no /ID or /Info": lambda: make_pdf(3, info=False, document_id=False),
     "100 pages, xref table": lambda: make_pdf(100, xref_stream=False),
+    **{
+        name: (lambda name=name: corpus()[name])
+        for name in corpus()
+        if not name.startswith("pyHanko")
+    },
 }
 
 
@@ -171,3 +181,37 @@ def test_anything_but_the_plain_case_is_declined(
         engine.sign(make_pdf(1, password="secret"), issued, options)
     with pytest.raises(UnprocessableDocument, match="malformed"):
         engine.sign(b"%PDF-1.7\n garbage", issued, options)
+
+
+@pytest.mark.parametrize("name", list(corpus()))
+def test_the_tail_reader_changes_no_byte_of_the_seal(
+    signer_service: SignerService,
+    seal_serial: str,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """Same document, key, time and /ID either way: the same file but the signature value."""
+    document = corpus()[name]
+    issued = signer_service.ca.signing_material(seal_serial)
+    options = SignOptions(
+        certificate_serial=seal_serial, level="B-B", reason="payroll", location="Zürich"
+    )
+    engine = signer_service.engine
+    template = engine.template(issued, engine.ca.chain())
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    monkeypatch.setattr(fastpdf, "_now", lambda: when)
+
+    def sealed() -> bytes:
+        counter = itertools.count()
+        monkeypatch.setattr(fastpdf, "_random_id", lambda: bytes([next(counter)]) * 16)
+        output = io.BytesIO()
+        taken = fastpdf.seal(
+            io.BytesIO(document), output, issued, options, template, reserved_hex=16384, tsa=None
+        )
+        assert taken
+        return re.sub(rb"/Contents <[0-9a-f]+>", b"/Contents <>", output.getvalue())
+
+    assert pdftail.read(io.BytesIO(document)) is not None
+    from_the_tail = sealed()
+    monkeypatch.setattr(pdftail, "read", lambda source: None)
+    assert sealed() == from_the_tail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -262,6 +263,19 @@ def test_bad_input_gets_clear_errors(
     serial = issue("Careful Signer")
     garbage = sign_via_api(signer_client, b"%PDF-1.7 this is no pdf", serial)
     assert garbage.status_code == 422 and "malformed" in garbage.json()["detail"]
+    # A damaged xref stream (its compressed bytes flipped) and an /ID of numbers: both
+    # once escaped the readers as zlib/attribute errors; now clear 422s like the rest.
+    pdf = make_pdf()
+    start = pdf.rindex(b"stream\n") + len(b"stream\n")
+    damaged = pdf[:start] + bytes(b ^ 0x5A for b in pdf[start : start + 12]) + pdf[start + 12 :]
+    statuses = []
+    for bad in (damaged, re.sub(rb"/ID \[[^\]]*\]", b"/ID [ 1 2 ]", make_pdf(xref_stream=False))):
+        answer = sign_via_api(signer_client, bad, serial)
+        assert answer.status_code in (200, 422), answer.text  # never a 500
+        statuses.append(answer.status_code)
+        if answer.status_code == 422:
+            assert answer.json()["error"] == "unprocessable_document"
+    assert statuses == [422, 200]  # the /ID one is sealed by pyHanko's general flow
     not_pdf = sign_via_api(signer_client, b"<html></html>", serial)
     assert not_pdf.status_code == 422 and "not a PDF" in not_pdf.json()["detail"]
     assert (

@@ -16,6 +16,8 @@ def make_pdf(
     title: str = "Contract",
     xref_stream: bool = True,
     password: str | None = None,
+    info: bool = True,
+    document_id: bool = True,
 ) -> bytes:
     """A PDF with `pages` pages of text and, optionally, an incompressible attachment-sized
     stream of `padding_bytes` (to reach e.g. 20 MB).
@@ -23,8 +25,20 @@ def make_pdf(
     `xref_stream=False` writes a classic cross-reference table, which the peers'
     placeholder code (@signpdf/placeholder-plain) needs; benchmarks use it for every engine.
     `password` makes an AES-256 encrypted PDF (which the signer must refuse, clearly).
+    `info=False` / `document_id=False` leave /Info / /ID out of the trailer (older or
+    minimal generators do), for the seal writer's tests.
     """
     writer = PdfFileWriter(stream_xrefs=xref_stream)
+    if not (info and document_id):
+        populate = writer._populate_trailer
+
+        def trimmed(trailer: generic.DictionaryObject) -> None:
+            populate(trailer)
+            for key, kept in (("/Info", info), ("/ID", document_id)):
+                if not kept:
+                    trailer.pop(key, None)
+
+        writer._populate_trailer = trimmed  # type: ignore[method-assign]
     font = writer.add_object(
         generic.DictionaryObject(
             {

@@ -7,10 +7,13 @@ no form is always the same five objects: the signature dictionary, the
 signature field (an invisible widget), a new AcroForm, the catalog and the
 first page (to list the widget in its /Annots), then a cross-reference
 section in the style the file already uses and a trailer.  This module
-writes exactly that, with pyHanko's reader (the reference) to find the
-catalog and the page, and `CmsTemplate` for the signature.
+writes exactly that, and `CmsTemplate` the signature.  The facts it writes
+from (`pdftail.PlainDocument`) come from `pdftail.read`, which reads only the
+file's last cross-reference section and the three or four objects needed,
+and, for any file that reader does not accept, from pyHanko's reader
+(`read_with_pyhanko`, the reference both are tested against).
 
-It declines (returns None) whenever the document is anything but that plain
+It declines (returns False) whenever the document is anything but that plain
 case: an existing form or signature, DocMDP/permissions, encryption, an
 indirect /Annots array, a visible appearance, certification, prepared fields,
 an external TSA.  The caller then uses pyHanko's flow.  What it writes is
@@ -23,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zlib
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -30,8 +34,10 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from signet.common.contracts.signer import SignatureLevel, SignOptions
+from signet.signer import pdftail
 from signet.signer.ca import Issued
 from signet.signer.fastcms import CmsTemplate
+from signet.signer.pdftail import NotPlain, PlainDocument, plain
 from signet.signer.tsa import TimeStampAuthority
 
 _BYTE_RANGE_PLACEHOLDER = b"[0 0000000000 0000000000 0000000000]"
@@ -62,25 +68,47 @@ def _raw_copy(dictionary: generic.DictionaryObject) -> generic.DictionaryObject:
     )
 
 
-def _first_page(reader: PdfFileReader) -> tuple[generic.IndirectObject, generic.DictionaryObject]:
+def _first_page(reader: PdfFileReader) -> tuple[generic.PdfObject, generic.PdfObject]:
     node_ref = reader.root.raw_get("/Pages")
     for _ in range(64):  # a page tree deeper than this is not a plain document
         if not isinstance(node_ref, generic.IndirectObject):
-            raise _Declined
+            raise NotPlain
         node = node_ref.get_object()  # type: ignore[no-untyped-call]
         if not isinstance(node, generic.DictionaryObject):
-            raise _Declined
+            raise NotPlain
         if node.get("/Type") == "/Page":
             return node_ref, node
         kids = node.get("/Kids")
         if not isinstance(kids, generic.ArrayObject) or not kids:
-            raise _Declined
+            raise NotPlain
         node_ref = kids.raw_get(0)
-    raise _Declined
+    raise NotPlain
 
 
-class _Declined(Exception):
-    """Not the plain case; pyHanko's general flow signs this one."""
+def read_with_pyhanko(source: BinaryIO) -> PlainDocument:
+    """The facts for a seal as pyHanko's reader sees them: the reference for `pdftail.read`.
+
+    Used for every document `pdftail.read` does not accept; raises `NotPlain` (or
+    pyHanko's errors for a damaged file) when the direct writer must not seal it.
+    """
+    source.seek(0)
+    reader = PdfFileReader(source, strict=False)
+    if reader.encrypted:
+        raise NotPlain
+    trailer = reader.trailer_view
+    root = reader.root
+    if any(key in root for key in ("/AcroForm", "/Perms")):
+        raise NotPlain  # checked before walking the page tree, as it always was
+    page_ref, page = _first_page(reader)
+    return plain(
+        trailer,
+        root,
+        page_ref,
+        page,
+        document_id=reader.document_id[0] if "/ID" in trailer else None,
+        startxref=reader.last_startxref,
+        xref_stream=reader.has_xref_stream,
+    )
 
 
 def seal(
@@ -100,10 +128,11 @@ def seal(
     Nothing is written to `output` when the answer is False.
     """
     try:
-        plan = _plan(source, issued, options, reserved_hex)
-    except _Declined:
+        document = pdftail.read(source) or read_with_pyhanko(source)
+        plan = _plan(source, document, issued, options, reserved_hex)
+    except NotPlain:
         return False
-    except (PdfReadError, KeyError, IndexError, TypeError, ValueError):
+    except (PdfReadError, KeyError, IndexError, TypeError, ValueError, AttributeError, zlib.error):
         return False  # let pyHanko's flow produce the precise error for a damaged file
     digest = hashlib.new(template.digest_algorithm)
     learns_digest = isinstance(output, DigestedOutput) and output.tell() == 0
@@ -153,38 +182,30 @@ class _Plan:
         self.update, self.contents_start, self.contents_end = update, contents_start, contents_end
 
 
-def _plan(source: BinaryIO, issued: Issued, options: SignOptions, reserved_hex: int) -> _Plan:
+def _plan(
+    source: BinaryIO,
+    document: PlainDocument,
+    issued: Issued,
+    options: SignOptions,
+    reserved_hex: int,
+) -> _Plan:
     base = source.seek(0, io.SEEK_END)
     source.seek(max(base - 1, 0))
     needs_newline = source.read(1) not in (b"\n", b"\r")
-    source.seek(0)
-    reader = PdfFileReader(source, strict=False)
-    if reader.encrypted:
-        raise _Declined
-    root = reader.root
-    if any(key in root for key in ("/AcroForm", "/Perms")):
-        raise _Declined  # forms, earlier signatures, DocMDP: pyHanko's flow handles them
-    trailer = reader.trailer_view
-    root_ref = trailer.raw_get("/Root")
-    if not isinstance(root_ref, generic.IndirectObject):
-        raise _Declined
-    page_ref, page = _first_page(reader)
-    annots = page.raw_get("/Annots") if "/Annots" in page else generic.ArrayObject()
-    if not isinstance(annots, generic.ArrayObject):
-        raise _Declined  # an indirect /Annots array would need its own object rewritten
-    size = int(trailer["/Size"])
+    size = document.size
     sig_num, field_num, form_num = size, size + 1, size + 2
     xref_num = size + 3  # only used when the file's cross-references are a stream
     field_name = options.field_name or "Signature1"
+    root_ref, page_ref = document.root_ref, document.page_ref
 
-    new_root = _raw_copy(root)
-    new_root["/AcroForm"] = generic.IndirectObject(form_num, 0, reader)  # type: ignore[no-untyped-call]
-    new_page = _raw_copy(page)
+    new_root = _raw_copy(document.root)
+    new_root["/AcroForm"] = generic.IndirectObject(form_num, 0, None)  # type: ignore[no-untyped-call]
+    new_page = _raw_copy(document.page)
     new_page["/Annots"] = generic.ArrayObject(
-        [*annots, generic.IndirectObject(field_num, 0, reader)]  # type: ignore[no-untyped-call]
+        [*document.annots, generic.IndirectObject(field_num, 0, None)]  # type: ignore[no-untyped-call]
     )
     name = issued.certificate.subject.native.get("common_name", "")
-    when = datetime.now(UTC)
+    when = _now()
     signature_dict = b"".join(
         (
             b"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached",
@@ -206,7 +227,7 @@ def _plan(source: BinaryIO, issued: Issued, options: SignOptions, reserved_hex: 
             b"<< /Type /Annot /Subtype /Widget /FT /Sig /T ",
             _serialise(generic.TextStringObject(field_name)),
             b" /F 132 /Rect [0 0 0 0] /P ",
-            _ref(page_ref.idnum, page_ref.generation),
+            _ref(*page_ref),
             b" /V ",
             _ref(sig_num, 0),
             b" >>",
@@ -228,21 +249,17 @@ def _plan(source: BinaryIO, issued: Issued, options: SignOptions, reserved_hex: 
     add(sig_num, 0, signature_dict)
     add(field_num, 0, field_dict)
     add(form_num, 0, form_dict)
-    add(root_ref.idnum, root_ref.generation, _serialise(new_root))
-    add(page_ref.idnum, page_ref.generation, _serialise(new_page))
+    add(*root_ref, _serialise(new_root))
+    add(*page_ref, _serialise(new_page))
 
     # The first half of /ID identifies the document for life; the second this revision.
-    first_id = reader.document_id[0] if "/ID" in trailer else os.urandom(16)
-    ids = b"[<" + first_id.hex().encode() + b"> <" + os.urandom(16).hex().encode() + b">]"
-    info = trailer.raw_get("/Info") if "/Info" in trailer else None
-    trailer_entries = b"/Root " + _ref(root_ref.idnum, root_ref.generation)
-    if isinstance(info, generic.IndirectObject):
-        trailer_entries += b" /Info " + _ref(info.idnum, info.generation)
-    previous = reader.last_startxref
-    if previous is None:
-        raise _Declined
-    trailer_entries += b" /ID " + ids + b" /Prev %d" % previous
-    if reader.has_xref_stream:
+    first_id = document.document_id if document.document_id is not None else _random_id()
+    ids = b"[<" + first_id.hex().encode() + b"> <" + _random_id().hex().encode() + b">]"
+    trailer_entries = b"/Root " + _ref(*root_ref)
+    if document.info_ref is not None:
+        trailer_entries += b" /Info " + _ref(*document.info_ref)
+    trailer_entries += b" /ID " + ids + b" /Prev %d" % document.startxref
+    if document.xref_stream:
         start = _xref_stream(update, base, offsets, xref_num, trailer_entries)
     else:
         start = _xref_table(update, base, offsets, size + 3, trailer_entries)
@@ -257,11 +274,19 @@ def _plan(source: BinaryIO, issued: Issued, options: SignOptions, reserved_hex: 
     placeholder_at = update.index(_BYTE_RANGE_PLACEHOLDER, sig_at)
     rendered = ("[{} {} {} {}]".format(*byte_range)).encode()
     if len(rendered) > len(_BYTE_RANGE_PLACEHOLDER):
-        raise _Declined  # a file over 10 GB; pyHanko's flow can place it
+        raise NotPlain  # a file over 10 GB; pyHanko's flow can place it
     update[placeholder_at : placeholder_at + len(_BYTE_RANGE_PLACEHOLDER)] = rendered.ljust(
         len(_BYTE_RANGE_PLACEHOLDER)
     )
     return _Plan(update, contents_start, contents_end)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)  # a seam: the differential tests fix the time and the /ID
+
+
+def _random_id() -> bytes:
+    return os.urandom(16)
 
 
 def _ref(number: int, generation: int) -> bytes:
@@ -305,7 +330,7 @@ def _xref_stream(
         for n in sorted(entries)
     )
     if max(offset for offset, _ in entries.values()) >= 2**32:
-        raise _Declined
+        raise NotPlain
     out.extend(
         b"%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 2] /Index [%s] %s /Length %d >>\nstream\n"
         % (number, number + 1, index, trailer_entries, len(rows))
