@@ -155,23 +155,48 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     assert conditions_of(api, "acme")["Ready"]["status"] == "True"  # a warning, not an outage
     readiness.write_text(json.dumps(READY))
 
-    # A changed spec rolls out.
+    # From the trial to a vendor HSM and two signers: the change rolls out, the
+    # disruption budget switches from "eviction allowed" to "one stays up" (the merge
+    # patch clears the other field), and the SoftHSM init container goes away.
+    core.create_namespaced_secret(
+        NS,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hsm-pin", "namespace": NS},
+            "stringData": {"pin": "1234"},
+        },
+    )
+    vendor = {
+        "softhsm": False,
+        "moduleImage": "registry.example.com/luna-client:10.7",
+        "modulePath": "/usr/safenet/lunaclient/lib/libCryptoki2_64.so",
+        "pin": {"name": "hsm-pin", "key": "pin"},
+    }
     custom.patch_namespaced_custom_object(
-        "signet.dev", "v1alpha1", NS, "appliances", "acme", {"spec": {"storage": {"replicas": 3}}}
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "appliances",
+        "acme",
+        {"spec": {"hsm": vendor, "signer": {"replicas": 2}}},
     )
     wait_for(
-        "3 storage replicas",
-        lambda: apps.read_namespaced_deployment("acme-storage", NS).spec.replicas == 3,
+        "2 signer replicas",
+        lambda: apps.read_namespaced_deployment("acme-signer", NS).spec.replicas == 2,
     )
     policy = client.PolicyV1Api(api)
     wait_for(
-        "a budget keeping one storage pod up",
+        "a budget keeping one signer pod up",
         lambda: (
-            policy.read_namespaced_pod_disruption_budget("acme-storage", NS).spec.min_available == 1
+            policy.read_namespaced_pod_disruption_budget("acme-signer", NS).spec.min_available == 1
         ),
     )
-    budget = policy.read_namespaced_pod_disruption_budget("acme-storage", NS).spec
+    budget = policy.read_namespaced_pod_disruption_budget("acme-signer", NS).spec
     assert budget.max_unavailable is None  # the merge patch cleared the one-replica setting
+    signer_pod = apps.read_namespaced_deployment("acme-signer", NS).spec.template.spec
+    assert [c.name for c in signer_pod.init_containers] == ["hsm-module"]
+    assert apps.read_namespaced_deployment("acme-storage", NS).spec.strategy.type == "Recreate"
     wait_for(
         "observedGeneration 2",
         lambda: appliance(api, "acme")["status"].get("observedGeneration") == 2,

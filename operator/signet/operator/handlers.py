@@ -127,6 +127,10 @@ def apply(api: client.ApiClient, obj: dict[str, Any]) -> str:
     cleared = [f for f in desired.CLEARED_ON_PATCH.get(obj["kind"], ()) if f not in obj["spec"]]
     if cleared:
         obj = {**obj, "spec": {**obj["spec"], **dict.fromkeys(cleared)}}
+    strategy = obj["spec"].get("strategy") if obj["kind"] == "Deployment" else None
+    if strategy and strategy.get("type") == "Recreate":
+        # The API server defaults rollingUpdate and refuses it beside Recreate: clear it.
+        obj = {**obj, "spec": {**obj["spec"], "strategy": {**strategy, "rollingUpdate": None}}}
     getattr(typed, f"patch_namespaced_{snake}")(name, namespace, obj)
     return "updated"
 

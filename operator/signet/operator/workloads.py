@@ -184,7 +184,8 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
             }
         )
         mounts.append({"name": "s3", "mountPath": S3_DIR, "readOnly": True})
-    single_volume = component.name == "signer" and spec.hsm.softhsm
+    # Never two pods at once: the trial token's ReadWriteOnce volume; the ledger's one writer.
+    single_volume = (component.name == "signer" and spec.hsm.softhsm) or component.name == "storage"
     probe = {"httpGet": {"path": "/readyz", "port": component.port}, "periodSeconds": 10}
     return {
         "apiVersion": "apps/v1",
@@ -192,7 +193,6 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
         "metadata": {"name": full, "namespace": namespace, "labels": labels(name, component.name)},
         "spec": {
             "replicas": component.replicas(spec),
-            # One pod at a time on the trial token's ReadWriteOnce volume.
             "strategy": {"type": "Recreate" if single_volume else "RollingUpdate"},
             "selector": {"matchLabels": labels(name, component.name)},
             "template": {

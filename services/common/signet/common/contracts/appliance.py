@@ -60,6 +60,16 @@ class ComponentSpec(_Spec):
     resources: Resources = Field(default_factory=Resources)
 
 
+class StorageComponentSpec(ComponentSpec):
+    """One storage pod: every storage process appends to the evidence ledger, which has
+    exactly one writer (a second one finds its segment names taken and stops).  More
+    replicas need appends routed to the Lease holder, which is not built yet."""
+
+    replicas: int = Field(
+        default=1, ge=0, le=1, description="0 or 1: the evidence ledger has one writer"
+    )
+
+
 class HsmSpec(_Spec):
     """Where the PKCS#11 module comes from: the vendor's image, or SoftHSM for trials."""
 
@@ -162,7 +172,7 @@ class ApplianceSpec(_Spec):
         pattern=r"^https?://",
     )
     signer: ComponentSpec = Field(default_factory=ComponentSpec)
-    storage: ComponentSpec = Field(default_factory=lambda: ComponentSpec(replicas=1))
+    storage: StorageComponentSpec = Field(default_factory=StorageComponentSpec)
     portal: PortalSpec = Field(default_factory=PortalSpec)
     hsm: HsmSpec
     object_store: ObjectStoreSpec
