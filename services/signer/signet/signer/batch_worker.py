@@ -20,17 +20,9 @@ from dataclasses import dataclass
 from signet.common.contracts.signer import SignOptions
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.hsm import HsmUnavailable
-from signet.signer.batches import (
-    BatchStore,
-    Claim,
-    Outcome,
-    Unpublished,
-    file_sha256,
-    publish,
-    this_worker,
-    write_unpublished,
-)
+from signet.signer.batches import BatchStore, Claim, Outcome, this_worker
 from signet.signer.ca import Issued
+from signet.signer.durable import Unpublished, file_sha256, publish, write_unpublished
 from signet.signer.service import SignerService
 
 log = logging.getLogger(__name__)
