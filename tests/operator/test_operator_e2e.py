@@ -33,7 +33,7 @@ SPEC: dict[str, Any] = {
 
 
 def test_appliance_becomes_its_children_and_follows_readiness(
-    api: client.ApiClient, operator: OperatorProcess, readiness: Path
+    api: client.ApiClient, operator: OperatorProcess, readiness: Path, cluster: Cluster
 ) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.create_namespaced_secret(
@@ -224,15 +224,18 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     assert storage_pod().metadata.annotations["signet.dev/config-hash"] != hash_before
 
     # Three years of retention: refused with a clear condition and an Event, nothing changed.
+    # A real API server refuses it first, at admission (the CRD's minimum); the emulator
+    # validates no schema, so there the operator's own refusal is what is shown.
     before = apps.read_namespaced_deployment("acme-storage", NS).spec.template.metadata.annotations
-    custom.patch_namespaced_custom_object(
-        "signet.dev",
-        "v1alpha1",
-        NS,
-        "appliances",
-        "acme",
-        {"spec": {"objectStore": {"retentionYears": 3}}},
-    )
+    short = {"spec": {"objectStore": {"retentionYears": 3}}}
+    if cluster.real:
+        with pytest.raises(client.ApiException) as admission:
+            custom.patch_namespaced_custom_object(
+                "signet.dev", "v1alpha1", NS, "appliances", "acme", short
+            )
+        assert admission.value.status == 422 and "retentionYears" in str(admission.value.body)
+        return
+    custom.patch_namespaced_custom_object("signet.dev", "v1alpha1", NS, "appliances", "acme", short)
     refused = wait_for(
         "InvalidSpec",
         lambda: conditions_of(api, "acme").get("Ready", {}).get("reason") == "InvalidSpec",
@@ -320,7 +323,13 @@ def test_signing_policy_is_versioned_distributed_and_withdrawn(
     assert _published(core)["sales.json"]["version"] == 1  # the other key is untouched
 
     custom.patch_namespaced_custom_object(
-        "signet.dev", "v1alpha1", NS, "signingpolicies", "hr", {"spec": {"retentionYears": 2}}
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "signingpolicies",
+        "hr",
+        # a rule only the model knows (a real API server would refuse retention < 5 itself)
+        {"spec": {"deadlineDays": 5, "linkValidityDays": 14}},
     )
     wait_for(
         "the policy refused",
@@ -397,4 +406,5 @@ def test_operator_serves_health_and_metrics(operator: OperatorProcess) -> None:
         assert line in metrics, outcome
         value = float(metrics.split(line, 1)[1].split()[0])
         assert value >= 1, (outcome, value)
-    assert 'signet_operator_appliance_ready{appliance="acme"}' in metrics
+    ready = metrics.split('signet_operator_appliance_ready{appliance="acme"}', 1)[1].split()[0]
+    assert float(ready) == 0  # acme ended refused (InvalidSpec): not ready

@@ -12,6 +12,8 @@ place, what a real API server does and the operator relies on:
 - the core group's discovery document (kmock answers ``groupVersion: "/v1"``),
   a server version the chart accepts (kmock says 1.26), and errors with the
   machine-readable reasons clients test (``AlreadyExists``, ``NotFound``);
+- a Secret's ``stringData`` stored as base64 ``data``, as the API server does;
+- strategic merge patches refused (415): kmock would apply them as plain merges;
 - replace (``PUT`` on a named object), which kmock does not serve at all, with
   the API server's optimistic concurrency: a body whose
   ``metadata.resourceVersion`` is not the stored one is refused with 409
@@ -31,6 +33,7 @@ themselves: readiness is simulated).
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import threading
 import uuid
@@ -120,6 +123,12 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             self._serving.discard(id(request))
 
     async def _handle_request(self, request: rendering.Request) -> Any:
+        if request.method == kmock.method.PATCH and "strategic-merge-patch" in str(
+            request.headers.get("Content-Type", "")
+        ):
+            # kmock merges every patch as RFC 7386; a strategic merge (lists merged by key)
+            # would silently mean something else here, so it is refused, not faked.
+            return _status(415, "UnsupportedMediaType", "strategic merge patch", request)
         if request.resource is not None:
             plural = request.resource.plural
             if request.subresource:
@@ -143,6 +152,12 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 meta.setdefault("generation", 1)
                 meta.setdefault("creationTimestamp", now)
                 meta["resourceVersion"] = str(next(self._versions))
+                string_data = request.data.pop("stringData", None)
+                if string_data:  # the API server stores stringData as base64 `data`
+                    encoded = {
+                        k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()
+                    }
+                    request.data["data"] = {**request.data.get("data", {}), **encoded}
             elif request.action == kmock.action.UPDATE and request.name is not None:
                 key = (request.resource, request.namespace, request.name)
                 # kmock's ObjectsArray has no .get()

@@ -110,7 +110,7 @@ def _secret_has(core: client.CoreV1Api, namespace: str, name: str, key: str) -> 
         if exc.status == 404:
             return False
         raise
-    return key in (secret.data or {}) or key in (secret.string_data or {})
+    return key in (secret.data or {})  # the API server returns stringData as data
 
 
 def apply(api: client.ApiClient, obj: dict[str, Any]) -> str:
@@ -131,7 +131,12 @@ def apply(api: client.ApiClient, obj: dict[str, Any]) -> str:
     if strategy and strategy.get("type") == "Recreate":
         # The API server defaults rollingUpdate and refuses it beside Recreate: clear it.
         obj = {**obj, "spec": {**obj["spec"], "strategy": {**strategy, "rollingUpdate": None}}}
-    getattr(typed, f"patch_namespaced_{snake}")(name, namespace, obj)
+    # A JSON merge patch (RFC 7386), not the client's default strategic merge: lists
+    # (containers, volumes, env) are replaced whole, so what the spec no longer asks
+    # for (a SoftHSM init container, its volume) goes away instead of lingering.
+    getattr(typed, f"patch_namespaced_{snake}")(
+        name, namespace, obj, _content_type="application/merge-patch+json"
+    )
     return "updated"
 
 
@@ -176,7 +181,37 @@ def reconcile(
     body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, announce: bool = True
 ) -> None:
     """Apply the children and refresh the status.  `announce`: post Events for refusals
-    (on changes; the periodic timer stays quiet rather than repeat them every tick)."""
+    (on changes; the periodic timer stays quiet rather than repeat them every tick).
+
+    The API server refusing an object (403 from RBAC, 422 from admission) is a
+    condition and an Event, never a silent retry loop; the timer tries again.
+    """
+    name = body["metadata"]["name"]
+    try:
+        _reconcile(body, patch, logger, announce=announce)
+    except ApiException as exc:
+        RECONCILES.labels("apply_failed").inc()
+        READY.labels(name).set(0)
+        message = f"the API server answered {exc.status} {exc.reason}: {_api_message(exc)}"
+        previous = list(body.get("status", {}).get("conditions", []))
+        was: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
+        if announce or was.get("reason") != "ApplyFailed":
+            kopf.warn(body, reason="ApplyFailed", message=message)
+        patch.status["conditions"] = merge_transitions(
+            previous,
+            [{"type": "Ready", "status": "False", "reason": "ApplyFailed", "message": message}],
+            datetime.now(UTC).isoformat(),
+        )
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message", ""))[:500]
+    except ValueError:
+        return ""
+
+
+def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, announce: bool) -> None:
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     previous = list(body.get("status", {}).get("conditions", []))
     now = datetime.now(UTC).isoformat()
@@ -184,6 +219,7 @@ def reconcile(
     spec, problem = parse_spec(dict(body.get("spec", {})))
     if spec is None:
         RECONCILES.labels("invalid_spec").inc()
+        READY.labels(name).set(0)
         if announce:
             kopf.warn(body, reason="InvalidSpec", message=problem)
         patch.status["conditions"] = merge_transitions(previous, invalid_spec(problem), now)
@@ -197,6 +233,7 @@ def reconcile(
         ]
         if missing:
             RECONCILES.labels("secret_missing").inc()
+            READY.labels(name).set(0)
             if announce:
                 kopf.warn(body, reason="SecretMissing", message="missing: " + ", ".join(missing))
             patch.status["conditions"] = merge_transitions(previous, missing_secrets(missing), now)
@@ -302,6 +339,7 @@ def _policies_patch(namespace: str, data: dict[str, str | None]) -> None:
                 desired.POLICIES_CONFIG_MAP,
                 namespace,
                 {"data": data},  # a plain dict is a valid body
+                _content_type="application/merge-patch+json",  # null removes a key
             )
             return
         except ApiException as exc:

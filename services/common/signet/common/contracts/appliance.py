@@ -21,6 +21,8 @@ from signet.common.contracts.signer import SignatureLevel
 from signet.common.contracts.storage import MINIMUM_RETENTION_YEARS
 
 GROUP = "signet.dev"
+#: A host name or address, optionally with a port: what NetworkPolicies are built from.
+HOST_PORT = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
 VERSION = "v1alpha1"
 
 DnsLabel = Annotated[
@@ -106,6 +108,8 @@ class HsmSpec(_Spec):
     pin: SecretRef | None = Field(default=None, description="Secret key holding the user PIN")
     endpoint: str | None = Field(
         default=None,
+        max_length=253,
+        pattern=HOST_PORT,
         description="host:port of a network HSM; the NetworkPolicy lets only the signer reach it",
     )
 
@@ -125,7 +129,12 @@ class HsmSpec(_Spec):
 class ObjectStoreSpec(_Spec):
     """An existing MinIO (or other S3 with Object Lock); the operator never touches its data."""
 
-    endpoint: str = Field(min_length=1, description="host:port of the S3 endpoint")
+    endpoint: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=HOST_PORT,
+        description="host:port of the S3 endpoint (no scheme: see `secure`)",
+    )
     bucket: str = Field(default="signet", min_length=3, max_length=63)
     secure: bool = True
     access_key: SecretRef
@@ -302,7 +311,8 @@ class SigningPolicySpec(_Spec):
     )
     timestamp_authority: str | None = Field(
         default=None,
-        pattern=r"^https?://",
+        # no user:password@ in the URL: policies are published in a ConfigMap and Events
+        pattern=r"^https?://[^@/\s]+(/\S*)?$",
         description="an external RFC 3161 TSA URL; absent: the appliance's own TSA",
     )
     retention_years: RetentionYears = 10
