@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,32 @@ def reconcile(
     condition and an Event, never a silent retry loop; the timer tries again.
     """
     name = body["metadata"]["name"]
+    # The timer and the change handlers run in different threads: one reconcile of an
+    # Appliance at a time, so a tick that read the old spec cannot undo a newer one.
+    key = str(body["metadata"].get("uid", name))
+    generation = int(body["metadata"].get("generation") or 0)
+    with _lock_for(key):
+        if generation < _NEWEST.get(key, 0):
+            logger.debug("skipping a reconcile of generation %d: a newer one ran", generation)
+            return
+        _NEWEST[key] = generation
+        _reconcile_reporting(body, patch, logger, name, announce=announce)
+
+
+#: The newest generation reconciled per Appliance (uid), guarded by that Appliance's lock.
+_NEWEST: dict[str, int] = {}
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(key: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
+
+
+def _reconcile_reporting(
+    body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, name: str, *, announce: bool
+) -> None:
     try:
         _reconcile(body, patch, logger, announce=announce)
     except ApiException as exc:

@@ -16,6 +16,7 @@ from signet.signer.api import batches, certificates, pki, seals, signing
 from signet.signer.batch_worker import BatchWorker
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
+from sqlalchemy.exc import SQLAlchemyError
 
 
 def create_app(
@@ -77,6 +78,15 @@ def create_app(
         except SignetError as exc:
             return JSONResponse(
                 {"status": "unavailable", "error": exc.code, "reason": exc.detail},
+                status_code=503,
+            )
+        except SQLAlchemyError as exc:  # the registry's database: say so, not a bare 500
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "error": "database_unavailable",
+                    "reason": str(exc.__class__.__name__),
+                },
                 status_code=503,
             )
         current = policies.current()
