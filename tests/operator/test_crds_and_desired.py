@@ -360,4 +360,3 @@ def test_softhsm_trial_is_one_signer_on_a_token_volume(tmp_path: Path) -> None:
     first = run()
     assert "Label:            signet" in first
     assert run() == first  # same token, same serial: not initialised again
-
