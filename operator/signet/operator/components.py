@@ -58,10 +58,8 @@ def _signer_env(name: str, spec: ApplianceSpec) -> list[Manifest]:
         {"name": "SIGNET_SIGNER_ORGANIZATION", "value": spec.organization},
         {"name": "SIGNET_SIGNER_HOST", "value": "0.0.0.0"},  # noqa: S104 - pod network
     ]
-    if spec.database is not None:
-        env.append(
-            secret_env("SIGNET_SIGNER_DATABASE_URL", spec.database.url.name, spec.database.url.key)
-        )
+    database = spec.database.url
+    env.append(secret_env("SIGNET_SIGNER_DATABASE_URL", database.name, database.key))
     return env
 
 

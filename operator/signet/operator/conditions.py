@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from signet.common.contracts.appliance import ApplianceSpec
+from signet.common.errors import summarize_validation
 from signet.operator.desired import COMPONENTS
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -42,10 +43,7 @@ def parse_spec(raw: dict[str, Any]) -> tuple[ApplianceSpec | None, str]:
     try:
         return ApplianceSpec.model_validate(raw), ""
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        ]
-        return None, "; ".join(problems)
+        return None, summarize_validation(exc.errors())
 
 
 def invalid_spec(message: str) -> list[dict[str, str]]:

@@ -44,8 +44,7 @@ def referenced_secrets(spec: ApplianceSpec) -> list[tuple[str, str]]:
     refs.append((spec.object_store.secret_key.name, spec.object_store.secret_key.key))
     if spec.hsm.pin is not None:
         refs.append((spec.hsm.pin.name, spec.hsm.pin.key))
-    if spec.database is not None:
-        refs.append((spec.database.url.name, spec.database.url.key))
+    refs.append((spec.database.url.name, spec.database.url.key))
     return refs
 
 
@@ -67,8 +66,7 @@ def _network_policy(
         if spec.hsm.endpoint:  # a network HSM: only the signer may leave for it
             port = int(spec.hsm.endpoint.rsplit(":", 1)[1]) if ":" in spec.hsm.endpoint else 1792
             egress.append({"ports": [{"protocol": "TCP", "port": port}]})
-        if spec.database is not None:
-            egress.append({"ports": [{"protocol": "TCP", "port": 5432}]})
+        egress.append({"ports": [{"protocol": "TCP", "port": 5432}]})  # PostgreSQL
     if component.name == "storage":
         endpoint = spec.object_store.endpoint
         port = (

@@ -26,7 +26,9 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
 from signet.common.contracts.appliance import SigningPolicySpec
+from signet.common.errors import summarize_validation
 from signet.operator import desired
 from signet.operator.conditions import (
     Readiness,
@@ -400,13 +402,13 @@ def policy_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     previous = list(body.get("status", {}).get("conditions", []))
     try:
         spec = SigningPolicySpec.model_validate(dict(body.get("spec", {})))
-    except ValueError as exc:
-        message = str(exc).splitlines()[0] if str(exc) else "invalid"
-        kopf.warn(body, reason="PolicyRefused", message=str(exc))
+    except ValidationError as exc:
+        message = summarize_validation(exc.errors())
+        kopf.warn(body, reason="PolicyRefused", message=message)
         patch.status["conditions"] = merge_transitions(
             previous,
             [
-                {"type": "Accepted", "status": "False", "reason": "Invalid", "message": str(exc)},
+                {"type": "Accepted", "status": "False", "reason": "Invalid", "message": message},
                 {
                     "type": "Applied",
                     "status": "False",

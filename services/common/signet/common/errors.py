@@ -8,6 +8,9 @@ callers and admins, so they must never contain secrets (PINs, tokens, keys).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 
 class SignetError(Exception):
     """Base of all expected failures; anything else is a bug (HTTP 500)."""
@@ -66,3 +69,14 @@ class ServiceUnavailable(SignetError):
 
     status_code = 503
     code = "service_unavailable"
+
+
+def summarize_validation(errors: Iterable[Mapping[str, Any]], default: str = "spec") -> str:
+    """pydantic's errors as one line an admin can act on: ``field.path: what is wrong; …``.
+
+    Never pydantic's own text, which echoes the input (``input_value=…``) and a URL:
+    these messages land in status conditions, Events and HTTP answers.
+    """
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or default}: {error['msg']}" for error in errors
+    )

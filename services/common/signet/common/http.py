@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import SecretStr
 from signet.common import metrics
-from signet.common.errors import SignetError, Unauthorized
+from signet.common.errors import SignetError, Unauthorized, summarize_validation
 from starlette.background import BackgroundTask
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         return JSONResponse(
-            {"error": "invalid_request", "detail": "; ".join(problems)}, status_code=422
+            {"error": "invalid_request", "detail": summarize_validation(exc.errors())},
+            status_code=422,
         )
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 from signet.common.contracts.appliance import SigningPolicySpec
-from signet.common.errors import NotFound
+from signet.common.errors import NotFound, summarize_validation
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,7 @@ def parse_policy(raw: bytes, source: str) -> LoadedPolicy:
     try:
         spec = SigningPolicySpec.model_validate(document.get("spec") or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'spec'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise PolicyError(f"{source}: {problems}") from exc
+        raise PolicyError(f"{source}: {summarize_validation(exc.errors())}") from exc
     return LoadedPolicy(name, version, spec, hashlib.sha256(raw).hexdigest(), source)
 
 

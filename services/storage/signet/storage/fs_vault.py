@@ -28,18 +28,18 @@ from signet.storage.vault import (
     ObjectNotFound,
     RetentionViolation,
     Upload,
+    Vault,
     VaultStatus,
     check_record_name,
     check_sha256,
     now,
     read_in_thread,
-    received,
     retention_years_checked,
     years_from,
 )
 
 
-class FilesystemVault:
+class FilesystemVault(Vault):
     def __init__(self, root: Path, retention_years: int) -> None:
         self.root = root
         self.retention_years = retention_years_checked(retention_years)
@@ -59,20 +59,6 @@ class FilesystemVault:
 
     def _meta(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / f"{sha256}.json"
-
-    def put(
-        self,
-        stream: BinaryIO,
-        *,
-        content_type: str,
-        kind: ObjectKind,
-        envelope_id: str | None = None,
-        limit: int | None = None,
-    ) -> tuple[ObjectInfo, bool]:
-        with received(stream, self.staging, limit=limit) as buffer:
-            return self.put_upload(
-                buffer.finish(), content_type=content_type, kind=kind, envelope_id=envelope_id
-            )
 
     def put_upload(
         self,

@@ -29,7 +29,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 import anyio.to_thread
 import urllib3
@@ -53,12 +53,12 @@ from signet.storage.vault import (
     ObjectNotFound,
     RetentionViolation,
     Upload,
+    Vault,
     VaultMisconfigured,
     VaultStatus,
     check_record_name,
     check_sha256,
     now,
-    received,
     retention_years_checked,
     years_from,
 )
@@ -73,7 +73,7 @@ PART_SIZE = 8 * 1024 * 1024
 _PROBE = "probes/if-none-match"
 
 
-class S3Vault:
+class S3Vault(Vault):
     def __init__(
         self,
         *,
@@ -170,20 +170,6 @@ class S3Vault:
         return VaultStatus("s3", str(config.mode), years)
 
     # -- objects ---------------------------------------------------------------------------
-
-    def put(
-        self,
-        stream: BinaryIO,
-        *,
-        content_type: str,
-        kind: ObjectKind,
-        envelope_id: str | None = None,
-        limit: int | None = None,
-    ) -> tuple[ObjectInfo, bool]:
-        with received(stream, self.staging, limit=limit) as buffer:
-            return self.put_upload(
-                buffer.finish(), content_type=content_type, kind=kind, envelope_id=envelope_id
-            )
 
     def put_upload(
         self,

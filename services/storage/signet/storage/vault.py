@@ -233,8 +233,15 @@ class Vault(Protocol):
         envelope_id: str | None = None,
         limit: int | None = None,
     ) -> tuple[ObjectInfo, bool]:
-        """Store the bytes of `stream`; returns (info, created).  Idempotent by content."""
-        ...
+        """Store the bytes of `stream`; returns (info, created).  Idempotent by content.
+
+        Shared by every vault (they subclass this protocol): receive and hash the
+        stream on `staging`, then `put_upload`.
+        """
+        with received(stream, self.staging, limit=limit) as buffer:
+            return self.put_upload(
+                buffer.finish(), content_type=content_type, kind=kind, envelope_id=envelope_id
+            )
 
     def put_upload(
         self,
