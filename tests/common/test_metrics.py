@@ -132,3 +132,27 @@ def test_a_shared_gauge_shows_on_metrics(client: TestClient) -> None:
     size = metrics.gauge("signet_test_ledger_size", "Leaves in a test ledger.")
     size.set(1234)
     assert _scrape(client).value("signet_test_ledger_size") == 1234
+
+
+def test_the_metrics_port_serves_metrics_and_nothing_else(client: TestClient) -> None:
+    """The port the cluster's scraper may reach: no API route, no health, no other verb."""
+    import httpx
+
+    from tests.conftest import free_port
+
+    assert client.get("/v1/items/counted").status_code == 200
+    port = free_port()
+    with metrics.serve_metrics("127.0.0.1", port):
+        url = f"http://127.0.0.1:{port}"
+        answer = httpx.get(f"{url}/metrics", timeout=5)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain")
+        scrape = Scrape(answer.text)  # the same registry as the service's own /metrics
+        assert scrape.value("signet_http_requests_total", route="/v1/items/{item_id}") >= 1
+        for path in ("/v1/items/counted", "/healthz", "/readyz", "/", "/metrics/../v1/items/x"):
+            assert httpx.get(f"{url}{path}", timeout=5).status_code == 404, path
+        assert httpx.post(f"{url}/metrics", timeout=5).status_code == 501
+    with pytest.raises(httpx.ConnectError):  # closed with the block
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    with metrics.serve_metrics("127.0.0.1", None) as nothing:
+        assert nothing is None

@@ -45,6 +45,16 @@ def test_values_schema_accepts_the_defaults_and_refuses_short_retention() -> Non
     values["appliance"]["spec"]["objectStore"]["retentionYears"] = 10
     values["appliance"]["spec"]["objectStore"]["secretKey"] = "inline-secret"
     assert list(jsonschema.Draft7Validator(schema).iter_errors(values))
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    scraper = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    values["appliance"]["spec"]["metrics"] = {"scraper": scraper}
+    jsonschema.Draft7Validator(schema).validate(values)
+    for typo in ({"scrapers": scraper}, {"scraper": {"podSelectors": {}}}, {"scraper": {}}):
+        values["appliance"]["spec"]["metrics"] = typo
+        assert list(jsonschema.Draft7Validator(schema).iter_errors(values)), typo
 
 
 def test_chart_refuses_short_retention_at_render_time() -> None:
@@ -104,4 +114,4 @@ def test_component_commands_exist_in_the_cli() -> None:
             timeout=60,
         )
         assert result.returncode == 0, (component.name, result.stderr)
-        assert "--port" in result.stdout
+        assert "--port" in result.stdout and "--metrics-port" in result.stdout

@@ -26,6 +26,7 @@ from signet.operator.desired import (
     COMPONENTS,
     config_hash,
     desired_objects,
+    labels,
     referenced_secrets,
     service_token_secret,
 )
@@ -163,6 +164,22 @@ def test_every_child_is_valid_kubernetes_and_locked_down(raw: dict[str, Any]) ->
             if name.endswith(secret_like):  # secrets come from Secrets, never inline
                 assert "valueFrom" in variable, name
         assert "signet.dev/config-hash" in deployment["spec"]["template"]["metadata"]["annotations"]
+        # The metrics port: named on the container, passed to `serve`, behind the Service.
+        component = next(
+            c for c in COMPONENTS if deployment["metadata"]["name"] == f"acme-{c.name}"
+        )
+        container = pod["containers"][0]
+        assert {"name": "metrics", "containerPort": component.metrics_port} in container["ports"]
+        assert container["args"][-2:] == ["--metrics-port", str(component.metrics_port)]
+        service = next(
+            o
+            for o in objects
+            if o["kind"] == "Service" and o["metadata"]["name"] == deployment["metadata"]["name"]
+        )
+        assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+            "http": component.port,
+            "metrics": component.metrics_port,
+        }
     signer = next(
         o for o in objects if o["metadata"]["name"] == "acme-signer" and o["kind"] == "Deployment"
     )
@@ -186,8 +203,17 @@ def test_every_child_is_valid_kubernetes_and_locked_down(raw: dict[str, Any]) ->
     assert "maxUnavailable" in budgets["acme-storage"]
 
 
-def test_network_policies_follow_the_trust_boundaries() -> None:
-    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+SCRAPER: dict[str, Any] = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+@pytest.mark.parametrize("scraper", [None, SCRAPER], ids=["no-scraper", "scraper"])
+def test_network_policies_follow_the_trust_boundaries(scraper: dict[str, Any] | None) -> None:
+    spec = ApplianceSpec.model_validate(
+        {**VENDOR_SPEC, "metrics": {"scraper": scraper}} if scraper else VENDOR_SPEC
+    )
     policies = {
         o["metadata"]["name"]: o["spec"]
         for o in desired_objects("acme", "ns", spec)
@@ -198,10 +224,44 @@ def test_network_policies_follow_the_trust_boundaries() -> None:
     storage_ports = {p["port"] for rule in storage["egress"] for p in rule.get("ports", [])}
     assert 1792 in signer_ports and 1792 not in storage_ports  # only the signer reaches the HSM
     assert 9000 in storage_ports and 9000 not in signer_ports  # only storage reaches MinIO
-    for policy in (signer, storage):  # neither accepts traffic from outside the namespace
-        sources = [s for rule in policy["ingress"] for s in rule["from"]]
-        assert all("namespaceSelector" not in s for s in sources)
+    for component in (c for c in COMPONENTS if c.installed):
+        policy = policies[f"acme-{component.name}"]
+        opened: dict[int, list[dict[str, Any]]] = {}
+        for rule in policy["ingress"]:  # a rule admits each of its sources to each port
+            for port in rule["ports"]:
+                opened.setdefault(port["port"], []).extend(rule["from"])
+        assert set(opened) <= {component.port, component.metrics_port}
+        # The API port: the peers and the operator, from this namespace, and no one else;
+        # in particular not the scraper, which reaches the metrics port alone.
+        peers = [{"podSelector": {"matchLabels": labels("acme", c)}} for c in component.callers]
+        operator = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "signet-operator"}}}
+        assert opened[component.port] == [*peers, operator]
+        assert all("namespaceSelector" not in source for source in opened[component.port])
+        if scraper is None:
+            assert component.metrics_port not in opened  # nobody named: nobody admitted
+        else:
+            assert opened[component.metrics_port] == [SCRAPER]
     assert next(c for c in COMPONENTS if c.name == "portal").public
+
+
+def test_a_scraper_needs_a_selector_and_valid_labels() -> None:
+    with pytest.raises(ValidationError, match="namespaceSelector, podSelector"):
+        ApplianceSpec.model_validate({**VENDOR_SPEC, "metrics": {"scraper": {}}})
+    with pytest.raises(ValidationError, match="label key"):
+        ApplianceSpec.model_validate(
+            {**VENDOR_SPEC, "metrics": {"scraper": {"podSelector": {"matchLabels": {"a b": "x"}}}}}
+        )
+    # The CRD keeps the label maps (a map without a value schema would be pruned to {})
+    # and checks their values at admission.
+    validator = jsonschema.Draft202012Validator(_schema("appliances.signet.dev.yaml"))
+    assert not list(
+        validator.iter_errors({"spec": {**VENDOR_SPEC, "metrics": {"scraper": SCRAPER}}})
+    )
+    selector = _schema("appliances.signet.dev.yaml")["properties"]["spec"]["properties"]["metrics"]
+    labels_schema = selector["properties"]["scraper"]["properties"]["podSelector"]["properties"]
+    assert labels_schema["matchLabels"]["additionalProperties"]["type"] == "string"
+    bad_value = {"podSelector": {"matchLabels": {"app": "not a label value"}}}
+    assert list(validator.iter_errors({"spec": {**VENDOR_SPEC, "metrics": {"scraper": bad_value}}}))
 
 
 def test_config_hash_rolls_out_changes_and_only_changes() -> None:

@@ -101,6 +101,13 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         core.list_namespaced_service(NS).items,
     ):
         assert kind_list and all(o.metadata.owner_references[0].uid == owner_uid for o in kind_list)
+    # Prometheus has its own port on every service, behind the Service and in the pod.
+    for component in ("signer", "storage"):
+        ports = {
+            p.name: p.port for p in core.read_namespaced_service(f"acme-{component}", NS).spec.ports
+        }
+        assert set(ports) == {"http", "metrics"}, ports
+    assert signer.spec.template.spec.containers[0].args[-2] == "--metrics-port"
 
     ready = wait_for(
         "Ready=True", lambda: conditions_of(api, "acme").get("Ready", {}).get("status") == "True"

@@ -164,6 +164,10 @@ def test_metrics_reveal_no_secrets(
     assert signed.status_code == 200
     text = _scrape(signer_url).text
     assert "signet_signatures_total" in text
+    port = free_port()
+    with metrics.serve_metrics("127.0.0.1", port):  # what the cluster's scraper reaches
+        on_metrics_port = _scrape(f"http://127.0.0.1:{port}").text
+    assert "signet_signatures_total" in on_metrics_port
     for secret in (
         SERVICE_TOKEN,
         dev_token.config.pin.get_secret_value(),
@@ -174,6 +178,7 @@ def test_metrics_reveal_no_secrets(
         hashlib.sha256(signed.content).hexdigest(),
     ):
         assert secret not in text
+        assert secret not in on_metrics_port
 
 
 def test_hsm_faults_are_counted_by_operation(
@@ -295,7 +300,9 @@ def _served_per_worker(directory: Path, work: Path) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_two_workers_add_up(two_workers: tuple[str, Path], tmp_path: Path) -> None:
+def test_two_workers_add_up(
+    two_workers: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, directory = two_workers
     headers = {"content-type": "application/timestamp-query"}
 
@@ -326,3 +333,9 @@ def test_two_workers_add_up(two_workers: tuple[str, Path], tmp_path: Path) -> No
         scrape = settled(lambda: _scrape(url), lambda s: counted(s) == (sent, sent))
         assert counted(scrape) == (sent, sent)
     assert sum(_served_per_worker(directory, tmp_path).values()) == sent
+    # The metrics port is served by the process supervising the workers (`signet signer
+    # serve`), which shares their directory and answers with the same sum.
+    port = free_port()
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
+    with metrics.serve_metrics("127.0.0.1", port):
+        assert counted(_scrape(f"http://127.0.0.1:{port}")) == (sent, sent)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -13,7 +17,7 @@ from signet.storage.app import create_app
 from signet.storage.config import StorageSettings
 
 from tests.common.test_metrics import Scrape
-from tests.conftest import SERVICE_TOKEN
+from tests.conftest import SERVICE_TOKEN, free_port
 
 
 @pytest.fixture
@@ -62,3 +66,44 @@ def test_storage_counts_writes_and_ledger_events(storage: TestClient) -> None:
     assert after.value("signet_ledger_size") == 3  # this service's fresh ledger
     assert delta("signet_http_requests_total", route="/v1/objects/{sha256}", status="200") == 1
     assert sha not in after.text  # hashes are never labels
+
+
+def test_storage_serve_answers_prometheus_on_its_own_port(tmp_path: Path) -> None:
+    """`signet storage serve --metrics-port` (the operator's pod command): that port serves
+    /metrics and nothing else, and the API port keeps its own /metrics."""
+    api, scrape_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNET_", "PROMETHEUS_"))}
+    env |= {"SIGNET_HOME": str(tmp_path), "SIGNET_STORAGE_TREE_HEAD_INTERVAL": "0"}
+    command = [sys.executable, "-m", "signet.cli", "storage", "serve", "--port", str(api)]
+    process = subprocess.Popen(
+        [*command, "--metrics-port", str(scrape_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base, metrics_url = f"http://127.0.0.1:{api}", f"http://127.0.0.1:{scrape_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "storage serve exited"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "storage serve did not start"
+            time.sleep(0.2)
+        scraped = httpx.get(f"{metrics_url}/metrics", timeout=5)
+        assert scraped.status_code == 200
+        assert Scrape(scraped.text).value("signet_ledger_size") == 0
+        assert "signet_http_requests_total" in scraped.text
+        for path in ("/v1/ledger/tree-head", "/v1/objects", "/readyz", "/healthz", "/docs"):
+            assert httpx.get(f"{metrics_url}{path}", timeout=5).status_code == 404, path
+        assert httpx.get(f"{base}/metrics", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/v1/ledger/tree-head", timeout=5).status_code == 401
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -108,17 +108,24 @@ def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
     workers: Annotated[int, typer.Option(help="worker processes (use the cores)")] = 1,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="also serve only /metrics on this port (Prometheus)")
+    ] = None,
 ) -> None:
     """Run the signer's HTTP API (uvicorn)."""
     import os
 
     import uvicorn
-    from signet.common.metrics import multiprocess_environment
+    from signet.common.metrics import multiprocess_environment, serve_metrics
 
     settings = embedded.signer_settings()
     os.environ.update(embedded.child_environment(settings))
-    # Several workers share one /metrics directory (signet.common.metrics).
-    with multiprocess_environment("signer", workers) as metrics_env:
+    # Several workers share one /metrics directory (signet.common.metrics); the metrics
+    # port is served here, in the process that supervises them, and sums them all.
+    with (
+        multiprocess_environment("signer", workers) as metrics_env,
+        serve_metrics(host or settings.host, metrics_port or settings.metrics_port),
+    ):
         os.environ.update(metrics_env)
         uvicorn.run(
             "signet.signer.app:create_app",

@@ -23,21 +23,26 @@ err = Console(stderr=True)
 def serve(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="also serve only /metrics on this port (Prometheus)")
+    ] = None,
 ) -> None:
     """Run the storage API (one process: the ledger has exactly one writer)."""
     import os
 
     import uvicorn
+    from signet.common.metrics import serve_metrics
 
     settings = embedded.storage_settings()
     os.environ.update(embedded.storage_environment(settings))
-    uvicorn.run(
-        "signet.storage.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level="warning",
-    )
+    with serve_metrics(host or settings.host, metrics_port or settings.metrics_port):
+        uvicorn.run(
+            "signet.storage.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="warning",
+        )
 
 
 @storage_app.command("scrub")

@@ -29,7 +29,10 @@ OPERATOR_LABELS = {"app.kubernetes.io/name": "signet-operator"}
 @dataclass(frozen=True)
 class Component:
     name: str
+    #: the API (and /readyz, /healthz): peers and the operator only
     port: int
+    #: `/metrics` alone, for the scraper the Appliance names (`spec.metrics.scraper`)
+    metrics_port: int
     #: arguments of the signet image's entry point (`signet …`)
     args: tuple[str, ...]
     installed: bool
@@ -87,6 +90,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "signer",
         8101,
+        9101,
         ("signer", "serve"),
         installed=True,
         enabled=lambda spec: True,
@@ -97,6 +101,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "storage",
         8102,
+        9102,
         ("storage", "serve"),
         installed=True,
         enabled=lambda spec: True,
@@ -108,6 +113,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         "portal",
         8103,
+        9103,
         ("portal", "serve"),
         installed=False,  # arrives with the portal issue: flip this row, nothing else
         enabled=lambda spec: spec.portal.enabled,

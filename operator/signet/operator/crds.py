@@ -3,7 +3,7 @@
 Pydantic's JSON Schema becomes a Kubernetes *structural* OpenAPI v3 schema:
 references inlined, titles dropped, `anyOf [X, null]` turned into `X` with
 `nullable`, `additionalProperties: false` dropped (the API server prunes
-unknown fields instead), and the status left open for the operator.
+unknown fields instead; a map's value schema is kept), and the status left open for the operator.
 `signet operator crds` writes them into the chart; a test fails when the
 committed files differ from what the models generate.
 """
@@ -44,8 +44,8 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
                 return merged
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key in ("title", "additionalProperties"):
-                continue
+            if key == "title" or (key == "additionalProperties" and not isinstance(value, dict)):
+                continue  # a schema for a map's values stays: without it, its keys are pruned
             out[key] = convert(value)
         return out
 

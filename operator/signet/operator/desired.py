@@ -5,8 +5,9 @@ reconcile logic is tested without a cluster.  The components are a table
 (`components.COMPONENTS`); their Deployments come from `workloads`.
 
 Network: nothing reaches a pod but what its NetworkPolicy lists; only the
-portal accepts traffic from outside the namespace; only the signer may leave
-for the HSM and the database; only storage may leave for the object store.
+portal accepts traffic from outside the namespace on its API port; only the
+signer may leave for the HSM and the database; only storage may leave for the
+object store.  The scraper the Appliance names reaches the metrics ports alone.
 """
 
 from __future__ import annotations
@@ -94,11 +95,26 @@ def _network_policy(
             "podSelector": {"matchLabels": labels(name, component.name)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
-                {"from": ingress_from, "ports": [{"protocol": "TCP", "port": component.port}]}
+                {"from": ingress_from, "ports": [{"protocol": "TCP", "port": component.port}]},
+                *_scraper_ingress(spec, component),
             ],
             "egress": egress,
         },
     }
+
+
+def _scraper_ingress(spec: ApplianceSpec, component: Component) -> list[Manifest]:
+    """The scraper named by `spec.metrics.scraper`, to the metrics port and nothing else
+    (its own rule: NetworkPolicy rules admit every listed source to every listed port)."""
+    scraper = spec.metrics.scraper
+    if scraper is None:
+        return []
+    peer: Manifest = {}
+    if scraper.namespace_selector is not None:
+        peer["namespaceSelector"] = {"matchLabels": dict(scraper.namespace_selector.match_labels)}
+    if scraper.pod_selector is not None:
+        peer["podSelector"] = {"matchLabels": dict(scraper.pod_selector.match_labels)}
+    return [{"from": [peer], "ports": [{"protocol": "TCP", "port": component.metrics_port}]}]
 
 
 #: kind -> spec fields that exclude each other: a merge patch sets the absent one to null.
@@ -160,7 +176,14 @@ def desired_objects(name: str, namespace: str, spec: ApplianceSpec) -> list[Mani
                 },
                 "spec": {
                     "selector": labels(name, component.name),
-                    "ports": [{"name": "http", "port": component.port, "targetPort": "http"}],
+                    "ports": [
+                        {"name": "http", "port": component.port, "targetPort": "http"},
+                        {
+                            "name": "metrics",
+                            "port": component.metrics_port,
+                            "targetPort": "metrics",
+                        },
+                    ],
                 },
             }
         )

@@ -198,7 +198,14 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
             "template": {
                 "metadata": {
                     "labels": labels(name, component.name),
-                    "annotations": {"signet.dev/config-hash": config_hash(spec, component, name)},
+                    "annotations": {
+                        "signet.dev/config-hash": config_hash(spec, component, name),
+                        # For annotation-based Prometheus discovery; the NetworkPolicy
+                        # decides who may actually connect (`spec.metrics.scraper`).
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(component.metrics_port),
+                        "prometheus.io/path": "/metrics",
+                    },
                 },
                 "spec": {
                     "serviceAccountName": full,
@@ -214,8 +221,17 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
                         {
                             "name": component.name,
                             "image": spec.image,
-                            "args": [*component.args, "--port", str(component.port)],
-                            "ports": [{"name": "http", "containerPort": component.port}],
+                            "args": [
+                                *component.args,
+                                "--port",
+                                str(component.port),
+                                "--metrics-port",
+                                str(component.metrics_port),
+                            ],
+                            "ports": [
+                                {"name": "http", "containerPort": component.port},
+                                {"name": "metrics", "containerPort": component.metrics_port},
+                            ],
                             "env": env,
                             "volumeMounts": mounts,
                             "resources": {

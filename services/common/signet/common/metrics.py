@@ -23,6 +23,15 @@ histograms of a dead worker keep counting towards the totals, as they must).
 Per-process collectors (memory, CPU, GC) are left out in that mode: they would
 describe one worker picked at random.
 
+A separate metrics port (`serve_metrics`, ``--metrics-port``): in a cluster the
+NetworkPolicies admit only a service's peers and the operator to its API port,
+so Prometheus scrapes a second listener that serves ``/metrics`` and nothing
+else (no API route, no /readyz).  It runs in the process that starts uvicorn:
+with one worker that process serves the API too and shares its registry; with
+several it is the supervisor, which sums the workers' files like any scrape.
+``/metrics`` stays on the API port as well (the embedded `signet up` has no
+metrics port and is scraped there).
+
 Nothing on ``/metrics`` is secret: labels are route templates, methods, status
 codes, and small fixed vocabularies chosen by the code (levels, outcomes,
 certificate kinds), never a token, PIN, document name, serial or hash.
@@ -35,9 +44,11 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
 from prometheus_client import (
@@ -130,6 +141,49 @@ def scrape() -> bytes:
 
 #: Media type of `scrape`'s output.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class _MetricsOnly(BaseHTTPRequestHandler):
+    """``GET /metrics``; every other path is 404, every other method 501."""
+
+    server_version = "signet-metrics"
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] != "/metrics":
+            self.send_error(404, "this port serves /metrics only")
+            return
+        body = scrape()
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: a scrape every few seconds is not worth a log line."""
+
+
+@contextmanager
+def serve_metrics(host: str, port: int | None) -> Iterator[ThreadingHTTPServer | None]:
+    """Serve `scrape` on ``http://host:port/metrics`` from a thread while the block runs.
+
+    For the process that runs uvicorn (the CLI's ``serve``), around ``uvicorn.run``;
+    `port` None: nothing is started (``/metrics`` on the API port only).  The
+    listener binds before the block starts, so a port in use fails at once.
+    """
+    if port is None:
+        yield None
+        return
+    server = ThreadingHTTPServer((host, port), _MetricsOnly)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="metrics-port", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def forget_this_process() -> None:

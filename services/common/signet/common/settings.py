@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     #: Bearer token other services present; in a cluster it comes from a Secret.
     service_token: SecretStr | None = None
     log_level: str = "INFO"
+    #: A second port serving only ``GET /metrics`` (for Prometheus, which the cluster's
+    #: NetworkPolicies keep off the API port); None: ``/metrics`` on the API port only.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     #: Largest request body accepted, in bytes (documents are the big ones).
     max_document_bytes: int = 256 * 1024 * 1024
     #: Signing policies in force (`signet.common.policies`): in a cluster the operator's

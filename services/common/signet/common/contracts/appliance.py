@@ -12,6 +12,7 @@ reference belongs is refused by the schema.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -151,6 +152,75 @@ class DatabaseSpec(_Spec):
     url: SecretRef = Field(description="Secret key holding the SQLAlchemy URL (PostgreSQL)")
 
 
+#: A label key as Kubernetes accepts it: an optional DNS-subdomain prefix and a name.
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LabelValue = Annotated[
+    str, Field(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+]
+
+
+class LabelSelector(_Spec):
+    """Labels a Kubernetes object must carry (all of them); empty: every object."""
+
+    match_labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=20)
+
+    @model_validator(mode="after")
+    def _label_keys(self) -> LabelSelector:
+        for key in self.match_labels:
+            name = key.rsplit("/", 1)[-1]
+            if len(key) > 253 + 1 + 63 or len(name) > 63 or not re.match(LABEL_KEY, key):
+                raise ValueError(f"matchLabels: {key[:80]!r} is not a Kubernetes label key")
+        return self
+
+
+class ScraperSpec(_Spec):
+    """Who may reach the services' metrics port (a NetworkPolicy peer, with the same
+    meaning): the pods matching `podSelector` in the namespaces matching
+    `namespaceSelector`.  Only the metrics port opens to them, never the API port."""
+
+    model_config = ConfigDict(
+        **_Spec.model_config,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.namespaceSelector) || has(self.podSelector)",
+                    "message": "give namespaceSelector, podSelector or both",
+                }
+            ]
+        },
+    )
+
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        description="namespaces of the scraper (e.g. kubernetes.io/metadata.name: monitoring); "
+        "absent: the Appliance's own namespace; empty matchLabels: every namespace",
+    )
+    pod_selector: LabelSelector | None = Field(
+        default=None,
+        description="pods of the scraper (e.g. app.kubernetes.io/name: prometheus); "
+        "absent: every pod of the selected namespaces",
+    )
+
+    @model_validator(mode="after")
+    def _some_selector(self) -> ScraperSpec:
+        if self.namespace_selector is None and self.pod_selector is None:
+            raise ValueError("a scraper needs namespaceSelector, podSelector or both")
+        return self
+
+
+class MetricsSpec(_Spec):
+    """Prometheus: every service serves `/metrics` (and nothing else) on its own port."""
+
+    scraper: ScraperSpec | None = Field(
+        default=None,
+        description="who may scrape the metrics ports; absent: no one (the NetworkPolicies "
+        "admit only the services' peers and the operator, to the API ports alone)",
+    )
+
+
 class PortalSpec(_Spec):
     """Accepted and validated now; the portal service arrives with a later release."""
 
@@ -187,6 +257,7 @@ class ApplianceSpec(_Spec):
     object_store: ObjectStoreSpec
     database: DatabaseSpec
     tree_head_interval_seconds: int = Field(default=60, ge=10, le=86400)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
     @model_validator(mode="before")
     @classmethod
