@@ -380,6 +380,25 @@ def test_stale_tree_heads_are_a_condition() -> None:
     assert stale["status"] == "False" and stale["reason"] == "Stale"
     assert "9 entries" in stale["message"] and "standby" in stale["message"]
     assert heads(ledger_size=3)["reason"] == "Stale"  # never signed at all
+    # After a quiet hour the first new entries are measured from when they were appended,
+    # not from the hour-old head: no false alarm while the publisher catches up.
+    quiet = heads(
+        ledger_size=6,
+        tree_head_size=5,
+        tree_head_time="2027-01-01T11:00:00Z",
+        unsigned_since="2027-01-01T11:59:30Z",
+    )
+    assert quiet["status"] == "True" and quiet["reason"] == "Publishing"
+    waited = heads(
+        ledger_size=6,
+        tree_head_size=5,
+        tree_head_time="2027-01-01T11:00:00Z",
+        unsigned_since="2027-01-01T11:56:00Z",  # 4 minutes: more than 3 intervals of 60 s
+        tree_head_publisher="leader",
+    )
+    assert waited["reason"] == "Stale" and "waiting since 2027-01-01 11:56:00Z" in waited["message"]
+    first = heads(ledger_size=2, unsigned_since="2027-01-01T11:59:50Z")  # never signed, yet
+    assert first["reason"] == "Publishing" and "0 of 2" in first["message"]
 
 
 def test_softhsm_trial_is_one_signer_on_a_token_volume(tmp_path: Path) -> None:

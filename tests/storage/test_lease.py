@@ -465,6 +465,31 @@ def test_without_a_lease_name_the_single_process_publishes_as_before(tmp_path: P
         single.close()
 
 
+def test_readiness_says_since_when_entries_wait_for_a_tree_head(tmp_path: Path) -> None:
+    """What the operator measures staleness from: the oldest entry no signed head covers."""
+    first_run = service(tmp_path, "a", lease=None, api_url=None, interval=0)
+    try:
+        assert first_run.readiness().unsigned_since is None  # an empty log waits for nothing
+        first = first_run.ledger.append_sync(event(1))
+        assert first_run.readiness().unsigned_since == first.time
+        first_run._publish_tree_head()
+        signed = first_run.readiness()
+        assert signed.tree_head_size == 1 and signed.unsigned_since is None
+        second = first_run.ledger.append_sync(event(2))
+        first_run.ledger.append_sync(event(3))
+        waiting = first_run.readiness()
+        # the oldest unsigned entry: neither the newest one nor the (older) head's time
+        assert waiting.unsigned_since == second.time
+        assert waiting.tree_head_time is not None and waiting.tree_head_time < second.time
+    finally:
+        first_run.close()
+    restarted = service(tmp_path, "a", lease=None, api_url=None, interval=0)
+    try:  # read back from the ledger's records in the vault
+        assert restarted.readiness().unsigned_since == second.time
+    finally:
+        restarted.close()
+
+
 def test_lease_timing_that_could_let_two_lead_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lease timing"):
         StorageSettings(home=tmp_path, lease_duration=10, lease_renew_deadline=10)

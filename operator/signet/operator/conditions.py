@@ -18,7 +18,7 @@ from signet.operator.desired import COMPONENTS
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 #: Certificates expiring within this window turn CertificatesValid False (ExpiringSoon).
 EXPIRY_WARNING = timedelta(days=30)
-#: A tree head older than this many publication intervals, while the log grew, is stale.
+#: Entries left without a signed tree head for this many publication intervals are stale.
 STALE_INTERVALS = 3
 
 
@@ -192,18 +192,31 @@ def _tree_heads(spec: ApplianceSpec, storage: Readiness | None, now: datetime) -
         return condition("TreeHeadsPublished", TRUE, "EmptyLog")
     if head_size == size:
         return condition("TreeHeadsPublished", TRUE, "UpToDate", f"{size} entries signed")
+    # Measured from the oldest entry still waiting for a head: after a quiet hour the
+    # first new entry is not late just because the last head is an hour old.  A storage
+    # release that does not report it yet is judged by the head's age, as before.
+    unsigned_since = _parse_time(storage.body.get("unsigned_since"))
+    waiting = unsigned_since or head_time
     allowed = timedelta(seconds=STALE_INTERVALS * spec.tree_head_interval_seconds)
-    if head_time is not None and now - head_time <= allowed:
+    if waiting is not None and now - waiting <= allowed:
         return condition(
-            "TreeHeadsPublished", TRUE, "Publishing", f"signed up to {head_size} of {size} entries"
+            "TreeHeadsPublished",
+            TRUE,
+            "Publishing",
+            f"signed up to {head_size or 0} of {size} entries",
         )
     since = f"signed at {head_time:%Y-%m-%d %H:%M:%S}Z" if head_time else "never signed"
+    unsigned = (
+        f"; unsigned entries waiting since {unsigned_since:%Y-%m-%d %H:%M:%S}Z"
+        if unsigned_since
+        else ""
+    )
     return condition(
         "TreeHeadsPublished",
         FALSE,
         "Stale",
-        f"the log has {size} entries; the latest tree head covers {head_size or 0}, {since}; "
-        f"publisher: {storage.body.get('tree_head_publisher') or 'none'}",
+        f"the log has {size} entries; the latest tree head covers {head_size or 0}, {since}"
+        f"{unsigned}; publisher: {storage.body.get('tree_head_publisher') or 'none'}",
     )
 
 

@@ -100,6 +100,7 @@ class Ledger:
         self._segment_names: list[str] = []
         self._by_envelope: dict[str, list[int]] = {}
         self._segment_cache: OrderedDict[str, list[bytes]] = OrderedDict()
+        self._appended_at: tuple[int, datetime] | None = None
         self._failed: str | None = None
         self._closing = False
         self._rebuild()
@@ -226,6 +227,19 @@ class Ledger:
                 self._segment_cache[name] = lines
                 self._trim_cache()
         return lines[index - first]
+
+    def appended_at(self, index: int) -> datetime:
+        """When the ledger accepted entry `index` (the time recorded in its leaf).
+
+        Storage readiness asks this for the oldest entry no signed tree head covers
+        yet, at every probe: the answer is remembered (one index at a time).
+        """
+        remembered = self._appended_at
+        if remembered is not None and remembered[0] == index:
+            return remembered[1]
+        accepted = datetime.fromisoformat(json.loads(self.leaf(index))["time"])
+        self._appended_at = (index, accepted)
+        return accepted
 
     def _trim_cache(self) -> None:
         while len(self._segment_cache) > 64:

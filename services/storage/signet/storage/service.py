@@ -117,17 +117,21 @@ class StorageService:
         """
         status = self.vault.status()
         policies = self.policies.current()
-        head = self.ledger.latest_head()
+        ledger = self.ledger
+        head = ledger.latest_head()
+        size = ledger.size  # read once: the log may grow meanwhile
+        covered = head.tree_size if head else 0
         return StorageReadiness(
             tree_head_size=head.tree_size if head else None,
             tree_head_time=head.time if head else None,
+            unsigned_since=ledger.appended_at(covered) if size > covered else None,
             policies=policies.versions(),
             policy_problems=sorted(policies.problems.values()),
             status="ready",
             vault=status.backend,
             object_lock=status.object_lock,
             retention_years=status.retention_years,
-            ledger_size=self.ledger.size,
+            ledger_size=size,
             tree_head_publisher=self.publisher_role(),
         )
 

@@ -123,6 +123,12 @@ class StorageReadiness(_Model):
         default=None, description="entries covered by the latest signed tree head"
     )
     tree_head_time: datetime | None = Field(default=None, description="when it was signed")
+    unsigned_since: datetime | None = Field(
+        default=None,
+        description="when the oldest entry not yet covered by a signed tree head was "
+        "appended; null: every entry is covered (what staleness is measured from: a head "
+        "signed long ago says nothing wrong about a log that was quiet since)",
+    )
     policies: dict[str, int] = Field(
         default_factory=dict, description="signing policies in force: name -> version"
     )
