@@ -398,6 +398,14 @@ def test_stale_tree_heads_are_a_condition() -> None:
     )
     assert waited["reason"] == "Stale" and "waiting since 2027-01-01 11:56:00Z" in waited["message"]
     first = heads(ledger_size=2, unsigned_since="2027-01-01T11:59:50Z")  # never signed, yet
+    # A replica whose Lease could not be set up will never publish: said at once, with why.
+    broken = heads(
+        ledger_size=0,
+        tree_head_publisher="unavailable",
+        tree_head_publisher_problem="Lease acme-tree-head-publisher unusable: no namespace",
+    )
+    assert broken["status"] == "False" and broken["reason"] == "PublisherUnavailable"
+    assert "no namespace" in broken["message"]
     assert first["reason"] == "Publishing" and "0 of 2" in first["message"]
 
 

@@ -465,6 +465,39 @@ def test_without_a_lease_name_the_single_process_publishes_as_before(tmp_path: P
         single.close()
 
 
+def test_a_lease_that_cannot_be_set_up_is_unavailable_not_standby(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No namespace for the Lease (not in a pod, none configured): this replica never
+    publishes, and says so, instead of posing as a standby waiting its turn."""
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    monkeypatch.setattr(
+        "signet.storage.lease.SERVICE_ACCOUNT_NAMESPACE", tmp_path / "no-service-account"
+    )
+    broken = StorageService(
+        StorageSettings(
+            home=tmp_path / "a",
+            tree_head_interval=0.05,
+            lease_name="acme-tree-head-publisher",
+            kube_api_url="http://127.0.0.1:9",
+        )
+    )
+    broken._signer = FakeSigner()  # type: ignore[assignment]
+    try:
+        broken.ledger.append_sync(event(1))
+        broken.start_publisher()
+        time.sleep(0.3)
+        ready = broken.readiness()
+        assert ready.tree_head_publisher == "unavailable"
+        assert ready.tree_head_publisher_problem is not None
+        assert "acme-tree-head-publisher" in ready.tree_head_publisher_problem
+        assert "namespace" in ready.tree_head_publisher_problem
+        assert ready.status == "ready"  # it still serves every request
+        assert broken.ledger.latest_head() is None  # and never publishes
+    finally:
+        broken.close()
+
+
 def test_readiness_says_since_when_entries_wait_for_a_tree_head(tmp_path: Path) -> None:
     """What the operator measures staleness from: the oldest entry no signed head covers."""
     first_run = service(tmp_path, "a", lease=None, api_url=None, interval=0)

@@ -188,6 +188,16 @@ def _tree_heads(spec: ApplianceSpec, storage: Readiness | None, now: datetime) -
     size = int(storage.body.get("ledger_size", 0))
     head_size = storage.body.get("tree_head_size")
     head_time = _parse_time(storage.body.get("tree_head_time"))
+    if storage.body.get("tree_head_publisher") == "unavailable":
+        # Not a matter of time: this replica will never publish, whatever the log holds.
+        problem = storage.body.get("tree_head_publisher_problem") or "no reason given"
+        return condition(
+            "TreeHeadsPublished",
+            FALSE,
+            "PublisherUnavailable",
+            f"the storage replica cannot publish tree heads ({problem}); the log has {size} "
+            f"entries, the latest tree head covers {head_size or 0}",
+        )
     if size == 0:
         return condition("TreeHeadsPublished", TRUE, "EmptyLog")
     if head_size == size:

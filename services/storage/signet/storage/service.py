@@ -42,6 +42,8 @@ class StorageService:
         self._signer: SignerClient | None = None
         self._publisher: threading.Thread | None = None
         self._elector: LeaseElector | None = None
+        #: Why the Lease could not be set up (then this replica never publishes).
+        self._lease_problem: str | None = None
         self._stop = threading.Event()
         self.policies = PolicyDirectory(settings.policy_dir)
         # Read at scrape time (one process: the ledger has one writer, see `signet up`).
@@ -133,15 +135,19 @@ class StorageService:
             retention_years=status.retention_years,
             ledger_size=size,
             tree_head_publisher=self.publisher_role(),
+            tree_head_publisher_problem=self._lease_problem,
         )
 
     def publisher_role(self) -> PublisherRole | None:
-        """`single` (no Lease), `leader` or `standby`; None while no publisher runs."""
+        """`single` (no Lease), `leader` or `standby`, or `unavailable` when the Lease could
+        not be set up (this replica then never publishes); None while no publisher runs."""
         if self._publisher is None:
             return None
         if not self.settings.lease_name:
             return "single"
-        return "leader" if self._elector is not None and self._elector.is_leader() else "standby"
+        if self._elector is None:
+            return "unavailable"
+        return "leader" if self._elector.is_leader() else "standby"
 
     def start_publisher(self) -> None:
         """Sign a tree head every `tree_head_interval` seconds while the log grows.
@@ -180,7 +186,9 @@ class StorageService:
             log.warning("tree head not published: %s", exc.detail)
 
     def _start_elector(self, lease_name: str) -> LeaseElector | None:
-        """The Lease candidate; None (a permanent standby, logged) when it cannot be set up."""
+        """The Lease candidate; None when it cannot be set up: logged, and reported by
+        readiness as the `unavailable` role with the reason (never as a standby, which
+        would look like a healthy replica waiting its turn)."""
         # Imported here: the embedded default, without a Lease, never loads the Kubernetes client.
         from signet.storage.lease import (
             LeaseElector,
@@ -194,11 +202,8 @@ class StorageService:
             namespace = current_namespace(settings.lease_namespace)
             api = coordination_api(settings.kube_api_url)
         except Exception as exc:  # no namespace, no in-cluster config, no kubeconfig
-            log.error(
-                "tree heads will not be published by this replica: Lease %s unusable: %s",
-                lease_name,
-                exc,
-            )
+            self._lease_problem = f"Lease {lease_name} unusable: {exc}"[:500]
+            log.error("tree heads will not be published by this replica: %s", self._lease_problem)
             return None
         elector = LeaseElector(
             api,

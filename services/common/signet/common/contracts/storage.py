@@ -105,8 +105,10 @@ class ConsistencyProof(_Model):
 
 
 #: Who publishes signed tree heads: this process alone (no Lease, the embedded
-#: default), or, among replicas sharing a Lease, this one (`leader`) or another.
-PublisherRole = Literal["single", "leader", "standby"]
+#: default), or, among replicas sharing a Lease, this one (`leader`) or another
+#: (`standby`); `unavailable`: this replica was given a Lease it cannot use (no
+#: namespace, no API credentials) and never publishes.
+PublisherRole = Literal["single", "leader", "standby", "unavailable"]
 
 
 class StorageReadiness(_Model):
@@ -117,7 +119,11 @@ class StorageReadiness(_Model):
     ledger_size: int
     tree_head_publisher: PublisherRole | None = Field(
         default=None,
-        description="single (no Lease), leader or standby (Lease); null: no periodic publisher",
+        description="single (no Lease), leader or standby (Lease), unavailable (the Lease "
+        "could not be set up: see tree_head_publisher_problem); null: no periodic publisher",
+    )
+    tree_head_publisher_problem: str | None = Field(
+        default=None, description="why the publisher is unavailable", max_length=500
     )
     tree_head_size: int | None = Field(
         default=None, description="entries covered by the latest signed tree head"
