@@ -21,7 +21,18 @@ import yaml
 from pydantic import ValidationError
 from signet.common.contracts.appliance import ApplianceSpec, SigningPolicySpec
 from signet.operator import crds
-from signet.operator.conditions import Readiness, conditions, merge_transitions, parse_spec
+from signet.operator.conditions import (
+    NEEDS_SPEC,
+    OBSERVED,
+    Readiness,
+    conditions,
+    invalid_spec,
+    merge_transitions,
+    missing_secrets,
+    observed,
+    parse_spec,
+    refused,
+)
 from signet.operator.desired import (
     COMPONENTS,
     config_hash,
@@ -315,6 +326,34 @@ def test_conditions_follow_the_services() -> None:
     )
     times = {c["type"]: c["lastTransitionTime"] for c in second}
     assert times["StorageReady"] == "T1" and times["SignerReady"] == "T2"
+
+
+def test_a_refusal_keeps_the_other_conditions() -> None:
+    """InvalidSpec, SecretMissing, ApplyFailed: Ready says why, the rest stays observed."""
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    ok_signer = Readiness(200, {"status": "ready", "hsm": "reachable"})
+    ok_storage = Readiness(
+        200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10}
+    )
+    before = merge_transitions(
+        [], conditions(spec, {"signer": ok_signer, "storage": ok_storage}), "T1"
+    )
+    # No spec: what the services answer is probed; what needs the spec is left out ...
+    hsm_down = Readiness(503, {"error": "hsm_unavailable", "reason": "token gone"})
+    probed = observed(None, {"signer": hsm_down, "storage": ok_storage})
+    assert {c["type"] for c in probed} == set(OBSERVED) - NEEDS_SPEC
+    # ... and keeps its last value, transition time included.
+    after = merge_transitions(before, refused(invalid_spec("bad"), probed, before), "T2")
+    by_type = {c["type"]: c for c in after}
+    assert [c["type"] for c in after] == [c["type"] for c in before]
+    assert by_type["Ready"]["reason"] == "InvalidSpec" and by_type["Ready"]["status"] == "False"
+    assert by_type["Ready"]["lastTransitionTime"] == "T2"
+    assert by_type["RetentionCompliant"] == {c["type"]: c for c in before}["RetentionCompliant"]
+    assert by_type["HSMReachable"]["status"] == "False"  # probed, not frozen
+    assert by_type["StorageReady"]["lastTransitionTime"] == "T1"
+    # A first reconcile that is refused has nothing to keep: Ready and what it probed.
+    first = refused(missing_secrets(["Secret postgres (key url)"]), probed, [])
+    assert [c["type"] for c in first] == ["Ready", *(t for t in OBSERVED if t not in NEEDS_SPEC)]
 
 
 def test_certificate_expiry_is_surfaced_ahead_of_time() -> None:

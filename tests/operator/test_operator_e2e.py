@@ -230,10 +230,51 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     wait_for("12 years in the storage pods", lambda: retention_env() == "12")
     assert storage_pod().metadata.annotations["signet.dev/config-hash"] != hash_before
 
+    # The rolled-out storage pods report the bucket's 12 years.
+    twelve = {**READY, "storage": [200, {**READY["storage"][1], "retention_years": 12}]}
+    readiness.write_text(json.dumps(twelve))
+    wait_for(
+        "Ready=True at 12 years", lambda: conditions_of(api, "acme")["Ready"]["status"] == "True"
+    )
+
+    # A Secret the spec names disappears: Ready=False/SecretMissing, and the services go
+    # on being probed (the HSM failing meanwhile shows) instead of one lone Ready.
+    core.delete_namespaced_secret("postgres", NS)
+    wait_for(
+        "SecretMissing",
+        lambda: conditions_of(api, "acme").get("Ready", {}).get("reason") == "SecretMissing",
+    )
+    seen = conditions_of(api, "acme")
+    assert "postgres" in seen["Ready"]["message"]
+    assert seen["SignerReady"]["status"] == "True"
+    assert seen["RetentionCompliant"]["status"] == "True"
+    hsm_gone = {"status": "unavailable", "error": "hsm_unavailable", "reason": "token gone"}
+    readiness.write_text(json.dumps({**twelve, "signer": [503, hsm_gone]}))
+    wait_for(
+        "HSMReachable=False while a Secret is missing",
+        lambda: conditions_of(api, "acme")["HSMReachable"]["status"] == "False",
+    )
+    assert conditions_of(api, "acme")["Ready"]["reason"] == "SecretMissing"
+    readiness.write_text(json.dumps(twelve))
+    core.create_namespaced_secret(
+        NS,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "postgres", "namespace": NS},
+            "stringData": {"url": "postgresql+psycopg://signet@postgres/signet"},
+        },
+    )
+    wait_for("Ready=True again", lambda: conditions_of(api, "acme")["Ready"]["status"] == "True")
+
     # Three years of retention: refused with a clear condition and an Event, nothing changed.
     # A real API server refuses it first, at admission (the CRD's minimum); the emulator
     # validates no schema, so there the operator's own refusal is what is shown.
     before = apps.read_namespaced_deployment("acme-storage", NS).spec.template.metadata.annotations
+    wait_for(
+        "HSMReachable=True", lambda: conditions_of(api, "acme")["HSMReachable"]["status"] == "True"
+    )
+    observed = conditions_of(api, "acme")
     short = {"spec": {"objectStore": {"retentionYears": 3}}}
     if cluster.real:
         with pytest.raises(client.ApiException) as admission:
@@ -249,6 +290,12 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     )
     assert refused
     assert "retentionYears" in conditions_of(api, "acme")["Ready"]["message"]
+    # The other conditions stay: those the services answer go on being probed, those that
+    # need the spec (the retention asked for) keep their last value, transition time and all.
+    kept = conditions_of(api, "acme")
+    assert set(kept) == set(observed)
+    assert kept["RetentionCompliant"] == observed["RetentionCompliant"]
+    assert kept["SignerReady"]["status"] == kept["HSMReachable"]["status"] == "True"
     events = core.list_namespaced_event(NS).items
     assert any(e.reason == "InvalidSpec" and e.type == "Warning" for e in events)
     after = apps.read_namespaced_deployment("acme-storage", NS).spec.template.metadata.annotations

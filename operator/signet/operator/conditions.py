@@ -6,6 +6,7 @@ keeps each condition's lastTransitionTime when its status did not change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,24 +47,52 @@ def parse_spec(raw: dict[str, Any]) -> tuple[ApplianceSpec | None, str]:
         return None, summarize_validation(exc.errors())
 
 
-def invalid_spec(message: str) -> list[dict[str, str]]:
-    return [condition("Ready", FALSE, "InvalidSpec", message)]
+def invalid_spec(message: str) -> dict[str, str]:
+    return condition("Ready", FALSE, "InvalidSpec", message)
 
 
-def missing_secrets(missing: list[str]) -> list[dict[str, str]]:
-    return [
-        condition(
-            "Ready",
-            FALSE,
-            "SecretMissing",
-            "create " + ", ".join(missing) + " in this namespace; nothing was started",
-        )
-    ]
+def missing_secrets(missing: list[str]) -> dict[str, str]:
+    return condition(
+        "Ready",
+        FALSE,
+        "SecretMissing",
+        "create " + ", ".join(missing) + " in this namespace; nothing is applied until then",
+    )
+
+
+def apply_failed(message: str) -> dict[str, str]:
+    return condition("Ready", FALSE, "ApplyFailed", message)
+
+
+#: The conditions besides Ready, in the order status lists them.
+OBSERVED = (
+    "SignerReady",
+    "StorageReady",
+    "PortalReady",
+    "HSMReachable",
+    "RetentionCompliant",
+    "CertificatesValid",
+    "TreeHeadsPublished",
+)
+#: Judged against the spec (the retention asked for, the publication interval).
+NEEDS_SPEC = frozenset({"RetentionCompliant", "TreeHeadsPublished"})
 
 
 def conditions(
     spec: ApplianceSpec, readiness: dict[str, Readiness | None], now: datetime | None = None
 ) -> list[dict[str, str]]:
+    """Ready first, then every condition of `OBSERVED`."""
+    current = observed(spec, readiness, now)
+    return [ready(spec, current), *current]
+
+
+def observed(
+    spec: ApplianceSpec | None,
+    readiness: dict[str, Readiness | None],
+    now: datetime | None = None,
+) -> list[dict[str, str]]:
+    """The conditions of `OBSERVED` from the services' answers; without a (valid) spec,
+    those of `NEEDS_SPEC` are left out (the caller keeps their last values)."""
     now = now or datetime.now(UTC)
     result: list[dict[str, str]] = []
     signer = readiness.get("signer")
@@ -90,21 +119,44 @@ def conditions(
         result.append(
             condition("HSMReachable", FALSE, "HsmUnavailable", str(signer.body.get("reason", "")))
         )
-    result.append(_retention(spec, storage))
+    if spec is not None:
+        result.append(_retention(spec, storage))
     result.append(_certificates(signer, now))
-    result.append(_tree_heads(spec, storage, now))
+    if spec is not None:
+        result.append(_tree_heads(spec, storage, now))
+    return result
+
+
+def ready(spec: ApplianceSpec, current: list[dict[str, str]]) -> dict[str, str]:
+    """Ready from the conditions `observed` returned for a valid spec."""
+    by_type = {c["type"]: c for c in current}
     required = {"SignerReady", "StorageReady", "HSMReachable", "RetentionCompliant"}
-    if result[-2]["reason"] == "Expired":  # an expired CA or TSA cannot sign anything valid
+    if by_type["CertificatesValid"]["reason"] == "Expired":  # nothing valid can be signed
         required.add("CertificatesValid")
+    portal = next(c for c in COMPONENTS if c.name == "portal")
     if portal.installed and spec.portal.enabled:
         required.add("PortalReady")
-    failing = [c["type"] for c in result if c["type"] in required and c["status"] != TRUE]
-    result.insert(
-        0,
-        condition("Ready", TRUE, "AllComponentsReady")
-        if not failing
-        else condition("Ready", FALSE, "ComponentsNotReady", "not ready: " + ", ".join(failing)),
-    )
+    failing = [c["type"] for c in current if c["type"] in required and c["status"] != TRUE]
+    if not failing:
+        return condition("Ready", TRUE, "AllComponentsReady")
+    return condition("Ready", FALSE, "ComponentsNotReady", "not ready: " + ", ".join(failing))
+
+
+def refused(
+    why: dict[str, str], current: list[dict[str, str]], previous: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Ready=False for `why` (InvalidSpec, SecretMissing, ApplyFailed), and every other
+    condition as observed now, else as last observed: a refused spec or a missing
+    Secret says nothing new about the HSM or the bucket, so their conditions stay."""
+    now_seen = {c["type"]: c for c in current}
+    before = {c.get("type"): c for c in previous if c.get("type") != "Ready"}
+    result: list[dict[str, Any]] = [why]
+    for kind in OBSERVED:
+        if kind in now_seen:
+            result.append(now_seen[kind])
+        elif kind in before:
+            result.append(before[kind])
+    result += [c for kind, c in before.items() if kind not in OBSERVED]  # an older release's
     return result
 
 
@@ -231,7 +283,7 @@ def _tree_heads(spec: ApplianceSpec, storage: Readiness | None, now: datetime) -
 
 
 def merge_transitions(
-    previous: list[dict[str, Any]], current: list[dict[str, str]], now: str
+    previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]], now: str
 ) -> list[dict[str, Any]]:
     """Keep lastTransitionTime where a condition's status did not change."""
     before = {c.get("type"): c for c in previous}
