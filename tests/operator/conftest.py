@@ -16,6 +16,7 @@ emulator's record of every call) and is skipped there.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import time
@@ -29,7 +30,7 @@ import yaml
 from kubernetes import client, config
 
 from tests.support import helm
-from tests.support.kube_emulator import Call, RunningEmulator
+from tests.support.kube_emulator import Call, Counted, RunningEmulator
 from tests.support.operator_process import (
     NAMESPACE,
     OperatorProcess,
@@ -55,6 +56,8 @@ class Cluster:
     kubeconfig: Path
     #: every call the emulator served; None on a real cluster (not observable)
     calls: set[Call] | None
+    #: how many requests per (agent, resource, verb, object name); None on a real cluster
+    counts: collections.Counter[Counted] | None = None
 
     @property
     def real(self) -> bool:
@@ -80,7 +83,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         return
     running = RunningEmulator(CHART / "crds")
     kubeconfig = helm.kubeconfig_for(running.url, tmp_path_factory.mktemp("kube") / "config", NS)
-    yield Cluster(running.url, kubeconfig, running.calls)
+    yield Cluster(running.url, kubeconfig, running.calls, running.counts)
     running.close()
 
 

@@ -331,6 +331,88 @@ def test_a_missing_secret_is_a_condition_not_a_crash(
     assert operator.poll() is None, "the operator must keep running"
 
 
+def _ensure_referenced_secrets(api: client.ApiClient) -> None:
+    """The Secrets `SPEC` names (created here unless an earlier test did)."""
+    core = client.CoreV1Api(api)
+    for name, data in (
+        ("minio-credentials", {"access-key": "signet", "secret-key": "not-a-real-key"}),
+        ("postgres", {"url": "postgresql+psycopg://signet@postgres/signet"}),
+    ):
+        try:
+            core.create_namespaced_secret(
+                NS,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": name, "namespace": NS},
+                    "stringData": data,
+                },
+            )
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+def _create_appliance(api: client.ApiClient, name: str, spec: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "appliances",
+        {
+            "apiVersion": "signet.dev/v1alpha1",
+            "kind": "Appliance",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        },
+    )
+
+
+def _operator_requests(cluster: Cluster, resource: str, verb: str, name: str) -> int:
+    """How often the operator's own client asked for `verb` on the object `name`."""
+    assert cluster.counts is not None
+    for _ in range(10):  # the emulator's thread may add a key while we copy
+        try:
+            counted = list(cluster.counts.items())
+            break
+        except RuntimeError:
+            continue
+    return sum(
+        n
+        for (agent, plural, asked, named), n in counted
+        if agent.startswith("signet-operator/") and (plural, asked, named) == (resource, verb, name)
+    )
+
+
+def test_generated_secrets_are_read_and_never_sent_again(
+    api: client.ApiClient, operator: OperatorProcess, cluster: Cluster
+) -> None:
+    """Every tick reads the generated Secrets and the trial's claim; none is created (or a
+    fresh token sent, to be refused) again."""
+    if cluster.counts is None:
+        pytest.skip("a real cluster does not show us every call; the emulator run checks this")
+    _ensure_referenced_secrets(api)
+    _create_appliance(api, "steady", SPEC)
+    wait_for(
+        "Ready=True", lambda: conditions_of(api, "steady").get("Ready", {}).get("status") == "True"
+    )
+    core = client.CoreV1Api(api)
+    token = core.read_namespaced_secret("steady-service-token", NS).data
+    ticks = _operator_requests(cluster, "deployments", "patch", "steady-signer")
+    wait_for(
+        "three more reconciles",
+        lambda: _operator_requests(cluster, "deployments", "patch", "steady-signer") >= ticks + 3,
+    )
+    for resource, name in (
+        ("secrets", "steady-service-token"),
+        ("secrets", "steady-softhsm-pin"),
+        ("persistentvolumeclaims", "steady-softhsm-token"),
+    ):
+        assert _operator_requests(cluster, resource, "create", name) == 1, name
+        assert _operator_requests(cluster, resource, "get", name) >= 3, name
+    assert core.read_namespaced_secret("steady-service-token", NS).data == token
+
+
 def _published(core: client.CoreV1Api) -> dict[str, dict[str, Any]]:
     data = core.read_namespaced_config_map("signet-policies", NS).data or {}
     return {key: json.loads(value) for key, value in data.items()}

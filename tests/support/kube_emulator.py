@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import itertools
 import threading
 import uuid
@@ -80,6 +81,8 @@ CLUSTER_WIDE = {
 
 #: (User-Agent, API group, resource[/subresource], RBAC verb) of every request served
 Call = tuple[str, str, str, str]
+#: (User-Agent, resource[/subresource], RBAC verb, object name or "") -> how many requests
+Counted = tuple[str, str, str, str]
 
 
 def rbac_verb(request: rendering.Request) -> str:
@@ -101,6 +104,8 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         #: every API call, for tests that compare what a client does with what RBAC grants
         self.calls: set[Call] = set()
+        #: how often each object was asked for what (a create names it in its body)
+        self.counts: collections.Counter[Counted] = collections.Counter()
         self._serving: set[int] = set()
 
     #: kmock keeps every request for assertions, and matches each new one against that
@@ -134,7 +139,12 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             if request.subresource:
                 plural = f"{plural}/{request.subresource}"
             agent = str(request.headers.get("User-Agent", ""))
-            self.calls.add((agent, request.resource.group or "", plural, rbac_verb(request)))
+            verb = rbac_verb(request)
+            self.calls.add((agent, request.resource.group or "", plural, verb))
+            named = request.name
+            if named is None and isinstance(request.data, dict):
+                named = (request.data.get("metadata") or {}).get("name")
+            self.counts[agent, plural, verb, str(named or "")] += 1
         if (
             request.resource is not None
             and request.method == kmock.method.PUT
@@ -287,6 +297,7 @@ class RunningEmulator:
     def __init__(self, crd_dir: Path) -> None:
         self.url = ""
         self.calls: set[Call] = set()
+        self.counts: collections.Counter[Counted] = collections.Counter()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -302,6 +313,7 @@ class RunningEmulator:
             async with Emulator() as emulator, kmock.Server(emulator, host="127.0.0.1") as server:
                 register(emulator, crd_dir)
                 self.calls = emulator.calls
+                self.counts = emulator.counts
                 self.url = str(server.url).rstrip("/")
                 self._ready.set()
                 await self._stop.wait()

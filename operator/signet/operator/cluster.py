@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import httpx
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from signet.operator import desired
+from signet.operator.components import Manifest
 from signet.operator.conditions import Readiness
 
 API_URL = os.environ.get("SIGNET_OPERATOR_API_URL")
@@ -95,15 +97,32 @@ def apply(api: client.ApiClient, obj: dict[str, Any]) -> str:
     return "updated"
 
 
-def create_once(api: client.ApiClient, obj: dict[str, Any]) -> bool:
-    """Generated Secrets (tokens are not rotated here) and the trial token's volume claim
-    (immutable) are created once and never rewritten; True if created now."""
-    api_class, snake = _KINDS[obj["kind"]]
+def create_once(
+    api: client.ApiClient, kind: str, namespace: str, name: str, build: Callable[[], Manifest]
+) -> bool:
+    """Read first; create `build()` only when `name` is absent.  True if created now.
+
+    For what is made once and never rewritten: generated Secrets (tokens are not
+    rotated here; `build` makes a fresh one, so it is called only when one is
+    needed, never to be refused with 409 every tick) and the trial token's volume
+    claim (immutable).
+    """
+    api_class, snake = _KINDS[kind]
+    typed = api_class(api)
     try:
-        getattr(api_class(api), f"create_namespaced_{snake}")(obj["metadata"]["namespace"], obj)
+        getattr(typed, f"read_namespaced_{snake}")(name, namespace)
+        return False
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    obj = build()
+    if (obj["kind"], obj["metadata"]["name"]) != (kind, name):
+        raise ValueError(f"built {obj['kind']}/{obj['metadata']['name']}, not {kind}/{name}")
+    try:
+        getattr(typed, f"create_namespaced_{snake}")(namespace, obj)
         return True
     except ApiException as exc:
-        if exc.status == 409:
+        if exc.status == 409:  # created meanwhile (another reconcile): that one stands
             return False
         raise
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge
 from signet.common.contracts.appliance import ApplianceSpec
 from signet.operator import cluster, desired, policies
+from signet.operator.components import Manifest
 from signet.operator.conditions import (
     apply_failed,
     invalid_spec,
@@ -160,20 +162,37 @@ def _apply_children(
         ]
         if missing:
             return missing
-        generated = [desired.service_token_secret(name, namespace, secrets.token_urlsafe(32))]
-        created_once = []
+        # Made once, read every time after: tokens and PINs are generated only when absent.
+        once: list[tuple[str, str, Callable[[], Manifest], str]] = [
+            (
+                "Secret",
+                f"{name}-service-token",
+                lambda: desired.service_token_secret(name, namespace, secrets.token_urlsafe(32)),
+                "SecretGenerated",
+            )
+        ]
         if spec.hsm.softhsm:
-            pins = (secrets.token_hex(8), secrets.token_hex(8))
-            generated.append(desired.softhsm_pin_secret(name, namespace, *pins))
-            created_once.append(desired.softhsm_token_claim(name, namespace))
-        for secret in generated:
-            kopf.adopt(secret, owner=body)
-            if cluster.create_once(api, secret):
-                kopf.info(body, reason="SecretGenerated", message=secret["metadata"]["name"])
-        for claim in created_once:
-            kopf.adopt(claim, owner=body)
-            if cluster.create_once(api, claim):
-                kopf.info(body, reason="VolumeClaimed", message=claim["metadata"]["name"])
+            once.append(
+                (
+                    "Secret",
+                    f"{name}-softhsm-pin",
+                    lambda: desired.softhsm_pin_secret(
+                        name, namespace, secrets.token_hex(8), secrets.token_hex(8)
+                    ),
+                    "SecretGenerated",
+                )
+            )
+            once.append(
+                (
+                    "PersistentVolumeClaim",
+                    f"{name}-softhsm-token",
+                    lambda: desired.softhsm_token_claim(name, namespace),
+                    "VolumeClaimed",
+                )
+            )
+        for kind, child, build, reason in once:
+            if cluster.create_once(api, kind, namespace, child, _adopted(build, body)):
+                kopf.info(body, reason=reason, message=child)
         changed = []
         for obj in desired.desired_objects(name, namespace, spec):
             kopf.adopt(obj, owner=body)
@@ -189,6 +208,15 @@ def _apply_children(
         )
     logger.debug("applied: %s", "; ".join(changed))
     return []
+
+
+def _adopted(build: Callable[[], Manifest], owner: kopf.Body) -> Callable[[], Manifest]:
+    def adopted() -> Manifest:
+        obj = build()
+        kopf.adopt(obj, owner=owner)
+        return obj
+
+    return adopted
 
 
 def _announce_transitions(
