@@ -446,7 +446,8 @@ def test_signing_policy_is_versioned_distributed_and_withdrawn(
             },
         )
     published = wait_for(
-        "both policies published", lambda: len(_published(core)) == 2 and _published(core)
+        "both policies published",
+        lambda: {"hr.json", "sales.json"} <= set(_published(core)) and _published(core),
     )
     assert published["hr.json"]["version"] == 1
     assert published["hr.json"]["spec"]["identityChecks"] == ["otp-sms"]
@@ -503,11 +504,107 @@ def _rules(rules: list[Any]) -> set[tuple[str, str, str]]:
     }
 
 
+def _policy(api: client.ApiClient, name: str, spec: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "signingpolicies",
+        {
+            "apiVersion": "signet.dev/v1alpha1",
+            "kind": "SigningPolicy",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def drilled(api: client.ApiClient, operator: OperatorProcess) -> None:
+    """The operator made to do everything it ever does, with objects of its own.
+
+    So the RBAC and metrics checks mean something when run alone (`-k rbac`), not only
+    after the tests above; run after them, it only adds its own objects.  It creates
+    and updates an Appliance with every child, refuses one (a rule only the model
+    knows, which a real API server admits too), waits for another's Secret, and
+    publishes, changes, refuses and withdraws policies.
+    """
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    apps = client.AppsV1Api(api)
+    _ensure_referenced_secrets(api)
+    _create_appliance(api, "drill", SPEC)
+    wait_for(
+        "drill Ready", lambda: conditions_of(api, "drill").get("Ready", {}).get("status") == "True"
+    )
+    custom.patch_namespaced_custom_object(
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "appliances",
+        "drill",
+        {"spec": {"treeHeadIntervalSeconds": 120}},
+    )
+
+    def interval() -> str | None:
+        container = apps.read_namespaced_deployment(
+            "drill-storage", NS
+        ).spec.template.spec.containers[0]
+        return {e.name: e.value for e in container.env}.get("SIGNET_STORAGE_TREE_HEAD_INTERVAL")
+
+    wait_for("the drill's change applied", lambda: interval() == "120")
+    wait_for(
+        "drill Ready after the change",
+        lambda: (
+            appliance(api, "drill")["status"].get("observedGeneration") == 2
+            and conditions_of(api, "drill")["Ready"]["status"] == "True"
+        ),
+    )
+    lost = {
+        **SPEC,
+        "objectStore": {**SPEC["objectStore"], "accessKey": {"name": "gone", "key": "k"}},
+    }
+    _create_appliance(api, "drill-lost", lost)
+    bad_key = {"podSelector": {"matchLabels": {"not a label key": "x"}}}
+    _create_appliance(api, "drill-bad", {**SPEC, "metrics": {"scraper": bad_key}})
+    for name, reason in (("drill-lost", "SecretMissing"), ("drill-bad", "InvalidSpec")):
+        wait_for(
+            f"{name} {reason}",
+            lambda n=name, r=reason: conditions_of(api, n).get("Ready", {}).get("reason") == r,
+        )
+    _policy(api, "drill-kept", {"routing": "parallel"})
+    _policy(api, "drill-gone", {})
+    wait_for(
+        "drill policies published",
+        lambda: {"drill-kept.json", "drill-gone.json"} <= set(_published(core)),
+    )
+    custom.patch_namespaced_custom_object(
+        "signet.dev", "v1alpha1", NS, "signingpolicies", "drill-kept", {"spec": {"maxSigners": 3}}
+    )
+    wait_for("drill policy version 2", lambda: _published(core)["drill-kept.json"]["version"] == 2)
+    custom.patch_namespaced_custom_object(
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "signingpolicies",
+        "drill-kept",
+        {"spec": {"deadlineDays": 5, "linkValidityDays": 14}},
+    )
+    wait_for(
+        "drill policy refused",
+        lambda: (
+            _policy_conditions(custom, "drill-kept").get("Accepted", {}).get("status") == "False"
+        ),
+    )
+    custom.delete_namespaced_custom_object(
+        "signet.dev", "v1alpha1", NS, "signingpolicies", "drill-gone"
+    )
+    wait_for("drill policy withdrawn", lambda: "drill-gone.json" not in _published(core))
+
+
 def test_rbac_grants_exactly_what_the_operator_calls(
-    cluster: Cluster, chart_role: client.V1Role
+    cluster: Cluster, chart_role: client.V1Role, drilled: None
 ) -> None:
-    """Runs last in this module: by now the operator has created, updated, refused,
-    waited for a Secret, published, changed and withdrawn policies."""
+    """What the operator called (`drilled`, and whatever ran before) against its Role."""
     if cluster.calls is None:
         pytest.skip("a real cluster does not show us every call; the emulator run checks this")
     used = {
@@ -530,17 +627,29 @@ def _spec() -> Any:
     return ApplianceSpec.model_validate(SPEC)
 
 
-def test_operator_serves_health_and_metrics(operator: OperatorProcess) -> None:
+def _sample(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples `name` whose labels include `labels`, in a /metrics answer."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def test_operator_serves_health_and_metrics(operator: OperatorProcess, drilled: None) -> None:
     """`signet operator run` (the chart's command) answers the kubelet and Prometheus."""
     import httpx
 
     assert httpx.get(operator.health_url, timeout=5).status_code == 200
-    metrics = httpx.get(operator.metrics_url, timeout=5).text
-    # By now this module's tests have made the operator apply, refuse and wait for Secrets.
+    text = httpx.get(operator.metrics_url, timeout=5).text
+    # `drilled` made the operator apply, refuse and wait for Secrets.
     for outcome in ("applied", "invalid_spec", "secret_missing"):
-        line = f'signet_operator_reconciles_total{{outcome="{outcome}"}}'
-        assert line in metrics, outcome
-        value = float(metrics.split(line, 1)[1].split()[0])
-        assert value >= 1, (outcome, value)
-    ready = metrics.split('signet_operator_appliance_ready{appliance="acme"}', 1)[1].split()[0]
-    assert float(ready) == 0  # acme ended refused (InvalidSpec): not ready
+        assert _sample(text, "signet_operator_reconciles_total", outcome=outcome) >= 1, outcome
+    assert _sample(text, "signet_operator_objects_applied_total", kind="Deployment") >= 4
+    ready = "signet_operator_appliance_ready"
+    assert _sample(text, ready, appliance="drill") == 1
+    assert _sample(text, ready, appliance="drill-bad") == 0  # refused: not ready
+    assert _sample(text, ready, appliance="drill-lost") == 0  # waiting for a Secret
