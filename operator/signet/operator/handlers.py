@@ -130,11 +130,7 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
     if why is not None and (announce or was.get("reason") != why["reason"]):
         kopf.warn(body, reason=why["reason"], message=why["message"])
     current = observed(spec, cluster.probe_all(name, namespace))
-    if why is not None:
-        status = refused(why, current, previous)
-        _announce_transitions(body, previous, status[1:])  # the refusal had its own Event
-    else:
-        assert spec is not None
+    if spec is not None and why is None:
         status = [ready(spec, current), *current]
         _announce_transitions(body, previous, status)
         RECONCILES.labels("applied").inc()
@@ -143,6 +139,9 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
             for component in desired.COMPONENTS
             if component.installed
         }
+    else:
+        status = refused(why or invalid_spec(problem), current, previous)
+        _announce_transitions(body, previous, status[1:])  # the refusal had its own Event
     READY.labels(name).set(1 if status[0]["status"] == "True" else 0)
     patch.status["conditions"] = merge_transitions(previous, status, datetime.now(UTC).isoformat())
 
