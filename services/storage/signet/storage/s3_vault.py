@@ -35,7 +35,6 @@ import anyio.to_thread
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE
-from minio.credentials.credentials import Credentials
 from minio.error import S3Error
 from minio.objectlockconfig import YEARS, ObjectLockConfig
 from minio.retention import Retention
@@ -107,7 +106,8 @@ class S3Vault(Vault):
             # The region minio resolved for the bucket (GetBucketLocation, cached): the
             # signatures of both request paths must name the same one.
             region=self.client._get_region(bucket),
-            credentials=Credentials(access_key, secret_key),
+            access_key=access_key,
+            secret_key=secret_key,
         )
 
     # -- bucket ----------------------------------------------------------------------------
