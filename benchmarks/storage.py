@@ -14,6 +14,8 @@ table shows medians and each round's ratio), since the machine is shared.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -193,8 +195,40 @@ def vault_rows(s3: S3Server, work: Path) -> list[tuple[str, float, str]]:
                 names.append(sha256)
                 return sha256
 
+            def raw_put_once(
+                i: int, payloads: list[bytes] = payloads, names: list[str] = raw_names
+            ) -> object:
+                # For context: the write-once PUT the vault itself sends (If-None-Match,
+                # the SHA-256 checksum the store verifies), from the raw client.
+                data = payloads[i % len(payloads)] + i.to_bytes(8, "big") + os.urandom(8)
+                digest = hashlib.sha256(data)
+                name = f"objects/{digest.hexdigest()}"
+                headers = {
+                    "x-amz-meta-signet-kind": "original",
+                    "x-amz-meta-signet-created": "2026-01-01",
+                    "x-amz-object-lock-mode": COMPLIANCE,
+                    "x-amz-object-lock-retain-until-date": "2040-01-01T00:00:00.000Z",
+                    "Content-Type": "application/octet-stream",
+                    "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode(),
+                    "If-None-Match": "*",
+                }
+                result = raw._execute("PUT", raw_bucket, name, body=data, headers=headers)
+                names.append(name)
+                return result
+
             raw_rate, api_rate, ratios = _interleaved(raw_put, api_put, count)
             rows.append(_vault_row(f"PUT {label} objects/s", raw_rate, api_rate, ratios, size))
+            if size <= 1024 * 1024:
+                raw_rate, api_rate, ratios = _interleaved(raw_put_once, api_put, count)
+                rows.append(
+                    _vault_row(
+                        f"PUT {label}, raw side also write-once (context)",
+                        raw_rate,
+                        api_rate,
+                        ratios,
+                        size,
+                    )
+                )
 
             def raw_get(i: int, names: list[str] = raw_names[:64]) -> int:
                 response = raw.get_object(raw_bucket, names[i % len(names)])

@@ -161,9 +161,14 @@ async def _slices(data: bytes) -> AsyncIterator[memoryview]:
 
 
 async def relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body as it arrives; the connection goes back to the pool only if read to the end."""
+    """The body as it arrives; the connection goes back to the pool only if read to the end.
+
+    One piece per read from the socket (`iter_chunks`), not what has gathered since
+    the last send joined into one (`iter_any`): the join copies most of the bytes
+    once more, about 1 ms of the server's CPU per 10 MB, more than the extra sends.
+    """
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk, _ in response.content.iter_chunks():
             yield chunk
     finally:
         response.release()
