@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 
 from minio import Minio
 from minio.error import S3Error
-from minio.helpers import md5sum_hash
+from minio.helpers import DictType, md5sum_hash
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,10 @@ def put_multipart(
 
             etags = list(pool.map(upload, range(1, count + 1)))
         body = _completion(etags)
-        complete = {"Content-Type": "application/xml", "Content-MD5": str(md5sum_hash(body))}
+        complete: DictType = {
+            "Content-Type": "application/xml",
+            "Content-MD5": str(md5sum_hash(body)),
+        }
         if conditional:
             complete["If-None-Match"] = "*"
         client._execute(
