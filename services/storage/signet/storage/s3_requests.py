@@ -62,6 +62,10 @@ class LoopRequests:
                 connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60),
                 auto_decompress=False,
+                # Up to 2 x CHUNK of a streamed GET buffered before reading pauses
+                # (aiohttp's default, 2 x 256 KiB, paused and resumed the socket so
+                # often that a 10 MB GET cost 15% more of the server's CPU).
+                read_bufsize=CHUNK,
             )
             self._loop = loop
         return self._session
