@@ -3,9 +3,13 @@
 An upload spilled to its staging file (more than `IN_MEMORY` bytes) goes to the
 store in `PART_SIZE` parts.  Completing the upload is what creates the object, so
 that request carries ``If-None-Match: *`` on a store that honours it (SeaweedFS 4
-and MinIO do on `CompleteMultipartUpload`, as on `PutObject`): of two identical
-large uploads at the same instant exactly one becomes a version, the other is
-refused (412), its parts are discarded, and it answers with the stored object.
+and MinIO do on `CompleteMultipartUpload`, as on `PutObject`): an upload that
+completes once the name exists is refused (412), its parts are discarded, and it
+answers with the stored object.  Two identical large uploads that both passed
+the vault's HEAD thus leave one version, unless their completions meet in the
+same instant on a store that does not check the header atomically: SeaweedFS
+4.48 does not (both succeeded in a loaded test run), so there the window shrinks
+from the whole upload to its completion, but does not close.
 
 `Minio.put_object` would do the parts itself but cannot send a header with the
 completion, so this drives minio's request layer (`_create_multipart_upload`,

@@ -187,12 +187,13 @@ class S3Vault(Vault):
         """One write carries the bytes, the metadata and the COMPLIANCE retention.
 
         On a store that honours ``If-None-Match: *`` (`conditional_writes`) that write
-        is conditional, so the store itself refuses it (412) when the name exists,
-        atomically: two concurrent uploads of the same bytes cannot both write.  An
-        upload held in memory is one PUT; a spilled one goes multipart
+        is conditional, so the store itself refuses it (412) when the name exists.  An
+        upload held in memory is one PUT, checked atomically: two concurrent uploads of
+        the same bytes cannot both write.  A spilled one goes multipart
         (`s3_multipart`), after a HEAD that spares re-sending a large object already
-        stored, with the completion conditional.  On a store without conditional
-        writes the HEAD is the only check.
+        stored, with the completion conditional (atomic where the store makes it so;
+        SeaweedFS 4.48 does not, see there).  On a store without conditional writes
+        the HEAD is the only check.
         """
         key = f"objects/{upload.sha256}"
         info, headers = new_object(upload, content_type, kind, envelope_id, self.retention_years)
