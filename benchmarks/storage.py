@@ -10,10 +10,16 @@ connections (the raw client reads each GET to its end, so its connection is
 reused, as our vault's is), the raw PUT carries the same metadata and COMPLIANCE
 retention as the vault's, and raw and API runs alternate for three rounds (the
 table shows medians and each round's ratio), since the machine is shared.
+For context, one more row sets our PUT beside a raw client that sends the vault's
+own write-once PUT (``If-None-Match: *`` and the SHA-256 checksum), and every
+comparison prints the CPU time per operation of each process (store, our server,
+client): on a saturated machine the rates' ratio tends to the ratio of the totals.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -125,22 +131,48 @@ class StorageServer:
 
 
 def _interleaved(
-    raw_once: Callable[[int], object], api_once: Callable[[int], object], count: int
-) -> tuple[float, float, list[float]]:
-    """Median rates of `ROUNDS` alternating runs, and each round's ratio.
+    raw_once: Callable[[int], object],
+    api_once: Callable[[int], object],
+    count: int,
+    processes: dict[str, psutil.Process],
+) -> tuple[float, float, list[float], str]:
+    """Median rates of `ROUNDS` alternating runs, each round's ratio, and the CPU split.
 
     The machine is shared: alternating raw and API runs exposes both to the same
     background load, and the median discards a round disturbed by someone else.
+    The split is the median CPU time per operation of each process (the store, our
+    server, this client), which background load changes far less than a rate: on a
+    saturated machine the ratio of the totals is what the rates' ratio tends to.
     """
     raw_rates, api_rates = [], []
+    cpu: dict[str, dict[str, list[float]]] = {"raw": {}, "api": {}}
     for _ in range(ROUNDS):
-        raw_rates.append(rate(raw_once, count))
-        api_rates.append(rate(api_once, count))
+        for side, once, rates in (("raw", raw_once, raw_rates), ("api", api_once, api_rates)):
+            before = {name: _cpu(p) for name, p in processes.items()}
+            rates.append(rate(once, count))
+            for name, p in processes.items():
+                spent = (_cpu(p) - before[name]) / (count + 1) * 1000
+                cpu[side].setdefault(name, []).append(spent)
     ratios = [a / r for a, r in zip(api_rates, raw_rates, strict=True)]
-    return statistics.median(raw_rates), statistics.median(api_rates), ratios
+    split = []
+    for side in ("raw", "api"):
+        parts = {name: statistics.median(v) for name, v in cpu[side].items()}
+        shown = " + ".join(f"{name} {ms:.2f}" for name, ms in parts.items() if ms >= 0.005)
+        split.append(f"{side} {shown} = {sum(parts.values()):.2f}")
+    return (
+        statistics.median(raw_rates),
+        statistics.median(api_rates),
+        ratios,
+        "CPU ms/op " + "; ".join(split),
+    )
 
 
-def vault_rows(s3: S3Server, work: Path) -> list[tuple[str, float, str]]:
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def vault_rows(s3: S3Server, work: Path, store_pid: int) -> list[tuple[str, float, str]]:
     from minio import Minio
     from minio.commonconfig import COMPLIANCE
     from minio.retention import Retention
@@ -149,6 +181,11 @@ def vault_rows(s3: S3Server, work: Path) -> list[tuple[str, float, str]]:
     raw_bucket = f"raw-{uuid.uuid4().hex[:12]}"
     raw.make_bucket(raw_bucket, object_lock=True)
     server = StorageServer(work, s3, f"api-{uuid.uuid4().hex[:12]}")
+    processes = {
+        "store": psutil.Process(store_pid),
+        "server": psutil.Process(server.process.pid),
+        "client": psutil.Process(),
+    }
     client = server.client()
     # The same HTTP client stack as the minio client (urllib3), so the ratio measures
     # our service, not the difference between Python HTTP clients.
@@ -193,8 +230,43 @@ def vault_rows(s3: S3Server, work: Path) -> list[tuple[str, float, str]]:
                 names.append(sha256)
                 return sha256
 
-            raw_rate, api_rate, ratios = _interleaved(raw_put, api_put, count)
-            rows.append(_vault_row(f"PUT {label} objects/s", raw_rate, api_rate, ratios, size))
+            def raw_put_once(
+                i: int, payloads: list[bytes] = payloads, names: list[str] = raw_names
+            ) -> object:
+                # For context: the write-once PUT the vault itself sends (If-None-Match,
+                # the SHA-256 checksum the store verifies), from the raw client.
+                data = payloads[i % len(payloads)] + i.to_bytes(8, "big") + os.urandom(8)
+                digest = hashlib.sha256(data)
+                name = f"objects/{digest.hexdigest()}"
+                headers = {
+                    "x-amz-meta-signet-kind": "original",
+                    "x-amz-meta-signet-created": "2026-01-01",
+                    "x-amz-object-lock-mode": COMPLIANCE,
+                    "x-amz-object-lock-retain-until-date": "2040-01-01T00:00:00.000Z",
+                    "Content-Type": "application/octet-stream",
+                    "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode(),
+                    "If-None-Match": "*",
+                }
+                result = raw._execute("PUT", raw_bucket, name, body=data, headers=headers)
+                names.append(name)
+                return result
+
+            raw_rate, api_rate, ratios, cpu = _interleaved(raw_put, api_put, count, processes)
+            rows.append(_vault_row(f"PUT {label} objects/s", raw_rate, api_rate, ratios, size, cpu))
+            if size <= 1024 * 1024:
+                raw_rate, api_rate, ratios, cpu = _interleaved(
+                    raw_put_once, api_put, count, processes
+                )
+                rows.append(
+                    _vault_row(
+                        f"PUT {label}, raw side also write-once (context)",
+                        raw_rate,
+                        api_rate,
+                        ratios,
+                        size,
+                        cpu,
+                    )
+                )
 
             def raw_get(i: int, names: list[str] = raw_names[:64]) -> int:
                 response = raw.get_object(raw_bucket, names[i % len(names)])
@@ -209,8 +281,8 @@ def vault_rows(s3: S3Server, work: Path) -> list[tuple[str, float, str]]:
                 assert response.status == 200
                 return len(response.data)
 
-            raw_rate, api_rate, ratios = _interleaved(raw_get, api_get, get_count)
-            rows.append(_vault_row(f"GET {label} objects/s", raw_rate, api_rate, ratios, size))
+            raw_rate, api_rate, ratios, cpu = _interleaved(raw_get, api_get, get_count, processes)
+            rows.append(_vault_row(f"GET {label} objects/s", raw_rate, api_rate, ratios, size, cpu))
         for label, size in (("1 MB", 2**20), ("200 MB", 200 * 2**20)):
             path = work / f"upload-{label}.bin"
             with path.open("wb") as handle:
@@ -236,14 +308,14 @@ def vault_rows(s3: S3Server, work: Path) -> list[tuple[str, float, str]]:
 
 
 def _vault_row(
-    what: str, raw_rate: float, api_rate: float, ratios: list[float], size: int
+    what: str, raw_rate: float, api_rate: float, ratios: list[float], size: int, cpu: str
 ) -> tuple[str, float, str]:
     rounds = ", ".join(f"{r:.2f}" for r in ratios)
     return (
         what,
         api_rate,
         f"raw minio {raw_rate:.1f}/s = {api_rate / raw_rate:.2f}x (rounds {rounds}); "
-        f"{api_rate * size / 2**20:.1f} MB/s",
+        f"{api_rate * size / 2**20:.1f} MB/s; {cpu}",
     )
 
 
@@ -318,7 +390,7 @@ def main() -> None:
         (work / "seaweedfs").mkdir()
         s3, process = start_seaweedfs(work / "seaweedfs")
         try:
-            rows = vault_rows(s3, work)
+            rows = vault_rows(s3, work, process.pid)
         finally:
             stop(process)
         rows += ledger_rows(work)

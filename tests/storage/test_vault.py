@@ -11,9 +11,11 @@ import hashlib
 import io
 import os
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from minio import Minio
@@ -21,13 +23,15 @@ from minio.commonconfig import COMPLIANCE
 from minio.error import S3Error
 from minio.objectlockconfig import YEARS, ObjectLockConfig
 from minio.retention import Retention
-from signet.common.contracts.storage import ObjectKind
+from signet.common.contracts.storage import ObjectInfo, ObjectKind
 from signet.common.errors import PayloadTooLarge, ServiceUnavailable
 from signet.storage.fs_vault import FilesystemVault
+from signet.storage.s3_multipart import put_multipart
 from signet.storage.s3_requests import close_loop_sessions
 from signet.storage.s3_vault import S3Vault
 from signet.storage.vault import (
     CHUNK,
+    IN_MEMORY,
     ObjectNotFound,
     RetentionViolation,
     Upload,
@@ -291,6 +295,59 @@ def test_s3_put_is_one_conditional_request_and_never_a_second_version(
     metadata = raw.stat_object(vault.bucket, key).metadata or {}
     assert metadata["x-amz-meta-signet-sha256"] == info.sha256
     assert vault.head(info.sha256) == info
+
+
+def test_s3_large_uploads_past_the_head_at_once_leave_one_version(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three identical uploads too large for one PUT, all past the HEAD before any is
+    stored: the completion of each multipart upload carries ``If-None-Match: *``, so
+    the first to complete is the one version, the others are refused, their parts
+    discarded, and they answer with the stored object.
+
+    The completions are taken one at a time here: SeaweedFS 4.48 checks the header on
+    completion but not atomically (two completions in the same instant both succeeded
+    in a loaded run), so that window is the store's, and this test keeps to what it
+    promises; without the header all three would become versions."""
+    vault = make_s3_vault(s3_server, tmp_path)
+    if not vault.conditional_writes:
+        pytest.skip("this S3 server ignores If-None-Match: the vault checks with a HEAD first")
+    data = os.urandom(IN_MEMORY + CHUNK)
+    everyone_checked = threading.Barrier(3, timeout=30)
+    exists = vault._exists
+
+    def exists_then_wait(key: str) -> bool:
+        found = exists(key)
+        everyone_checked.wait()  # nobody uploads before all three saw the name free
+        return found
+
+    vault._exists = exists_then_wait  # type: ignore[method-assign]
+    one_at_a_time = threading.Lock()
+
+    def serialized(*args: Any, **kwargs: Any) -> bool:
+        with one_at_a_time:
+            return put_multipart(*args, **kwargs)
+
+    monkeypatch.setattr("signet.storage.s3_vault.put_multipart", serialized)
+
+    def put(_: int) -> tuple[ObjectInfo, bool]:
+        with UploadBuffer(vault.staging) as buffer:
+            buffer.write([data])
+            upload = buffer.finish()
+            assert upload.path is not None  # spilled: the multipart path
+            return vault.put_upload(upload, content_type="application/pdf", kind=ObjectKind.FINAL)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(put, range(3)))
+    assert sum(created for _, created in results) == 1
+    info = next(info for info, created in results if created)
+    assert all(other == vault.head(info.sha256) for other, _ in results)
+    raw, key = _raw(s3_server), f"objects/{info.sha256}"
+    assert len(list(raw.list_objects(vault.bucket, key, include_version=True))) == 1
+    retention = raw.get_object_retention(vault.bucket, key)
+    assert retention is not None and retention.mode == COMPLIANCE
+    assert b"".join(vault.open(info.sha256)) == data
+    assert not list(vault.staging.glob("upload-*"))
 
 
 def test_s3_record_names_are_taken_once_even_by_racing_writers(

@@ -12,6 +12,7 @@ from signet.common.errors import SignetError
 from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
 from signet.storage.api import envelopes, ledger, objects
+from signet.storage.api.transfers import ObjectTransfers
 from signet.storage.config import StorageSettings
 from signet.storage.service import StorageService
 
@@ -34,6 +35,13 @@ def create_app(
     guard = Depends(bearer_guard(lambda: settings.service_token))
     for router in (objects.router, ledger.router, envelopes.router):
         app.include_router(router, dependencies=[guard])
+    # The byte routes (PUT, GET, HEAD of objects) as plain ASGI, in front of FastAPI.
+    app.add_middleware(
+        ObjectTransfers,
+        service=service,
+        token=lambda: settings.service_token,
+        metrics_service="storage",
+    )
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:

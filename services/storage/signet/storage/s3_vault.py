@@ -10,8 +10,10 @@ default retention below the statutory minimum.
 
 Objects live under ``objects/<sha256>``, records under ``records/<name>``;
 both are uploaded with an explicit COMPLIANCE retention, not only the
-bucket's default, in the PUT itself (one request: bytes, metadata, retention,
-and an ``x-amz-checksum-sha256`` the store verifies before it stores).
+bucket's default, in the write itself (one request: bytes, metadata, retention,
+and an ``x-amz-checksum-sha256`` the store verifies before it stores; spelled
+by `s3_headers`).  Uploads too large for one PUT go multipart, completed
+write-once too (`s3_multipart`).
 
 Two request paths reach the store.  The API's hot calls (GET, HEAD, and the
 PUT of an upload held in memory) run on the event loop (`s3_requests`,
@@ -21,13 +23,12 @@ multipart uploads of large objects, the scrubber) uses the minio client.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import io
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,13 +36,20 @@ import anyio.to_thread
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE
-from minio.credentials.credentials import Credentials
 from minio.error import S3Error
 from minio.objectlockconfig import YEARS, ObjectLockConfig
 from minio.retention import Retention
-from minio.time import to_iso8601utc
 from signet.common.contracts.storage import ObjectInfo, ObjectKind
 from signet.common.errors import ServiceUnavailable
+from signet.storage.s3_headers import (
+    aware,
+    lock_state,
+    metadata,
+    new_object,
+    object_info,
+    put_headers,
+)
+from signet.storage.s3_multipart import put_multipart
 from signet.storage.s3_requests import (
     LoopRequests,
     NameTaken,
@@ -65,10 +73,6 @@ from signet.storage.vault import (
 
 log = logging.getLogger(__name__)
 
-_META = "x-amz-meta-"
-#: Multipart part size for uploads spilled to disk (more than `IN_MEMORY` bytes); the
-#: minio client holds up to four parts in memory (three in flight, one being read).
-PART_SIZE = 8 * 1024 * 1024
 #: Where the vault tests the store's conditional writes; outside objects/ and records/.
 _PROBE = "probes/if-none-match"
 
@@ -107,7 +111,8 @@ class S3Vault(Vault):
             # The region minio resolved for the bucket (GetBucketLocation, cached): the
             # signatures of both request paths must name the same one.
             region=self.client._get_region(bucket),
-            credentials=Credentials(access_key, secret_key),
+            access_key=access_key,
+            secret_key=secret_key,
         )
 
     # -- bucket ----------------------------------------------------------------------------
@@ -179,16 +184,19 @@ class S3Vault(Vault):
         kind: ObjectKind,
         envelope_id: str | None = None,
     ) -> tuple[ObjectInfo, bool]:
-        """One PUT carries the bytes, the metadata and the COMPLIANCE retention.
+        """One write carries the bytes, the metadata and the COMPLIANCE retention.
 
-        On a store that honours ``If-None-Match: *`` (`conditional_writes`) an upload
-        held in memory is that one request: the store itself refuses it (412) when the
-        name exists, atomically, so two concurrent uploads of the same bytes cannot
-        both write.  Otherwise (and for spilled uploads, which go multipart) a HEAD
-        first: an existing object is never written again.
+        On a store that honours ``If-None-Match: *`` (`conditional_writes`) that write
+        is conditional, so the store itself refuses it (412) when the name exists.  An
+        upload held in memory is one PUT, checked atomically: two concurrent uploads of
+        the same bytes cannot both write.  A spilled one goes multipart
+        (`s3_multipart`), after a HEAD that spares re-sending a large object already
+        stored, with the completion conditional (atomic where the store makes it so;
+        SeaweedFS 4.48 does not, see there).  On a store without conditional writes
+        the HEAD is the only check.
         """
         key = f"objects/{upload.sha256}"
-        info, headers = self._new_object(upload, content_type, kind, envelope_id)
+        info, headers = new_object(upload, content_type, kind, envelope_id, self.retention_years)
         if upload.data is not None and self.conditional_writes:
             try:
                 self._call(
@@ -199,22 +207,35 @@ class S3Vault(Vault):
             return info, True
         if self._exists(key):
             return self.head(upload.sha256), False
-        with (
-            io.BytesIO(upload.data)
-            if upload.data is not None
-            else cast(Path, upload.path).open("rb") as data
-        ):
+        if upload.data is not None:
             self._call(
                 self.client.put_object,
                 self.bucket,
                 key,
-                data,
+                io.BytesIO(upload.data),
                 upload.size,
                 content_type=content_type,
-                metadata=_metadata(kind, info.created_at, upload.sha256, envelope_id),
+                metadata=metadata(kind, info.created_at, upload.sha256, envelope_id),
                 retention=Retention(COMPLIANCE, info.retain_until),
-                part_size=PART_SIZE,
             )
+            return info, True
+        creation = {
+            name: value
+            for name, value in headers.items()
+            if name not in ("If-None-Match", "x-amz-checksum-sha256")  # not for a whole upload
+        }
+        stored = self._call(
+            put_multipart,
+            self.client,
+            self.bucket,
+            key,
+            cast(Path, upload.path),
+            upload.size,
+            creation,
+            conditional=self.conditional_writes,
+        )
+        if not stored:
+            return self.head(upload.sha256), False
         return info, True
 
     async def put_upload_async(
@@ -240,7 +261,7 @@ class S3Vault(Vault):
                     envelope_id=envelope_id,
                 )
             )
-        info, headers = self._new_object(upload, content_type, kind, envelope_id)
+        info, headers = new_object(upload, content_type, kind, envelope_id, self.retention_years)
         try:
             response = await self._loop_requests.send(
                 "PUT",
@@ -253,28 +274,6 @@ class S3Vault(Vault):
             return await self.head_async(upload.sha256), False
         response.release()
         return info, True
-
-    def _new_object(
-        self, upload: Upload, content_type: str, kind: ObjectKind, envelope_id: str | None
-    ) -> tuple[ObjectInfo, dict[str, str]]:
-        """The info of a new object and the headers of its conditional PUT."""
-        created_at = now()
-        info = ObjectInfo(
-            sha256=upload.sha256,
-            size=upload.size,
-            content_type=content_type,
-            kind=kind,
-            envelope_id=envelope_id,
-            created_at=created_at,
-            retain_until=years_from(created_at, self.retention_years),
-        )
-        headers = _put_headers(
-            content_type,
-            _metadata(kind, created_at, upload.sha256, envelope_id),
-            info.retain_until,
-            bytes.fromhex(upload.sha256),
-        )
-        return info, headers
 
     def _put_if_absent(
         self,
@@ -290,7 +289,7 @@ class S3Vault(Vault):
         client's `_execute` (signing, region, retries and S3 error parsing; unchanged
         since minio 7.0).
         """
-        headers = _put_headers(content_type, metadata, until, hashlib.sha256(data).digest())
+        headers = put_headers(content_type, metadata, until, hashlib.sha256(data).digest())
         try:
             self._call(self.client._execute, "PUT", self.bucket, key, body=data, headers=headers)
         except NameTaken:
@@ -356,20 +355,20 @@ class S3Vault(Vault):
         explicit calls instead, so the answer never guesses.
         """
         lower = {k.lower(): v for k, v in headers.items()}
-        retain_until, hold = _lock_state(lower)
+        retain_until, hold = lock_state(lower)
         if retain_until is None:
             retention = self._call(self.client.get_object_retention, self.bucket, key)
-            retain_until = _aware(retention.retain_until_date) if retention else now()
+            retain_until = aware(retention.retain_until_date) if retention else now()
         if hold is None:
             hold = self._legal_hold(key)
-        return _object_info(sha256, lower, retain_until, hold)
+        return object_info(sha256, lower, retain_until, hold)
 
     async def _info_async(self, sha256: str, headers: Mapping[str, str]) -> ObjectInfo:
         lower = {k.lower(): v for k, v in headers.items()}
-        retain_until, hold = _lock_state(lower)
+        retain_until, hold = lock_state(lower)
         if retain_until is None or hold is None:  # the explicit calls, as `_info` does
             return await anyio.to_thread.run_sync(self.head, sha256)
-        return _object_info(sha256, lower, retain_until, hold)
+        return object_info(sha256, lower, retain_until, hold)
 
     def _legal_hold(self, key: str) -> bool:
         try:
@@ -466,59 +465,6 @@ class S3Vault(Vault):
             raise ServiceUnavailable(f"object store unreachable: {exc}") from exc
 
 
-def _metadata(
-    kind: ObjectKind, created_at: datetime, sha256: str, envelope_id: str | None
-) -> dict[str, str]:
-    metadata = {
-        "signet-kind": kind.value,
-        "signet-created": created_at.isoformat(),
-        "signet-sha256": sha256,
-    }
-    if envelope_id:
-        metadata["signet-envelope"] = envelope_id
-    return metadata
-
-
-def _put_headers(
-    content_type: str, metadata: Mapping[str, str] | None, until: datetime | None, digest: bytes
-) -> dict[str, str]:
-    """Headers of a write-once PUT: metadata, COMPLIANCE retention, the SHA-256 checksum
-    (the store refuses bytes that do not match it: `BadDigest`) and ``If-None-Match``."""
-    headers = {f"{_META}{key}": value for key, value in (metadata or {}).items()}
-    if until is not None:
-        headers["x-amz-object-lock-mode"] = COMPLIANCE
-        headers["x-amz-object-lock-retain-until-date"] = str(to_iso8601utc(until))
-    headers["Content-Type"] = content_type
-    headers["x-amz-checksum-sha256"] = base64.b64encode(digest).decode()
-    headers["If-None-Match"] = "*"
-    return headers
-
-
-def _lock_state(headers: Mapping[str, str]) -> tuple[datetime | None, bool | None]:
-    """Retention date and legal hold from (lower-cased) object headers, None if absent."""
-    until = headers.get("x-amz-object-lock-retain-until-date")
-    hold = headers.get("x-amz-object-lock-legal-hold")
-    return (
-        _aware(datetime.fromisoformat(until.replace("Z", "+00:00"))) if until else None,
-        hold.upper() == "ON" if hold else None,
-    )
-
-
-def _object_info(
-    sha256: str, headers: Mapping[str, str], retain_until: datetime, legal_hold: bool
-) -> ObjectInfo:
-    return ObjectInfo(
-        sha256=sha256,
-        size=int(headers.get("content-length", 0)),
-        content_type=headers.get("content-type", "application/octet-stream"),
-        kind=ObjectKind(headers.get(f"{_META}signet-kind", "original")),
-        envelope_id=headers.get(f"{_META}signet-envelope"),
-        created_at=datetime.fromisoformat(headers.get(f"{_META}signet-created", now().isoformat())),
-        retain_until=retain_until,
-        legal_hold=legal_hold,
-    )
-
-
 def _release(response: Any, *, complete: bool) -> None:
     """Give a minio GET's connection back to the pool.
 
@@ -529,9 +475,3 @@ def _release(response: Any, *, complete: bool) -> None:
     if not complete:
         response.close()
     response.release_conn()
-
-
-def _aware(value: datetime | None) -> datetime:
-    if value is None:
-        return now()
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
