@@ -98,6 +98,53 @@ def test_byte_routes_refuse_what_the_fastapi_routes_refused(client: TestClient) 
     assert client.post(f"/v1/objects/{sha}/legal-hold", json={"on": True}).json()["legal_hold"]
 
 
+def test_the_openapi_document_describes_the_byte_routes_as_they_answer(
+    client: TestClient,
+) -> None:
+    """FastAPI cannot see the plain-ASGI routes; integrators read them in /openapi.json."""
+    document = client.get("/openapi.json").json()
+    put = document["paths"]["/v1/objects"]["put"]
+    read = document["paths"]["/v1/objects/{sha256}"]
+    assert {"get", "head"} <= read.keys()
+    assert "delete" not in read and "delete" not in document["paths"]["/v1/objects"]
+    assert put["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ObjectInfo"
+    }
+    assert "ObjectInfo" in document["components"]["schemas"]
+    kinds = next(p for p in put["parameters"] if p["name"] == "X-Signet-Kind")
+    assert set(kinds["schema"]["enum"]) == {
+        "original",
+        "revision",
+        "final",
+        "report",
+        "ledger",
+        "evidence",
+    }
+    data = os.urandom(2_000)
+    sha = hashlib.sha256(data).hexdigest()
+    answers = {
+        ("put", client.put("/v1/objects", content=data).status_code),
+        ("put", client.put("/v1/objects", content=data).status_code),
+        (
+            "put",
+            client.put("/v1/objects", content=data, headers={"X-Signet-Kind": "x"}).status_code,
+        ),
+        (
+            "put",
+            client.put("/v1/objects", content=b"x", headers={"X-Signet-Sha256": sha}).status_code,
+        ),
+        ("put", client.put("/v1/objects", headers={"Authorization": ""}).status_code),
+        ("get", client.get(f"/v1/objects/{sha}").status_code),
+        ("get", client.get("/v1/objects/" + "0" * 64).status_code),
+        ("get", client.get("/v1/objects/nothex").status_code),
+        ("head", client.head(f"/v1/objects/{sha}").status_code),
+    }
+    assert {status for _, status in answers} == {200, 201, 400, 401, 404, 422}
+    for method, status in answers:
+        operation = put if method == "put" else read[method]
+        assert str(status) in operation["responses"], (method, status)
+
+
 async def test_racing_identical_uploads_through_the_api_leave_one_version(
     s3_server: S3Server, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -12,6 +13,7 @@ from signet.common.errors import SignetError
 from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
 from signet.storage.api import envelopes, ledger, objects
+from signet.storage.api.transfer_docs import add_byte_routes
 from signet.storage.api.transfers import ObjectTransfers
 from signet.storage.config import StorageSettings
 from signet.storage.service import StorageService
@@ -42,6 +44,15 @@ def create_app(
         token=lambda: settings.service_token,
         metrics_service="storage",
     )
+    generated_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, plus the byte routes it cannot see (`transfer_docs`)."""
+        if app.openapi_schema is None:
+            app.openapi_schema = add_byte_routes(generated_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
