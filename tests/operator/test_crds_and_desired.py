@@ -175,13 +175,17 @@ def test_every_child_is_valid_kubernetes_and_locked_down(raw: dict[str, Any]) ->
             if name.endswith(secret_like):  # secrets come from Secrets, never inline
                 assert "valueFrom" in variable, name
         assert "signet.dev/config-hash" in deployment["spec"]["template"]["metadata"]["annotations"]
-        # The metrics port: named on the container, passed to `serve`, behind the Service.
+        # The metrics port: named on the container, behind the Service, and given to `serve`
+        # as its setting, never as an option: `spec.image` may be an older release, whose
+        # `serve` would exit on an option it lacks but ignores an unknown variable.
         component = next(
             c for c in COMPONENTS if deployment["metadata"]["name"] == f"acme-{c.name}"
         )
         container = pod["containers"][0]
         assert {"name": "metrics", "containerPort": component.metrics_port} in container["ports"]
-        assert container["args"][-2:] == ["--metrics-port", str(component.metrics_port)]
+        assert container["args"] == [*component.args, "--port", str(component.port)]
+        variable = f"SIGNET_{component.name.upper()}_METRICS_PORT"
+        assert env[variable] == {"name": variable, "value": str(component.metrics_port)}
         service = next(
             o
             for o in objects
@@ -248,10 +252,23 @@ def test_network_policies_follow_the_trust_boundaries(scraper: dict[str, Any] | 
         operator = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "signet-operator"}}}
         assert opened[component.port] == [*peers, operator]
         assert all("namespaceSelector" not in source for source in opened[component.port])
+        annotations = next(
+            o
+            for o in desired_objects("acme", "ns", spec)
+            if o["kind"] == "Deployment" and o["metadata"]["name"] == f"acme-{component.name}"
+        )["spec"]["template"]["metadata"]["annotations"]
+        scrape = {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")}
         if scraper is None:
             assert component.metrics_port not in opened  # nobody named: nobody admitted
+            # ... so no annotation invites a discovering Prometheus to fail (up == 0).
+            assert scrape == {}
         else:
             assert opened[component.metrics_port] == [SCRAPER]
+            assert scrape == {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(component.metrics_port),
+                "prometheus.io/path": "/metrics",
+            }
     assert next(c for c in COMPONENTS if c.name == "portal").public
 
 

@@ -107,7 +107,9 @@ def test_appliance_becomes_its_children_and_follows_readiness(
             p.name: p.port for p in core.read_namespaced_service(f"acme-{component}", NS).spec.ports
         }
         assert set(ports) == {"http", "metrics"}, ports
-    assert signer.spec.template.spec.containers[0].args[-2] == "--metrics-port"
+    container = signer.spec.template.spec.containers[0]
+    assert "--metrics-port" not in container.args  # an older image would exit on it
+    assert {e.name: e.value for e in container.env}["SIGNET_SIGNER_METRICS_PORT"] == "9101"
 
     ready = wait_for(
         "Ready=True", lambda: conditions_of(api, "acme").get("Ready", {}).get("status") == "True"
