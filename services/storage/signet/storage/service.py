@@ -133,6 +133,10 @@ class StorageService:
             vault=status.backend,
             object_lock=status.object_lock,
             retention_years=status.retention_years,
+            # What this process runs with, which the operator judges against (during a
+            # rollout, or while the Appliance's spec is refused, not what the spec asks).
+            configured_retention_years=self.settings.retention_years,
+            tree_head_interval_seconds=self.settings.tree_head_interval,
             ledger_size=size,
             tree_head_publisher=self.publisher_role(),
             tree_head_publisher_problem=self._lease_problem,
