@@ -189,7 +189,7 @@ def _retention(spec: ApplianceSpec | None, storage: Readiness | None) -> dict[st
             UNKNOWN,
             "NotReported",
             f"COMPLIANCE, {years} years; this storage release does not say how long it "
-            "retains objects, and the Appliance's spec is refused",
+            "retains objects, and the Appliance's spec is invalid",
         )
     wanted = int(running) if running is not None else int(asked or 0)
     who = "storage runs with" if running is not None else "the Appliance asks for"
@@ -278,7 +278,7 @@ def _tree_heads(
             UNKNOWN,
             "NotReported",
             f"signed up to {head_size or 0} of {size} entries; this storage release does not "
-            "say how often it publishes, and the Appliance's spec is refused",
+            "say how often it publishes, and the Appliance's spec is invalid",
         )
     allowed = timedelta(seconds=STALE_INTERVALS * interval)
     if waiting is not None and now - waiting <= allowed:
