@@ -10,11 +10,13 @@ with the signer's tests.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -156,3 +158,142 @@ def test_the_metrics_port_serves_metrics_and_nothing_else(client: TestClient) ->
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
     with metrics.serve_metrics("127.0.0.1", None) as nothing:
         assert nothing is None
+
+
+def test_an_idle_connection_to_the_metrics_port_is_closed() -> None:
+    """Each connection holds a thread: one that sends nothing is dropped, not kept forever."""
+    import socket
+
+    with metrics.serve_metrics("127.0.0.1", 0, idle_timeout=0.3) as server:
+        assert server is not None
+        port = server.server_address[1]
+        assert metrics.METRICS_IDLE_TIMEOUT == 10  # the default, which a test cannot wait out
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+            started = time.monotonic()
+            assert idle.recv(1) == b""  # closed by the server (a TimeoutError otherwise)
+            assert time.monotonic() - started < 3
+        # ... and the port goes on answering.
+        answer = socket.create_connection(("127.0.0.1", port), timeout=5)
+        with answer:
+            answer.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert answer.recv(12).startswith(b"HTTP/1.0 200")
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_the_metrics_port_listens_in_the_hosts_address_family() -> None:
+    """``serve --host ::`` binds the API on IPv6; the metrics port follows, not gaierror."""
+    import httpx
+
+    with metrics.serve_metrics("::", 0) as server:
+        assert server is not None
+        port = server.server_address[1]
+        assert httpx.get(f"http://[::1]:{port}/metrics", timeout=5).status_code == 200
+    with metrics.serve_metrics("::1", 0) as server:
+        assert server is not None
+        assert httpx.get(f"http://[::1]:{server.server_address[1]}/metrics").status_code == 200
+
+
+def test_a_metrics_port_that_cannot_be_served_is_one_clear_error() -> None:
+    import socket
+
+    with (
+        pytest.raises(metrics.MetricsPortError, match="is the API port"),
+        metrics.serve_metrics("127.0.0.1", 8102, api_port=8102),
+    ):
+        pass
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with (
+            pytest.raises(metrics.MetricsPortError) as refused,
+            metrics.serve_metrics("127.0.0.1", port),
+        ):
+            pass
+    message = str(refused.value)
+    assert f"port {port}" in message and "in use" in message and "\n" not in message
+    with (
+        pytest.raises(metrics.MetricsPortError, match=r"no-such-host\.invalid"),
+        metrics.serve_metrics("no-such-host.invalid", 0),
+    ):
+        pass
+
+
+# -- `signet signer serve` and `signet storage serve`: the metrics listener -----------------
+
+
+@pytest.fixture
+def serve_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, object]]]:
+    """`serve` in this process with uvicorn replaced: each "run" records its arguments and
+    whether the metrics listener was up meanwhile.  The commands set variables for their
+    workers (and SOFTHSM2_CONF): the environment is restored afterwards."""
+    import threading
+
+    import uvicorn
+
+    saved = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith(("SIGNET_", metrics.MULTIPROC_ENV))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("SIGNET_HOME", str(tmp_path))
+    runs: list[dict[str, object]] = []
+
+    def run(*_: object, **options: object) -> None:
+        listening = [t for t in threading.enumerate() if t.name == "metrics-port"]
+        runs.append({**options, "metrics_listening": bool(listening)})
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    yield runs
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _serve(service: str, *options: str) -> Any:
+    from signet.cli.main import app
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, [service, "serve", "--port", "18555", *options])
+
+
+@pytest.mark.parametrize("service", ["signer", "storage"])
+def test_serve_refuses_a_metrics_port_it_cannot_serve_in_one_line(
+    service: str, serve_cli: list[dict[str, object]]
+) -> None:
+    import socket
+
+    same = _serve(service, "--metrics-port", "18555")
+    assert same.exit_code == 2 and not serve_cli
+    assert same.stderr.strip().count("\n") == 0 and "is the API port" in same.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = _serve(service, "--metrics-port", str(taken.getsockname()[1]))
+    assert busy.exit_code == 2 and not serve_cli
+    assert busy.stderr.strip().count("\n") == 0 and "in use" in busy.stderr
+    assert "Traceback" not in busy.output + busy.stderr
+
+
+@pytest.mark.parametrize("service", ["signer", "storage"])
+def test_serve_takes_metrics_port_0_and_an_ipv6_host(
+    service: str, serve_cli: list[dict[str, object]]
+) -> None:
+    zero = _serve(service, "--metrics-port", "0")  # any free port, not "none"
+    assert zero.exit_code == 0, zero.stderr
+    assert serve_cli[-1]["metrics_listening"] is True
+    assert "/metrics on port" in zero.stderr
+    assert _serve(service).exit_code == 0
+    assert serve_cli[-1]["metrics_listening"] is False  # no option, no setting: none
+    if _ipv6_loopback():
+        six = _serve(service, "--host", "::", "--metrics-port", "0")
+        assert six.exit_code == 0, six.stderr
+        assert serve_cli[-1]["host"] == "::" and serve_cli[-1]["metrics_listening"] is True

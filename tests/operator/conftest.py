@@ -43,7 +43,17 @@ REAL_KUBECONFIG = os.environ.get("SIGNET_TEST_KUBECONFIG")
 NS = os.environ.get("SIGNET_TEST_NAMESPACE", NAMESPACE) if REAL_KUBECONFIG else NAMESPACE
 READY: dict[str, Any] = {
     "signer": [200, {"status": "ready", "hsm": "reachable"}],
-    "storage": [200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10}],
+    "storage": [
+        200,
+        {
+            "status": "ready",
+            "object_lock": "COMPLIANCE",
+            "retention_years": 10,
+            # what the storage pods run with (what retention and staleness are judged by)
+            "configured_retention_years": 10,
+            "tree_head_interval_seconds": 60,
+        },
+    ],
 }
 
 

@@ -22,9 +22,9 @@ from pydantic import ValidationError
 from signet.common.contracts.appliance import ApplianceSpec, SigningPolicySpec
 from signet.operator import crds
 from signet.operator.conditions import (
-    NEEDS_SPEC,
     OBSERVED,
     Readiness,
+    apply_failed,
     conditions,
     invalid_spec,
     merge_transitions,
@@ -175,13 +175,17 @@ def test_every_child_is_valid_kubernetes_and_locked_down(raw: dict[str, Any]) ->
             if name.endswith(secret_like):  # secrets come from Secrets, never inline
                 assert "valueFrom" in variable, name
         assert "signet.dev/config-hash" in deployment["spec"]["template"]["metadata"]["annotations"]
-        # The metrics port: named on the container, passed to `serve`, behind the Service.
+        # The metrics port: named on the container, behind the Service, and given to `serve`
+        # as its setting, never as an option: `spec.image` may be an older release, whose
+        # `serve` would exit on an option it lacks but ignores an unknown variable.
         component = next(
             c for c in COMPONENTS if deployment["metadata"]["name"] == f"acme-{c.name}"
         )
         container = pod["containers"][0]
         assert {"name": "metrics", "containerPort": component.metrics_port} in container["ports"]
-        assert container["args"][-2:] == ["--metrics-port", str(component.metrics_port)]
+        assert container["args"] == [*component.args, "--port", str(component.port)]
+        variable = f"SIGNET_{component.name.upper()}_METRICS_PORT"
+        assert env[variable] == {"name": variable, "value": str(component.metrics_port)}
         service = next(
             o
             for o in objects
@@ -248,10 +252,23 @@ def test_network_policies_follow_the_trust_boundaries(scraper: dict[str, Any] | 
         operator = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "signet-operator"}}}
         assert opened[component.port] == [*peers, operator]
         assert all("namespaceSelector" not in source for source in opened[component.port])
+        annotations = next(
+            o
+            for o in desired_objects("acme", "ns", spec)
+            if o["kind"] == "Deployment" and o["metadata"]["name"] == f"acme-{component.name}"
+        )["spec"]["template"]["metadata"]["annotations"]
+        scrape = {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")}
         if scraper is None:
             assert component.metrics_port not in opened  # nobody named: nobody admitted
+            # ... so no annotation invites a discovering Prometheus to fail (up == 0).
+            assert scrape == {}
         else:
             assert opened[component.metrics_port] == [SCRAPER]
+            assert scrape == {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(component.metrics_port),
+                "prometheus.io/path": "/metrics",
+            }
     assert next(c for c in COMPONENTS if c.name == "portal").public
 
 
@@ -332,28 +349,99 @@ def test_a_refusal_keeps_the_other_conditions() -> None:
     """InvalidSpec, SecretMissing, ApplyFailed: Ready says why, the rest stays observed."""
     spec = ApplianceSpec.model_validate(VENDOR_SPEC)
     ok_signer = Readiness(200, {"status": "ready", "hsm": "reachable"})
-    ok_storage = Readiness(
-        200, {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10}
-    )
+    ok_storage = Readiness(200, RUNNING)
     before = merge_transitions(
         [], conditions(spec, {"signer": ok_signer, "storage": ok_storage}), "T1"
     )
-    # No spec: what the services answer is probed; what needs the spec is left out ...
     hsm_down = Readiness(503, {"error": "hsm_unavailable", "reason": "token gone"})
-    probed = observed(None, {"signer": hsm_down, "storage": ok_storage})
-    assert {c["type"] for c in probed} == set(OBSERVED) - NEEDS_SPEC
-    # ... and keeps its last value, transition time included.
-    after = merge_transitions(before, refused(invalid_spec("bad"), probed, before), "T2")
-    by_type = {c["type"]: c for c in after}
-    assert [c["type"] for c in after] == [c["type"] for c in before]
-    assert by_type["Ready"]["reason"] == "InvalidSpec" and by_type["Ready"]["status"] == "False"
-    assert by_type["Ready"]["lastTransitionTime"] == "T2"
-    assert by_type["RetentionCompliant"] == {c["type"]: c for c in before}["RetentionCompliant"]
-    assert by_type["HSMReachable"]["status"] == "False"  # probed, not frozen
-    assert by_type["StorageReady"]["lastTransitionTime"] == "T1"
-    # A first reconcile that is refused has nothing to keep: Ready and what it probed.
-    first = refused(missing_secrets(["Secret postgres (key url)"]), probed, [])
-    assert [c["type"] for c in first] == ["Ready", *(t for t in OBSERVED if t not in NEEDS_SPEC)]
+    for why, seen_spec in (
+        (invalid_spec("bad"), None),  # no valid spec at all
+        (missing_secrets(["Secret postgres (key url)"]), spec),
+        (apply_failed("the API server answered 403 Forbidden: deployments"), spec),
+    ):
+        probed = observed(seen_spec, {"signer": hsm_down, "storage": ok_storage})
+        after = merge_transitions(before, refused(why, probed), "T2")
+        by_type = {c["type"]: c for c in after}
+        assert [c["type"] for c in after] == ["Ready", *OBSERVED], why
+        assert by_type["Ready"]["reason"] == why["reason"] and by_type["Ready"]["status"] == "False"
+        assert by_type["Ready"]["lastTransitionTime"] == "T2"
+        assert by_type["HSMReachable"]["status"] == "False"  # probed, not frozen
+        assert by_type["StorageReady"]["lastTransitionTime"] == "T1"
+        # Judged from what storage runs with, whatever the spec: the same as before.
+        assert by_type["RetentionCompliant"] == {c["type"]: c for c in before}["RetentionCompliant"]
+        assert by_type["TreeHeadsPublished"]["status"] == "True", why
+
+
+#: What a current storage reports: the bucket's retention and what it runs with.
+RUNNING: dict[str, Any] = {
+    "status": "ready",
+    "object_lock": "COMPLIANCE",
+    "retention_years": 10,
+    "configured_retention_years": 10,
+    "tree_head_interval_seconds": 60,
+    "ledger_size": 0,
+}
+
+
+def test_retention_and_tree_heads_are_judged_by_what_storage_runs_with() -> None:
+    """Not by a spec that is not running: a refused one, or one still rolling out."""
+    now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+    signer = Readiness(200, {"status": "ready", "hsm": "reachable"})
+    waiting = {  # five minutes without a head: stale at 60 s, fine at 120 s
+        "ledger_size": 6,
+        "tree_head_size": 5,
+        "tree_head_time": "2027-01-01T11:00:00Z",
+        "unsigned_since": "2027-01-01T11:55:00Z",
+        "tree_head_publisher": "leader",
+    }
+
+    def judged(spec: ApplianceSpec | None, **body: Any) -> dict[str, dict[str, str]]:
+        storage = Readiness(200, {**RUNNING, **body})
+        return {c["type"]: c for c in observed(spec, {"signer": signer, "storage": storage}, now)}
+
+    # The spec is invalid, and the ledger really goes stale: said (not frozen at True).
+    stale = judged(None, **waiting)["TreeHeadsPublished"]
+    assert stale["status"] == "False" and stale["reason"] == "Stale"
+    before = [
+        {**condition, "lastTransitionTime": "T1"}
+        for condition in refused(invalid_spec("bad"), list(judged(None).values()))
+    ]
+    after = {
+        c["type"]: c
+        for c in merge_transitions(
+            before, refused(invalid_spec("bad"), list(judged(None, **waiting).values())), "T2"
+        )
+    }
+    assert after["TreeHeadsPublished"]["lastTransitionTime"] == "T2"  # a transition: an Event
+    # A new spec asks for 10 s and 12 years but is not applied (a Secret missing) or not
+    # rolled out yet: storage still publishes every 120 s and retains 10 years.
+    new = ApplianceSpec.model_validate(
+        {
+            **VENDOR_SPEC,
+            "treeHeadIntervalSeconds": 10,
+            "objectStore": {**VENDOR_SPEC["objectStore"], "retentionYears": 12},
+        }
+    )
+    running = judged(new, tree_head_interval_seconds=120, **waiting)
+    assert running["TreeHeadsPublished"]["reason"] == "Publishing"  # 5 min < 3 x 120 s
+    assert running["RetentionCompliant"]["reason"] == "Compliant"  # 10 >= the 10 it runs with
+    # Rolled out: storage retains 12 years, the bucket's default is still 10.
+    short = judged(new, configured_retention_years=12)["RetentionCompliant"]
+    assert short["reason"] == "RetentionTooShort" and "storage runs with 12" in short["message"]
+    # An older storage that does not report them: the spec stands in, when there is one.
+    old = {"status": "ready", "object_lock": "COMPLIANCE", "retention_years": 10, **waiting}
+    older = {
+        c["type"]: c for c in observed(new, {"signer": signer, "storage": Readiness(200, old)}, now)
+    }
+    assert older["TreeHeadsPublished"]["reason"] == "Stale"  # 5 min > 3 x 10 s
+    assert older["RetentionCompliant"]["reason"] == "RetentionTooShort"
+    assert "the Appliance asks for 12" in older["RetentionCompliant"]["message"]
+    unknown = {
+        c["type"]: c
+        for c in observed(None, {"signer": signer, "storage": Readiness(200, old)}, now)
+    }
+    assert unknown["TreeHeadsPublished"]["status"] == "Unknown"
+    assert unknown["RetentionCompliant"]["status"] == "Unknown"
 
 
 def test_certificate_expiry_is_surfaced_ahead_of_time() -> None:

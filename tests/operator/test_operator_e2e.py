@@ -13,6 +13,7 @@ import pytest
 from kubernetes import client
 from signet.operator import desired
 
+from tests.common.test_metrics import Scrape
 from tests.operator.conftest import CHART, NS, READY, Cluster, appliance, conditions_of, wait_for
 from tests.support import helm
 from tests.support.operator_process import OperatorProcess
@@ -32,30 +33,30 @@ SPEC: dict[str, Any] = {
 }
 
 
-def test_appliance_becomes_its_children_and_follows_readiness(
-    api: client.ApiClient, operator: OperatorProcess, readiness: Path, cluster: Cluster
-) -> None:
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    core.create_namespaced_secret(
-        NS,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "minio-credentials", "namespace": NS},
-            "stringData": {"access-key": "signet", "secret-key": "not-a-real-key"},
-        },
-    )
-    core.create_namespaced_secret(
-        NS,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "postgres", "namespace": NS},
-            "stringData": {"url": "postgresql+psycopg://signet@postgres/signet"},
-        },
-    )
-    custom = client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(
+def _ensure_referenced_secrets(api: client.ApiClient) -> None:
+    """The Secrets `SPEC` names (created here unless an earlier test did)."""
+    core = client.CoreV1Api(api)
+    for name, data in (
+        ("minio-credentials", {"access-key": "signet", "secret-key": "not-a-real-key"}),
+        ("postgres", {"url": "postgresql+psycopg://signet@postgres/signet"}),
+    ):
+        try:
+            core.create_namespaced_secret(
+                NS,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": name, "namespace": NS},
+                    "stringData": data,
+                },
+            )
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+def _create_appliance(api: client.ApiClient, name: str, spec: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
         "signet.dev",
         "v1alpha1",
         NS,
@@ -63,10 +64,34 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         {
             "apiVersion": "signet.dev/v1alpha1",
             "kind": "Appliance",
-            "metadata": {"name": "acme", "namespace": NS},
-            "spec": SPEC,
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
         },
     )
+
+
+def _policy(api: client.ApiClient, name: str, spec: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "signingpolicies",
+        {
+            "apiVersion": "signet.dev/v1alpha1",
+            "kind": "SigningPolicy",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        },
+    )
+
+
+def test_appliance_becomes_its_children_and_follows_readiness(
+    api: client.ApiClient, operator: OperatorProcess, readiness: Path, cluster: Cluster
+) -> None:
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    _ensure_referenced_secrets(api)
+    custom = client.CustomObjectsApi(api)
+    _create_appliance(api, "acme", SPEC)
     owner_uid = appliance(api, "acme")["metadata"]["uid"]
 
     signer = wait_for(
@@ -107,7 +132,9 @@ def test_appliance_becomes_its_children_and_follows_readiness(
             p.name: p.port for p in core.read_namespaced_service(f"acme-{component}", NS).spec.ports
         }
         assert set(ports) == {"http", "metrics"}, ports
-    assert signer.spec.template.spec.containers[0].args[-2] == "--metrics-port"
+    container = signer.spec.template.spec.containers[0]
+    assert "--metrics-port" not in container.args  # an older image would exit on it
+    assert {e.name: e.value for e in container.env}["SIGNET_SIGNER_METRICS_PORT"] == "9101"
 
     ready = wait_for(
         "Ready=True", lambda: conditions_of(api, "acme").get("Ready", {}).get("status") == "True"
@@ -230,8 +257,9 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     wait_for("12 years in the storage pods", lambda: retention_env() == "12")
     assert storage_pod().metadata.annotations["signet.dev/config-hash"] != hash_before
 
-    # The rolled-out storage pods report the bucket's 12 years.
-    twelve = {**READY, "storage": [200, {**READY["storage"][1], "retention_years": 12}]}
+    # The rolled-out storage pods retain 12 years, and the bucket's default says 12 too.
+    rolled_out = {**READY["storage"][1], "retention_years": 12, "configured_retention_years": 12}
+    twelve = {**READY, "storage": [200, rolled_out]}
     readiness.write_text(json.dumps(twelve))
     wait_for(
         "Ready=True at 12 years", lambda: conditions_of(api, "acme")["Ready"]["status"] == "True"
@@ -256,15 +284,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     )
     assert conditions_of(api, "acme")["Ready"]["reason"] == "SecretMissing"
     readiness.write_text(json.dumps(twelve))
-    core.create_namespaced_secret(
-        NS,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "postgres", "namespace": NS},
-            "stringData": {"url": "postgresql+psycopg://signet@postgres/signet"},
-        },
-    )
+    _ensure_referenced_secrets(api)  # postgres again
     wait_for("Ready=True again", lambda: conditions_of(api, "acme")["Ready"]["status"] == "True")
 
     # Three years of retention: refused with a clear condition and an Event, nothing changed.
@@ -290,8 +310,8 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     )
     assert refused
     assert "retentionYears" in conditions_of(api, "acme")["Ready"]["message"]
-    # The other conditions stay: those the services answer go on being probed, those that
-    # need the spec (the retention asked for) keep their last value, transition time and all.
+    # The other conditions stay: the services go on being probed, and the retention is
+    # judged by what storage runs with (12 years), not by the refused spec.
     kept = conditions_of(api, "acme")
     assert set(kept) == set(observed)
     assert kept["RetentionCompliant"] == observed["RetentionCompliant"]
@@ -300,6 +320,23 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     assert any(e.reason == "InvalidSpec" and e.type == "Warning" for e in events)
     after = apps.read_namespaced_deployment("acme-storage", NS).spec.template.metadata.annotations
     assert before == after
+    # The ledger goes stale while the spec is refused: said, with an Event, not frozen.
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    stale = {**rolled_out, "ledger_size": 3, "tree_head_size": 2, "unsigned_since": hour_ago}
+    readiness.write_text(json.dumps({**READY, "storage": [200, stale]}))
+    wait_for(
+        "TreeHeadsPublished=Stale under InvalidSpec",
+        lambda: conditions_of(api, "acme")["TreeHeadsPublished"]["reason"] == "Stale",
+    )
+    assert conditions_of(api, "acme")["Ready"]["reason"] == "InvalidSpec"
+    wait_for(
+        "a Stale Event",
+        lambda: any(
+            e.reason == "Stale" and e.type == "Warning"
+            for e in core.list_namespaced_event(NS).items
+        ),
+    )
+    readiness.write_text(json.dumps(READY))
 
 
 def test_a_missing_secret_is_a_condition_not_a_crash(
@@ -309,18 +346,7 @@ def test_a_missing_secret_is_a_condition_not_a_crash(
         **SPEC,
         "objectStore": {**SPEC["objectStore"], "accessKey": {"name": "nowhere", "key": "k"}},
     }
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        "signet.dev",
-        "v1alpha1",
-        NS,
-        "appliances",
-        {
-            "apiVersion": "signet.dev/v1alpha1",
-            "kind": "Appliance",
-            "metadata": {"name": "lost", "namespace": NS},
-            "spec": spec,
-        },
-    )
+    _create_appliance(api, "lost", spec)
     wait_for(
         "SecretMissing",
         lambda: conditions_of(api, "lost").get("Ready", {}).get("reason") == "SecretMissing",
@@ -329,43 +355,6 @@ def test_a_missing_secret_is_a_condition_not_a_crash(
     names = [d.metadata.name for d in client.AppsV1Api(api).list_namespaced_deployment(NS).items]
     assert not any(name.startswith("lost-") for name in names)
     assert operator.poll() is None, "the operator must keep running"
-
-
-def _ensure_referenced_secrets(api: client.ApiClient) -> None:
-    """The Secrets `SPEC` names (created here unless an earlier test did)."""
-    core = client.CoreV1Api(api)
-    for name, data in (
-        ("minio-credentials", {"access-key": "signet", "secret-key": "not-a-real-key"}),
-        ("postgres", {"url": "postgresql+psycopg://signet@postgres/signet"}),
-    ):
-        try:
-            core.create_namespaced_secret(
-                NS,
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": name, "namespace": NS},
-                    "stringData": data,
-                },
-            )
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
-
-
-def _create_appliance(api: client.ApiClient, name: str, spec: dict[str, Any]) -> None:
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        "signet.dev",
-        "v1alpha1",
-        NS,
-        "appliances",
-        {
-            "apiVersion": "signet.dev/v1alpha1",
-            "kind": "Appliance",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": spec,
-        },
-    )
 
 
 def _operator_requests(cluster: Cluster, resource: str, verb: str, name: str) -> int:
@@ -433,18 +422,7 @@ def test_signing_policy_is_versioned_distributed_and_withdrawn(
         ("hr", {"level": "B-LTA", "identityChecks": ["otp-sms"]}),
         ("sales", {"routing": "parallel"}),
     ):
-        custom.create_namespaced_custom_object(
-            "signet.dev",
-            "v1alpha1",
-            NS,
-            "signingpolicies",
-            {
-                "apiVersion": "signet.dev/v1alpha1",
-                "kind": "SigningPolicy",
-                "metadata": {"name": name, "namespace": NS},
-                "spec": spec,
-            },
-        )
+        _policy(api, name, spec)
     published = wait_for(
         "both policies published",
         lambda: {"hr.json", "sales.json"} <= set(_published(core)) and _published(core),
@@ -504,31 +482,18 @@ def _rules(rules: list[Any]) -> set[tuple[str, str, str]]:
     }
 
 
-def _policy(api: client.ApiClient, name: str, spec: dict[str, Any]) -> None:
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        "signet.dev",
-        "v1alpha1",
-        NS,
-        "signingpolicies",
-        {
-            "apiVersion": "signet.dev/v1alpha1",
-            "kind": "SigningPolicy",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": spec,
-        },
-    )
-
-
 @pytest.fixture(scope="module")
-def drilled(api: client.ApiClient, operator: OperatorProcess) -> None:
+def drilled(api: client.ApiClient, operator: OperatorProcess, readiness: Path) -> None:
     """The operator made to do everything it ever does, with objects of its own.
 
     So the RBAC and metrics checks mean something when run alone (`-k rbac`), not only
     after the tests above; run after them, it only adds its own objects.  It creates
     and updates an Appliance with every child, refuses one (a rule only the model
     knows, which a real API server admits too), waits for another's Secret, and
-    publishes, changes, refuses and withdraws policies.
+    publishes, changes, refuses and withdraws policies.  The services are ready: a test
+    that failed half-way may have left the readiness file saying otherwise.
     """
+    readiness.write_text(json.dumps(READY))
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     apps = client.AppsV1Api(api)
     _ensure_referenced_secrets(api)
@@ -627,29 +592,17 @@ def _spec() -> Any:
     return ApplianceSpec.model_validate(SPEC)
 
 
-def _sample(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples `name` whose labels include `labels`, in a /metrics answer."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
-    )
-
-
 def test_operator_serves_health_and_metrics(operator: OperatorProcess, drilled: None) -> None:
     """`signet operator run` (the chart's command) answers the kubelet and Prometheus."""
     import httpx
 
     assert httpx.get(operator.health_url, timeout=5).status_code == 200
-    text = httpx.get(operator.metrics_url, timeout=5).text
+    scrape = Scrape(httpx.get(operator.metrics_url, timeout=5).text)
     # `drilled` made the operator apply, refuse and wait for Secrets.
     for outcome in ("applied", "invalid_spec", "secret_missing"):
-        assert _sample(text, "signet_operator_reconciles_total", outcome=outcome) >= 1, outcome
-    assert _sample(text, "signet_operator_objects_applied_total", kind="Deployment") >= 4
+        assert scrape.value("signet_operator_reconciles_total", outcome=outcome) >= 1, outcome
+    assert scrape.value("signet_operator_objects_applied_total", kind="Deployment") >= 4
     ready = "signet_operator_appliance_ready"
-    assert _sample(text, ready, appliance="drill") == 1
-    assert _sample(text, ready, appliance="drill-bad") == 0  # refused: not ready
-    assert _sample(text, ready, appliance="drill-lost") == 0  # waiting for a Secret
+    assert scrape.value(ready, appliance="drill") == 1
+    assert scrape.value(ready, appliance="drill-bad") == 0  # refused: not ready
+    assert scrape.value(ready, appliance="drill-lost") == 0  # waiting for a Secret

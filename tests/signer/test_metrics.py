@@ -2,9 +2,10 @@
 
 Counters are process-wide and other tests sign too, so every check is a
 difference between a scrape before and one after, and must equal exactly what
-the test did.  The two-worker case runs uvicorn with two worker processes the
-way `signet up` does, inside `multiprocess_environment`, and checks that a
-scrape — whichever worker answers it — sums what both workers served.
+the test did.  The two-worker case runs ``signet signer serve --workers 2
+--metrics-port`` (uvicorn with two worker processes inside
+`multiprocess_environment`) and checks that a scrape — whichever worker answers
+it, or the supervisor's metrics port — sums what both workers served.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -212,23 +214,41 @@ def test_hsm_faults_are_counted_by_operation(
 # -- several worker processes ------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TwoWorkers:
+    url: str
+    #: the metrics port `signet signer serve` serves from the supervising process
+    metrics_url: str
+    #: the workers' shared multiprocess directory
+    directory: Path
+
+
 @pytest.fixture
 def two_workers(
     signer_settings: SignerSettings, signer_service: SignerService, tmp_path: Path
-) -> Iterator[tuple[str, Path]]:
-    """The signer as `signet up` runs it: ``uvicorn --workers 2`` in its own process.
+) -> Iterator[TwoWorkers]:
+    """The signer as the cluster runs it: ``signet signer serve --workers 2`` with the
+    metrics port, in its own process.
 
     It shares the session's token, CA and database; it takes no batch work (other
-    tests' batches are not its business).  Yields its URL and metrics directory.
+    tests' batches are not its business).  The command makes its own multiprocess
+    directory under TMPDIR, found there.
     """
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("SIGNET_") and k != metrics.MULTIPROC_ENV
     }
     assert signer_settings.hsm_pin is not None
+    home, scratch = tmp_path / "home", tmp_path / "tmp"
+    # The embedded layout's SoftHSM configuration, pointing at the session's token.
+    (home / "softhsm").mkdir(parents=True)
+    shutil.copy(os.environ["SOFTHSM2_CONF"], home / "softhsm" / "softhsm2.conf")
+    scratch.mkdir()
     env |= {
+        "SIGNET_HOME": str(home),
+        "TMPDIR": str(scratch),
         "SIGNET_SIGNER_HOME": str(signer_settings.home),
         "SIGNET_SIGNER_HSM_MODULE": str(signer_settings.hsm_module),
         "SIGNET_SIGNER_HSM_TOKEN_LABEL": signer_settings.hsm_token_label,
@@ -236,35 +256,23 @@ def two_workers(
         "SIGNET_SIGNER_SERVICE_TOKEN": SERVICE_TOKEN,
         "SIGNET_SIGNER_BATCH_WORKERS": "0",
     }
-    command = [sys.executable, "-m", "uvicorn", "signet.signer.app:create_app", "--factory"]
-    command += [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--log-level",
-        "warning",
-    ]
-    log = tmp_path / "uvicorn.log"
-    with (
-        metrics.multiprocess_environment("signer", 2) as metrics_env,
-        log.open("wb") as output,
-    ):
-        process = subprocess.Popen(
-            command, env=env | metrics_env, stdout=output, stderr=subprocess.STDOUT
-        )
+    command = [sys.executable, "-m", "signet.cli", "signer", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "2", "--metrics-port", str(metrics_port)]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(url, process, log)
-            yield url, Path(metrics_env[metrics.MULTIPROC_ENV])
+            (directory,) = scratch.glob("signet-metrics-signer-*")
+            yield TwoWorkers(url, f"http://127.0.0.1:{metrics_port}", directory)
         finally:
             process.send_signal(signal.SIGINT)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+    assert not directory.exists()  # removed once the workers are gone
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -300,10 +308,8 @@ def _served_per_worker(directory: Path, work: Path) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_two_workers_add_up(
-    two_workers: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url, directory = two_workers
+def test_two_workers_add_up(two_workers: TwoWorkers, tmp_path: Path) -> None:
+    url, directory = two_workers.url, two_workers.directory
     headers = {"content-type": "application/timestamp-query"}
 
     def stamp(index: int) -> None:
@@ -334,8 +340,6 @@ def test_two_workers_add_up(
         assert counted(scrape) == (sent, sent)
     assert sum(_served_per_worker(directory, tmp_path).values()) == sent
     # The metrics port is served by the process supervising the workers (`signet signer
-    # serve`), which shares their directory and answers with the same sum.
-    port = free_port()
-    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
-    with metrics.serve_metrics("127.0.0.1", port):
-        assert counted(_scrape(f"http://127.0.0.1:{port}")) == (sent, sent)
+    # serve --metrics-port`), which shares their directory and answers with the same sum.
+    assert counted(_scrape(two_workers.metrics_url)) == (sent, sent)
+    assert httpx.get(f"{two_workers.metrics_url}/readyz", timeout=5).status_code == 404

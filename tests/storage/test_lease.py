@@ -523,6 +523,61 @@ def test_readiness_says_since_when_entries_wait_for_a_tree_head(tmp_path: Path) 
         restarted.close()
 
 
+def test_readiness_reports_what_this_process_runs_with(tmp_path: Path) -> None:
+    """The operator judges retention and staleness by these, not by a spec not running."""
+    running = service(tmp_path, "a", lease=None, api_url=None, interval=120)
+    try:
+        ready = running.readiness()
+        assert ready.tree_head_interval_seconds == 120
+        assert ready.configured_retention_years == running.settings.retention_years == 10
+    finally:
+        running.close()
+
+
+HOUR = 3600.0  # an interval no test waits out: a head within seconds is the first one
+
+
+def test_a_restarted_publisher_covers_waiting_entries_at_once(tmp_path: Path) -> None:
+    """Entries appended before a restart have waited already: no full interval first."""
+    before = service(tmp_path, "a", lease=None, api_url=None, interval=HOUR)
+    before.ledger.append_sync(event(1))
+    before.close()
+    restarted = service(tmp_path, "a", lease=None, api_url=None, interval=HOUR)
+    try:
+        restarted.start_publisher()
+        wait_until("a head at once", lambda: restarted.ledger.latest_head() is not None, timeout=5)
+        assert restarted.readiness().unsigned_since is None
+    finally:
+        restarted.close()
+    quiet = service(tmp_path, "b", lease=None, api_url=None, interval=HOUR)
+    try:  # nothing uncovered: nothing signed
+        quiet.start_publisher()
+        time.sleep(0.3)
+        assert quiet.ledger.latest_head() is None and quiet._signer.calls == 0  # type: ignore[union-attr]
+    finally:
+        quiet.close()
+
+
+def test_a_new_leader_covers_waiting_entries_at_once(
+    kube: RunningEmulator, lease_name: str, tmp_path: Path
+) -> None:
+    first = service(tmp_path, "a", lease=lease_name, api_url=kube.url, interval=HOUR)
+    second = service(tmp_path, "b", lease=lease_name, api_url=kube.url, interval=HOUR)
+    try:
+        first.start_publisher()
+        wait_until("a leads", lambda: first.publisher_role() == "leader")
+        second.start_publisher()
+        second.ledger.append_sync(event(1))  # waits while b is a standby
+        time.sleep(0.5)
+        assert second.ledger.latest_head() is None
+        first.close()  # releases the Lease: b takes over, and signs without an hour's wait
+        wait_until("b leads", lambda: second.publisher_role() == "leader", timeout=5)
+        wait_until("b's head", lambda: second.ledger.latest_head() is not None, timeout=5)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_lease_timing_that_could_let_two_lead_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lease timing"):
         StorageSettings(home=tmp_path, lease_duration=10, lease_renew_deadline=10)

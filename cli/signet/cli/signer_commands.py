@@ -116,22 +116,29 @@ def serve(
     import os
 
     import uvicorn
-    from signet.common.metrics import multiprocess_environment, serve_metrics
+    from signet.cli.metrics_port import metrics_listener
+    from signet.common.metrics import multiprocess_environment
 
     settings = embedded.signer_settings()
     os.environ.update(embedded.child_environment(settings))
+    host = host or settings.host
+    port = port or settings.port
     # Several workers share one /metrics directory (signet.common.metrics); the metrics
     # port is served here, in the process that supervises them, and sums them all.
     with (
         multiprocess_environment("signer", workers) as metrics_env,
-        serve_metrics(host or settings.host, metrics_port or settings.metrics_port),
+        metrics_listener(
+            host,
+            metrics_port if metrics_port is not None else settings.metrics_port,
+            api_port=port,
+        ),
     ):
         os.environ.update(metrics_env)
         uvicorn.run(
             "signet.signer.app:create_app",
             factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             workers=workers,
             log_level="warning",
         )

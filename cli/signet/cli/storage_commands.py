@@ -31,16 +31,22 @@ def serve(
     import os
 
     import uvicorn
-    from signet.common.metrics import serve_metrics
+    from signet.cli.metrics_port import metrics_listener
 
     settings = embedded.storage_settings()
     os.environ.update(embedded.storage_environment(settings))
-    with serve_metrics(host or settings.host, metrics_port or settings.metrics_port):
+    host = host or settings.host
+    port = port or settings.port
+    with metrics_listener(
+        host,
+        metrics_port if metrics_port is not None else settings.metrics_port,
+        api_port=port,
+    ):
         uvicorn.run(
             "signet.storage.app:create_app",
             factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             log_level="warning",
         )
 

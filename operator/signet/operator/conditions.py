@@ -74,8 +74,6 @@ OBSERVED = (
     "CertificatesValid",
     "TreeHeadsPublished",
 )
-#: Judged against the spec (the retention asked for, the publication interval).
-NEEDS_SPEC = frozenset({"RetentionCompliant", "TreeHeadsPublished"})
 
 
 def conditions(
@@ -91,8 +89,14 @@ def observed(
     readiness: dict[str, Readiness | None],
     now: datetime | None = None,
 ) -> list[dict[str, str]]:
-    """The conditions of `OBSERVED` from the services' answers; without a (valid) spec,
-    those of `NEEDS_SPEC` are left out (the caller keeps their last values)."""
+    """Every condition of `OBSERVED`, from the services' answers.
+
+    Retention and tree-head staleness are judged against what storage reports it
+    runs with (its retention years and publication interval), not against the
+    spec: during a rollout, or while a new spec is refused (invalid, a Secret
+    missing, the API server saying no), the pods still run the old one.  `spec`
+    (None when it is invalid) stands in only for a storage release that does
+    not report them."""
     now = now or datetime.now(UTC)
     result: list[dict[str, str]] = []
     signer = readiness.get("signer")
@@ -119,11 +123,9 @@ def observed(
         result.append(
             condition("HSMReachable", FALSE, "HsmUnavailable", str(signer.body.get("reason", "")))
         )
-    if spec is not None:
-        result.append(_retention(spec, storage))
+    result.append(_retention(spec, storage))
     result.append(_certificates(signer, now))
-    if spec is not None:
-        result.append(_tree_heads(spec, storage, now))
+    result.append(_tree_heads(spec, storage, now))
     return result
 
 
@@ -142,22 +144,11 @@ def ready(spec: ApplianceSpec, current: list[dict[str, str]]) -> dict[str, str]:
     return condition("Ready", FALSE, "ComponentsNotReady", "not ready: " + ", ".join(failing))
 
 
-def refused(
-    why: dict[str, str], current: list[dict[str, str]], previous: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def refused(why: dict[str, str], current: list[dict[str, str]]) -> list[dict[str, str]]:
     """Ready=False for `why` (InvalidSpec, SecretMissing, ApplyFailed), and every other
-    condition as observed now, else as last observed: a refused spec or a missing
-    Secret says nothing new about the HSM or the bucket, so their conditions stay."""
-    now_seen = {c["type"]: c for c in current}
-    before = {c.get("type"): c for c in previous if c.get("type") != "Ready"}
-    result: list[dict[str, Any]] = [why]
-    for kind in OBSERVED:
-        if kind in now_seen:
-            result.append(now_seen[kind])
-        elif kind in before:
-            result.append(before[kind])
-    result += [c for kind, c in before.items() if kind not in OBSERVED]  # an older release's
-    return result
+    condition as `observed` now: a refused spec or a missing Secret says nothing new
+    about the HSM or the bucket, and the services go on running what was applied."""
+    return [why, *current]
 
 
 def _service(kind: str, answer: Readiness | None) -> dict[str, str]:
@@ -170,8 +161,12 @@ def _service(kind: str, answer: Readiness | None) -> dict[str, str]:
     )
 
 
-def _retention(spec: ApplianceSpec, storage: Readiness | None) -> dict[str, str]:
-    wanted = spec.object_store.retention_years
+def _reported(storage: Readiness, key: str) -> float | None:
+    value = storage.body.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _retention(spec: ApplianceSpec | None, storage: Readiness | None) -> dict[str, str]:
     if storage is None or storage.status_code is None:
         return condition("RetentionCompliant", UNKNOWN, "StorageNotAnswering")
     if not storage.ready:
@@ -186,12 +181,24 @@ def _retention(spec: ApplianceSpec, storage: Readiness | None) -> dict[str, str]
         return condition(
             "RetentionCompliant", FALSE, "NoObjectLock", f"the bucket's Object Lock mode is {lock}"
         )
+    running = _reported(storage, "configured_retention_years")
+    asked = spec.object_store.retention_years if spec is not None else None
+    if running is None and asked is None:
+        return condition(
+            "RetentionCompliant",
+            UNKNOWN,
+            "NotReported",
+            f"COMPLIANCE, {years} years; this storage release does not say how long it "
+            "retains objects, and the Appliance's spec is invalid",
+        )
+    wanted = int(running) if running is not None else int(asked or 0)
+    who = "storage runs with" if running is not None else "the Appliance asks for"
     if years < wanted:
         return condition(
             "RetentionCompliant",
             FALSE,
             "RetentionTooShort",
-            f"the bucket keeps objects {years} years; the Appliance asks for {wanted}",
+            f"the bucket keeps objects {years} years; {who} {wanted}",
         )
     return condition("RetentionCompliant", TRUE, "Compliant", f"COMPLIANCE, {years} years")
 
@@ -232,7 +239,9 @@ def _certificates(signer: Readiness | None, now: datetime) -> dict[str, str]:
     return condition("CertificatesValid", TRUE, "Valid", message)
 
 
-def _tree_heads(spec: ApplianceSpec, storage: Readiness | None, now: datetime) -> dict[str, str]:
+def _tree_heads(
+    spec: ApplianceSpec | None, storage: Readiness | None, now: datetime
+) -> dict[str, str]:
     """Is the evidence ledger being sealed?  A log that grows without signed tree heads
     gives evidence packages nothing to prove inclusion against."""
     if storage is None or storage.status_code is None or not storage.ready:
@@ -259,7 +268,19 @@ def _tree_heads(spec: ApplianceSpec, storage: Readiness | None, now: datetime) -
     # release that does not report it yet is judged by the head's age, as before.
     unsigned_since = _parse_time(storage.body.get("unsigned_since"))
     waiting = unsigned_since or head_time
-    allowed = timedelta(seconds=STALE_INTERVALS * spec.tree_head_interval_seconds)
+    # The interval storage runs with; the spec's only for a release that does not say.
+    interval = _reported(storage, "tree_head_interval_seconds")
+    if interval is None and spec is not None:
+        interval = float(spec.tree_head_interval_seconds)
+    if interval is None:
+        return condition(
+            "TreeHeadsPublished",
+            UNKNOWN,
+            "NotReported",
+            f"signed up to {head_size or 0} of {size} entries; this storage release does not "
+            "say how often it publishes, and the Appliance's spec is invalid",
+        )
+    allowed = timedelta(seconds=STALE_INTERVALS * interval)
     if waiting is not None and now - waiting <= allowed:
         return condition(
             "TreeHeadsPublished",

@@ -103,8 +103,8 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
 
     A refusal (invalid spec, missing Secret, the API server saying no) makes
     Ready False with the reason and leaves the other conditions as observed:
-    the services are probed without the spec, and what needs the spec
-    (retention asked for, publication interval) keeps its last value.
+    the services are probed either way, and retention and tree heads are judged
+    against what storage reports it runs with, not the spec just refused.
     """
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     previous = list(body.get("status", {}).get("conditions", []))
@@ -140,7 +140,7 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
             if component.installed
         }
     else:
-        status = refused(why or invalid_spec(problem), current, previous)
+        status = refused(why or invalid_spec(problem), current)
         _announce_transitions(body, previous, status[1:])  # the refusal had its own Event
     READY.labels(name).set(1 if status[0]["status"] == "True" else 0)
     patch.status["conditions"] = merge_transitions(previous, status, datetime.now(UTC).isoformat())

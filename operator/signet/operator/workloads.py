@@ -53,6 +53,27 @@ def config_hash(spec: ApplianceSpec, component: Component, name: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def metrics_env(component: Component) -> Manifest:
+    """The metrics port as the service's setting (``SIGNET_<SERVICE>_METRICS_PORT``)."""
+    return {
+        "name": f"SIGNET_{component.name.upper()}_METRICS_PORT",
+        "value": str(component.metrics_port),
+    }
+
+
+def _scrape_annotations(spec: ApplianceSpec, component: Component) -> dict[str, str]:
+    """``prometheus.io/*`` for annotation-based discovery, only when a scraper is named:
+    without one the NetworkPolicy admits nobody to the metrics port, and a Prometheus
+    that discovers pods by annotation would report every pod down (``up == 0``)."""
+    if spec.metrics.scraper is None:
+        return {}
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(component.metrics_port),
+        "prometheus.io/path": "/metrics",
+    }
+
+
 def _container_security() -> Manifest:
     return {
         "runAsNonRoot": True,
@@ -94,6 +115,7 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
             f"SIGNET_{component.name.upper()}_SERVICE_TOKEN", f"{name}-service-token", "token"
         ),
         *component.env(name, spec),
+        metrics_env(component),
     ]
     if component.name == "signer":
         hsm = spec.hsm
@@ -200,11 +222,7 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
                     "labels": labels(name, component.name),
                     "annotations": {
                         "signet.dev/config-hash": config_hash(spec, component, name),
-                        # For annotation-based Prometheus discovery; the NetworkPolicy
-                        # decides who may actually connect (`spec.metrics.scraper`).
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(component.metrics_port),
-                        "prometheus.io/path": "/metrics",
+                        **_scrape_annotations(spec, component),
                     },
                 },
                 "spec": {
@@ -221,13 +239,11 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
                         {
                             "name": component.name,
                             "image": spec.image,
-                            "args": [
-                                *component.args,
-                                "--port",
-                                str(component.port),
-                                "--metrics-port",
-                                str(component.metrics_port),
-                            ],
+                            # Options every image release knows: `spec.image` is versioned
+                            # apart from the operator, and an older `serve` exits on an
+                            # option it lacks.  The metrics port goes in the environment
+                            # (`metrics_env`), which an older release simply ignores.
+                            "args": [*component.args, "--port", str(component.port)],
                             "ports": [
                                 {"name": "http", "containerPort": component.port},
                                 {"name": "metrics", "containerPort": component.metrics_port},

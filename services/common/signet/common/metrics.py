@@ -43,6 +43,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -143,10 +144,25 @@ def scrape() -> bytes:
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+#: Seconds a connection to the metrics port may sit idle (no request, or between
+#: keep-alive requests) before it is closed: each connection holds a thread.
+METRICS_IDLE_TIMEOUT = 10.0
+
+
+class MetricsPortError(RuntimeError):
+    """The metrics port cannot be served (in use, the API's own port, no such address)."""
+
+
 class _MetricsOnly(BaseHTTPRequestHandler):
     """``GET /metrics``; every other path is 404, every other method 501."""
 
     server_version = "signet-metrics"
+    server: _MetricsServer
+
+    def setup(self) -> None:
+        super().setup()
+        # A socket timeout: an idle client is dropped and its thread freed.
+        self.connection.settimeout(self.server.idle_timeout)
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] != "/metrics":
@@ -163,19 +179,54 @@ class _MetricsOnly(BaseHTTPRequestHandler):
         """Quiet: a scrape every few seconds is not worth a log line."""
 
 
+class _MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True
+    idle_timeout: float = METRICS_IDLE_TIMEOUT
+
+
+class _MetricsServer6(_MetricsServer):
+    address_family = socket.AF_INET6
+
+
+def _bind(host: str, port: int, idle_timeout: float) -> _MetricsServer:
+    """A listener on `host` in its own address family (``::`` is IPv6, ``0.0.0.0`` IPv4,
+    a name whatever it resolves to first), as uvicorn binds the API port."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        server_class = _MetricsServer6 if family == socket.AF_INET6 else _MetricsServer
+        server = server_class((host, port), _MetricsOnly)
+    except OSError as exc:  # gaierror, address in use, not available, permission
+        reason = exc.strerror or str(exc)
+        raise MetricsPortError(f"cannot serve /metrics on {host} port {port}: {reason}") from exc
+    server.idle_timeout = idle_timeout
+    return server
+
+
 @contextmanager
-def serve_metrics(host: str, port: int | None) -> Iterator[ThreadingHTTPServer | None]:
+def serve_metrics(
+    host: str,
+    port: int | None,
+    *,
+    api_port: int | None = None,
+    idle_timeout: float = METRICS_IDLE_TIMEOUT,
+) -> Iterator[ThreadingHTTPServer | None]:
     """Serve `scrape` on ``http://host:port/metrics`` from a thread while the block runs.
 
     For the process that runs uvicorn (the CLI's ``serve``), around ``uvicorn.run``;
-    `port` None: nothing is started (``/metrics`` on the API port only).  The
-    listener binds before the block starts, so a port in use fails at once.
+    `port` None: nothing is started (``/metrics`` on the API port only); 0: a free
+    port (the server's ``server_address`` says which).  The listener binds before
+    the block starts, so a port in use fails at once, as `MetricsPortError` (one
+    line); so does `port` equal to `api_port`, which the API itself needs.  A
+    connection idle for `idle_timeout` seconds is closed (each holds a thread).
     """
     if port is None:
         yield None
         return
-    server = ThreadingHTTPServer((host, port), _MetricsOnly)
-    server.daemon_threads = True
+    if api_port is not None and port == api_port:
+        raise MetricsPortError(
+            f"the metrics port {port} is the API port: give the metrics a port of their own"
+        )
+    server = _bind(host, port, idle_timeout)
     thread = threading.Thread(target=server.serve_forever, name="metrics-port", daemon=True)
     thread.start()
     try:

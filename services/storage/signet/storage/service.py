@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from signet.common.contracts.storage import PublisherRole, StorageReadiness
@@ -133,6 +134,10 @@ class StorageService:
             vault=status.backend,
             object_lock=status.object_lock,
             retention_years=status.retention_years,
+            # What this process runs with, which the operator judges against (during a
+            # rollout, or while the Appliance's spec is refused, not what the spec asks).
+            configured_retention_years=self.settings.retention_years,
+            tree_head_interval_seconds=self.settings.tree_head_interval,
             ledger_size=size,
             tree_head_publisher=self.publisher_role(),
             tree_head_publisher_problem=self._lease_problem,
@@ -152,24 +157,41 @@ class StorageService:
     def start_publisher(self) -> None:
         """Sign a tree head every `tree_head_interval` seconds while the log grows.
 
+        The first one at once, and again at once whenever this replica becomes the
+        leader: after a restart or a take-over, entries appended before it may already
+        have waited an interval, and waiting another (plus the Lease) would report them
+        Stale for nothing.  (`_publish_tree_head` signs only when entries are uncovered.)
+
         With `lease_name`, only while this replica leads (asked at every tick, right
-        before publishing): a replica that cannot renew its Lease stops publishing
-        before another may take the Lease over. A publication that outlives the Lease
-        by a moment is harmless: the vault keeps one head per tree size.
+        before publishing; a standby asks every `lease_retry_period`): a replica that
+        cannot renew its Lease stops publishing before another may take the Lease over.
+        A publication that outlives the Lease by a moment is harmless: the vault keeps
+        one head per tree size.
         """
         interval = self.settings.tree_head_interval
         if interval <= 0 or self._publisher is not None:
             return
-        if self.settings.lease_name:
-            self._elector = self._start_elector(self.settings.lease_name)
+        lease = self.settings.lease_name
+        if lease:
+            self._elector = self._start_elector(lease)
+        poll = min(interval, self.settings.lease_retry_period) if lease else interval
 
         def loop() -> None:
-            while not self._stop.wait(interval):
-                if self.settings.lease_name and not (
-                    self._elector is not None and self._elector.is_leader()
-                ):
-                    continue
-                self._publish_tree_head()
+            leading = False
+            due = time.monotonic()  # at once
+            while not self._stop.is_set():
+                if lease:
+                    now_leading = self._elector is not None and self._elector.is_leader()
+                    if now_leading and not leading:
+                        due = time.monotonic()  # just took over: cover what waits at once
+                    leading = now_leading
+                if leading or not lease:
+                    if time.monotonic() >= due:
+                        self._publish_tree_head()
+                        due = time.monotonic() + interval
+                    self._stop.wait(max(0.0, min(poll, due - time.monotonic())))
+                else:
+                    self._stop.wait(poll)
 
         self._publisher = threading.Thread(target=loop, name="tree-head-publisher", daemon=True)
         self._publisher.start()

@@ -115,7 +115,17 @@ class StorageReadiness(_Model):
     status: str
     vault: str = Field(description="filesystem or s3")
     object_lock: str | None = Field(description="COMPLIANCE when the bucket enforces it")
-    retention_years: int
+    retention_years: int = Field(description="the bucket's default retention, in years")
+    configured_retention_years: int | None = Field(
+        default=None,
+        description="years this process retains every object it writes (its setting, which "
+        "the bucket's default must reach); null: a release that does not report it",
+    )
+    tree_head_interval_seconds: float | None = Field(
+        default=None,
+        description="seconds between signed tree heads this process runs with (its setting; "
+        "0: only on demand); null: a release that does not report it",
+    )
     ledger_size: int
     tree_head_publisher: PublisherRole | None = Field(
         default=None,
