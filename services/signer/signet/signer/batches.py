@@ -2,37 +2,35 @@
 
 A batch is a row in the signer database plus a folder: ``in/uploads.spool``
 holds the uploaded documents one after the other (each item row knows its
-offset and size), ``out/`` the signed ones, one file each.  Every document
-is an item that a worker *claims* with one atomic UPDATE (so several worker
-processes share the work without a coordinator), signs, writes to ``out/``
-by an atomic rename, and only then records as done.  A worker that dies
+offset and size), ``out/`` the signed ones, in append-only packs
+(`signet.signer.batch_results`).  Every document is an item that a worker
+*claims* with one atomic UPDATE (so several worker processes share the work
+without a coordinator), signs into its pack, and records as done, with where
+its signed document is, only once the pack is durable.  A worker that dies
 leaves claimed items behind; `BatchStore.recover` hands them back once the
-claimant is known dead (same host, no such process) or its lease expired.
-A claimed item whose signed file already exists is recorded as done without
-signing again, so each document appears in the results exactly once.
+claimant is known dead (same host, no such process) or its lease expired, and
+they are signed again: what the dead worker wrote but did not record is never
+referenced, so each document appears in the results exactly once.
 
 Durability is paid per group, not per document, because an fsync costs
 about as much as signing a one-page document: an upload is one spool file
-made durable by one fsync before the 201; a worker writes the signed files
-of its whole claim, then fsyncs them in one pass, renames them and fsyncs
-``out/`` once (`publish`) before recording the claim in one transaction.
+made durable by one fsync before the 201; a worker appends the signed
+documents of its whole claim to its pack, fsyncs it once, and records the
+claim in one transaction.
 
-Nothing here deletes a signed document: the folder is the batch's result
-until the retention machinery of the storage service takes over.
+Nothing here deletes or overwrites a signed document: the folder is the
+batch's result until the retention machinery of the storage service takes over.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
-import json
 import os
 import shutil
 import socket
 import tempfile
 import uuid
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from signet.common.contracts.signer import (
     SignOptions,
 )
 from signet.common.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from signet.signer.batch_results import StoredOutput, write_results
 from signet.signer.durable import Slice, fsync_directory
 from signet.signer.registry import Base, Registry
 from sqlalchemy import (
@@ -109,6 +108,11 @@ class BatchItemRecord(Base):
     #: spool existed (one file per document, ``in/NNNNNN.pdf``).
     input_offset: Mapped[int | None] = mapped_column(BigInteger)
     input_size: Mapped[int | None] = mapped_column(BigInteger)
+    #: Where the signed document is: a pack in ``out/`` and the slice of it; NULL for
+    #: items signed before packs existed (one file per document, ``out/NNNNNN.pdf``).
+    output_pack: Mapped[str | None] = mapped_column(String(64))
+    output_offset: Mapped[int | None] = mapped_column(BigInteger)
+    output_size: Mapped[int | None] = mapped_column(BigInteger)
 
 
 def this_worker(suffix: str = "") -> str:
@@ -167,10 +171,15 @@ class Claim:
 
 @dataclass(frozen=True)
 class Outcome:
+    """How an item ended: signed (where its document is) or failed (why)."""
+
     batch_id: str
     index: int
     output_sha256: str | None = None
     error: str | None = None
+    output_pack: str | None = None
+    output_offset: int | None = None
+    output_size: int | None = None
 
 
 class BatchStore:
@@ -189,8 +198,9 @@ class BatchStore:
     def input_path(self, batch_id: str, index: int) -> Path:
         return self.folder(batch_id) / "in" / f"{index:06d}.pdf"
 
-    def output_path(self, batch_id: str, index: int) -> Path:
-        return self.folder(batch_id) / "out" / f"{index:06d}.pdf"
+    def output_folder(self, batch_id: str) -> Path:
+        """Where the batch's packs are (and, before packs, one file per document)."""
+        return self.folder(batch_id) / "out"
 
     def image(self, batch_id: str) -> bytes | None:
         path = self.folder(batch_id) / "image.png"
@@ -466,8 +476,8 @@ class BatchStore:
     def finish_many(self, worker: str, outcomes: list[Outcome]) -> int:
         """Record outcomes in one transaction; closes batches whose last item this was.
 
-        Recording may lag the signed files safely: a file in ``out/`` is the durable
-        fact, and a recovering worker records it without signing again.  Returns how
+        The signed documents must be durable before (their pack synced): the row is
+        what makes one part of the results.  Returns how
         many were recorded (for several outcomes, exact where the driver counts an
         executemany: SQLite, psycopg 3; `finish` of one outcome is exact everywhere).
         """
@@ -489,6 +499,9 @@ class BatchStore:
                     state=bindparam("b_state"),
                     output_sha256=bindparam("b_output_sha256"),
                     error=bindparam("b_error"),
+                    output_pack=bindparam("b_output_pack"),
+                    output_offset=bindparam("b_output_offset"),
+                    output_size=bindparam("b_output_size"),
                     finished_at=now,
                 ),
                 [
@@ -500,6 +513,9 @@ class BatchStore:
                         ).value,
                         "b_output_sha256": o.output_sha256,
                         "b_error": o.error,
+                        "b_output_pack": o.output_pack,
+                        "b_output_offset": o.output_offset,
+                        "b_output_size": o.output_size,
                     }
                     for o in outcomes
                 ],
@@ -552,39 +568,30 @@ class BatchStore:
     # -- results ---------------------------------------------------------------------------
 
     def write_results(self, batch_id: str, target: IO[bytes]) -> None:
-        """A zip of the signed documents and report.csv, written to `target` as it goes."""
+        """A zip of the signed documents and report.csv, written to `target` as it goes
+        (`signet.signer.batch_results.write_results`); 409 while the batch runs."""
         status = self.status(batch_id)
         if status.state != "finished":
             raise Conflict(
                 f"batch {batch_id} is still running: {status.done + status.failed} of "
                 f"{status.total} documents finished"
             )
-        report = io.StringIO()
-        writer = csv.writer(report)
-        writer.writerow(
-            ["index", "filename", "state", "error", "input_sha256", "output_sha256", "output"]
-        )
-        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
-            for item in status.items:
-                name = ""
-                if item.state is BatchItemState.DONE:
-                    name = f"signed/{item.index + 1:05d}-{item.filename}"
-                    archive.write(self.output_path(batch_id, item.index), name)
-                writer.writerow(
-                    [
-                        item.index + 1,
-                        item.filename,
-                        item.state.value,
-                        item.error or "",
-                        item.input_sha256,
-                        item.output_sha256 or "",
-                        name,
-                    ]
+        with self.registry.session() as session:
+            outputs = [
+                StoredOutput(int(index), pack, offset, size)
+                for index, pack, offset, size in session.execute(
+                    select(
+                        BatchItemRecord.idx,
+                        BatchItemRecord.output_pack,
+                        BatchItemRecord.output_offset,
+                        BatchItemRecord.output_size,
+                    ).where(
+                        BatchItemRecord.batch_id == batch_id,
+                        BatchItemRecord.state == BatchItemState.DONE.value,
+                    )
                 )
-            archive.writestr("report.csv", report.getvalue())
-            archive.writestr(
-                "batch.json", json.dumps(status.model_dump(mode="json", exclude={"items"}))
-            )
+            ]
+        write_results(status, outputs, self.folder(batch_id) / "out", target)
 
 
 def _hand_back(session: Session, batch_id: str, index: int, worker: str | None) -> None:
