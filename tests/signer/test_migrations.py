@@ -225,6 +225,22 @@ def test_a_database_migrated_by_a_newer_signer_is_left_alone(
     assert "unknown to this signer" in caplog.text
 
 
+def test_only_the_undurable_session_commits_without_waiting_for_the_disk(
+    database_url: str,
+) -> None:
+    """Batch claims use `Registry.undurable_session` (a lost claim is harmless); every
+    other session keeps fully durable commits."""
+    registry = Registry(database_url)
+    with registry.session() as durable, registry.undurable_session() as undurable:
+        if database_url.startswith("sqlite"):
+            query = sa.text("PRAGMA synchronous")
+            assert (durable.scalar(query), undurable.scalar(query)) == (2, 1)  # FULL, NORMAL
+        else:
+            query = sa.text("SHOW synchronous_commit")
+            assert (durable.scalar(query), undurable.scalar(query)) == ("on", "off")
+    registry.engine.dispose()
+
+
 # -- several processes at once ----------------------------------------------------------------
 
 OPEN_WHEN_TOLD = textwrap.dedent(

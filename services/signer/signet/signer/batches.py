@@ -437,8 +437,14 @@ class BatchStore:
 
     def claim(self, worker: str, limit: int = 1) -> list[Claim]:
         """Take up to `limit` of the oldest pending items, atomically (one statement, so
-        no item has two claimants)."""
-        with self.registry.session() as session, session.begin():
+        no item has two claimants).
+
+        Committed without waiting for the disk (`Registry.undurable_session`): a claim
+        lost in a power cut leaves its items pending, which is where they were, and the
+        claimant records nothing before its own durable commit.  Measured during 1-page
+        batches: a claim took 7.6-9.9 ms with its fsync, 2.8-3.6 ms without.
+        """
+        with self.registry.undurable_session() as session, session.begin():
             rows = session.execute(
                 text(
                     "UPDATE batch_items SET state = 'running', worker = :worker, "
