@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from signet.common.contracts.signer import SignOptions
 from signet.common.errors import ServiceUnavailable, SignetError
@@ -85,6 +86,8 @@ class BatchWorker:
         # written by the worker thread only; closed by the committer (after their last
         # group is durable and recorded), never reopened: a new pack instead
         self._packs: dict[str, Pack] = {}
+        # the upload spools of the batches this worker signs from (worker thread only)
+        self._spools: dict[str, BinaryIO | None] = {}
 
     def start(self) -> None:
         self._committer = threading.Thread(
@@ -111,6 +114,9 @@ class BatchWorker:
             self._loop()
         finally:
             self._groups.put(None)  # the committer records what was signed, then ends
+            for spool in self._spools.values():
+                if spool is not None:
+                    spool.close()
 
     def _loop(self) -> None:
         last_recovery = 0.0
@@ -239,7 +245,7 @@ class BatchWorker:
         batch_id, index = claim.batch_id, claim.index
         try:
             context = self._context(batch_id)
-            with self.store.open_input(claim) as source:
+            with self.store.open_input(claim, self._spool(batch_id)) as source:
                 return self._pack(batch_id, retired).write(
                     lambda target: self.service.engine.sign_stream(
                         source, target, context.issued, context.options, context.image
@@ -254,6 +260,16 @@ class BatchWorker:
         except Exception as exc:
             log.exception("batch %s item %d failed unexpectedly", batch_id, index)
             return Outcome(batch_id, index, error=f"internal error ({type(exc).__name__})")
+
+    def _spool(self, batch_id: str) -> BinaryIO | None:
+        """The batch's upload spool, kept open while this worker signs from it."""
+        if batch_id not in self._spools:
+            if len(self._spools) >= OPEN_PACKS:
+                oldest = self._spools.pop(next(iter(self._spools)))
+                if oldest is not None:
+                    oldest.close()
+            self._spools[batch_id] = self.store.open_spool(batch_id)
+        return self._spools[batch_id]
 
     def _context(self, batch_id: str) -> _Context:
         """The batch's key, options and image; re-read (and the key re-checked) every few s."""
