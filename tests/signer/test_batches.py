@@ -171,6 +171,91 @@ def test_results_wait_for_the_batch_to_finish(
         store.write_results(status.id, io.BytesIO())
 
 
+def test_upload_streams_parts_in_any_order_and_refuses_what_breaks_a_limit(
+    signer_client: httpx.Client,
+    batch_worker: BatchWorker,
+    issue: Callable[..., str],
+    signer_service: SignerService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The body is parsed as it arrives (documents straight into the spool): options may
+    come after the documents; an oversized document or image, a body that is not
+    multipart and a request without options are refused with their reason, after the
+    body was read, and leave no staging folder behind."""
+    from signet.signer.api import batches as batches_api
+
+    serial = issue("Stream Upload Seal", CertificateKind.SEAL)
+    options = json.dumps({"certificate_serial": serial, "level": "B-B"})
+    sources = [make_pdf(1, title=f"Late {i}") for i in range(3)]
+    boundary = "SignetTestBoundary"
+
+    def body(parts: list[tuple[str, str | None, bytes]]) -> bytes:
+        out = b""
+        for name, filename, data in parts:
+            disposition = f'form-data; name="{name}"' + (
+                f'; filename="{filename}"' if filename else ""
+            )
+            out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+            out += data + b"\r\n"
+        return out + f"--{boundary}--\r\n".encode()
+
+    def post(content: bytes, content_type: str | None = None) -> httpx.Response:
+        return signer_client.post(
+            "/v1/batches",
+            content=content,
+            headers={"Content-Type": content_type or f"multipart/form-data; boundary={boundary}"},
+        )
+
+    late = post(
+        body(
+            [
+                *(("documents", f"l{i}.pdf", d) for i, d in enumerate(sources)),
+                ("options", None, options.encode()),
+            ]
+        )
+    )
+    assert late.status_code == 201, late.text
+    status = _wait(signer_client, late.json()["id"])
+    assert status["done"] == 3
+    assert [i["filename"] for i in status["items"]] == ["l0.pdf", "l1.pdf", "l2.pdf"]  # type: ignore[index]
+    assert [i["input_sha256"] for i in status["items"]] == [  # type: ignore[index]
+        hashlib.sha256(d).hexdigest() for d in sources
+    ]
+
+    staging_before = set(signer_service.batches.directory.glob(".*-*"))
+    monkeypatch.setattr(signer_service.settings, "max_document_bytes", 20_000)
+    big = post(
+        body(
+            [
+                ("options", None, options.encode()),
+                ("documents", "a.pdf", sources[0]),
+                ("documents", "big.pdf", b"%PDF-1.7\n" + b"0" * 30_000),
+            ]
+        )
+    )
+    assert big.status_code == 413 and "big.pdf" in big.json()["detail"]
+    monkeypatch.setattr(batches_api, "_IMAGE_LIMIT", 100)
+    image = post(
+        body(
+            [
+                ("options", None, options.encode()),
+                ("image", "i.png", b"\x89PNG" * 50),
+                ("documents", "a.pdf", sources[0]),
+            ]
+        )
+    )
+    assert image.status_code == 413 and "image" in image.json()["detail"]
+    missing = post(body([("documents", "a.pdf", sources[0])]))
+    assert missing.status_code == 400 and "options" in missing.json()["detail"]
+    not_multipart = post(b"{}", "application/json")
+    assert not_multipart.status_code == 400
+    cut_off = post(
+        body([("options", None, options.encode()), ("documents", "a.pdf", sources[0])])[:-40]
+    )
+    assert cut_off.status_code == 400, cut_off.text
+    assert set(signer_service.batches.directory.glob(".*-*")) == staging_before
+
+
 @pytest.mark.slow
 def test_killed_worker_resumes_without_loss_or_double_signing(tmp_path: Path) -> None:
     """A real signer process is SIGKILLed mid-batch; a new one finishes the batch."""

@@ -24,13 +24,10 @@ batch's result until the retention machinery of the storage service takes over.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
 import socket
-import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,8 +42,9 @@ from signet.common.contracts.signer import (
     SignatureLevel,
     SignOptions,
 )
-from signet.common.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from signet.common.errors import Conflict, NotFound
 from signet.signer.batch_results import StoredOutput, write_results
+from signet.signer.batch_uploads import SPOOL, WRITE_BUFFER, Upload
 from signet.signer.durable import Slice, fsync_directory
 from signet.signer.registry import Base, Registry
 from sqlalchemy import (
@@ -73,7 +71,6 @@ _CHUNK = 1024 * 1024
 #: Documents up to this size are read from the spool into memory in one call; larger
 #: ones are streamed from it (a 200 MB document must not cost 200 MB of RAM).
 _IN_MEMORY = 8 * 1024 * 1024
-_SPOOL = "uploads.spool"
 
 
 class BatchRecord(Base):
@@ -144,21 +141,6 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def safe_filename(name: str | None, index: int) -> str:
-    """The uploaded name without folders or control characters, for the results zip."""
-    base = Path((name or "").replace("\\", "/")).name
-    cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*')[:200]
-    return cleaned or f"document-{index + 1}.pdf"
-
-
-@dataclass(frozen=True)
-class _Staged:
-    filename: str
-    sha256: str
-    offset: int
-    size: int
-
-
 @dataclass(frozen=True)
 class Claim:
     """A claimed item, with where its document is in the batch's spool (None: own file)."""
@@ -211,7 +193,7 @@ class BatchStore:
         the spool).  A worker keeps it open for the batch: opening it per document cost
         4% of sealing a one-page document."""
         try:
-            return (self.folder(batch_id) / "in" / _SPOOL).open("rb", buffering=0)
+            return (self.folder(batch_id) / "in" / SPOOL).open("rb", buffering=0)
         except FileNotFoundError:
             return None
 
@@ -252,6 +234,10 @@ class BatchStore:
 
     # -- creating --------------------------------------------------------------------------
 
+    def upload(self, max_document_bytes: int) -> Upload:
+        """A new batch's staging folder, to feed documents into (`Upload`), then `publish`."""
+        return Upload(self.directory, max_document_bytes)
+
     def create(
         self,
         documents: Iterable[tuple[str | None, BinaryIO]],
@@ -264,121 +250,93 @@ class BatchStore:
     ) -> tuple[BatchStatus, bool]:
         """Store the documents and queue them; returns (status without items, created).
 
-        Returns only once the documents are durable (one fsync of the spool, then
-        the directory entries) and queued.  With an idempotency key already used
-        for the same request, the existing batch comes back (created=False); for a
-        different request, 409.
+        `publish` of an `Upload` fed from the streams, 1 MiB at a time.
         """
-        batch_id = uuid.uuid4().hex
-        staging = Path(tempfile.mkdtemp(prefix=f".{batch_id}-", dir=self._ensure_directory()))
+        upload = self.upload(max_document_bytes)
         try:
-            items, request_digest = self._stage(
-                staging, documents, options, image, max_document_bytes
-            )
-            if idempotency_key is not None:
-                existing = self._by_idempotency_key(idempotency_key, request_digest)
-                if existing is not None:
-                    return existing, False
-            record = BatchRecord(
-                id=batch_id,
-                idempotency_key=idempotency_key,
-                request_sha256=request_digest,
-                options_json=options.model_dump_json(),
-                has_image=image is not None,
-                certificate_serial=certificate_serial,
-                level=options.level.value,
-                total=len(items),
-                created_at=_now(),
-            )
-            staging.rename(self.folder(batch_id))
-            fsync_directory(self.directory)
-            try:
-                with self.registry.session() as session, session.begin():
-                    session.add(record)
-                    session.flush()
-                    # one executemany, not the ORM's unit of work: 10,000 rows in milliseconds
-                    session.execute(
-                        insert(BatchItemRecord),
-                        [
-                            {
-                                "batch_id": batch_id,
-                                "idx": index,
-                                "filename": item.filename,
-                                "state": BatchItemState.PENDING.value,
-                                "input_sha256": item.sha256,
-                                "input_offset": item.offset,
-                                "input_size": item.size,
-                            }
-                            for index, item in enumerate(items)
-                        ],
-                    )
-            except IntegrityError:
-                # the same idempotency key raced us; the other request's batch stands
-                shutil.rmtree(self.folder(batch_id), ignore_errors=True)
-                assert idempotency_key is not None
-                existing = self._by_idempotency_key(idempotency_key, request_digest)
-                if existing is None:
-                    raise
-                return existing, False
-            self.queue_marker.touch()
-            return self.status(batch_id, with_items=False), True
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-
-    def _ensure_directory(self) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return self.directory
-
-    def _stage(
-        self,
-        staging: Path,
-        documents: Iterable[tuple[str | None, BinaryIO]],
-        options: SignOptions,
-        image: bytes | None,
-        limit: int,
-    ) -> tuple[list[_Staged], str]:
-        """Copy the uploads into one spool file while hashing them (bounded memory), then
-        make the folder durable: a 201 promises the documents survive a crash.
-
-        One file and one fsync for the whole upload: an fsync per document cost more
-        than signing it.  Directory entries (``in/``, ``out/``, the spool, the image)
-        are made durable by fsyncing their directories before the folder is renamed
-        into place by the caller.
-        """
-        (staging / "in").mkdir()
-        (staging / "out").mkdir()
-        request = hashlib.sha256(options.model_dump_json().encode())
-        request.update(hashlib.sha256(image).digest() if image else b"-")
-        items: list[_Staged] = []
-        with (staging / "in" / _SPOOL).open("wb") as spool:
-            offset = 0
-            for index, (name, stream) in enumerate(documents):
-                digest, size = hashlib.sha256(), 0
+            for name, stream in documents:
+                upload.begin(name)
                 while chunk := stream.read(_CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise PayloadTooLarge(
-                            f"document {index + 1} ({name}) is larger than {limit} bytes"
-                        )
-                    digest.update(chunk)
-                    spool.write(chunk)
-                items.append(_Staged(safe_filename(name, index), digest.hexdigest(), offset, size))
-                request.update(digest.digest())
-                offset += size
-            if not items:
-                raise InvalidRequest("a batch needs at least one document")
-            spool.flush()
-            os.fsync(spool.fileno())
-        if image is not None:
-            with (staging / "image.png").open("wb") as handle:
-                handle.write(image)
-                handle.flush()
-                os.fsync(handle.fileno())
-        fsync_directory(staging / "in")
-        fsync_directory(staging / "out")
-        fsync_directory(staging)
-        return items, request.hexdigest()
+                    upload.write(chunk)
+                    if upload.pending >= WRITE_BUFFER:
+                        upload.flush()
+                upload.end()
+            return self.publish(
+                upload,
+                options,
+                certificate_serial,
+                image=image,
+                idempotency_key=idempotency_key,
+            )
+        finally:
+            upload.discard()
+
+    def publish(
+        self,
+        upload: Upload,
+        options: SignOptions,
+        certificate_serial: str,
+        *,
+        image: bytes | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[BatchStatus, bool]:
+        """Make an upload a queued batch; returns (status without items, created).
+
+        Returns only once the documents are durable (`Upload.seal`: one fsync of the
+        spool, then the directory entries) and queued.  With an idempotency key already
+        used for the same request, the existing batch comes back (created=False) and the
+        upload is left to be discarded; for a different request, 409.
+        """
+        upload.seal(image)
+        request_digest = upload.request_digest(options, image)
+        if idempotency_key is not None:
+            existing = self._by_idempotency_key(idempotency_key, request_digest)
+            if existing is not None:
+                return existing, False
+        batch_id = upload.batch_id
+        record = BatchRecord(
+            id=batch_id,
+            idempotency_key=idempotency_key,
+            request_sha256=request_digest,
+            options_json=options.model_dump_json(),
+            has_image=image is not None,
+            certificate_serial=certificate_serial,
+            level=options.level.value,
+            total=len(upload.items),
+            created_at=_now(),
+        )
+        upload.staging.rename(self.folder(batch_id))
+        fsync_directory(self.directory)
+        try:
+            with self.registry.session() as session, session.begin():
+                session.add(record)
+                session.flush()
+                # one executemany, not the ORM's unit of work: 10,000 rows in milliseconds
+                session.execute(
+                    insert(BatchItemRecord),
+                    [
+                        {
+                            "batch_id": batch_id,
+                            "idx": index,
+                            "filename": item.filename,
+                            "state": BatchItemState.PENDING.value,
+                            "input_sha256": item.sha256,
+                            "input_offset": item.offset,
+                            "input_size": item.size,
+                        }
+                        for index, item in enumerate(upload.items)
+                    ],
+                )
+        except IntegrityError:
+            # the same idempotency key raced us; the other request's batch stands
+            shutil.rmtree(self.folder(batch_id), ignore_errors=True)
+            assert idempotency_key is not None
+            existing = self._by_idempotency_key(idempotency_key, request_digest)
+            if existing is None:
+                raise
+            return existing, False
+        self.queue_marker.touch()
+        return self.status(batch_id, with_items=False), True
 
     def _by_idempotency_key(self, key: str, request_digest: str) -> BatchStatus | None:
         with self.registry.session() as session:
