@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -86,6 +87,9 @@ class BatchWorker:
         # written by the worker thread only; closed by the committer (after their last
         # group is durable and recorded), never reopened: a new pack instead
         self._packs: dict[str, Pack] = {}
+        # the next group's claim, made while this one is signed (worker thread only)
+        self._claimer = ThreadPoolExecutor(1, thread_name_prefix="batch-claim")
+        self._ahead: Future[list[Claim]] | None = None
         # the upload spools of the batches this worker signs from (worker thread only)
         self._spools: dict[str, BinaryIO | None] = {}
 
@@ -113,6 +117,8 @@ class BatchWorker:
         try:
             self._loop()
         finally:
+            self._release_ahead()
+            self._claimer.shutdown(wait=True)
             self._groups.put(None)  # the committer records what was signed, then ends
             for spool in self._spools.values():
                 if spool is not None:
@@ -128,7 +134,7 @@ class BatchWorker:
                     if recovered:
                         log.warning("took back %d batch items from dead workers", recovered)
                     last_recovery = time.monotonic()
-                claims = self.store.claim(self.worker, CLAIM_SIZE)
+                claims = self._next_claims()
                 if claims:
                     self._work(claims)
             except Exception:  # the database may be briefly unavailable; never die
@@ -137,6 +143,33 @@ class BatchWorker:
                 continue
             if not claims:
                 self._idle(mark)
+
+    def _next_claims(self) -> list[Claim]:
+        """The next group: the one claimed ahead while the last was signed, else claimed
+        now; in both cases the claim of the group after it starts in the background.
+
+        A claim is a database write that waits for the other processes' commits (3 ms on
+        average during a 1-page batch, against 45 ms to sign a group): ahead, that wait
+        overlaps with signing.  A worker holds at most one group ahead; it is handed
+        back when the worker stops, or recovered as any claim of a dead worker.
+        """
+        ahead, self._ahead = self._ahead, None
+        claims = ahead.result() if ahead is not None else self.store.claim(self.worker, CLAIM_SIZE)
+        if claims and not self._stop.is_set():
+            self._ahead = self._claimer.submit(self.store.claim, self.worker, CLAIM_SIZE)
+        return claims
+
+    def _release_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        try:
+            claims = ahead.result()
+        except Exception:  # nothing was claimed, or the lease will hand it back
+            log.warning("claim ahead failed", exc_info=True)
+            return
+        for claim in claims:
+            self.store.release(claim.batch_id, claim.index, self.worker)
 
     def _idle(self, mark: int) -> None:
         """Wait for a wake-up, a new batch (the queue marker moved) or the next poll."""
