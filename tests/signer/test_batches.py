@@ -171,6 +171,91 @@ def test_results_wait_for_the_batch_to_finish(
         store.write_results(status.id, io.BytesIO())
 
 
+def test_upload_streams_parts_in_any_order_and_refuses_what_breaks_a_limit(
+    signer_client: httpx.Client,
+    batch_worker: BatchWorker,
+    issue: Callable[..., str],
+    signer_service: SignerService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The body is parsed as it arrives (documents straight into the spool): options may
+    come after the documents; an oversized document or image, a body that is not
+    multipart and a request without options are refused with their reason, after the
+    body was read, and leave no staging folder behind."""
+    from signet.signer.api import batches as batches_api
+
+    serial = issue("Stream Upload Seal", CertificateKind.SEAL)
+    options = json.dumps({"certificate_serial": serial, "level": "B-B"})
+    sources = [make_pdf(1, title=f"Late {i}") for i in range(3)]
+    boundary = "SignetTestBoundary"
+
+    def body(parts: list[tuple[str, str | None, bytes]]) -> bytes:
+        out = b""
+        for name, filename, data in parts:
+            disposition = f'form-data; name="{name}"' + (
+                f'; filename="{filename}"' if filename else ""
+            )
+            out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+            out += data + b"\r\n"
+        return out + f"--{boundary}--\r\n".encode()
+
+    def post(content: bytes, content_type: str | None = None) -> httpx.Response:
+        return signer_client.post(
+            "/v1/batches",
+            content=content,
+            headers={"Content-Type": content_type or f"multipart/form-data; boundary={boundary}"},
+        )
+
+    late = post(
+        body(
+            [
+                *(("documents", f"l{i}.pdf", d) for i, d in enumerate(sources)),
+                ("options", None, options.encode()),
+            ]
+        )
+    )
+    assert late.status_code == 201, late.text
+    status = _wait(signer_client, late.json()["id"])
+    assert status["done"] == 3
+    assert [i["filename"] for i in status["items"]] == ["l0.pdf", "l1.pdf", "l2.pdf"]  # type: ignore[index]
+    assert [i["input_sha256"] for i in status["items"]] == [  # type: ignore[index]
+        hashlib.sha256(d).hexdigest() for d in sources
+    ]
+
+    staging_before = set(signer_service.batches.directory.glob(".*-*"))
+    monkeypatch.setattr(signer_service.settings, "max_document_bytes", 20_000)
+    big = post(
+        body(
+            [
+                ("options", None, options.encode()),
+                ("documents", "a.pdf", sources[0]),
+                ("documents", "big.pdf", b"%PDF-1.7\n" + b"0" * 30_000),
+            ]
+        )
+    )
+    assert big.status_code == 413 and "big.pdf" in big.json()["detail"]
+    monkeypatch.setattr(batches_api, "_IMAGE_LIMIT", 100)
+    image = post(
+        body(
+            [
+                ("options", None, options.encode()),
+                ("image", "i.png", b"\x89PNG" * 50),
+                ("documents", "a.pdf", sources[0]),
+            ]
+        )
+    )
+    assert image.status_code == 413 and "image" in image.json()["detail"]
+    missing = post(body([("documents", "a.pdf", sources[0])]))
+    assert missing.status_code == 400 and "options" in missing.json()["detail"]
+    not_multipart = post(b"{}", "application/json")
+    assert not_multipart.status_code == 400
+    cut_off = post(
+        body([("options", None, options.encode()), ("documents", "a.pdf", sources[0])])[:-40]
+    )
+    assert cut_off.status_code == 400, cut_off.text
+    assert set(signer_service.batches.directory.glob(".*-*")) == staging_before
+
+
 @pytest.mark.slow
 def test_killed_worker_resumes_without_loss_or_double_signing(tmp_path: Path) -> None:
     """A real signer process is SIGKILLed mid-batch; a new one finishes the batch."""
@@ -283,7 +368,7 @@ def own_store(tmp_path: Path) -> BatchStore:
 
 
 def _drain(worker: BatchWorker, store: BatchStore) -> None:
-    """Work the queue in this thread (claim, sign, publish, record) until it is empty."""
+    """Work the queue in this thread (claim, sign, sync, record) until it is empty."""
     while claims := store.claim(worker.worker, CLAIM_SIZE):
         worker._work(claims)
         group = worker._groups.get_nowait()
@@ -314,6 +399,36 @@ def _record_file_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]
     return events
 
 
+def _packs(store: BatchStore, batch_id: str) -> dict[str, str]:
+    """Every pack of the batch and the SHA-256 of all its bytes (orphan tails included)."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(store.output_folder(batch_id).glob("*.pack"))
+    }
+
+
+def _rows(store: BatchStore, batch_id: str) -> dict[int, BatchItemRecord]:
+    from sqlalchemy import select
+
+    with store.registry.session() as session:
+        rows = session.scalars(
+            select(BatchItemRecord).where(BatchItemRecord.batch_id == batch_id)
+        ).all()
+    return {row.idx: row for row in rows}
+
+
+def _results(store: BatchStore, batch_id: str) -> dict[int, bytes]:
+    """The signed documents of the results zip by item index; each listed exactly once."""
+    buffer = io.BytesIO()
+    store.write_results(batch_id, buffer)
+    archive = zipfile.ZipFile(buffer)
+    signed = [n for n in archive.namelist() if n.startswith("signed/")]
+    assert len(signed) == len(set(signed))
+    documents = {int(n.split("/")[1].split("-")[0]) - 1: archive.read(n) for n in signed}
+    assert len(documents) == len(signed)
+    return documents
+
+
 def test_upload_is_one_fsynced_spool_before_the_batch_exists(
     own_store: BatchStore,
     issue: Callable[..., str],
@@ -339,12 +454,14 @@ def test_upload_is_one_fsynced_spool_before_the_batch_exists(
     assert sorted(p.name for p in (folder / "in").iterdir()) == ["uploads.spool"]
 
 
-def test_group_is_fsynced_renamed_and_only_then_recorded(
+def test_group_is_one_pack_fsynced_before_it_is_recorded(
     own_store: BatchStore,
     signer_service: SignerService,
     issue: Callable[..., str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Each group of 32 costs one fsync of the worker's pack (and the first one fsync of
+    ``out/`` for the pack's name), never one per document, and is recorded only after."""
     from signet.common.contracts.signer import SignOptions
 
     serial = issue("Group Seal", CertificateKind.SEAL)
@@ -356,56 +473,84 @@ def test_group_is_fsynced_renamed_and_only_then_recorded(
     )
     events = _record_file_calls(monkeypatch)
     real_finish = own_store.finish_many
+    recorded: list[list[Outcome]] = []
 
     def finish_many(worker: str, outcomes: list[Outcome]) -> int:
-        events.extend(("record", str(own_store.output_path(o.batch_id, o.index))) for o in outcomes)
+        events.append(("record", str(len(recorded))))
+        recorded.append(outcomes)
         return real_finish(worker, outcomes)
 
     monkeypatch.setattr(own_store, "finish_many", finish_many)
     _drain(BatchWorker(signer_service, own_store), own_store)
 
-    out = own_store.folder(status.id) / "out"
+    out = own_store.output_folder(status.id)
+    (pack,) = out.glob("*.pack")  # one worker, one batch: one pack, no file per document
+    assert sorted(p.name for p in out.iterdir()) == [pack.name]
+    assert [len(group) for group in recorded] == [CLAIM_SIZE, 40 - CLAIM_SIZE]
+    relevant = [e for e in events if e[0] == "record" or e[1] in (str(pack), str(out))]
+    assert relevant == [
+        ("fsync", str(pack)),  # the first group's documents
+        ("fsync", str(out)),  # the new pack's name, once
+        ("record", "0"),
+        ("fsync", str(pack)),  # the second group: its documents only
+        ("record", "1"),
+    ]
+    assert not [e for e in events if e[0] == "rename"]
+    rows = _rows(own_store, status.id)
+    data = pack.read_bytes()
+    end = 0
     for index in range(40):
-        path = str(own_store.output_path(status.id, index))
-        record = events.index(("record", path))
-        rename = events.index(("rename", path))
-        temporary = path.removesuffix(".pdf") + "."  # written as NNNNNN.<pid>-<thread>.tmp
-        fsynced = [i for i, (k, p) in enumerate(events) if k == "fsync" and p.startswith(temporary)]
-        assert fsynced and fsynced[0] < rename, "renamed before its data was durable"
-        folder_syncs = [i for i, e in enumerate(events) if e == ("fsync", str(out))]
-        assert any(rename < i < record for i in folder_syncs), "recorded before the rename was"
-    assert len([e for e in events if e == ("fsync", str(out))]) <= 2  # one per group of 32
-    final = own_store.status(status.id)
-    assert (final.done, final.failed) == (40, 0)
-    for item in final.items:
-        data = own_store.output_path(status.id, item.index).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == item.output_sha256
-        assert _signature_count(data) == 1
+        row = rows[index]
+        assert row.state == "done" and row.output_pack == pack.name
+        assert row.output_offset == end  # appended one after the other
+        assert row.output_offset is not None and row.output_size is not None
+        document = data[row.output_offset : row.output_offset + row.output_size]
+        assert hashlib.sha256(document).hexdigest() == row.output_sha256
+        assert _signature_count(document) == 1
+        end = row.output_offset + row.output_size
+    assert end == len(data)
+    results = _results(own_store, status.id)
+    assert {i: hashlib.sha256(d).hexdigest() for i, d in results.items()} == {
+        i: row.output_sha256 for i, row in rows.items()
+    }
 
 
 _DIE_IN_GROUP = """
 import os, signal, sys, time
 from pathlib import Path
-from signet.signer import batch_worker
+from signet.signer import batch_results, batch_worker
 from signet.signer.batches import BatchStore
 from signet.signer.config import SignerSettings
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
 
 store = BatchStore(Registry.sqlite(Path(sys.argv[1])), Path(sys.argv[2]))
+moment = sys.argv[3]
 die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
-if sys.argv[3] == "before-publish":  # every file of the group written, none fsync'd or renamed
-    batch_worker.publish = die
-else:  # the group published (durable, renamed), nothing recorded
+if moment == "mid-write":  # half the group written into the pack, nothing synced
+    real_write, written = batch_results.Pack.write, []
+    def write(pack, produce):
+        if len(written) == 16:
+            die()
+        written.append(1)
+        return real_write(pack, produce)
+    batch_results.Pack.write = write
+elif moment == "before-record":  # the group's pack fsync'd (durable), nothing recorded
     store.finish_many = die
+else:  # "after-record": the first group recorded, then the process dies
+    real_finish = store.finish_many
+    def finish_many(worker, outcomes):
+        real_finish(worker, outcomes)
+        die()
+    store.finish_many = finish_many
 batch_worker.BatchWorker(SignerService(SignerSettings()), store).start()
 time.sleep(120)
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["before-publish", "before-record"])
-def test_worker_killed_inside_a_group_loses_nothing_and_signs_nothing_twice(
+@pytest.mark.parametrize("moment", ["mid-write", "before-record", "after-record"])
+def test_worker_killed_inside_a_group_loses_nothing_and_lists_nothing_twice(
     moment: str,
     own_store: BatchStore,
     signer_service: SignerService,
@@ -413,8 +558,10 @@ def test_worker_killed_inside_a_group_loses_nothing_and_signs_nothing_twice(
     issue: Callable[..., str],
     tmp_path: Path,
 ) -> None:
-    """A real process dies between writing a group and fsyncing it, or between publishing
-    it and recording it; the next worker finishes the batch."""
+    """A real process dies while writing a group into its pack, between syncing the pack and
+    recording the group, or right after recording it; the next worker finishes the batch
+    in a pack of its own, what was recorded stays where it was, nothing in a pack is
+    truncated or rewritten, and the results list every document once."""
     from signet.common.contracts.signer import SignOptions
 
     serial = issue("Kill Seal", CertificateKind.SEAL)
@@ -449,35 +596,104 @@ def test_worker_killed_inside_a_group_loses_nothing_and_signs_nothing_twice(
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
 
-    out = own_store.folder(status.id) / "out"
     interrupted = own_store.status(status.id)
     running = [i.index for i in interrupted.items if i.state.value == "running"]
-    # the first group, and perhaps the next one the worker claimed meanwhile; none recorded
-    assert interrupted.done == 0 and len(running) in (CLAIM_SIZE, 40)
-    published = {p.name: p.stat().st_ino for p in out.glob("*.pdf")}
-    if moment == "before-publish":
-        assert not published  # written but not durable: nothing under a final name
-        assert len(list(out.glob("*.tmp"))) >= CLAIM_SIZE
+    before = _packs(own_store, status.id)
+    (dead_pack,) = before  # the dead worker's one pack, with whatever it wrote
+    size = (own_store.output_folder(status.id) / dead_pack).stat().st_size
+    recorded_before = {
+        i: (r.output_pack, r.output_offset, r.output_size, r.output_sha256)
+        for i, r in _rows(own_store, status.id).items()
+        if r.state == "done"
+    }
+    if moment == "after-record":
+        assert interrupted.done == CLAIM_SIZE  # the first group, from the dead worker's pack
+        assert {pack for pack, *_ in recorded_before.values()} == {dead_pack}
+        assert len(running) in (0, 40 - CLAIM_SIZE)  # perhaps the next group, claimed
     else:
-        assert sorted(published) == [f"{i:06d}.pdf" for i in range(CLAIM_SIZE)]
+        # the first group, and perhaps the next one the worker claimed meanwhile; none recorded
+        assert interrupted.done == 0 and len(running) in (CLAIM_SIZE, 40)
+        assert size > 0  # written (mid-write: 16 documents) but never referenced
 
     assert own_store.recover() == len(running)  # the claimant is known dead
     _drain(BatchWorker(signer_service, own_store), own_store)
     final = own_store.status(status.id)
     assert (final.done, final.failed) == (40, 0)
-    for name, inode in published.items():  # recorded as found, not signed again
-        assert (out / name).stat().st_ino == inode
-    buffer = io.BytesIO()
-    own_store.write_results(status.id, buffer)
-    archive = zipfile.ZipFile(buffer)
-    signed = [n for n in archive.namelist() if n.startswith("signed/")]
-    assert len(signed) == len(set(signed)) == 40
-    by_index = {item.index: item for item in final.items}
-    for name in signed:
-        data = archive.read(name)
-        assert _signature_count(data) == 1, name
-        index = int(name.split("/")[1].split("-")[0]) - 1
-        assert hashlib.sha256(data).hexdigest() == by_index[index].output_sha256
+
+    after = _packs(own_store, status.id)
+    assert {name: after[name] for name in before} == before  # the dead pack is untouched
+    assert len(after) == 2  # the new worker wrote a pack of its own
+    rows = _rows(own_store, status.id)
+    for index, recorded in recorded_before.items():  # what was recorded stays recorded
+        row = rows[index]
+        assert (row.output_pack, row.output_offset, row.output_size, row.output_sha256) == recorded
+    if moment != "after-record":
+        assert all(row.output_pack != dead_pack for row in rows.values())  # orphan tail
+    group = sum(rows[i].output_size or 0 for i in range(CLAIM_SIZE))
+    if moment == "mid-write":
+        assert size < group  # it died with half of its first group written
+    results = _results(own_store, status.id)
+    assert sorted(results) == list(range(40))
+    for index, data in results.items():
+        assert _signature_count(data) == 1, index
+        assert hashlib.sha256(data).hexdigest() == rows[index].output_sha256
+        assert data.startswith(documents[index][1])  # the document it says it is
+
+
+def test_two_workers_and_a_restart_never_share_a_pack(
+    own_store: BatchStore,
+    signer_service: SignerService,
+    issue: Callable[..., str],
+) -> None:
+    """Two workers drain one batch at once, then a third (a restarted process) takes a
+    second batch: each writes only packs of its own, and every item is in exactly one."""
+    from signet.common.contracts.signer import SignOptions
+
+    serial = issue("Shared Seal", CertificateKind.SEAL)
+    options = SignOptions(certificate_serial=serial)
+    sources = [make_pdf(1, title=f"T {i}") for i in range(150)]
+    first, _ = own_store.create(
+        [(f"t{i}.pdf", io.BytesIO(d)) for i, d in enumerate(sources)],
+        options,
+        serial,
+        max_document_bytes=10**6,
+    )
+    workers = [BatchWorker(signer_service, own_store, idle_poll=0.02) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while own_store.status(first.id, with_items=False).state != "finished":
+            assert time.monotonic() < deadline, "the batch did not finish"
+            time.sleep(0.05)
+    finally:
+        for worker in workers:
+            worker.stop()
+    rows = _rows(own_store, first.id)
+    by_worker: dict[str, set[str]] = {}
+    for row in rows.values():
+        assert row.worker is not None and row.output_pack is not None
+        by_worker.setdefault(row.worker, set()).add(row.output_pack)
+    assert len(by_worker) == 2  # both took part, each in its own pack
+    assert all(len(packs) == 1 for packs in by_worker.values())
+    assert len(set.union(*by_worker.values())) == 2
+    packs_before = _packs(own_store, first.id)
+
+    second, _ = own_store.create(
+        [(f"u{i}.pdf", io.BytesIO(d)) for i, d in enumerate(sources[:10])],
+        options,
+        serial,
+        max_document_bytes=10**6,
+    )
+    _drain(BatchWorker(signer_service, own_store), own_store)
+    assert _packs(own_store, first.id) == packs_before  # a finished batch's packs stay as they were
+    (new_pack,) = _packs(own_store, second.id)
+    assert new_pack not in packs_before
+    for batch, count in ((first, 150), (second, 10)):
+        results = _results(own_store, batch.id)
+        assert sorted(results) == list(range(count))
+        for index, data in results.items():
+            assert data.startswith(sources[index]) and _signature_count(data) == 1
 
 
 def test_large_and_legacy_inputs_are_read_without_loading_them_whole(
@@ -521,11 +737,53 @@ def test_large_and_legacy_inputs_are_read_without_loading_them_whole(
     for batch in (streamed, legacy):
         final = own_store.status(batch.id)
         assert (final.done, final.failed) == (6, 0), final.items
+        results = _results(own_store, batch.id)
         for item, source in zip(final.items, sources, strict=True):
-            data = own_store.output_path(batch.id, item.index).read_bytes()
+            data = results[item.index]
             assert data.startswith(source)  # an incremental update of exactly that input
             embedded = PdfFileReader(io.BytesIO(data)).embedded_signatures[0]
             assert validate_pdf_signature(embedded, context).intact
+
+
+def test_results_of_batches_signed_before_packs_still_read_their_files(
+    own_store: BatchStore,
+    signer_service: SignerService,
+    issue: Callable[..., str],
+) -> None:
+    """Items recorded done by an older signer (one file per document in ``out/``, no pack
+    columns) are read from their files, beside items of the same batch done in a pack."""
+    from signet.common.contracts.signer import SignOptions
+    from sqlalchemy import update
+
+    serial = issue("Legacy Seal", CertificateKind.SEAL)
+    sources = [make_pdf(1, title=f"O {i}") for i in range(5)]
+    status, _ = own_store.create(
+        [(f"o{i}.pdf", io.BytesIO(d)) for i, d in enumerate(sources)],
+        SignOptions(certificate_serial=serial),
+        serial,
+        max_document_bytes=10**6,
+    )
+    old = {0: sources[0] + b"%old signer 0\n", 3: sources[3] + b"%old signer 3\n"}
+    out = own_store.output_folder(status.id)
+    with own_store.registry.session() as session, session.begin():
+        for index, data in old.items():  # as the old worker left them: file, then row
+            (out / f"{index:06d}.pdf").write_bytes(data)
+            session.execute(
+                update(BatchItemRecord)
+                .where(BatchItemRecord.batch_id == status.id, BatchItemRecord.idx == index)
+                .values(state="done", output_sha256=hashlib.sha256(data).hexdigest())
+            )
+    _drain(BatchWorker(signer_service, own_store), own_store)
+    rows = _rows(own_store, status.id)
+    assert {i for i, r in rows.items() if r.output_pack is None} == set(old)
+    results = _results(own_store, status.id)
+    assert sorted(results) == list(range(5))
+    for index, data in results.items():
+        assert hashlib.sha256(data).hexdigest() == rows[index].output_sha256
+        if index in old:
+            assert data == old[index]
+        else:
+            assert data.startswith(sources[index]) and _signature_count(data) == 1
 
 
 def test_a_batch_may_hold_more_than_a_thousand_documents(

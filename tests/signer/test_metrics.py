@@ -211,6 +211,37 @@ def test_hsm_faults_are_counted_by_operation(
         assert scrape.value("signet_http_requests_total", route="/readyz", status="503") >= 1
 
 
+def test_digest_signing_faults_count_as_hsm_errors(
+    signer_url: str,
+    signer_client: httpx.Client,
+    signer_service: SignerService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`POST /v1/digests/sign` (tree heads of the ledger) signs through the same counted
+    path as every other signature: an HSM fault there is a signet_hsm_errors_total."""
+    from signet.hsm import HsmUnavailable
+
+    issued = signer_client.post(
+        "/v1/certificates", json={"kind": "seal", "subject": {"common_name": "Ledger Seal"}}
+    )
+    assert issued.status_code == 201, issued.text
+    label = signer_service.registry.get(issued.json()["serial"]).key_label  # type: ignore[union-attr]
+    request = {"key_label": label, "digest": "ab" * 32}
+    assert signer_client.post("/v1/digests/sign", json=request).status_code == 200
+
+    def sign_errors() -> float:
+        return _scrape(signer_url).value("signet_hsm_errors_total", operation="sign")
+
+    before = sign_errors()
+
+    def unplugged(*args: object, **kwargs: object) -> bytes:
+        raise HsmUnavailable("the token was removed")
+
+    monkeypatch.setattr(signer_service.hsm, "sign_digest", unplugged)
+    assert signer_client.post("/v1/digests/sign", json=request).status_code == 503
+    assert sign_errors() == before + 1  # counted before the answer is sent
+
+
 # -- several worker processes ------------------------------------------------------------
 
 

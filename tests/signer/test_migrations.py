@@ -28,6 +28,8 @@ from signet.signer.registry import Registry
 from tests.support.postgres import PostgresServer, start_postgres
 
 SPOOL_COLUMNS = ("input_offset", "input_size")
+PACK_COLUMNS = ("output_pack", "output_offset", "output_size")
+HEAD = "0003"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 postgres_tier = [pytest.mark.postgres, pytest.mark.slow]
@@ -72,9 +74,9 @@ def version_rows(engine: sa.Engine) -> list[str]:
 def test_migrated_schema_is_what_the_models_declare(engine: sa.Engine) -> None:
     Registry(engine.url.render_as_string(hide_password=False)).engine.dispose()
     assert schema_differences(engine) == []
-    assert version_rows(engine) == ["0002"]
+    assert version_rows(engine) == [HEAD]
     # every revision is reached by the chain from nothing, and the head is where we are
-    assert migrations.current(engine) == migrations.SchemaState("0002", "0002")
+    assert migrations.current(engine) == migrations.SchemaState(HEAD, HEAD)
 
 
 def test_opening_again_changes_nothing(engine: sa.Engine) -> None:
@@ -82,7 +84,7 @@ def test_opening_again_changes_nothing(engine: sa.Engine) -> None:
     Registry(url).reserve("tsa-serial", 10)
     second = Registry(url)
     assert second.reserve("tsa-serial", 1) == 10
-    assert version_rows(engine) == ["0002"]
+    assert version_rows(engine) == [HEAD]
 
 
 # -- databases made by create_all before migrations ------------------------------------------
@@ -92,7 +94,8 @@ def make_legacy(engine: sa.Engine, shape: str) -> None:
     """A database as an older signer's ``create_all`` left it, with a row in every table.
 
     ``before-spool``: the last shape without revisions (0001); ``with-spool``: after the
-    ad-hoc step added both spool columns (0002); ``half-spool``: that step died between
+    ad-hoc step added both spool columns (0002; no ``create_all`` ever made the pack
+    columns of 0003); ``half-spool``: that step died between
     its two ALTERs; ``before-batches``: a registry from before batch sealing.
     """
     metadata = migrations.models()
@@ -100,7 +103,11 @@ def make_legacy(engine: sa.Engine, shape: str) -> None:
     if shape != "before-batches":
         tables += [metadata.tables["batches"], metadata.tables["batch_items"]]
     metadata.create_all(engine, tables=tables)
-    dropped = {"before-spool": SPOOL_COLUMNS, "half-spool": SPOOL_COLUMNS[1:]}.get(shape, ())
+    dropped = {
+        "before-spool": PACK_COLUMNS + SPOOL_COLUMNS,
+        "half-spool": PACK_COLUMNS + SPOOL_COLUMNS[1:],
+        "with-spool": PACK_COLUMNS,
+    }.get(shape, ())
     with engine.begin() as connection:
         for column in dropped:
             connection.execute(sa.text(f"ALTER TABLE batch_items DROP COLUMN {column}"))
@@ -148,7 +155,7 @@ def test_a_database_made_by_create_all_is_adopted_with_its_rows(
 
     registry = Registry(url)
 
-    assert version_rows(engine) == ["0002"]
+    assert version_rows(engine) == [HEAD]
     assert schema_differences(engine) == []
     root = registry.get("01")
     assert root is not None and root.subject == "CN=Old Root"
@@ -158,6 +165,48 @@ def test_a_database_made_by_create_all_is_adopted_with_its_rows(
             sa.text("SELECT batch_id, filename, input_offset, input_size FROM batch_items")
         ).all()
     assert items == ([] if shape == "before-batches" else [("b1", "a.pdf", None, None)])
+    registry.engine.dispose()
+
+
+def test_a_database_at_0002_gains_the_pack_columns_and_keeps_its_items(engine: sa.Engine) -> None:
+    """A signer of the one-file-per-document layout left done items behind: 0003 adds the
+    nullable pack columns, and those items keep NULL there (read from their files)."""
+    from alembic import command
+
+    with migrations.migration_lock(engine) as connection:
+        command.upgrade(migrations.alembic_config(connection), "0002")
+    with engine.begin() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("batch_items")}
+        assert not columns & set(PACK_COLUMNS)
+        connection.execute(
+            sa.text(
+                "INSERT INTO batches (id, request_sha256, options_json, has_image, "
+                "certificate_serial, level, total, created_at) "
+                "VALUES ('b1', :z, '{}', false, '01', 'B-B', 1, :now)"
+            ),
+            {"z": "0" * 64, "now": NOW},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO batch_items (batch_id, idx, filename, state, input_sha256, "
+                "output_sha256, input_offset, input_size) "
+                "VALUES ('b1', 0, 'a.pdf', 'done', :i, :o, 0, 10)"
+            ),
+            {"i": "1" * 64, "o": "2" * 64},
+        )
+
+    registry = Registry(engine.url.render_as_string(hide_password=False))
+
+    assert version_rows(engine) == [HEAD]
+    assert schema_differences(engine) == []
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT filename, state, output_sha256, output_pack, output_offset, "
+                "output_size FROM batch_items"
+            )
+        ).all()
+    assert rows == [("a.pdf", "done", "2" * 64, None, None, None)]
     registry.engine.dispose()
 
 
@@ -174,6 +223,22 @@ def test_a_database_migrated_by_a_newer_signer_is_left_alone(
 
     assert version_rows(engine) == ["9999"]
     assert "unknown to this signer" in caplog.text
+
+
+def test_only_the_undurable_session_commits_without_waiting_for_the_disk(
+    database_url: str,
+) -> None:
+    """Batch claims use `Registry.undurable_session` (a lost claim is harmless); every
+    other session keeps fully durable commits."""
+    registry = Registry(database_url)
+    with registry.session() as durable, registry.undurable_session() as undurable:
+        if database_url.startswith("sqlite"):
+            query = sa.text("PRAGMA synchronous")
+            assert (durable.scalar(query), undurable.scalar(query)) == (2, 1)  # FULL, NORMAL
+        else:
+            query = sa.text("SHOW synchronous_commit")
+            assert (durable.scalar(query), undurable.scalar(query)) == ("on", "off")
+    registry.engine.dispose()
 
 
 # -- several processes at once ----------------------------------------------------------------
@@ -227,7 +292,7 @@ def test_processes_starting_at_once_migrate_a_fresh_database_once(
     results = start_at_once(url, tmp_path / "go", processes=3)
 
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
-    assert version_rows(engine) == ["0002"]
+    assert version_rows(engine) == [HEAD]
     assert schema_differences(engine) == []
     with engine.connect() as connection:
         started = connection.execute(sa.text("SELECT value FROM counters WHERE name = 'started'"))
@@ -253,10 +318,10 @@ def test_signet_db_upgrade_and_current(tmp_path: Path) -> None:
 
     before = signet("db", "current")
     assert before.returncode == 0, before.stderr
-    assert "none" in before.stdout and "head 0002" in before.stdout
+    assert "none" in before.stdout and f"head {HEAD}" in before.stdout
     upgraded = signet("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "0002" in upgraded.stdout
+    assert HEAD in upgraded.stdout
     after = signet("db", "current")
-    assert "0002 (head)" in after.stdout
+    assert f"{HEAD} (head)" in after.stdout
     assert (tmp_path / "home" / "signer" / "signer.db").exists()

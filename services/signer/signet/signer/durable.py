@@ -1,9 +1,10 @@
 """Files that survive a crash: written, fsync'd, renamed into place, their folder fsync'd.
 
-Batches (`batches`, `batch_worker`) and `signet seal-batch` (`bulk`) make every
-signed document durable before they record it; this module is how.  A group of
-files is fsync'd concurrently (`publish`): one after another each costs a disk
-flush (~2 ms here), together they share them (~0.15 ms a file).
+`signet seal-batch` (`bulk`) makes every signed file durable before it counts it
+as done; this module is how.  A group of files is fsync'd concurrently
+(`publish`): one after another each costs a disk flush (~2 ms here), together
+they share them (~0.15 ms a file).  Batches of the API append to packs instead
+(`batch_results`), one fsync per group, and use `fsync_directory` and `Slice`.
 """
 
 from __future__ import annotations

@@ -40,6 +40,15 @@ class HsmKey:
         """Sign `data` with this key's default digest; DER for ECDSA, PKCS#1 v1.5 for RSA."""
         return self.sign_with(data, self.digest_algorithm)
 
+    def sign_digest(self, digest: bytes, digest_algorithm: str = "sha256") -> bytes:
+        """Sign a digest computed elsewhere (other services' evidence: only the digest
+        crosses the wire); counted like every other signature."""
+        try:
+            return self.hsm.sign_digest(self.label, digest, digest_algorithm)
+        except Exception as exc:
+            metrics.hsm_failed("sign", exc)
+            raise
+
     def sign_with(self, data: bytes, digest_algorithm: str) -> bytes:
         try:  # not a context manager: this is the hot path of every signature
             return self.hsm.sign(self.label, data, digest_algorithm)

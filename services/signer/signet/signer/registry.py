@@ -3,7 +3,7 @@
 SQLite in the embedded default, PostgreSQL in a cluster (same SQLAlchemy code).
 The schema is Alembic's (`signet.signer.migrations`): opening the registry
 migrates the database to the revision this code expects, under a lock, so the
-models here and in `signet.signer.batches` change only together with a revision.
+models here and in `signet.signer.batch_queue` change only together with a revision.
 Certificates are never deleted: a revoked or expired certificate must still be
 answerable by OCSP/CRL and shown by validation years later.
 """
@@ -79,6 +79,8 @@ class Registry:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         migrations.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._url = url
+        self._undurable: sessionmaker[Session] | None = None
 
     @classmethod
     def sqlite(cls, path: Path) -> Registry:
@@ -87,6 +89,31 @@ class Registry:
 
     def session(self) -> Session:
         return self._sessions()
+
+    def undurable_session(self) -> Session:
+        """A session whose commits do not wait for the disk: for writes that a crash may
+        undo harmlessly (a batch claim: lost, its items are simply pending again).
+
+        Its own connections: SQLite with ``synchronous=NORMAL`` (in WAL mode still
+        atomic and consistent; the next durable commit's fsync of the WAL covers it),
+        PostgreSQL with ``synchronous_commit=off`` (the same promise).  Every other
+        session stays fully durable.
+        """
+        if self._undurable is None:
+            if self._url.startswith("sqlite"):
+                engine = create_engine(self._url)
+                event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "connect", _sqlite_undurable)
+            elif self._url.startswith("postgresql"):
+                engine = create_engine(
+                    self._url,
+                    pool_pre_ping=True,
+                    connect_args={"options": "-c synchronous_commit=off"},
+                )
+            else:
+                engine = self.engine
+            self._undurable = sessionmaker(engine, expire_on_commit=False)
+        return self._undurable()
 
     def add(self, record: CertificateRecord) -> None:
         with self.session() as session, session.begin():
@@ -197,6 +224,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+    cursor.close()
+
+
+def _sqlite_undurable(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -1,9 +1,10 @@
 """`/v1/batches`: seal many documents with one key, follow progress, fetch a zip of results.
 
-Create takes multipart: ``documents`` (one part per PDF, streamed to disk),
-``options`` (JSON `SignOptions`, the same as `/v1/sign`) and optionally
-``image``.  An ``Idempotency-Key`` header makes a retried create return the
-batch it already made instead of sealing everything twice.
+Create takes multipart: ``documents`` (one part per PDF, streamed into the
+batch's spool as they arrive: `signet.signer.api.batch_form`), ``options``
+(JSON `SignOptions`, the same as `/v1/sign`) and optionally ``image``.  An
+``Idempotency-Key`` header makes a retried create return the batch it already
+made instead of sealing everything twice.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from signet.common.contracts.signer import BatchStatus, CertificateKind, SignOptions
 from signet.common.errors import InvalidRequest
 from signet.common.http import file_download
-from signet.signer.api.deps import Service, read_limited
+from signet.signer.api.batch_form import receive_batch
+from signet.signer.api.deps import Service
 from signet.signer.service import SignerService
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -39,38 +41,68 @@ def _certificate_serial(service: SignerService, options: SignOptions) -> str:
     return issued.record.serial
 
 
+#: The request body as the route's own parser reads it (`receive_batch`), for the docs.
+_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["documents", "options"],
+                "properties": {
+                    "documents": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "the PDFs to seal, one part each",
+                    },
+                    "options": {"type": "string", "description": "SignOptions as JSON"},
+                    "image": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "PNG appearance image",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 @router.post(
     "",
     status_code=201,
     response_model=BatchStatus,
-    # Starlette's default of 1,000 files per form would refuse a batch the API allows.
-    form_limits={"max_files": _MAX_DOCUMENTS + 1},
+    openapi_extra={"requestBody": _BODY},
 )
 async def create_batch(
     request: Request,
     service: Service,
-    documents: Annotated[list[UploadFile], File(description="the PDFs to seal")],
-    options: Annotated[str, Form(description="SignOptions as JSON")],
-    image: Annotated[UploadFile | None, File(description="PNG appearance image")] = None,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> JSONResponse:
+    upload = await run_in_threadpool(service.batches.upload, service.settings.max_document_bytes)
     try:
-        parsed = SignOptions.model_validate_json(options)
-    except ValidationError as exc:
-        raise InvalidRequest(f"options: {exc.errors()[0]['msg']}") from exc
-    if len(documents) > _MAX_DOCUMENTS:
-        raise InvalidRequest(f"at most {_MAX_DOCUMENTS} documents per batch")
-    png = await read_limited(image, _IMAGE_LIMIT, "the image") if image is not None else None
-    serial = await run_in_threadpool(_certificate_serial, service, parsed)
-    status, created = await run_in_threadpool(
-        service.batches.create,
-        ((doc.filename, doc.file) for doc in documents),
-        parsed,
-        serial,
-        image=png,
-        idempotency_key=idempotency_key,
-        max_document_bytes=service.settings.max_document_bytes,
-    )
+        form = await receive_batch(
+            request, upload, max_documents=_MAX_DOCUMENTS, image_limit=_IMAGE_LIMIT
+        )
+        if form.options is None:
+            raise InvalidRequest("options: Field required")
+        try:
+            parsed = SignOptions.model_validate_json(form.options)
+        except ValidationError as exc:
+            raise InvalidRequest(f"options: {exc.errors()[0]['msg']}") from exc
+        serial = await run_in_threadpool(_certificate_serial, service, parsed)
+        status, created = await run_in_threadpool(
+            functools.partial(
+                service.batches.publish,
+                upload,
+                parsed,
+                serial,
+                image=form.image,
+                idempotency_key=idempotency_key,
+            )
+        )
+    finally:
+        await run_in_threadpool(upload.discard)
     for worker in request.app.state.batch_workers:
         worker.wake()
     return JSONResponse(

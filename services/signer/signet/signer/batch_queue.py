@@ -1,0 +1,287 @@
+"""The batch tables and the work queue on them: claim, record, hand back, recover.
+
+Every signer process takes work with `BatchQueue.claim`, one atomic UPDATE, so
+several processes (and replicas) share a batch without a coordinator and no
+item ever has two claimants.  An item is recorded done only by its claimant
+(`finish_many` matches the worker), in the transaction that also says where its
+signed document is, so a claimant that lost its claim (dead, or lease expired)
+can never overwrite the record of the one that took over.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from signet.common.contracts.signer import BatchItemState
+from signet.signer.registry import Base, Registry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+#: A claim older than this is taken back even if its claimant may still live elsewhere.
+CLAIM_LEASE = timedelta(minutes=15)
+
+
+class BatchRecord(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    options_json: Mapped[str] = mapped_column(Text)
+    has_image: Mapped[bool] = mapped_column(Boolean)
+    certificate_serial: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(8))
+    total: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BatchItemRecord(Base):
+    __tablename__ = "batch_items"
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(8), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Where the document is in ``in/uploads.spool``; NULL for batches staged before the
+    #: spool existed (one file per document, ``in/NNNNNN.pdf``).
+    input_offset: Mapped[int | None] = mapped_column(BigInteger)
+    input_size: Mapped[int | None] = mapped_column(BigInteger)
+    #: Where the signed document is: a pack in ``out/`` and the slice of it; NULL for
+    #: items signed before packs existed (one file per document, ``out/NNNNNN.pdf``).
+    output_pack: Mapped[str | None] = mapped_column(String(64))
+    output_offset: Mapped[int | None] = mapped_column(BigInteger)
+    output_size: Mapped[int | None] = mapped_column(BigInteger)
+
+
+def this_worker(suffix: str = "") -> str:
+    """Identity of a claimant: host and process (so a dead local claimant is recognisable),
+    then anything that tells threads of one process apart."""
+    return f"{socket.gethostname()}:{os.getpid()}/{suffix}"
+
+
+def claimant_is_dead(worker: str) -> bool:
+    host, _, pid = worker.partition("/")[0].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: only its lease can expire
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def utc_now() -> datetime:
+    """Now, in UTC (the time of every batch column)."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """`value` as UTC (SQLite returns times without their zone)."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed item, with where its document is in the batch's spool (None: own file)."""
+
+    batch_id: str
+    index: int
+    input_offset: int | None = None
+    input_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an item ended: signed (where its document is) or failed (why)."""
+
+    batch_id: str
+    index: int
+    output_sha256: str | None = None
+    error: str | None = None
+    output_pack: str | None = None
+    output_offset: int | None = None
+    output_size: int | None = None
+
+
+class BatchQueue:
+    """The queue half of `signet.signer.batches.BatchStore` (which adds files and results)."""
+
+    registry: Registry
+
+    def claim(self, worker: str, limit: int = 1) -> list[Claim]:
+        """Take up to `limit` of the oldest pending items, atomically (one statement, so
+        no item has two claimants).
+
+        Committed without waiting for the disk (`Registry.undurable_session`): a claim
+        lost in a power cut leaves its items pending, which is where they were, and the
+        claimant records nothing before its own durable commit.  Measured during 1-page
+        batches: a claim took 7.6-9.9 ms with its fsync, 2.8-3.6 ms without.
+        """
+        with self.registry.undurable_session() as session, session.begin():
+            rows = session.execute(
+                text(
+                    "UPDATE batch_items SET state = 'running', worker = :worker, "
+                    "claimed_at = :now WHERE (batch_id, idx) IN ("
+                    "  SELECT batch_id, idx FROM batch_items WHERE state = 'pending' "
+                    "  ORDER BY batch_id, idx LIMIT :limit"
+                    ") AND state = 'pending' "
+                    "RETURNING batch_id, idx, input_offset, input_size"
+                ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
+                {"worker": worker, "now": utc_now(), "limit": limit},
+            ).all()
+        claims = (
+            Claim(
+                str(row[0]),
+                int(row[1]),
+                None if row[2] is None else int(row[2]),
+                None if row[3] is None else int(row[3]),
+            )
+            for row in rows
+        )
+        return sorted(claims, key=lambda claim: (claim.batch_id, claim.index))
+
+    def finish(
+        self,
+        batch_id: str,
+        index: int,
+        worker: str,
+        *,
+        output_sha256: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record one item's outcome if `worker` still holds it."""
+        return self.finish_many(worker, [Outcome(batch_id, index, output_sha256, error)]) == 1
+
+    def finish_many(self, worker: str, outcomes: list[Outcome]) -> int:
+        """Record outcomes in one transaction; closes batches whose last item this was.
+
+        The signed documents must be durable before (their pack synced): the row is
+        what makes one part of the results.  Returns how
+        many were recorded (for several outcomes, exact where the driver counts an
+        executemany: SQLite, psycopg 3; `finish` of one outcome is exact everywhere).
+        """
+        if not outcomes:
+            return 0
+        items = Base.metadata.tables["batch_items"]
+        now = utc_now()
+        with self.registry.session() as session, session.begin():
+            # one prepared statement for all outcomes (executemany), not one ORM update each
+            result = session.connection().execute(
+                update(items)
+                .where(
+                    items.c.batch_id == bindparam("b_batch_id"),
+                    items.c.idx == bindparam("b_idx"),
+                    items.c.state == BatchItemState.RUNNING.value,
+                    items.c.worker == worker,
+                )
+                .values(
+                    state=bindparam("b_state"),
+                    output_sha256=bindparam("b_output_sha256"),
+                    error=bindparam("b_error"),
+                    output_pack=bindparam("b_output_pack"),
+                    output_offset=bindparam("b_output_offset"),
+                    output_size=bindparam("b_output_size"),
+                    finished_at=now,
+                ),
+                [
+                    {
+                        "b_batch_id": o.batch_id,
+                        "b_idx": o.index,
+                        "b_state": (
+                            BatchItemState.DONE if o.error is None else BatchItemState.FAILED
+                        ).value,
+                        "b_output_sha256": o.output_sha256,
+                        "b_error": o.error,
+                        "b_output_pack": o.output_pack,
+                        "b_output_offset": o.output_offset,
+                        "b_output_size": o.output_size,
+                    }
+                    for o in outcomes
+                ],
+            )
+            recorded = int(result.rowcount)
+            for batch_id in {o.batch_id for o in outcomes}:
+                open_items = session.scalar(
+                    select(func.count())
+                    .select_from(BatchItemRecord)
+                    .where(
+                        BatchItemRecord.batch_id == batch_id,
+                        BatchItemRecord.state.in_(
+                            [BatchItemState.PENDING.value, BatchItemState.RUNNING.value]
+                        ),
+                    )
+                )
+                if not open_items:
+                    session.execute(
+                        update(BatchRecord)
+                        .where(BatchRecord.id == batch_id, BatchRecord.finished_at.is_(None))
+                        .values(finished_at=utc_now())
+                    )
+        return recorded
+
+    def release(self, batch_id: str, index: int, worker: str) -> None:
+        """Give an item back (the HSM is down: nothing is wrong with the document)."""
+        with self.registry.session() as session, session.begin():
+            _hand_back(session, batch_id, index, worker)
+
+    def recover(self, is_dead: Callable[[str], bool] = claimant_is_dead) -> int:
+        """Hand back items whose claimant died or whose lease expired; returns how many."""
+        expired = utc_now() - CLAIM_LEASE
+        with self.registry.session() as session, session.begin():
+            running = session.execute(
+                select(
+                    BatchItemRecord.batch_id,
+                    BatchItemRecord.idx,
+                    BatchItemRecord.worker,
+                    BatchItemRecord.claimed_at,
+                ).where(BatchItemRecord.state == BatchItemState.RUNNING.value)
+            ).all()
+            recovered = 0
+            for batch_id, index, worker, claimed_at in running:
+                claimed = aware(claimed_at)
+                if (claimed is not None and claimed < expired) or is_dead(worker or ""):
+                    _hand_back(session, batch_id, index, worker)
+                    recovered += 1
+        return recovered
+
+
+def _hand_back(session: Session, batch_id: str, index: int, worker: str | None) -> None:
+    """Make a running item pending again, if `worker` still holds it."""
+    session.execute(
+        update(BatchItemRecord)
+        .where(
+            BatchItemRecord.batch_id == batch_id,
+            BatchItemRecord.idx == index,
+            BatchItemRecord.worker == worker,
+            BatchItemRecord.state == BatchItemState.RUNNING.value,
+        )
+        .values(state=BatchItemState.PENDING.value, worker=None, claimed_at=None)
+    )
