@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from signet.common.contracts.signer import BatchItemState, BatchStatus
-from signet.signer.durable import Slice, fsync_directory
+from signet.signer.durable import GrowingSlice, Slice, fsync_directory
 from signet.signer.fastpdf import DigestedOutput
 
 _CHUNK = 1024 * 1024
@@ -89,7 +89,7 @@ class Pack:
         `produce` fails, the bytes it wrote are left to be overwritten by the next
         document: they were never recorded, nor synced on purpose.
         """
-        window = _Window(self.fd, self.end)
+        window = GrowingSlice(self.fd, self.end)
         with DigestedOutput(window) as handle:
             produce(handle)
             handle.flush()
@@ -117,51 +117,6 @@ class Pack:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-class _Window(io.RawIOBase):
-    """A pack from `base` on, as an empty file of its own (read, write, seek; no truncate)."""
-
-    def __init__(self, fd: int, base: int) -> None:
-        super().__init__()
-        self._fd, self._base, self._position, self.size = fd, base, 0, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        written = os.pwrite(self._fd, data, self._base + self._position)
-        self._position += written
-        self.size = max(self.size, self._position)
-        return written
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        wanted = min(len(buffer), self.size - self._position)
-        if wanted <= 0:
-            return 0
-        data = os.pread(self._fd, wanted, self._base + self._position)
-        buffer[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-    def truncate(self, size: int | None = None) -> int:
-        raise io.UnsupportedOperation("a pack is never truncated")
 
 
 @dataclass(frozen=True)

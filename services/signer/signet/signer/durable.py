@@ -150,9 +150,10 @@ def file_sha256(path: Path) -> str:
 class Slice(io.RawIOBase):
     """Bytes [offset, offset + size) of an open file, as a seekable file of their own."""
 
-    def __init__(self, handle: BinaryIO, offset: int, size: int) -> None:
+    def __init__(self, handle: BinaryIO | int, offset: int, size: int) -> None:
         super().__init__()
-        self._fd, self._offset, self._size, self._position = handle.fileno(), offset, size, 0
+        self._fd = handle if isinstance(handle, int) else handle.fileno()
+        self._offset, self.size, self._position = offset, size, 0
 
     def readable(self) -> bool:
         return True
@@ -164,17 +165,37 @@ class Slice(io.RawIOBase):
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
         if base + offset < 0:
             raise ValueError("negative seek position")
         self._position = base + offset
         return self._position
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        wanted = min(len(buffer), self._size - self._position)
+        wanted = min(len(buffer), self.size - self._position)
         if wanted <= 0:
             return 0
         data = os.pread(self._fd, wanted, self._offset + self._position)
         buffer[: len(data)] = data
         self._position += len(data)
         return len(data)
+
+
+class GrowingSlice(Slice):
+    """A file from `offset` on, as an empty file of its own that grows as it is written
+    (read, write, seek; never truncated: what lies before `offset` is never touched)."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        super().__init__(fd, offset, 0)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        written = os.pwrite(self._fd, data, self._offset + self._position)
+        self._position += written
+        self.size = max(self.size, self._position)
+        return written
+
+    def truncate(self, size: int | None = None) -> int:
+        raise io.UnsupportedOperation("never truncated")
