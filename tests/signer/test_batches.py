@@ -21,6 +21,7 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from signet.common.contracts.signer import CertificateKind, SignatureLevel
+from signet.signer.batch_uploads import SPOOL, Upload
 from signet.signer.batch_worker import CLAIM_SIZE, BatchWorker
 from signet.signer.batches import BatchItemRecord, BatchStore, Outcome
 from signet.signer.config import SignerSettings
@@ -253,7 +254,68 @@ def test_upload_streams_parts_in_any_order_and_refuses_what_breaks_a_limit(
         body([("options", None, options.encode()), ("documents", "a.pdf", sources[0])])[:-40]
     )
     assert cut_off.status_code == 400, cut_off.text
+    # Cut off between two parts, or inside the last part's headers: python-multipart's
+    # finalize() checks nothing, so without the closing boundary this was a 201 with the
+    # later documents (or the image) silently dropped.
+    two = body(
+        [
+            ("options", None, options.encode()),
+            ("documents", "a.pdf", sources[0]),
+            ("documents", "b.pdf", sources[1]),
+        ]
+    )
+    second = two.index(b'name="documents"; filename="b.pdf"')
+    for end in (two.index(b"\r\n", second), second - len("Content-Disposition: form-data; ")):
+        between = post(two[:end])
+        assert between.status_code == 400, (end, between.text)
+        assert "cut off" in between.json()["detail"]
+    with_image = (
+        body([("options", None, options.encode()), ("documents", "a.pdf", sources[0])])[
+            : -len(f"--{boundary}--\r\n")
+        ]
+        + (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=image; filename=i.png\r\n\r\n"
+        ).encode()
+        + b"\x89PNG"
+    )
+    assert post(with_image).status_code == 400
+    long_header = body([("options", None, options.encode())]).replace(
+        b"Content-Disposition", b"X-" + b"h" * 20_000 + b": x\r\nContent-Disposition", 1
+    )
+    assert post(long_header).status_code == 400
     assert set(signer_service.batches.directory.glob(".*-*")) == staging_before
+
+
+def test_a_short_write_to_the_upload_spool_is_written_again(tmp_path: Path) -> None:
+    """A raw write may write less than it was given (a disk filling up); the spool must
+    still hold every byte at the offsets the rows record."""
+    upload = Upload(tmp_path, max_document_bytes=10**6)
+    documents = [os.urandom(3000), os.urandom(5000)]
+    real = upload._spool
+
+    class Stingy:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def write(self, data: memoryview) -> int:
+            self.calls += 1
+            return real.write(data[:1000])
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    stingy = Stingy()
+    upload._spool = stingy  # type: ignore[assignment]
+    for n, document in enumerate(documents):
+        upload.begin(f"{n}.pdf")
+        upload.write(document)
+        upload.end()
+        upload.flush()
+    upload.seal(None)
+    assert stingy.calls == 8  # 3 + 5 writes of 1,000 bytes each
+    spool = (upload.staging / "in" / SPOOL).read_bytes()
+    assert spool == b"".join(documents)
+    assert [(i.offset, i.size) for i in upload.items] == [(0, 3000), (3000, 5000)]
 
 
 @pytest.mark.slow

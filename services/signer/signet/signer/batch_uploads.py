@@ -106,10 +106,18 @@ class Upload:
         self._current = None
 
     def flush(self) -> None:
-        """Write what is buffered to the spool (a blocking call)."""
-        if self._buffer:
-            self._spool.write(self._buffer)
-            self._buffer.clear()
+        """Write what is buffered to the spool (a blocking call).
+
+        The spool is unbuffered, and a raw write may write less than it was given
+        (a disk filling up): what it left is written again until all of it is in.
+        """
+        view = memoryview(self._buffer)
+        try:
+            while view:
+                view = view[self._spool.write(view) :]
+        finally:
+            view.release()
+        self._buffer.clear()
 
     def request_digest(self, options: SignOptions, image: bytes | None) -> str:
         """What an Idempotency-Key is bound to: options, image and every document's hash."""
@@ -127,6 +135,9 @@ class Upload:
         if not self.items:
             raise InvalidRequest("a batch needs at least one document")
         self.flush()
+        written = os.fstat(self._spool.fileno()).st_size
+        if written != self._offset:  # the offsets in the rows must be where the bytes are
+            raise OSError(f"the upload spool holds {written} bytes, not {self._offset}")
         os.fsync(self._spool.fileno())
         self._spool.close()
         if image is not None:

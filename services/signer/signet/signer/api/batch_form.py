@@ -25,6 +25,8 @@ from signet.signer.batch_uploads import WRITE_BUFFER, Upload
 
 #: The largest ``options`` part (JSON `SignOptions`, with any prepared fields).
 OPTIONS_LIMIT = 1024 * 1024
+#: The longest part header name or value we keep (whatever the parser's own limits).
+HEADER_LIMIT = 8 * 1024
 
 
 @dataclass
@@ -53,6 +55,9 @@ class _Receiver:
         self.error: SignetError | None = None
         self._part = _Part()
         self._documents = 0
+        #: The closing boundary was seen: python-multipart's `finalize` checks nothing,
+        #: so a body cut off between parts would otherwise pass as a shorter batch.
+        self.complete = False
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -63,16 +68,28 @@ class _Receiver:
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._data,
             "on_part_end": self._end,
+            "on_end": self._complete,
         }
+
+    def _complete(self) -> None:
+        self.complete = True
 
     def _begin(self) -> None:
         self._part = _Part()
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._part.header_name += data[start:end]
+        if self.error is None:
+            self._part.header_name += data[start:end]
+            self._check_header()
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._part.header_value += data[start:end]
+        if self.error is None:
+            self._part.header_value += data[start:end]
+            self._check_header()
+
+    def _check_header(self) -> None:
+        if max(len(self._part.header_name), len(self._part.header_value)) > HEADER_LIMIT:
+            self.error = InvalidRequest(f"a part header is longer than {HEADER_LIMIT} bytes")
 
     def _header_end(self) -> None:
         if self._part.header_name.lower() == b"content-disposition":
@@ -131,7 +148,8 @@ async def receive_batch(
     """Read the whole body into `upload`; the options and image it carried.
 
     Raises the first error the body caused (400 for a body that is not multipart, too
-    many documents or a cut-off part, 413 for a document or image over its limit),
+    many documents, a header too long, a body cut off anywhere before its closing
+    boundary, 413 for a document or image over its limit),
     once the body has been read to its end.
     """
     content_type = request.headers.get("content-type", "")
@@ -161,4 +179,6 @@ async def receive_batch(
         raise receiver.error
     if malformed:
         raise InvalidRequest("the multipart body is malformed")
+    if not receiver.complete:
+        raise InvalidRequest("the multipart body was cut off before its closing boundary")
     return receiver.form
