@@ -24,7 +24,6 @@ sealing a one-page document.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -36,8 +35,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from signet.common.contracts.signer import BatchItemState, BatchStatus
-from signet.signer.durable import GrowingSlice, Slice, fsync_directory
-from signet.signer.fastpdf import DigestedOutput
+from signet.signer.durable import GrowingSlice, Slice, fsync_directory, write_digested
 
 _CHUNK = 1024 * 1024
 PACK_SUFFIX = ".pack"
@@ -90,16 +88,7 @@ class Pack:
         document: they were never recorded, nor synced on purpose.
         """
         window = GrowingSlice(self.fd, self.end)
-        with DigestedOutput(window) as handle:
-            produce(handle)
-            handle.flush()
-            sha256 = handle.sha256
-            if sha256 is None:
-                handle.seek(0)
-                digest = hashlib.sha256()
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
-                sha256 = digest.hexdigest()
+        sha256 = write_digested(window, produce)
         packed = Packed(self, self.end, window.size, sha256)
         self.end += window.size
         return packed

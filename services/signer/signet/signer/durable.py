@@ -54,20 +54,30 @@ def write_unpublished(path: Path, produce: Callable[[BinaryIO], None]) -> Unpubl
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        with DigestedOutput(io.FileIO(temporary, "w+")) as handle:
-            produce(handle)
-            handle.flush()
-            sha256 = handle.sha256  # told by the direct writer; otherwise read back
-            if sha256 is None:
-                handle.seek(0)
-                digest = hashlib.sha256()
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
-                sha256 = digest.hexdigest()
+        sha256 = write_digested(io.FileIO(temporary, "w+"), produce)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return Unpublished(temporary, path, sha256)
+
+
+def write_digested(target: io.RawIOBase, produce: Callable[[BinaryIO], None]) -> str:
+    """Let `produce` write into `target` (closed afterwards); the SHA-256 of what it wrote.
+
+    The direct writer tells the digest as it writes (`DigestedOutput`); otherwise
+    the bytes are read back through the same handle (pyHanko seeks back and
+    patches, so it cannot be computed on the way).
+    """
+    with DigestedOutput(target) as handle:
+        produce(handle)
+        handle.flush()
+        if handle.sha256 is not None:
+            return handle.sha256
+        handle.seek(0)
+        digest = hashlib.sha256()
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 def publish(files: list[Unpublished]) -> list[OSError | None]:
