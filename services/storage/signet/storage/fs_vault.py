@@ -32,10 +32,9 @@ from signet.storage.vault import (
     VaultStatus,
     check_record_name,
     check_sha256,
-    now,
+    new_object_info,
     read_in_thread,
     retention_years_checked,
-    years_from,
 )
 
 
@@ -70,16 +69,7 @@ class FilesystemVault(Vault):
     ) -> tuple[ObjectInfo, bool]:
         data = self._data(upload.sha256)
         data.parent.mkdir(exist_ok=True)
-        created_at = now()
-        info = ObjectInfo(
-            sha256=upload.sha256,
-            size=upload.size,
-            content_type=content_type,
-            kind=kind,
-            envelope_id=envelope_id,
-            created_at=created_at,
-            retain_until=years_from(created_at, self.retention_years),
-        )
+        info = new_object_info(upload, content_type, kind, envelope_id, self.retention_years)
         with self._locked(upload.sha256):
             if self._meta(upload.sha256).exists():
                 return self.head(upload.sha256), False

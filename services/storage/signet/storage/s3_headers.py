@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from minio.commonconfig import COMPLIANCE
 from signet.common.contracts.storage import ObjectInfo, ObjectKind
-from signet.storage.vault import Upload, now, years_from
+from signet.storage.vault import Upload, new_object_info, now
 
 #: The prefix of user metadata headers.
 META = "x-amz-meta-"
@@ -22,19 +22,10 @@ def new_object(
     upload: Upload, content_type: str, kind: ObjectKind, envelope_id: str | None, years: int
 ) -> tuple[ObjectInfo, dict[str, str]]:
     """The info of a new object, retained `years` from now, and its write-once PUT's headers."""
-    created_at = now()
-    info = ObjectInfo(
-        sha256=upload.sha256,
-        size=upload.size,
-        content_type=content_type,
-        kind=kind,
-        envelope_id=envelope_id,
-        created_at=created_at,
-        retain_until=years_from(created_at, years),
-    )
+    info = new_object_info(upload, content_type, kind, envelope_id, years)
     headers = put_headers(
         content_type,
-        metadata(kind, created_at, upload.sha256, envelope_id),
+        metadata(kind, info.created_at, upload.sha256, envelope_id),
         info.retain_until,
         bytes.fromhex(upload.sha256),
     )

@@ -106,6 +106,22 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def new_object_info(
+    upload: Upload, content_type: str, kind: ObjectKind, envelope_id: str | None, years: int
+) -> ObjectInfo:
+    """The info of an object stored now, retained `years` from now (either vault)."""
+    created_at = now()
+    return ObjectInfo(
+        sha256=upload.sha256,
+        size=upload.size,
+        content_type=content_type,
+        kind=kind,
+        envelope_id=envelope_id,
+        created_at=created_at,
+        retain_until=years_from(created_at, years),
+    )
+
+
 class UploadBuffer:
     """Receives an upload piece by piece and hashes it, so that any size costs bounded memory.
 
