@@ -29,7 +29,7 @@ from tests.support.postgres import PostgresServer, start_postgres
 
 SPOOL_COLUMNS = ("input_offset", "input_size")
 PACK_COLUMNS = ("output_pack", "output_offset", "output_size")
-HEAD = "0003"
+HEAD = "0004"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 postgres_tier = [pytest.mark.postgres, pytest.mark.slow]
@@ -207,6 +207,44 @@ def test_a_database_at_0002_gains_the_pack_columns_and_keeps_its_items(engine: s
             )
         ).all()
     assert rows == [("a.pdf", "done", "2" * 64, None, None, None)]
+    registry.engine.dispose()
+
+
+def test_a_database_at_0003_gains_an_empty_batch_store_and_keeps_its_batches(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    """0004 adds the batch store's table with no row: the batches already there are judged
+    by their folders when the signer first opens its directory (adopted, or missing)."""
+    from alembic import command
+    from signet.signer.batch_store import BatchStoreGuard, StoreHealth
+
+    with migrations.migration_lock(engine) as connection:
+        command.upgrade(migrations.alembic_config(connection), "0003")
+    with engine.begin() as connection:
+        assert "batch_store" not in sa.inspect(connection).get_table_names()
+        connection.execute(
+            sa.text(
+                "INSERT INTO batches (id, request_sha256, options_json, has_image, "
+                "certificate_serial, level, total, created_at) "
+                "VALUES ('b1', :z, '{}', false, '01', 'B-B', 1, :now)"
+            ),
+            {"z": "0" * 64, "now": NOW},
+        )
+
+    registry = Registry(engine.url.render_as_string(hide_password=False))
+
+    assert version_rows(engine) == [HEAD]
+    assert schema_differences(engine) == []
+    with engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM batch_store")) == 0
+        assert connection.scalar(sa.text("SELECT count(*) FROM batches")) == 1
+    assert BatchStoreGuard(registry, tmp_path / "empty").open().health is StoreHealth.MISSING
+    (tmp_path / "volume" / "b1").mkdir(parents=True)
+    adopted = BatchStoreGuard(registry, tmp_path / "volume").open()
+    assert adopted.ready
+    with engine.connect() as connection:
+        recorded = connection.scalar(sa.text("SELECT store_id FROM batch_store"))
+    assert recorded == adopted.store_id
     registry.engine.dispose()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 from signet.cli import (
     batch_commands,
+    batch_store_commands,
     db_commands,
     hsm_commands,
     operator_commands,
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(hsm_commands.app, name="hsm")
 app.add_typer(signer_commands.ca_app, name="ca")
 app.add_typer(signer_commands.signer_app, name="signer")
+signer_commands.signer_app.add_typer(batch_store_commands.batch_store_app, name="batch-store")
 app.add_typer(storage_commands.storage_app, name="storage")
 app.add_typer(operator_commands.operator_app, name="operator")
 app.add_typer(db_commands.db_app, name="db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,16 +27,35 @@ def create_app(
     service = service or SignerService(settings)
     configure_logging(settings.log_level)
 
+    workers: list[BatchWorker] = []
+    workers_guard = threading.Lock()
+    serving = threading.Event()  # the lifespan ran: this app owns the batch workers
+
+    def start_batch_workers() -> None:
+        """Batch workers start once the batch store is verified (at start, or at a later
+        readiness check if the database was down then), never on a directory that is not
+        the batches' own: they would fail every pending document whose upload is not there."""
+        with workers_guard:
+            if workers or not settings.batch_workers or not service.batch_store.state().ready:
+                return
+            count = settings.batch_workers
+            workers.extend(BatchWorker(service, service.batches) for _ in range(count))
+            for worker in workers:
+                worker.start()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workers = [BatchWorker(service, service.batches) for _ in range(settings.batch_workers)]
-        for worker in workers:
-            worker.start()
         app.state.batch_workers = workers
+        serving.set()
+        await run_in_threadpool(start_batch_workers)
         yield
+        serving.clear()
         for worker in workers:
             worker.stop()
         service.close()
+
+    async def batch_store_ready() -> None:
+        await run_in_threadpool(service.batch_store.require)
 
     app = service_app("Signet signer", lifespan, service="signer")
     app.state.service = service
@@ -44,7 +64,7 @@ def create_app(
     app.include_router(pki.router)
     app.include_router(certificates.router, dependencies=[guard])
     app.include_router(signing.router, dependencies=[guard])
-    app.include_router(batches.router, dependencies=[guard])
+    app.include_router(batches.router, dependencies=[guard, Depends(batch_store_ready)])
     app.include_router(seals.router, dependencies=[guard])
 
     policies = PolicyDirectory(settings.policy_dir)
@@ -54,8 +74,14 @@ def create_app(
         """Readiness: the HSM answers and the CA is initialised.
 
         The body is what the operator turns into conditions: the CA and TSA
-        certificates' expiry (CertificatesValid) and the signing policies in force.
+        certificates' expiry (CertificatesValid), the batch store (BatchStoreReady) and
+        the signing policies in force.  A batch store that is missing does not make the
+        pod unready: signing, timestamps and OCSP do not need it, only batches do (they
+        answer 503 meanwhile).
         """
+        store = (await run_in_threadpool(service.batch_store.state)).report()
+        if store["batch_store"] == "ready" and serving.is_set():
+            await run_in_threadpool(start_batch_workers)
         try:
             service.check_ready()
             ca = service.ca
@@ -77,7 +103,7 @@ def create_app(
             ]
         except SignetError as exc:
             return JSONResponse(
-                {"status": "unavailable", "error": exc.code, "reason": exc.detail},
+                {"status": "unavailable", "error": exc.code, "reason": exc.detail, **store},
                 status_code=503,
             )
         except SQLAlchemyError as exc:  # the registry's database: say so, not a bare 500
@@ -86,6 +112,7 @@ def create_app(
                     "status": "unavailable",
                     "error": "database_unavailable",
                     "reason": str(exc.__class__.__name__),
+                    **store,
                 },
                 status_code=503,
             )
@@ -97,6 +124,7 @@ def create_app(
                 "certificates": certificates,
                 "policies": current.versions(),
                 "policy_problems": sorted(current.problems.values()),
+                **store,
             }
         )
 

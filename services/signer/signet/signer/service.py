@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from pathlib import Path
 
 from signet.hsm import Hsm, HsmConfig, HsmUnavailable, load_pin
 from signet.signer import metrics
+from signet.signer.batch_store import BatchStoreGuard
 from signet.signer.batches import BatchStore
 from signet.signer.ca import CaSettings, CertificateAuthority
 from signet.signer.config import SignerSettings
@@ -76,10 +78,21 @@ class SignerService:
             )
         return self._tsa
 
+    @property
+    def batch_directory(self) -> Path:
+        """In a cluster, the volume the operator claims for batches (never the pod's own
+        disk: a restart would lose every batch's documents)."""
+        return self.settings.batch_directory or self.settings.home / "batches"
+
     @cached_property
     def batches(self) -> BatchStore:
-        directory = self.settings.batch_directory or self.settings.home / "batches"
-        return BatchStore(self.registry, directory)
+        return BatchStore(self.registry, self.batch_directory)
+
+    @cached_property
+    def batch_store(self) -> BatchStoreGuard:
+        """Whether `batch_directory` is the one the database's batches were written to;
+        batch work and the batch API wait on it (`signet.signer.batch_store`)."""
+        return BatchStoreGuard(self.registry, self.batch_directory)
 
     @cached_property
     def ocsp(self) -> OcspResponder:

@@ -82,8 +82,13 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 
 def models() -> MetaData:
     """The metadata of the signer's models (all of them: batch tables are declared in
-    `signet.signer.batch_queue`), which autogenerate and the schema tests compare against."""
-    from signet.signer import batch_queue, registry  # noqa: F401 - imported for their tables
+    `signet.signer.batch_queue`, the batch store's in `signet.signer.batch_store`), which
+    autogenerate and the schema tests compare against."""
+    from signet.signer import (  # noqa: F401 - imported for their tables
+        batch_queue,
+        batch_store,
+        registry,
+    )
 
     return registry.Base.metadata
 
