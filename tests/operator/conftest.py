@@ -10,7 +10,8 @@ cluster (kind, k3s), the same tests run against its API server instead, in
 the namespace ``SIGNET_TEST_NAMESPACE`` (default ``signet``): the CRDs are
 applied first, and after each module its Appliances and SigningPolicies are
 deleted and the test waits until the cluster's garbage collector has removed
-their children.  Only the RBAC comparison needs the emulator (it reads the
+their children (the signer's batch claims, which outlive their Appliance, are
+deleted by the clean-up itself).  Only the RBAC comparison needs the emulator (it reads the
 emulator's record of every call) and is skipped there.
 """
 
@@ -140,6 +141,16 @@ def _clean_real_cluster(api: client.ApiClient) -> None:
         ),
         timeout=120,
     )
+    # The signer's batch claims are not the Appliances' children (signed documents): the
+    # garbage collector left them, and only we, who made this namespace's objects, delete
+    # them, with the claims the tests made by hand.
+    core = client.CoreV1Api(api)
+    claims = core.list_namespaced_persistent_volume_claim(NS).items
+    retained = [c for c in claims if (c.metadata.annotations or {}).get("signet.dev/retained")]
+    assert all(not c.metadata.owner_references for c in retained)
+    for claim in claims:
+        if claim.metadata.name.endswith(("-signer-batches", "-shared-batches")):
+            core.delete_namespaced_persistent_volume_claim(claim.metadata.name, NS)
 
 
 @pytest.fixture(scope="module")

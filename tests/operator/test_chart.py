@@ -55,6 +55,26 @@ def test_values_schema_accepts_the_defaults_and_refuses_short_retention() -> Non
     for typo in ({"scrapers": scraper}, {"scraper": {"podSelectors": {}}}, {"scraper": {}}):
         values["appliance"]["spec"]["metrics"] = typo
         assert list(jsonschema.Draft7Validator(schema).iter_errors(values)), typo
+    # The signer's batch volume: typos refused, and several replicas need a shared one.
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    signer = values["appliance"]["spec"]["signer"]
+    assert signer["batchStorage"] == {"size": "10Gi"}
+    for fine in (
+        {"replicas": 1, "batchStorage": {"accessMode": "ReadWriteOnce"}},
+        {"replicas": 3, "batchStorage": {"accessMode": "ReadWriteMany", "size": "1Ti"}},
+        {"replicas": 3, "batchStorage": {"storageClassName": "cephfs.rook"}},
+        {"batchStorage": {"claimName": "signet-batches"}},
+    ):
+        values["appliance"]["spec"]["signer"] = fine
+        jsonschema.Draft7Validator(schema).validate(values)
+    for wrong in (
+        {"replicas": 2, "batchStorage": {"accessMode": "ReadWriteOnce"}},
+        {"batchStorage": {"accesMode": "ReadWriteMany"}},
+        {"batchStorage": {"size": "ten gigabytes"}},
+        {"batchStorge": {}},
+    ):
+        values["appliance"]["spec"]["signer"] = wrong
+        assert list(jsonschema.Draft7Validator(schema).iter_errors(values)), wrong
 
 
 def test_chart_refuses_short_retention_at_render_time() -> None:

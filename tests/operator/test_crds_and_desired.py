@@ -21,10 +21,12 @@ import yaml
 from pydantic import ValidationError
 from signet.common.contracts.appliance import ApplianceSpec, SigningPolicySpec
 from signet.operator import crds
+from signet.operator.components import BATCH_DIR
 from signet.operator.conditions import (
     OBSERVED,
     Readiness,
     apply_failed,
+    batch_claim_refused,
     conditions,
     invalid_spec,
     merge_transitions,
@@ -35,6 +37,8 @@ from signet.operator.conditions import (
 )
 from signet.operator.desired import (
     COMPONENTS,
+    RETAINED,
+    batch_claim,
     config_hash,
     desired_objects,
     labels,
@@ -358,7 +362,9 @@ def test_a_refusal_keeps_the_other_conditions() -> None:
         (invalid_spec("bad"), None),  # no valid spec at all
         (missing_secrets(["Secret postgres (key url)"]), spec),
         (apply_failed("the API server answered 403 Forbidden: deployments"), spec),
+        (batch_claim_refused(spec, "acme-signer-batches", ["ReadWriteOnce"]), spec),
     ):
+        assert why is not None
         probed = observed(seen_spec, {"signer": hsm_down, "storage": ok_storage})
         after = merge_transitions(before, refused(why, probed), "T2")
         by_type = {c["type"]: c for c in after}
@@ -574,3 +580,175 @@ def test_softhsm_trial_is_one_signer_on_a_token_volume(tmp_path: Path) -> None:
     first = run()
     assert "Label:            signet" in first
     assert run() == first  # same token, same serial: not initialised again
+
+
+def _signer_pod(spec: ApplianceSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The signer Deployment's spec and its pod's spec."""
+    deployment = next(
+        o
+        for o in desired_objects("acme", "signet", spec)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "acme-signer"
+    )
+    return deployment["spec"], deployment["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "mode", "strategy"),
+    [
+        (VENDOR_SPEC, "ReadWriteMany", "RollingUpdate"),  # two replicas by default
+        ({**VENDOR_SPEC, "signer": {"replicas": 1}}, "ReadWriteOnce", "Recreate"),
+        (
+            {
+                **VENDOR_SPEC,
+                "signer": {"replicas": 1, "batchStorage": {"accessMode": "ReadWriteMany"}},
+            },
+            "ReadWriteMany",
+            "RollingUpdate",
+        ),
+        (SOFTHSM_SPEC, "ReadWriteOnce", "Recreate"),
+    ],
+    ids=["two-signers", "one-signer", "one-signer-shared", "softhsm"],
+)
+def test_signer_batches_live_on_a_claimed_volume_that_outlives_the_appliance(
+    raw: dict[str, Any], mode: str, strategy: str
+) -> None:
+    spec = ApplianceSpec.model_validate(raw)
+    claim = batch_claim("acme", "signet", spec)
+    kubernetes_validate.validate(claim, K8S_VERSION, strict=True)
+    assert claim["metadata"]["name"] == "acme-signer-batches"
+    assert claim["spec"] == {
+        "accessModes": [mode],
+        "resources": {"requests": {"storage": "10Gi"}},
+    }  # no storageClassName: the cluster's default class
+    # Signed documents: never owned by the Appliance (the garbage collector would take
+    # them with it), and the claim says so to whoever finds it.
+    assert (
+        "ownerReferences" not in claim["metadata"] and RETAINED in claim["metadata"]["annotations"]
+    )
+    assert not any(
+        o["kind"] == "PersistentVolumeClaim" for o in desired_objects("acme", "signet", spec)
+    )
+
+    deployment, pod = _signer_pod(spec)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["batches"] == {
+        "name": "batches",
+        "persistentVolumeClaim": {"claimName": "acme-signer-batches"},
+    }
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["batches"] == BATCH_DIR and mounts["data"] == "/var/lib/signet"
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["SIGNET_SIGNER_BATCH_DIRECTORY"] == BATCH_DIR  # not under the emptyDir
+    # A ReadWriteOnce volume: a rolling update's second pod could wait forever for it on
+    # another node (Multi-Attach) while the first holds it.
+    assert deployment["strategy"] == {"type": strategy}
+    storage = next(
+        o
+        for o in desired_objects("acme", "signet", spec)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "acme-storage"
+    )
+    assert "batches" not in {v["name"] for v in storage["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_batch_storage_class_size_and_an_existing_claim() -> None:
+    spec = ApplianceSpec.model_validate(
+        {
+            **VENDOR_SPEC,
+            "signer": {
+                "replicas": 3,
+                "batchStorage": {"size": "200Gi", "storageClassName": "cephfs.rook"},
+            },
+        }
+    )
+    claim = batch_claim("acme", "signet", spec)
+    assert claim["spec"]["storageClassName"] == "cephfs.rook"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "200Gi"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    own = ApplianceSpec.model_validate(
+        {**VENDOR_SPEC, "signer": {"batchStorage": {"claimName": "nfs-batches"}}}
+    )
+    _, pod = _signer_pod(own)
+    assert {"name": "batches", "persistentVolumeClaim": {"claimName": "nfs-batches"}} in pod[
+        "volumes"
+    ]
+    one, other = (
+        ApplianceSpec.model_validate(r) for r in (VENDOR_SPEC, copy.deepcopy(VENDOR_SPEC))
+    )
+    signer = next(c for c in COMPONENTS if c.name == "signer")
+    assert config_hash(one, signer, "acme") == config_hash(other, signer, "acme")
+    assert config_hash(one, signer, "acme") != config_hash(own, signer, "acme")  # rolls out
+
+
+def test_several_signers_need_a_shared_batch_volume() -> None:
+    two_on_one_node = {
+        **VENDOR_SPEC,
+        "signer": {"replicas": 2, "batchStorage": {"accessMode": "ReadWriteOnce"}},
+    }
+    spec, problem = parse_spec(two_on_one_node)
+    assert spec is None and "batchStorage.accessMode must be ReadWriteMany" in problem
+    assert parse_spec({**VENDOR_SPEC, "signer": {**two_on_one_node["signer"], "replicas": 1}})[0]
+    # The API server refuses it too (CEL), and the schema knows the field and its values.
+    schema = _schema("appliances.signet.dev.yaml")
+    signer = schema["properties"]["spec"]["properties"]["signer"]
+    (rule,) = signer["x-kubernetes-validations"]
+    assert "self.batchStorage.accessMode == 'ReadWriteMany'" in rule["rule"]
+    assert "self.replicas <= 1" in rule["rule"]
+    validator = jsonschema.Draft202012Validator(schema)
+    shared = {**VENDOR_SPEC, "signer": {"batchStorage": {"accessMode": "ReadWriteMany"}}}
+    assert not list(validator.iter_errors({"spec": shared}))
+    assert list(
+        validator.iter_errors(
+            {"spec": {**VENDOR_SPEC, "signer": {"batchStorage": {"accessMode": "Shared"}}}}
+        )
+    )
+    assert list(
+        validator.iter_errors({"spec": {**VENDOR_SPEC, "signer": {"batchStorage": {"size": "1"}}}})
+    )
+
+
+def test_the_batch_claim_as_it_exists_must_carry_the_spec() -> None:
+    """Judged on the claim: its access mode cannot change, whatever the spec says now."""
+    two = ApplianceSpec.model_validate(VENDOR_SPEC)
+    one = ApplianceSpec.model_validate({**VENDOR_SPEC, "signer": {"replicas": 1}})
+    claim = "acme-signer-batches"
+    assert batch_claim_refused(one, claim, ["ReadWriteOnce"]) is None
+    assert batch_claim_refused(two, claim, ["ReadWriteMany"]) is None
+    scaled = batch_claim_refused(two, claim, ["ReadWriteOnce"])
+    assert scaled is not None and scaled["reason"] == "BatchStorageNotShared"
+    assert scaled["type"] == "Ready" and scaled["status"] == "False"
+    assert "ReadWriteOnce" in scaled["message"] and "claimName" in scaled["message"]
+    absent = batch_claim_refused(one, "nfs-batches", None)
+    assert absent is not None and absent["reason"] == "VolumeClaimMissing"
+    assert "nfs-batches" in absent["message"]
+    going = batch_claim_refused(one, claim, ["ReadWriteOnce"], deleting=True)
+    assert going is not None and going["reason"] == "BatchStorageDeleting"
+
+
+def test_batch_store_readiness_is_a_condition() -> None:
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    storage = Readiness(200, RUNNING)
+    base = {"status": "ready", "hsm": "reachable", "batch_directory": BATCH_DIR}
+
+    def judged(body: dict[str, Any]) -> dict[str, dict[str, str]]:
+        found = conditions(spec, {"signer": Readiness(200, body), "storage": storage})
+        return {c["type"]: c for c in found}
+
+    intact = judged({**base, "batch_store": "ready", "batch_store_id": "ab12"})
+    assert (
+        intact["BatchStoreReady"]["status"] == "True"
+        and "ab12" in intact["BatchStoreReady"]["message"]
+    )
+    assert intact["Ready"]["status"] == "True"
+    lost = judged(
+        {**base, "batch_store": "missing", "batch_store_problem": "no store marker in /x"}
+    )
+    assert lost["BatchStoreReady"]["status"] == "False"
+    assert lost["BatchStoreReady"]["reason"] == "BatchStoreMissing"
+    assert lost["BatchStoreReady"]["message"] == "no store marker in /x"
+    assert lost["Ready"]["status"] == "False" and "BatchStoreReady" in lost["Ready"]["message"]
+    assert lost["SignerReady"]["status"] == "True"  # signing goes on
+    assert judged({**base, "batch_store": "mismatch"})["BatchStoreReady"]["reason"] == (
+        "BatchStoreMismatch"
+    )
+    older = judged(base)  # a signer release from before the guard: not a failure
+    assert older["BatchStoreReady"]["status"] == "Unknown" and older["Ready"]["status"] == "True"

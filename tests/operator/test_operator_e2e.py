@@ -116,6 +116,16 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         "softhsm-token",
     ]
     assert signer.spec.strategy.type == "Recreate"
+    # Batch documents on their own claim, which the Appliance does not own: deleting it
+    # must not let the garbage collector take signed documents along.
+    batches = core.read_namespaced_persistent_volume_claim("acme-signer-batches", NS)
+    assert not batches.metadata.owner_references
+    assert batches.metadata.annotations[desired.RETAINED]
+    assert batches.spec.access_modes == ["ReadWriteOnce"]  # one signer: Recreate, above
+    mounted = {v.name: v for v in signer.spec.template.spec.volumes}["batches"]
+    assert mounted.persistent_volume_claim.claim_name == "acme-signer-batches"
+    signer_env = {e.name: e.value for e in signer.spec.template.spec.containers[0].env}
+    assert signer_env["SIGNET_SIGNER_BATCH_DIRECTORY"] == "/var/lib/signet-batches"
     token = wait_for(
         "the service token", lambda: core.read_namespaced_secret("acme-service-token", NS)
     )
@@ -189,6 +199,36 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     assert conditions_of(api, "acme")["Ready"]["status"] == "True"  # a warning, not an outage
     readiness.write_text(json.dumps(READY))
 
+    # The signer finds its batch directory without the store marker the database knows:
+    # its own condition and a Warning Event; the signer itself stays ready.
+    lost = {
+        **READY["signer"][1],
+        "batch_store": "missing",
+        "batch_directory": "/var/lib/signet-batches",
+        "batch_store_problem": "the batch directory /var/lib/signet-batches has no store marker",
+    }
+    readiness.write_text(json.dumps({**READY, "signer": [200, lost]}))
+    wait_for(
+        "BatchStoreReady=False",
+        lambda: (
+            conditions_of(api, "acme").get("BatchStoreReady", {}).get("reason")
+            == "BatchStoreMissing"
+        ),
+    )
+    seen = conditions_of(api, "acme")
+    assert "no store marker" in seen["BatchStoreReady"]["message"]
+    assert seen["Ready"]["status"] == "False" and "BatchStoreReady" in seen["Ready"]["message"]
+    assert seen["SignerReady"]["status"] == "True"
+    wait_for(
+        "a BatchStoreMissing Event",
+        lambda: any(
+            e.reason == "BatchStoreMissing" and e.type == "Warning"
+            for e in core.list_namespaced_event(NS).items
+        ),
+    )
+    readiness.write_text(json.dumps(READY))
+    wait_for("Ready=True again", lambda: conditions_of(api, "acme")["Ready"]["status"] == "True")
+
     # From the trial to a vendor HSM and two signers: the change rolls out, the
     # disruption budget switches from "eviction allowed" to "one stays up" (the merge
     # patch clears the other field), and the SoftHSM init container goes away.
@@ -215,10 +255,52 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         "acme",
         {"spec": {"hsm": vendor, "signer": {"replicas": 2}}},
     )
+    # The batch claim is ReadWriteOnce (one signer made it) and cannot change: refused,
+    # with an Event, nothing applied, the other conditions kept.
+    wait_for(
+        "BatchStorageNotShared",
+        lambda: (
+            conditions_of(api, "acme").get("Ready", {}).get("reason") == "BatchStorageNotShared"
+        ),
+    )
+    assert "acme-signer-batches" in conditions_of(api, "acme")["Ready"]["message"]
+    assert conditions_of(api, "acme")["SignerReady"]["status"] == "True"
+    assert any(
+        e.reason == "BatchStorageNotShared" and e.type == "Warning"
+        for e in core.list_namespaced_event(NS).items
+    )
+    assert apps.read_namespaced_deployment("acme-signer", NS).spec.replicas == 1
+    # The admin copies the batches to a ReadWriteMany claim and names it.
+    core.create_namespaced_persistent_volume_claim(
+        NS,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "acme-shared-batches", "namespace": NS},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    custom.patch_namespaced_custom_object(
+        "signet.dev",
+        "v1alpha1",
+        NS,
+        "appliances",
+        "acme",
+        {"spec": {"signer": {"batchStorage": {"claimName": "acme-shared-batches"}}}},
+    )
     wait_for(
         "2 signer replicas",
         lambda: apps.read_namespaced_deployment("acme-signer", NS).spec.replicas == 2,
     )
+    shared = apps.read_namespaced_deployment("acme-signer", NS).spec
+    claims = {v.name: v.persistent_volume_claim for v in shared.template.spec.volumes}
+    assert claims["batches"].claim_name == "acme-shared-batches"
+    assert shared.strategy.type == "RollingUpdate"  # a shared volume: no Multi-Attach wait
+    # The operator's own claim stays, untouched (it still holds what was signed on it).
+    assert core.read_namespaced_persistent_volume_claim("acme-signer-batches", NS)
     policy = client.PolicyV1Api(api)
     wait_for(
         "a budget keeping one signer pod up",
@@ -232,8 +314,8 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     assert [c.name for c in signer_pod.init_containers] == ["hsm-module"]
     assert apps.read_namespaced_deployment("acme-storage", NS).spec.strategy.type == "Recreate"
     wait_for(
-        "observedGeneration 2",
-        lambda: appliance(api, "acme")["status"].get("observedGeneration") == 2,
+        "observedGeneration 3",
+        lambda: appliance(api, "acme")["status"].get("observedGeneration") == 3,
     )
 
     # A longer retention reaches the storage pods, and the config hash rolls them out.
@@ -396,6 +478,7 @@ def test_generated_secrets_are_read_and_never_sent_again(
         ("secrets", "steady-service-token"),
         ("secrets", "steady-softhsm-pin"),
         ("persistentvolumeclaims", "steady-softhsm-token"),
+        ("persistentvolumeclaims", "steady-signer-batches"),
     ):
         assert _operator_requests(cluster, resource, "create", name) == 1, name
         assert _operator_requests(cluster, resource, "get", name) >= 3, name

@@ -48,6 +48,12 @@ def test_ready_when_hsm_answers(signer_url: str, signer_service: SignerService) 
     found = {c["type"]: c for c in conditions(spec, {"signer": Readiness(200, ready.json())})}
     assert found["CertificatesValid"]["status"] == "True"
     assert found["CertificatesValid"]["message"].startswith("next expiry: ")
+    # The batch directory is this database's store (initialised, or adopted with the
+    # batches earlier tests left): reported, and the operator's condition is True.
+    assert ready.json()["batch_store"] == "ready"
+    assert ready.json()["batch_directory"] == str(signer_service.batch_directory)
+    assert found["BatchStoreReady"]["status"] == "True"
+    assert ready.json()["batch_store_id"] in found["BatchStoreReady"]["message"]
 
 
 def test_unreachable_hsm_gives_503_with_a_reason(

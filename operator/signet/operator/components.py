@@ -20,6 +20,8 @@ PIN_DIR = "/var/run/secrets/signet/hsm"
 S3_DIR = "/var/run/secrets/signet/s3"
 HSM_MODULE_DIR = "/opt/hsm"
 POLICY_DIR = "/etc/signet/policies"
+#: The signer's batch volume (`BatchStorageSpec`): uploads and signed results of batches.
+BATCH_DIR = "/var/lib/signet-batches"
 #: One ConfigMap per namespace holds every accepted SigningPolicy (key `<name>.json`);
 #: pods mount it, and the kubelet refreshes the files in place when a policy changes.
 POLICIES_CONFIG_MAP = "signet-policies"
@@ -60,6 +62,7 @@ def _signer_env(name: str, spec: ApplianceSpec) -> list[Manifest]:
         {"name": "SIGNET_SIGNER_PUBLIC_URL", "value": spec.public_url},
         {"name": "SIGNET_SIGNER_ORGANIZATION", "value": spec.organization},
         {"name": "SIGNET_SIGNER_HOST", "value": "0.0.0.0"},  # noqa: S104 - pod network
+        {"name": "SIGNET_SIGNER_BATCH_DIRECTORY", "value": BATCH_DIR},
     ]
     database = spec.database.url
     env.append(secret_env("SIGNET_SIGNER_DATABASE_URL", database.name, database.key))
@@ -121,6 +124,11 @@ COMPONENTS: tuple[Component, ...] = (
         public=True,
     ),
 )
+
+
+def batch_claim_name(name: str, spec: ApplianceSpec) -> str:
+    """The signer's batch volume claim: the one the spec names, or the operator's own."""
+    return spec.signer.batch_storage.claim_name or f"{name}-signer-batches"
 
 
 def labels(name: str, component: str | None = None) -> dict[str, str]:

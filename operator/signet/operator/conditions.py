@@ -64,6 +64,44 @@ def apply_failed(message: str) -> dict[str, str]:
     return condition("Ready", FALSE, "ApplyFailed", message)
 
 
+def batch_claim_refused(
+    spec: ApplianceSpec, claim: str, access_modes: Sequence[str] | None, *, deleting: bool = False
+) -> dict[str, str] | None:
+    """Why the signer's batch claim as it exists (`access_modes` None: it does not) cannot
+    carry this spec, or None.  Judged on the claim, not the spec: a claim's access modes
+    never change, so scaling a one-replica signer out needs another claim."""
+    if access_modes is None:
+        return condition(
+            "Ready",
+            FALSE,
+            "VolumeClaimMissing",
+            f"create PersistentVolumeClaim {claim} (signer.batchStorage.claimName) in this "
+            "namespace; nothing is applied until then",
+        )
+    if deleting:
+        return condition(
+            "Ready",
+            FALSE,
+            "BatchStorageDeleting",
+            f"PersistentVolumeClaim {claim} is being deleted, and it holds the signed batch "
+            "documents; nothing is applied while it is (the running signer pods keep it "
+            "mounted until they stop)",
+        )
+    replicas = spec.signer.replicas
+    if replicas > 1 and "ReadWriteMany" not in access_modes:
+        return condition(
+            "Ready",
+            FALSE,
+            "BatchStorageNotShared",
+            f"signer.replicas is {replicas} but the batch volume claim {claim} is "
+            f"{', '.join(access_modes) or 'without an access mode'}: every replica must reach "
+            "every batch, and a claim's access mode cannot change; keep signer.replicas 1, or "
+            "copy the volume to a ReadWriteMany claim and name it in "
+            "signer.batchStorage.claimName; nothing is applied until then",
+        )
+    return None
+
+
 #: The conditions besides Ready, in the order status lists them.
 OBSERVED = (
     "SignerReady",
@@ -73,6 +111,7 @@ OBSERVED = (
     "RetentionCompliant",
     "CertificatesValid",
     "TreeHeadsPublished",
+    "BatchStoreReady",
 )
 
 
@@ -126,6 +165,7 @@ def observed(
     result.append(_retention(spec, storage))
     result.append(_certificates(signer, now))
     result.append(_tree_heads(spec, storage, now))
+    result.append(_batch_store(signer))
     return result
 
 
@@ -135,6 +175,8 @@ def ready(spec: ApplianceSpec, current: list[dict[str, str]]) -> dict[str, str]:
     required = {"SignerReady", "StorageReady", "HSMReachable", "RetentionCompliant"}
     if by_type["CertificatesValid"]["reason"] == "Expired":  # nothing valid can be signed
         required.add("CertificatesValid")
+    if by_type["BatchStoreReady"]["status"] == FALSE:  # batches refused: documents not there
+        required.add("BatchStoreReady")
     portal = next(c for c in COMPONENTS if c.name == "portal")
     if portal.installed and spec.portal.enabled:
         required.add("PortalReady")
@@ -145,7 +187,8 @@ def ready(spec: ApplianceSpec, current: list[dict[str, str]]) -> dict[str, str]:
 
 
 def refused(why: dict[str, str], current: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Ready=False for `why` (InvalidSpec, SecretMissing, ApplyFailed), and every other
+    """Ready=False for `why` (InvalidSpec, SecretMissing, ApplyFailed, a batch volume
+    that cannot carry the spec: `batch_claim_refused`), and every other
     condition as `observed` now: a refused spec or a missing Secret says nothing new
     about the HSM or the bucket, and the services go on running what was applied."""
     return [why, *current]
@@ -158,6 +201,37 @@ def _service(kind: str, answer: Readiness | None) -> dict[str, str]:
         return condition(kind, TRUE, "Ready")
     return condition(
         kind, FALSE, str(answer.body.get("error", "NotReady")), str(answer.body.get("reason", ""))
+    )
+
+
+#: The signer's `batch_store` report -> the reason of a False BatchStoreReady.
+_BATCH_STORE_REASONS = {
+    "missing": "BatchStoreMissing",
+    "mismatch": "BatchStoreMismatch",
+    "unavailable": "BatchStoreUnavailable",
+}
+
+
+def _batch_store(signer: Readiness | None) -> dict[str, str]:
+    """Are the batches' documents where the database says?  A signer on a volume that is
+    not its batches' own (lost, unmounted, another installation's) refuses batches; the
+    rest of it keeps signing, so this is its own condition, not SignerReady."""
+    if signer is None or signer.status_code is None:
+        return condition("BatchStoreReady", UNKNOWN, "SignerNotAnswering")
+    health = signer.body.get("batch_store")
+    directory = str(signer.body.get("batch_directory", "the batch directory"))
+    if health is None:
+        return condition(
+            "BatchStoreReady", UNKNOWN, "NotReported", "this signer release does not report it"
+        )
+    if health == "ready":
+        store = signer.body.get("batch_store_id", "?")
+        return condition("BatchStoreReady", TRUE, "Ready", f"store {store} at {directory}")
+    return condition(
+        "BatchStoreReady",
+        FALSE,
+        _BATCH_STORE_REASONS.get(str(health), "BatchStoreNotReady"),
+        str(signer.body.get("batch_store_problem") or f"{directory}: {health}"),
     )
 
 

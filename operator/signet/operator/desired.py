@@ -19,6 +19,7 @@ from signet.operator.components import (
     POLICIES_CONFIG_MAP,
     Component,
     Manifest,
+    batch_claim_name,
     labels,
 )
 from signet.operator.workloads import SOFTHSM_TOKEN_SIZE, config_hash, deployment
@@ -27,7 +28,10 @@ __all__ = [
     "CLEARED_ON_PATCH",
     "COMPONENTS",
     "POLICIES_CONFIG_MAP",
+    "RETAINED",
     "Component",
+    "batch_claim",
+    "batch_claim_name",
     "config_hash",
     "deployment",
     "desired_objects",
@@ -267,6 +271,38 @@ def softhsm_token_claim(name: str, namespace: str) -> Manifest:
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": SOFTHSM_TOKEN_SIZE}},
         },
+    }
+
+
+#: On what the operator makes but must outlive the Appliance (no owner reference, so the
+#: garbage collector leaves it): why, for the admin who finds it.
+RETAINED = "signet.dev/retained"
+
+
+def batch_claim(name: str, namespace: str, spec: ApplianceSpec) -> Manifest:
+    """The signer's batch volume: created once, never patched (a claim's spec is immutable)
+    and never owned by the Appliance, unlike the trial token's: it holds signed documents,
+    so deleting the Appliance (or re-creating it) leaves it, and a new Appliance of the
+    same name mounts it again.  Only an admin deletes it."""
+    storage = spec.signer.batch_storage
+    claim: Manifest = {
+        "accessModes": [spec.signer.batch_access_mode.value],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storage_class_name:
+        claim["storageClassName"] = storage.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": batch_claim_name(name, spec),
+            "namespace": namespace,
+            "labels": labels(name, "signer"),
+            "annotations": {
+                RETAINED: "signed batch documents: the operator never deletes this claim"
+            },
+        },
+        "spec": claim,
     }
 
 

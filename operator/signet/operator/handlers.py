@@ -3,7 +3,8 @@
 All decisions are made by the pure functions of `desired` and `conditions`;
 this module reads the cluster and applies objects through `cluster` (create,
 or merge-patch when they exist) with owner references so the cluster removes
-them with the Appliance, writes status and posts Events.  It never deletes
+them with the Appliance (all but the signer's batch volume, which holds signed
+documents and outlives it), writes status and posts Events.  It never deletes
 anything, and never touches the object store.  The `SigningPolicy` handlers
 are in `policies`, registered with these.
 """
@@ -26,6 +27,7 @@ from signet.operator import cluster, desired, policies
 from signet.operator.components import Manifest
 from signet.operator.conditions import (
     apply_failed,
+    batch_claim_refused,
     invalid_spec,
     merge_transitions,
     missing_secrets,
@@ -117,16 +119,15 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
         why = invalid_spec(problem)
     else:
         try:
-            missing = _apply_children(body, spec, logger, announce=announce)
+            why = _apply_children(body, spec, logger, announce=announce)
         except ApiException as exc:
             RECONCILES.labels("apply_failed").inc()
             why = apply_failed(
                 f"the API server answered {exc.status} {exc.reason}: {cluster.api_message(exc)}"
             )
         else:
-            if missing:
-                RECONCILES.labels("secret_missing").inc()
-                why = missing_secrets(missing)
+            if why is not None:
+                RECONCILES.labels(_OUTCOMES.get(why["reason"], "refused")).inc()
     if why is not None and (announce or was.get("reason") != why["reason"]):
         kopf.warn(body, reason=why["reason"], message=why["message"])
     current = observed(spec, cluster.probe_all(name, namespace))
@@ -146,11 +147,20 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
     patch.status["conditions"] = merge_transitions(previous, status, datetime.now(UTC).isoformat())
 
 
+#: Refusal reason -> the outcome label of `RECONCILES`.
+_OUTCOMES = {
+    "SecretMissing": "secret_missing",
+    "VolumeClaimMissing": "batch_storage_refused",
+    "BatchStorageDeleting": "batch_storage_refused",
+    "BatchStorageNotShared": "batch_storage_refused",
+}
+
+
 def _apply_children(
     body: kopf.Body, spec: ApplianceSpec, logger: kopf.Logger, *, announce: bool
-) -> list[str]:
-    """Create or patch every child; the Secrets the spec names that are missing (then
-    nothing is applied), else []."""
+) -> dict[str, str] | None:
+    """Create or patch every child, or nothing and the refusal (Ready False): Secrets the
+    spec names that are missing, a batch volume that cannot carry the spec."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     with cluster.api_client() as api:
         core = client.CoreV1Api(api)
@@ -160,7 +170,10 @@ def _apply_children(
             if not cluster.secret_has(core, namespace, secret, key)
         ]
         if missing:
-            return missing
+            return missing_secrets(missing)
+        refused_claim = _batch_claim(api, core, body, spec)
+        if refused_claim is not None:
+            return refused_claim
         # Made once, read every time after: tokens and PINs are generated only when absent.
         once: list[tuple[str, str, Callable[[], Manifest], str]] = [
             (
@@ -206,7 +219,38 @@ def _apply_children(
             message=f"{len(changed)} objects applied, {len(created)} created",
         )
     logger.debug("applied: %s", "; ".join(changed))
-    return []
+    return None
+
+
+def _batch_claim(
+    api: client.ApiClient, core: client.CoreV1Api, body: kopf.Body, spec: ApplianceSpec
+) -> dict[str, str] | None:
+    """The signer's batch volume claim: created once when the operator owns the name, and
+    deliberately *not* adopted (no owner reference): it holds signed documents, so the
+    garbage collector must not take it with the Appliance.  Then judged as it exists."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    claim_name = desired.batch_claim_name(name, spec)
+    try:
+        claim = core.read_namespaced_persistent_volume_claim(claim_name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        if spec.signer.batch_storage.claim_name is not None:  # the admin's own: not made here
+            return batch_claim_refused(spec, claim_name, None)
+
+        def build() -> Manifest:
+            return desired.batch_claim(name, namespace, spec)
+
+        if cluster.create_once(api, "PersistentVolumeClaim", namespace, claim_name, build):
+            kopf.info(
+                body,
+                reason="VolumeClaimed",
+                message=f"{claim_name} (batch documents; never deleted by the operator)",
+            )
+        return None
+    modes = list((claim.spec.access_modes if claim.spec else None) or [])
+    deleting = claim.metadata is not None and claim.metadata.deletion_timestamp is not None
+    return batch_claim_refused(spec, claim_name, modes, deleting=deleting)
 
 
 def _adopted(build: Callable[[], Manifest], owner: kopf.Body) -> Callable[[], Manifest]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from signet.common.contracts.appliance import ApplianceSpec
+from signet.common.contracts.appliance import ApplianceSpec, VolumeAccessMode
 from signet.operator.components import (
+    BATCH_DIR,
     HSM_MODULE_DIR,
     PIN_DIR,
     POLICIES_CONFIG_MAP,
@@ -19,6 +20,7 @@ from signet.operator.components import (
     S3_DIR,
     Component,
     Manifest,
+    batch_claim_name,
     labels,
     secret_env,
 )
@@ -123,6 +125,15 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
         source = "/usr/lib/softhsm/libsofthsm2.so" if hsm.softhsm else hsm.module_path
         volumes.append({"name": "hsm-module", "emptyDir": {}})
         mounts.append({"name": "hsm-module", "mountPath": HSM_MODULE_DIR, "readOnly": True})
+        # Batch uploads and results: a claimed volume, never the pod's emptyDir (a restart
+        # would lose them while the database still lists the batches).
+        volumes.append(
+            {
+                "name": "batches",
+                "persistentVolumeClaim": {"claimName": batch_claim_name(name, spec)},
+            }
+        )
+        mounts.append({"name": "batches", "mountPath": BATCH_DIR})
         init.append(
             {
                 "name": "hsm-module",
@@ -206,8 +217,14 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
             }
         )
         mounts.append({"name": "s3", "mountPath": S3_DIR, "readOnly": True})
-    # Never two pods at once: the trial token's ReadWriteOnce volume; the ledger's one writer.
-    single_volume = (component.name == "signer" and spec.hsm.softhsm) or component.name == "storage"
+    # Never two pods at once: a ReadWriteOnce volume (the trial token's, a one-replica
+    # signer's batches) would leave a rolling update's new pod on another node waiting for
+    # the attachment forever (Multi-Attach) while the old pod holds it; the ledger's one
+    # writer.  Recreate costs that one signer a short gap during a rollout instead.
+    single_volume = component.name == "storage" or (
+        component.name == "signer"
+        and (spec.hsm.softhsm or spec.signer.batch_access_mode is VolumeAccessMode.READ_WRITE_ONCE)
+    )
     probe = {"httpGet": {"path": "/readyz", "port": component.port}, "periodSeconds": 10}
     return {
         "apiVersion": "apps/v1",

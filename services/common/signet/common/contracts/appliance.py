@@ -63,6 +63,95 @@ class ComponentSpec(_Spec):
     resources: Resources = Field(default_factory=Resources)
 
 
+class VolumeAccessMode(StrEnum):
+    """How many nodes may mount a volume at once (a PersistentVolumeClaim's access mode)."""
+
+    READ_WRITE_ONCE = "ReadWriteOnce"
+    READ_WRITE_MANY = "ReadWriteMany"
+
+
+#: A Kubernetes object name that may contain dots (StorageClass, PersistentVolumeClaim).
+DnsSubdomain = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    ),
+]
+
+
+class BatchStorageSpec(_Spec):
+    """The signer's volume for batch uploads and signed results (their rows are in the
+    database), claimed once as `<appliance>-signer-batches` and never deleted by the
+    operator, not even with the Appliance: it holds signed documents."""
+
+    size: str = Field(
+        default="10Gi",
+        pattern=r"^[0-9]+(Mi|Gi|Ti)$",
+        description="requested capacity of the claim, e.g. 50Gi (uploads wait here until "
+        "sealed, results stay); fixed once the claim exists",
+    )
+    storage_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description="StorageClass of the claim; absent: the cluster's default class. Prefer "
+        "one with reclaimPolicy Retain: deleting the claim then keeps the documents",
+    )
+    access_mode: VolumeAccessMode | None = Field(
+        default=None,
+        description="ReadWriteMany (NFS, CephFS and the like) is required with more than "
+        "one signer replica, since any replica may take or serve any batch; absent: "
+        "ReadWriteMany with more than one replica, ReadWriteOnce otherwise",
+    )
+    claim_name: DnsSubdomain | None = Field(
+        default=None,
+        description="an existing PersistentVolumeClaim to use instead (the operator then "
+        "creates none; size and storageClassName are ignored), e.g. to move batches to a "
+        "ReadWriteMany volume",
+    )
+
+
+class SignerComponentSpec(ComponentSpec):
+    """The signer's pods, and the volume their batch documents live on."""
+
+    model_config = ConfigDict(
+        **_Spec.model_config,
+        json_schema_extra={
+            # The same rule as `_shared_batches`, for the API server (CEL).
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.replicas <= 1 || !has(self.batchStorage)"
+                    " || !has(self.batchStorage.accessMode)"
+                    " || self.batchStorage.accessMode == 'ReadWriteMany'",
+                    "message": "more than one signer replica needs "
+                    "batchStorage.accessMode: ReadWriteMany",
+                }
+            ]
+        },
+    )
+
+    batch_storage: BatchStorageSpec = Field(default_factory=BatchStorageSpec)
+
+    @property
+    def batch_access_mode(self) -> VolumeAccessMode:
+        """The access mode the batch claim is created with (see `BatchStorageSpec`)."""
+        if self.batch_storage.access_mode is not None:
+            return self.batch_storage.access_mode
+        if self.replicas > 1:
+            return VolumeAccessMode.READ_WRITE_MANY
+        return VolumeAccessMode.READ_WRITE_ONCE
+
+    @model_validator(mode="after")
+    def _shared_batches(self) -> SignerComponentSpec:
+        if self.replicas > 1 and self.batch_access_mode is not VolumeAccessMode.READ_WRITE_MANY:
+            raise ValueError(
+                f"{self.replicas} signer replicas share their batches: "
+                "batchStorage.accessMode must be ReadWriteMany (a volume every node can "
+                "mount), or signer.replicas 0 or 1"
+            )
+        return self
+
+
 class StorageComponentSpec(ComponentSpec):
     """One storage pod: every storage process appends to the evidence ledger, which has
     exactly one writer (a second one finds its segment names taken and stops).  More
@@ -250,7 +339,7 @@ class ApplianceSpec(_Spec):
         description="URL validators reach for CRL/OCSP/TSA; baked into certificates",
         pattern=r"^https?://",
     )
-    signer: ComponentSpec = Field(default_factory=ComponentSpec)
+    signer: SignerComponentSpec = Field(default_factory=SignerComponentSpec)
     storage: StorageComponentSpec = Field(default_factory=StorageComponentSpec)
     portal: PortalSpec = Field(default_factory=PortalSpec)
     hsm: HsmSpec
