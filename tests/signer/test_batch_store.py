@@ -4,7 +4,9 @@ only initialises its marker."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +154,22 @@ def test_replicas_initialising_one_shared_volume_agree_on_its_store(tmp_path: Pa
     assert json.loads((directory / MARKER).read_text())["store_id"] == results[0]
 
 
+def test_a_file_system_without_hard_links_still_gets_one_marker(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*_: object) -> None:
+        raise PermissionError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    directory = tmp_path / "smb"
+    state = BatchStoreGuard(registry, directory).open()
+    assert (
+        state.ready and json.loads((directory / MARKER).read_text())["store_id"] == state.store_id
+    )
+    assert BatchStoreGuard(registry, directory).open().store_id == state.store_id
+    assert [p.name for p in directory.iterdir()] == [MARKER]
+
+
 def test_the_signer_reports_the_store_and_refuses_batches_until_it_is_back(
     signer_settings: SignerSettings, tmp_path: Path
 ) -> None:
@@ -167,8 +185,17 @@ def test_the_signer_reports_the_store_and_refuses_batches_until_it_is_back(
     with TestClient(create_app(settings)) as client:  # a fresh install
         assert client.get("/readyz").json()["batch_store"] == "ready"
         assert client.get("/v1/batches/nope", headers=auth).status_code == 404
-        assert len(client.app.state.batch_workers) == 1  # type: ignore[attr-defined]
-    _add_batch(Registry(settings.resolved_database_url()), "b1", directory)
+        workers = client.app.state.batch_workers  # type: ignore[attr-defined]
+        assert len(workers) == 1
+        _add_batch(Registry(settings.resolved_database_url()), "b1", directory)
+        # The volume goes away under the running signer: the next readiness check says
+        # so and stops the worker; back, and a new worker starts.
+        (directory / MARKER).rename(tmp_path / "marker")
+        assert client.get("/readyz").json()["batch_store"] == "missing"
+        assert workers == [] and client.get("/v1/batches/b1", headers=auth).status_code == 503
+        (tmp_path / "marker").rename(directory / MARKER)
+        assert client.get("/readyz").json()["batch_store"] == "ready"
+        assert len(workers) == 1 and client.get("/v1/batches/b1", headers=auth).status_code == 200
     directory.rename(tmp_path / "elsewhere")  # restarted without its volume
 
     with TestClient(create_app(settings)) as client:

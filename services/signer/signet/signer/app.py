@@ -43,6 +43,21 @@ def create_app(
             for worker in workers:
                 worker.start()
 
+    def pause_batch_workers() -> None:
+        """The batch store went missing under running workers (a volume unmounted): stop
+        them, in the background (a worker finishes its claim first, and readiness must
+        answer now); `start_batch_workers` starts new ones once the store is back."""
+        with workers_guard:
+            stopping = list(workers)
+            workers.clear()
+
+        def stop_all() -> None:
+            for worker in stopping:
+                worker.stop()
+
+        if stopping:
+            threading.Thread(target=stop_all, name="batch-pause", daemon=True).start()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.batch_workers = workers
@@ -50,7 +65,7 @@ def create_app(
         await run_in_threadpool(start_batch_workers)
         yield
         serving.clear()
-        for worker in workers:
+        for worker in list(workers):
             worker.stop()
         service.close()
 
@@ -80,8 +95,11 @@ def create_app(
         answer 503 meanwhile).
         """
         store = (await run_in_threadpool(service.batch_store.state)).report()
-        if store["batch_store"] == "ready" and serving.is_set():
-            await run_in_threadpool(start_batch_workers)
+        if serving.is_set():
+            if store["batch_store"] == "ready":
+                await run_in_threadpool(start_batch_workers)
+            else:
+                pause_batch_workers()
         try:
             service.check_ready()
             ca = service.ca

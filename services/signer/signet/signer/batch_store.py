@@ -160,7 +160,7 @@ class BatchStoreGuard:
             opened.store_id,
             f"the batch directory {self.directory} lost its store marker {opened.store_id} "
             f"while this signer ran{unreadable}: the volume is gone or was replaced; "
-            "batches are refused until it is back and the signer restarted"
+            "batches are refused until it is back"
             if marker is None
             else f"the batch directory {self.directory} now carries store {marker}, not "
             f"{opened.store_id} as when this signer started: batches are refused",
@@ -302,9 +302,24 @@ class BatchStoreGuard:
             os.link(temporary, self.directory / MARKER)  # fails if one exists: never replaced
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links (some SMB or FUSE drivers)
+            self._create_exclusively(body)
         finally:
             temporary.unlink()
         fsync_directory(self.directory)
         winner = self._read_marker()
         assert winner is not None
         return winner
+
+    def _create_exclusively(self, body: str) -> None:
+        """The marker by O_EXCL: a replica reading it before it is written sees no store id
+        (`UNAVAILABLE`, judged again at its next check), never a second marker."""
+        try:
+            handle = os.open(self.directory / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return
+        try:
+            os.write(handle, body.encode())
+            os.fsync(handle)
+        finally:
+            os.close(handle)
