@@ -129,6 +129,8 @@ def test_batches_from_before_the_guard_adopt_their_directory_or_report_it_missin
     state = guard.open()
     assert state.health is StoreHealth.MISSING and "holds none of their folders" in state.problem
     assert "signet signer batch-store adopt" in state.problem
+    # Another installation's marked volume is not taken for theirs either.
+    assert BatchStoreGuard(other, intact).open().health is StoreHealth.MISMATCH
     # The admin accepts the new volume: that store from now on, for every process.
     accepted = guard.adopt()
     assert accepted.ready and BatchStoreGuard(other, emptied).open().store_id == accepted.store_id

@@ -17,7 +17,7 @@ First use, decided when the process opens the store:
   (re)initialised and recorded;
 - batch rows but no recorded id (they predate this guard): the directory is
   adopted if it holds the folder of one of the newest batches, else it is
-  missing;
+  missing (or another store's, if marked);
 - a recorded id: the marker must carry it.
 
 An admin who knows the documents are gone (or restored them by hand) accepts
@@ -198,18 +198,21 @@ class BatchStoreGuard:
             log.info("batch store %s initialised as store %s", self.directory, store_id)
             return StoreState(StoreHealth.READY, self.directory, store_id)
         if recorded is None:
-            # Batches from before this guard (or a crash between marker and record).
-            if marker is not None or any((self.directory / b).is_dir() for b in newest):
+            # Batches from before this guard (or a crash between marker and record): the
+            # directory is theirs if it holds one of their folders, marker or not.
+            if any((self.directory / batch).is_dir() for batch in newest):
                 store_id = marker or self._write_marker()
                 self._record(store_id, replace=False)
                 return StoreState(StoreHealth.READY, self.directory, store_id)
             return StoreState(
-                StoreHealth.MISSING,
+                StoreHealth.MISSING if marker is None else StoreHealth.MISMATCH,
                 self.directory,
                 problem=f"the database lists batches (newest {newest[0]}) but the batch "
-                f"directory {self.directory} holds none of their folders: it is not the "
-                "volume they were written to; mount that one, or accept this directory "
-                "with `signet signer batch-store adopt` (those batches' documents are lost)",
+                f"directory {self.directory} holds none of their folders"
+                + ("" if marker is None else f" (it belongs to store {marker})")
+                + ": it is not the volume they were written to; mount that one, or accept "
+                "this directory with `signet signer batch-store adopt` (those batches' "
+                "documents are lost)",
             )
         if marker is None:
             return StoreState(
