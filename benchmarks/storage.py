@@ -48,6 +48,9 @@ THREADS = 8
 #: Alternating raw/API runs per comparison; the table shows medians.
 ROUNDS = 3
 RETAIN_UNTIL = datetime(2040, 1, 1, tzinfo=UTC)
+#: uvicorn's HTTP protocol for our server, as `signet storage serve` runs it; BENCH_HTTP
+#: overrides it (``httptools``: uvicorn's own, without the spliced GET bodies).
+HTTP = os.environ.get("BENCH_HTTP", "signet.storage.api.splice:SpliceProtocol")
 
 
 def rate(once: Callable[[int], object], n: int, threads: int = THREADS) -> float:
@@ -92,6 +95,7 @@ class StorageServer:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *(["--http", HTTP] if HTTP else []),
             ],
             env=env,
         )
