@@ -123,10 +123,10 @@ def test_splice_reports_a_source_that_ends_early_and_a_sink_that_is_gone() -> No
 
 
 @contextlib.contextmanager
-def serving(app: Any, http: str) -> Iterator[int]:
-    """`app` under uvicorn with the `http` protocol, in a thread; yields the port."""
+def serving(app: Any, http: str, loop: str) -> Iterator[int]:
+    """`app` under uvicorn with the `http` protocol and `loop`, in a thread; yields the port."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, http=http, log_level="warning", log_config=None
+        app, host="127.0.0.1", port=0, http=http, loop=loop, log_level="warning", log_config=None
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -181,20 +181,24 @@ def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
     return answers
 
 
-@pytest.mark.parametrize("http", [SPLICE_PROTOCOL, "httptools"])
+@pytest.mark.parametrize(
+    ("http", "loop"),
+    [(SPLICE_PROTOCOL, "uvloop"), (SPLICE_PROTOCOL, "asyncio"), ("httptools", "auto")],
+)
 def test_a_large_get_is_spliced_and_keeps_keep_alive_pipelining_and_hang_ups(
     s3_server: S3Server,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     http: str,
+    loop: str,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="uvicorn")
     counting = Counting()
     monkeypatch.setattr(splice_module, "splice", counting)
     app = create_app(_settings(tmp_path, s3_server))
     large, small = os.urandom(3 * CHUNK + 12345), os.urandom(100_000)
-    with serving(app, http) as port:
+    with serving(app, http, loop) as port:
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
             big = client.put("/v1/objects", content=large).json()["sha256"]
