@@ -193,7 +193,7 @@ class Relay(AsyncIterator[bytes]):
     def detach(self) -> tuple[bytes, int, int] | None:
         """Stop aiohttp reading the body; return what it had already read, the socket
         the rest comes from, and how many bytes of it remain; None if this body cannot
-        be moved that way (chunked or encoded, over TLS, or already being read).
+        be moved that way (chunked or encoded, over TLS, or already being iterated).
 
         After it, the body is the caller's to read from the socket, exactly that many
         bytes; `aclose` then closes the connection (aiohttp's parser never saw the rest).
@@ -209,19 +209,16 @@ class Relay(AsyncIterator[bytes]):
             or transport is None
             or transport.get_extra_info("sslcontext") is not None
             or transport.get_extra_info("socket") is None
+            or self._chunks is not None
         ):
             return None
-        try:
-            # First take what aiohttp buffered (this may resume its reading), then stop
-            # the transport; no read can happen in between (no await).
-            read = response.content.read_nowait()
-        except RuntimeError:  # being iterated
-            return None
+        # The bytes aiohttp has received, read or not; the rest is still on the socket.
+        remaining = int(length) - response.content.total_bytes
+        # First take what aiohttp buffered (this may resume its reading), then stop the
+        # transport: no read can happen in between (no await).
+        read = response.content.read_nowait()
         transport.pause_reading()
         self._detached = True
-        remaining = int(length) - response.content.total_bytes
-        if remaining < 0:
-            return None
         return read, transport.get_extra_info("socket").fileno(), remaining
 
     async def aclose(self) -> None:
