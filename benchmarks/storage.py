@@ -14,6 +14,9 @@ For context, one more row sets our PUT beside a raw client that sends the vault'
 own write-once PUT (``If-None-Match: *`` and the SHA-256 checksum), and every
 comparison prints the CPU time per operation of each process (store, our server,
 client): on a saturated machine the rates' ratio tends to the ratio of the totals.
+Our server runs as `signet storage serve` does, with spliced GET bodies
+(`signet.storage.api.splice`); BENCH_HTTP=httptools runs plain uvicorn instead, the
+body relayed through Python, for a before/after in the same load window.
 """
 
 from __future__ import annotations
