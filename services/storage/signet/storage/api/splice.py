@@ -2,10 +2,12 @@
 
 A streamed 10 MB GET through Python costs the server three copies of every byte
 (the store's socket into the loop's read buffer, into a `bytes` for aiohttp, into
-the client's socket) and a few hundred syscalls; measured under
-`benchmarks/storage.py` that was 6.9 ms of server CPU per 10 MB, against the
-store's 11 ms for the whole GET.  `splice(2)` through a pipe moves the pages from
-one socket to the other inside the kernel: no byte enters this process.
+the client's socket) and a few hundred syscalls: under `benchmarks/storage.py`,
+6.9 ms of server CPU per 10 MB on a quiet machine, 10.2-11.0 ms on a loaded one.
+`splice(2)` through a pipe moves the pages from one socket to the other inside the
+kernel; only what aiohttp had read together with the headers (a few hundred KB at
+most) passes through Python.  Measured in the same load windows: 6.2 ms, most of it
+the kernel's TCP work, which a second hop over loopback costs whatever we do.
 
 Only the body moves this way.  uvicorn writes the status line and headers (the
 route's own, with the ``Content-Length`` of the object), this module then moves
