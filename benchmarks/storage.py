@@ -14,6 +14,9 @@ For context, one more row sets our PUT beside a raw client that sends the vault'
 own write-once PUT (``If-None-Match: *`` and the SHA-256 checksum), and every
 comparison prints the CPU time per operation of each process (store, our server,
 client): on a saturated machine the rates' ratio tends to the ratio of the totals.
+Our server runs as `signet storage serve` does, with spliced GET bodies
+(`signet.storage.api.splice`); BENCH_HTTP=httptools runs plain uvicorn instead, the
+body relayed through Python, for a before/after in the same load window.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ THREADS = 8
 #: Alternating raw/API runs per comparison; the table shows medians.
 ROUNDS = 3
 RETAIN_UNTIL = datetime(2040, 1, 1, tzinfo=UTC)
+#: uvicorn's HTTP protocol for our server, as `signet storage serve` runs it; BENCH_HTTP
+#: overrides it (``httptools``: uvicorn's own, without the spliced GET bodies).
+HTTP = os.environ.get("BENCH_HTTP", "signet.storage.api.splice:SpliceProtocol")
 
 
 def rate(once: Callable[[int], object], n: int, threads: int = THREADS) -> float:
@@ -92,6 +98,7 @@ class StorageServer:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *(["--http", HTTP] if HTTP else []),
             ],
             env=env,
         )

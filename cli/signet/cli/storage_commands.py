@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from signet.cli import embedded
 from signet.common.errors import SignetError
+from signet.storage.api.splice import SPLICE_PROTOCOL
 from signet.storage.evidence import verify_package
 from signet.storage.service import StorageService
 from signet.storage.vault import scrub as scrub_vault
@@ -48,6 +49,7 @@ def serve(
             host=host,
             port=port,
             log_level="warning",
+            http=SPLICE_PROTOCOL,  # spliced GET bodies
         )
 
 

@@ -21,6 +21,7 @@ from signet.cli import embedded
 from signet.cli.signer_commands import write_ca_files
 from signet.common.metrics import multiprocess_environment
 from signet.signer.ca import fingerprint
+from signet.storage.api.splice import SPLICE_PROTOCOL
 
 console = Console(soft_wrap=True)
 
@@ -62,6 +63,7 @@ def up(
         port + 1,
         1,
         embedded.storage_environment(storage_settings),
+        http=SPLICE_PROTOCOL,  # spliced GET bodies
     )
     processes = [signer, storage]
     url, storage_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
@@ -114,10 +116,18 @@ def up(
 
 
 def _uvicorn(
-    app: str, host: str, port: int, workers: int, env: dict[str, str]
+    app: str,
+    host: str,
+    port: int,
+    workers: int,
+    env: dict[str, str],
+    *,
+    http: str | None = None,
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", host]
     command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    if http is not None:
+        command += ["--http", http]
     # Own session: a terminal's Ctrl-C reaches `signet up` alone, which then stops each
     # service exactly once (a second signal makes uvicorn abort its shutdown).
     return subprocess.Popen(command, env=env, start_new_session=True)

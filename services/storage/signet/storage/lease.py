@@ -201,7 +201,8 @@ class LeaseElector:
         self._thread.start()
 
     def stop(self, *, release: bool = True) -> None:
-        """Stop leading now; with `release`, hand the Lease over instead of letting it expire.
+        """Stop leading now; with `release`, hand the Lease over instead of letting it expire
+        (whenever our last accepted write made us its holder, leading or not this instant).
 
         Pass ``release=False`` if the guarded work may still be running: then the
         successor waits the Lease out.
@@ -215,8 +216,12 @@ class LeaseElector:
             self._thread.join(timeout=2 * self.timing.request_timeout + self.timing.retry_period)
         if was_leading:
             log.info("lease %s/%s: %s stops leading", self.namespace, self.name, self.identity)
-            if release:
-                self._release()
+        if release:
+            # Also when the deadline lapsed (a renewal slower than renew_deadline): the
+            # Lease may still name us, and the others would wait it out for nothing.
+            # Safe either way: the write carries our last accepted resourceVersion, so
+            # it is refused (409) if anyone wrote since.
+            self._release()
         self.api.api_client.close()
 
     # -- the campaign -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import re
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from urllib.parse import quote
 
 import aiohttp
@@ -164,15 +164,72 @@ async def _slices(data: bytes) -> AsyncIterator[memoryview]:
         yield view[start : start + CHUNK]
 
 
-async def relay(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body as it arrives; the connection goes back to the pool only if read to the end.
+class Relay(AsyncIterator[bytes]):
+    """A streamed GET's body: iterate it (aiohttp's reads), or `detach` it to splice.
 
-    One piece per read from the socket (`iter_chunks`), not what has gathered since
-    the last send joined into one (`iter_any`): the join copies most of the bytes
-    once more, about 1 ms of the server's CPU per 10 MB, more than the extra sends.
+    Iterating yields one piece per read from the socket (`iter_chunks`), not what has
+    gathered since the last send joined into one (`iter_any`): the join copies most
+    of the bytes once more, about 1 ms of the server's CPU per 10 MB, more than the
+    extra sends.  The connection goes back to the pool only if read to the end.
     """
-    try:
-        async for chunk, _ in response.content.iter_chunks():
-            yield chunk
-    finally:
-        response.release()
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._detached = False
+        self._chunks: AsyncGenerator[bytes] | None = None
+
+    async def __anext__(self) -> bytes:
+        if self._chunks is None:
+            self._chunks = self._read()
+        return await anext(self._chunks)
+
+    async def _read(self) -> AsyncGenerator[bytes]:
+        try:
+            async for chunk, _ in self._response.content.iter_chunks():
+                yield chunk
+        finally:
+            self._response.release()
+
+    def detach(self) -> tuple[bytes, int, int] | None:
+        """Stop aiohttp reading the body; return what it had already read, the socket
+        the rest comes from, and how many bytes of it remain; None if this body cannot
+        be moved that way (chunked or encoded, over TLS, or already being iterated).
+
+        After it, the body is the caller's to read from the socket, exactly that many
+        bytes; `aclose` then closes the connection (aiohttp's parser never saw the rest).
+        """
+        response = self._response
+        length = response.headers.get("Content-Length", "")
+        connection = response.connection
+        transport = connection.transport if connection is not None else None
+        if (
+            not length.isdigit()
+            or response.headers.get("Transfer-Encoding")
+            or response.headers.get("Content-Encoding")
+            or transport is None
+            or transport.get_extra_info("sslcontext") is not None
+            or transport.get_extra_info("socket") is None
+            or self._chunks is not None
+        ):
+            return None
+        # The bytes aiohttp has received, read or not; the rest is still on the socket.
+        remaining = int(length) - response.content.total_bytes
+        # First take what aiohttp buffered (this may resume its reading), then stop the
+        # transport: no read can happen in between (no await).
+        read = response.content.read_nowait()
+        transport.pause_reading()
+        self._detached = True
+        return read, transport.get_extra_info("socket").fileno(), remaining
+
+    async def aclose(self) -> None:
+        if self._chunks is not None:
+            await self._chunks.aclose()
+        if self._detached:
+            self._response.close()
+        else:
+            self._response.release()
+
+
+def relay(response: aiohttp.ClientResponse) -> Relay:
+    """The body of a 2xx GET as it arrives (see `Relay`)."""
+    return Relay(response)

@@ -24,6 +24,7 @@ from signet.common.errors import PayloadTooLarge, SignetError
 from signet.common.http import check_bearer
 from signet.common.metrics import MetricsMiddleware
 from signet.storage import metrics
+from signet.storage.api.splice import ClientGone, Splice, splice_from
 from signet.storage.service import StorageService
 from signet.storage.vault import (
     CHUNK,
@@ -127,7 +128,7 @@ class ObjectTransfers:
         if isinstance(content, bytes):
             await _answer(send, status, content, response_headers)
         else:
-            await _stream(send, receive, response_headers, content)
+            await _stream(send, receive, response_headers, content, splice_from(scope))
 
     async def _put(self, headers: dict[bytes, bytes], receive: Receive) -> _Answer:
         """Store the request body; 201 when new, 200 when these bytes were already stored.
@@ -253,16 +254,36 @@ async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[byte
 
 
 async def _stream(
-    send: Send, receive: Receive, headers: list[tuple[bytes, bytes]], chunks: AsyncIterator[bytes]
+    send: Send,
+    receive: Receive,
+    headers: list[tuple[bytes, bytes]],
+    chunks: AsyncIterator[bytes],
+    splice: Splice | None = None,
 ) -> None:
-    """Send `chunks` as they come; stop reading them once the client has hung up."""
+    """Send `chunks` as they come; stop reading them once the client has hung up.
+
+    With `splice` (the server offers it: `signet.storage.api.splice`) and a body that
+    can be taken off its socket (`Relay.detach`: a store's GET over plain TCP), the
+    bytes go from socket to socket inside the kernel instead.
+    """
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        async for chunk in chunks:
-            if gone.done():
+        detach: Callable[[], tuple[bytes, int, int] | None] | None = getattr(chunks, "detach", None)
+        source = detach() if splice is not None and detach is not None else None
+        if splice is not None and source is not None:
+            read, fd, remaining = source
+            if read:
+                await send({"type": "http.response.body", "body": read, "more_body": True})
+            try:
+                await splice(fd, remaining)
+            except ClientGone:
                 return
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        else:
+            async for chunk in chunks:
+                if gone.done():
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
         gone.cancel()
