@@ -111,10 +111,7 @@ class BatchWorker:
         self._spools: dict[str, BinaryIO | None] = {}
 
     def start(self) -> None:
-        # What the process holds by now (the app, the ORM, pyHanko, their caches: about
-        # 160,000 objects) is left out of the cyclic collector: a full collection over
-        # it held the GIL, and so stopped signing, for about 180 ms every few batches.
-        gc.freeze()
+        _freeze_startup_heap()
         self._committer = threading.Thread(
             target=self._commit_loop, name="batch-commit", daemon=True
         )
@@ -369,6 +366,22 @@ class BatchWorker:
                 self._contexts.clear()
             self._contexts[batch_id] = context
         return context
+
+
+_frozen = threading.Lock()
+_frozen_once: list[bool] = []
+
+
+def _freeze_startup_heap() -> None:
+    """Leave what the process holds when its first batch worker starts (the app, the ORM,
+    pyHanko, their caches: about 160,000 objects) out of the cyclic collector: a full
+    collection over it held the GIL, and so stopped signing, for about 180 ms every few
+    batches.  Once per process: workers stopped and started again (a batch store that
+    went missing and came back) do not pin what was made in between."""
+    with _frozen:
+        if not _frozen_once:
+            gc.freeze()
+            _frozen_once.append(True)
 
 
 def _input_bytes(claims: list[Claim]) -> int:
