@@ -3,7 +3,8 @@
 Run from the repository root: `make bench` (all suites) or
 `.venv/bin/python -m benchmarks signer`.  BENCH_N scales the sample sizes.
 `BENCH_SIGNER_ONLY=batches` runs only the `/v1/batches` cases (BENCH_REPEAT
-times, default 3) beside the Documenso peer: the quick loop for batch work.
+times, default 3), each round beside the Documenso peer measured right before it
+(BENCH_PEER_N signatures), with the median of the rounds: the quick loop for batch work.
 `BENCH_SIGNER_ONLY=engine` runs only the in-process engine on one core (BENCH_REPEAT
 times) beside the peer: the quick loop for engine work; BENCH_ENGINE_PROCESSES=1
 adds the multi-process and `signet seal-batch` rows once.
@@ -63,6 +64,8 @@ class Row:
     p99_ms: float | None = None
     peer: str = "documenso 1-page"
     note: str = ""
+    #: The peer measured beside this row alone (a batch round); else the run's figure.
+    peer_rate: float | None = None
 
 
 def timed(once: Callable[[], object], n: int, threads: int = 1) -> tuple[float, float, float]:
@@ -89,68 +92,78 @@ def timed(once: Callable[[], object], n: int, threads: int = 1) -> tuple[float, 
 # -- the peers ------------------------------------------------------------------------------
 
 
-def peer_rates(work: Path, pdfs: dict[str, Path], n: int) -> dict[str, float]:
-    """Documenso's engine on each PDF: {label: signatures/s}; empty when it cannot run."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not (node and npm and PEER_SCRIPT.exists()):
-        return {}
-    prefix = work / "peers"
-    installed = subprocess.run(
-        [
-            npm,
-            "install",
-            "--silent",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            str(prefix),
-            *PEER_PACKAGES,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if installed.returncode != 0:
-        print(f"peer install failed: {installed.stderr.strip()[:300]}", file=sys.stderr)
-        return {}
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+class Peer:
+    """Documenso's engine, installed once into `work`; `rate` runs it on one PDF."""
 
-    from tests.support.selfsigned import self_signed
+    def __init__(self, work: Path, node: str, prefix: Path) -> None:
+        from asn1crypto import pem
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    (work / "peer-key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+        from tests.support.selfsigned import self_signed
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        self.key, self.cert = work / "peer-key.pem", work / "peer-cert.pem"
+        self.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
-    )
-    from asn1crypto import pem
+        self.cert.write_bytes(pem.armor("CERTIFICATE", self_signed(key).dump()))
+        self.node = node
+        self.env = dict(os.environ, PEERS_NODE_MODULES=str(prefix / "node_modules"))
 
-    (work / "peer-cert.pem").write_bytes(pem.armor("CERTIFICATE", self_signed(key).dump()))
-    rates: dict[str, float] = {}
-    env = dict(os.environ, PEERS_NODE_MODULES=str(prefix / "node_modules"))
-    for label, pdf in pdfs.items():
-        result = subprocess.run(
+    @classmethod
+    def install(cls, work: Path) -> Peer | None:
+        """None when it cannot run (no Node.js, npm, script or registry)."""
+        node, npm = shutil.which("node"), shutil.which("npm")
+        if not (node and npm and PEER_SCRIPT.exists()):
+            return None
+        prefix = work / "peers"
+        installed = subprocess.run(
             [
-                node,
-                str(PEER_SCRIPT),
-                str(pdf),
-                str(work / "peer-key.pem"),
-                str(work / "peer-cert.pem"),
-                str(n),
+                npm,
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(prefix),
+                *PEER_PACKAGES,
             ],
             capture_output=True,
             text=True,
-            env=env,
+            timeout=600,
+        )
+        if installed.returncode != 0:
+            print(f"peer install failed: {installed.stderr.strip()[:300]}", file=sys.stderr)
+            return None
+        return cls(work, node, prefix)
+
+    def rate(self, pdf: Path, n: int) -> float | None:
+        """Signatures/s of `n` signatures of `pdf` after one warm-up, one thread."""
+        result = subprocess.run(
+            [self.node, str(PEER_SCRIPT), str(pdf), str(self.key), str(self.cert), str(n)],
+            capture_output=True,
+            text=True,
+            env=self.env,
             timeout=600,
         )
         for line in result.stdout.splitlines():
             record = json.loads(line)
             if record["engine"] == "documenso-pdf-sign":
-                rates[f"documenso {label}"] = float(record["rate_per_s"])
-    return rates
+                return float(record["rate_per_s"])
+        return None
+
+
+def peer_rates(peer: Peer | None, pdfs: dict[str, Path], n: int) -> dict[str, float]:
+    """Documenso's engine on each PDF: {label: signatures/s}; empty when it cannot run."""
+    if peer is None:
+        return {}
+    rates = {f"documenso {label}": peer.rate(pdf, n) for label, pdf in pdfs.items()}
+    return {label: rate for label, rate in rates.items() if rate is not None}
 
 
 def pyhanko_defaults(pdf: bytes) -> Callable[[], object]:
@@ -339,15 +352,34 @@ class Server:
         threading.Thread(target=self._sample, daemon=True).start()
 
     def rss(self) -> int:
+        return sum(_rss(p) for p in self._children())
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far by the server's processes and this one (the client)."""
+        total = 0.0
+        for process in [*self._children(), psutil.Process()]:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+    def _children(self) -> list[psutil.Process]:
         try:
-            children = psutil.Process(self.process.pid).children(recursive=True)
-            return sum(p.memory_info().rss for p in children)
+            return psutil.Process(self.process.pid).children(recursive=True)
         except psutil.Error:
-            return 0
+            return []
 
     def _sample(self) -> None:
+        """Every 50 ms; the process list is read again only every 2 s: finding children
+        reads every process on the machine (a few ms), and this runs beside the server."""
+        children: list[psutil.Process] = []
+        listed = 0.0
         while not self._stop.wait(0.05):
-            self.peak_rss = max(self.peak_rss, self.rss())
+            if time.monotonic() - listed > 2.0:
+                children, listed = self._children(), time.monotonic()
+            self.peak_rss = max(self.peak_rss, sum(_rss(p) for p in children))
 
     def client(self) -> httpx.Client:
         return httpx.Client(
@@ -358,6 +390,20 @@ class Server:
         self._stop.set()
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (every process), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return int(process.memory_info().rss)
+    except psutil.Error:
+        return 0
 
 
 def api_rows(server: Server, serial: str, docs: dict[str, bytes], work: Path) -> list[Row]:
@@ -419,15 +465,31 @@ def api_rows(server: Server, serial: str, docs: dict[str, bytes], work: Path) ->
     return rows + batch_rows(server, serial, docs)
 
 
-def batch_rows(server: Server, serial: str, docs: dict[str, bytes], repeat: int = 1) -> list[Row]:
-    """`POST /v1/batches` timed from the start of the upload until the batch is finished."""
+def batch_rows(
+    server: Server,
+    serial: str,
+    docs: dict[str, bytes],
+    repeat: int = 1,
+    peer: tuple[Peer, dict[str, Path]] | None = None,
+) -> list[Row]:
+    """`POST /v1/batches` timed from the start of the upload until the batch is finished.
+
+    With `peer` (Documenso and the PDFs' paths), its engine is measured on the same
+    PDF right before every round (BENCH_PEER_N signatures, default 1,000 for 1-page and
+    200 for 100-page, about a second each) and the round's ratio is to that figure:
+    the peer is one thread for about a second, the round two processes for about one,
+    so a figure measured once per run moved the ratio with the machine's load.
+    """
     client = server.client()
     rows = []
-    for label, pdf, count in (
-        ("1-page", docs["1-page"], 1000),
-        ("100-page", docs["100-page"], 200),
+    peer_n = int(os.environ.get("BENCH_PEER_N", "1000"))
+    for label, pdf, count, n in (
+        ("1-page", docs["1-page"], 1000, peer_n),
+        ("100-page", docs["100-page"], 200, max(peer_n // 5, 50)),
     ) * repeat:
+        peer_rate = peer[0].rate(peer[1][label], n) if peer is not None else None
         server.peak_rss = 0
+        busy = _machine_busy(), server.cpu_seconds()
         start = time.perf_counter()
         created = client.post(
             "/v1/batches",
@@ -440,6 +502,7 @@ def batch_rows(server: Server, serial: str, docs: dict[str, bytes], repeat: int 
         while client.get(f"/v1/batches/{batch}?items=false").json()["state"] != "finished":
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
+        others = (_machine_busy() - busy[0]) - (server.cpu_seconds() - busy[1])
         rows.append(
             Row(
                 f"HTTP /v1/batches B-B, {count} x {label} (upload to finish)",
@@ -448,7 +511,10 @@ def batch_rows(server: Server, serial: str, docs: dict[str, bytes], repeat: int 
                 # the two phases apart: which one varies from round to round
                 note=f"upload {(uploaded - start) * 1000:.0f} ms + sealing "
                 f"{(elapsed - (uploaded - start)) * 1000:.0f} ms; "
-                f"server peak RSS {server.peak_rss / 2**20:.0f} MiB",
+                f"server peak RSS {server.peak_rss / 2**20:.0f} MiB; other processes "
+                f"{max(others, 0) / (elapsed * (os.cpu_count() or 1)):.0%} of the CPUs"
+                + (f"; peer {peer_rate:.0f}/s before the round" if peer_rate else ""),
+                peer_rate=peer_rate,
             )
         )
     client.close()
@@ -648,19 +714,25 @@ def main() -> None:
         paths[label] = work / f"{label}.pdf"
         paths[label].write_bytes(pdf)
 
-    peers = peer_rates(work, paths, max(N, 200))
+    peer = Peer.install(work)
     if os.environ.get("BENCH_SIGNER_ONLY") == "batches":
-        # the quick loop for batch work: the batch cases (BENCH_REPEAT times) and the peer
+        # the quick loop for batch work: the batch cases (BENCH_REPEAT times), each round
+        # beside its own measurement of the peer
         server = Server(home, 18101)
         try:
             rows = batch_rows(
-                server, seal_serial(home), docs, int(os.environ.get("BENCH_REPEAT", "3"))
+                server,
+                seal_serial(home),
+                docs,
+                int(os.environ.get("BENCH_REPEAT", "3")),
+                None if peer is None else (peer, paths),
             )
         finally:
             server.stop()
-        _print(peers, rows)
+        _print({}, rows)
         shutil.rmtree(work, ignore_errors=True)
         return
+    peers = peer_rates(peer, paths, max(N, 200))
     if os.environ.get("BENCH_SIGNER_ONLY") == "engine":
         rows = []
         for _ in range(int(os.environ.get("BENCH_REPEAT", "3"))):
@@ -698,15 +770,29 @@ def _print(peers: dict[str, float], rows: list[Row]) -> None:
     print()
     for label, rate in peers.items():
         print(f"peer: {label:40} {rate:9.1f}/s")
-    if not any(k.startswith("documenso") for k in peers):
+    if not any(k.startswith("documenso") for k in peers) and not any(r.peer_rate for r in rows):
         print("peer: documenso engine unavailable (no node/npm or no registry): no ratios")
     print(f"\n{'what':66} {'ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>7}  vs / note")
     for row in rows:
-        peer = peers.get(row.peer)
+        peer = row.peer_rate or peers.get(row.peer)
         ratio = f"{row.rate / peer:6.2f}x" if peer else "     -"
         p50 = f"{row.p50_ms:7.2f}" if row.p50_ms is not None else "      -"
         p99 = f"{row.p99_ms:7.2f}" if row.p99_ms is not None else "      -"
         print(f"{row.what:66} {row.rate:9.1f} {p50} {p99} {ratio}  {row.peer} {row.note}")
+    rounds: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.peer_rate:
+            rounds.setdefault(row.what, []).append(row)
+    for what, measured in rounds.items():
+        ratios = sorted(r.rate / (r.peer_rate or 1) for r in measured)
+        peer_rates_ = [r.peer_rate or 0.0 for r in measured]
+        print(
+            f"median of {len(measured)} rounds: {what}: "
+            f"{statistics.median(r.rate for r in measured):.1f}/s, "
+            f"ratio {statistics.median(ratios):.2f}x (range {ratios[0]:.2f}-{ratios[-1]:.2f}x), "
+            f"peer {statistics.median(peer_rates_):.0f}/s "
+            f"({min(peer_rates_):.0f}-{max(peer_rates_):.0f})"
+        )
 
 
 if __name__ == "__main__":

@@ -14,16 +14,21 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from signet.common.contracts.signer import CertificateKind, SignatureLevel
+from signet.signer import batch_worker as batch_worker_module
+from signet.signer.batch_queue import utc_now
+from signet.signer.batch_results import Pack, Packed
 from signet.signer.batch_uploads import SPOOL, Upload
 from signet.signer.batch_worker import CLAIM_SIZE, BatchWorker
-from signet.signer.batches import BatchItemRecord, BatchStore, Outcome
+from signet.signer.batches import CLAIM_LEASE, BatchItemRecord, BatchStore, Outcome
 from signet.signer.config import SignerSettings
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
@@ -436,6 +441,18 @@ def _drain(worker: BatchWorker, store: BatchStore) -> None:
         group = worker._groups.get_nowait()
         assert group is not None
         worker._commit(group)
+
+
+def _age_claims(store: BatchStore, batch_id: str, age: timedelta) -> None:
+    """Make the batch's running claims `age` old, as if that long had passed."""
+    from sqlalchemy import update
+
+    with store.registry.session() as session, session.begin():
+        session.execute(
+            update(BatchItemRecord)
+            .where(BatchItemRecord.batch_id == batch_id, BatchItemRecord.state == "running")
+            .values(claimed_at=utc_now() - age)
+        )
 
 
 def _record_file_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
@@ -875,3 +892,101 @@ def test_a_batch_may_hold_more_than_a_thousand_documents(
     )
     assert too_many.status_code == 400, too_many.text
     assert "at most 10000 documents per batch" in too_many.json()["detail"]
+
+
+# -- claims stay leased while their worker signs them -----------------------------------------
+
+
+@pytest.mark.parametrize("moment", ["waited before it started", "ran long"])
+def test_a_group_renews_its_lease_so_no_other_worker_takes_it_back(
+    moment: str,
+    own_store: BatchStore,
+    signer_service: SignerService,
+    issue: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A group claimed ahead that waited behind a long one, or a group whose documents each
+    take long, is older than the lease by the time (some of) it is signed: the worker renews
+    its claims first, so another worker's `recover` meanwhile takes nothing back (it would
+    sign those documents again for nothing).  Time is the worker's injected clock and the
+    rows' ``claimed_at``, moved forward by more than the lease."""
+    from signet.common.contracts.signer import SignOptions
+
+    serial = issue("Renewing Seal", CertificateKind.SEAL)
+    status, _ = own_store.create(
+        [(f"d{i}.pdf", io.BytesIO(make_pdf(1, title=f"D {i}"))) for i in range(3)],
+        SignOptions(certificate_serial=serial),
+        serial,
+        max_document_bytes=10**6,
+    )
+    now = [1000.0]
+    worker = BatchWorker(signer_service, own_store, clock=lambda: now[0])
+
+    def time_passes() -> None:
+        _age_claims(own_store, status.id, CLAIM_LEASE + timedelta(minutes=1))
+        now[0] += CLAIM_LEASE.total_seconds() + 60
+
+    claims = worker._next_claims()
+    assert len(claims) == 3
+    if moment == "waited before it started":
+        time_passes()
+    taken_back: list[int] = []
+    real_write = Pack.write
+
+    def write(pack: Pack, produce: Callable[[BinaryIO], None]) -> Packed:
+        taken_back.append(own_store.recover(is_dead=lambda _worker: False))  # another worker
+        packed = real_write(pack, produce)
+        if moment == "ran long":
+            time_passes()  # this document took longer than the lease
+        return packed
+
+    monkeypatch.setattr(Pack, "write", write)
+    try:
+        worker._work(claims)
+    finally:
+        worker._release_ahead()
+        worker._claimer.shutdown()
+    assert taken_back == [0, 0, 0]
+    group = worker._groups.get_nowait()
+    assert group is not None and len(group.written) == 3
+    worker._commit(group)
+    rows = _rows(own_store, status.id)
+    assert {row.state for row in rows.values()} == {"done"}
+    assert {row.worker for row in rows.values()} == {worker.worker}
+    assert len(_results(own_store, status.id)) == 3
+
+
+def test_no_group_is_claimed_ahead_of_large_documents(
+    own_store: BatchStore,
+    signer_service: SignerService,
+    issue: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a group of small documents the next one is claimed ahead (its wait overlaps
+    with signing); after one larger than `AHEAD_BYTES` it is not, so those documents stay
+    free for the other workers and their lease does not start while they wait."""
+    from signet.common.contracts.signer import SignOptions
+
+    serial = issue("Ahead Seal", CertificateKind.SEAL)
+    pdf = make_pdf(1)
+    own_store.create(
+        [(f"d{i}.pdf", io.BytesIO(pdf)) for i in range(CLAIM_SIZE * 4)],
+        SignOptions(certificate_serial=serial),
+        serial,
+        max_document_bytes=10**6,
+    )
+    worker = BatchWorker(signer_service, own_store)
+    try:
+        monkeypatch.setattr(batch_worker_module, "AHEAD_BYTES", CLAIM_SIZE * len(pdf))
+        assert len(worker._next_claims()) == CLAIM_SIZE
+        assert worker._ahead is not None  # a group of small documents: the next is claimed
+        assert len(worker._next_claims()) == CLAIM_SIZE  # the one claimed ahead
+        monkeypatch.setattr(batch_worker_module, "AHEAD_BYTES", CLAIM_SIZE * len(pdf) - 1)
+        assert worker._ahead is not None
+        worker._release_ahead()
+        assert len(worker._next_claims()) == CLAIM_SIZE
+        assert worker._ahead is None  # too large a group: nothing claimed ahead
+        assert len(own_store.claim("someone else", CLAIM_SIZE * 3)) == CLAIM_SIZE
+    finally:
+        worker._release_ahead()
+        worker._claimer.shutdown()

@@ -27,7 +27,6 @@ from sqlalchemy import (
     String,
     Text,
     bindparam,
-    func,
     select,
     text,
     update,
@@ -168,6 +167,32 @@ class BatchQueue:
         )
         return sorted(claims, key=lambda claim: (claim.batch_id, claim.index))
 
+    def renew(self, worker: str, claims: list[Claim]) -> int:
+        """Restart the lease of the `claims` that `worker` still holds (claimed_at = now);
+        returns how many it renewed (exact on SQLite and psycopg 3, as `finish_many`).
+
+        A worker renews a group when it starts signing it long after claiming it, and
+        while it signs one for long: `recover` takes back only claims older than
+        `CLAIM_LEASE`.  Undurable like `claim`: a renewal lost in a power cut leaves
+        the older time, and the claimant is gone anyway.
+        """
+        if not claims:
+            return 0
+        items = Base.metadata.tables["batch_items"]
+        with self.registry.undurable_session() as session, session.begin():
+            result = session.connection().execute(
+                update(items)
+                .where(
+                    items.c.batch_id == bindparam("b_batch_id"),
+                    items.c.idx == bindparam("b_idx"),
+                    items.c.state == BatchItemState.RUNNING.value,
+                    items.c.worker == worker,
+                )
+                .values(claimed_at=utc_now()),
+                [{"b_batch_id": c.batch_id, "b_idx": c.index} for c in claims],
+            )
+        return int(result.rowcount)
+
     def finish(
         self,
         batch_id: str,
@@ -190,56 +215,35 @@ class BatchQueue:
         """
         if not outcomes:
             return 0
-        items = Base.metadata.tables["batch_items"]
         now = utc_now()
         with self.registry.session() as session, session.begin():
-            # one prepared statement for all outcomes (executemany), not one ORM update each
-            result = session.connection().execute(
-                update(items)
-                .where(
-                    items.c.batch_id == bindparam("b_batch_id"),
-                    items.c.idx == bindparam("b_idx"),
-                    items.c.state == BatchItemState.RUNNING.value,
-                    items.c.worker == worker,
-                )
-                .values(
-                    state=bindparam("b_state"),
-                    output_sha256=bindparam("b_output_sha256"),
-                    error=bindparam("b_error"),
-                    output_pack=bindparam("b_output_pack"),
-                    output_offset=bindparam("b_output_offset"),
-                    output_size=bindparam("b_output_size"),
-                    finished_at=now,
-                ),
+            connection = session.connection()
+            # one prepared statement for all outcomes (executemany), as text: the Core
+            # update cost 5.4 ms of CPU per group of 32, this 2.4 (with `_OPEN` below),
+            # in the committer thread that shares the GIL with the signing one
+            result = connection.execute(
+                _FINISH,
                 [
                     {
-                        "b_batch_id": o.batch_id,
-                        "b_idx": o.index,
-                        "b_state": (
+                        "batch_id": o.batch_id,
+                        "idx": o.index,
+                        "worker": worker,
+                        "state": (
                             BatchItemState.DONE if o.error is None else BatchItemState.FAILED
                         ).value,
-                        "b_output_sha256": o.output_sha256,
-                        "b_error": o.error,
-                        "b_output_pack": o.output_pack,
-                        "b_output_offset": o.output_offset,
-                        "b_output_size": o.output_size,
+                        "output_sha256": o.output_sha256,
+                        "error": o.error,
+                        "output_pack": o.output_pack,
+                        "output_offset": o.output_offset,
+                        "output_size": o.output_size,
+                        "now": now,
                     }
                     for o in outcomes
                 ],
             )
             recorded = int(result.rowcount)
             for batch_id in {o.batch_id for o in outcomes}:
-                open_items = session.scalar(
-                    select(func.count())
-                    .select_from(BatchItemRecord)
-                    .where(
-                        BatchItemRecord.batch_id == batch_id,
-                        BatchItemRecord.state.in_(
-                            [BatchItemState.PENDING.value, BatchItemState.RUNNING.value]
-                        ),
-                    )
-                )
-                if not open_items:
+                if connection.execute(_OPEN, {"batch_id": batch_id}).first() is None:
                     session.execute(
                         update(BatchRecord)
                         .where(BatchRecord.id == batch_id, BatchRecord.finished_at.is_(None))
@@ -271,6 +275,21 @@ class BatchQueue:
                     _hand_back(session, batch_id, index, worker)
                     recovered += 1
         return recovered
+
+
+#: Record one outcome if its claimant still holds the item (`BatchQueue.finish_many`).
+_FINISH = text(
+    "UPDATE batch_items SET state = :state, output_sha256 = :output_sha256, error = :error, "
+    "output_pack = :output_pack, output_offset = :output_offset, "
+    "output_size = :output_size, finished_at = :now "
+    "WHERE batch_id = :batch_id AND idx = :idx AND state = 'running' AND worker = :worker"
+).bindparams(bindparam("now", type_=DateTime(timezone=True)))
+#: Is any item of the batch still to be done?  Stops at the first (a count of them read
+#: the whole batch: 1.3 ms per group of a 3,200-document batch).
+_OPEN = text(
+    "SELECT 1 FROM batch_items WHERE batch_id = :batch_id "
+    "AND state IN ('pending', 'running') LIMIT 1"
+)
 
 
 def _hand_back(session: Session, batch_id: str, index: int, worker: str | None) -> None:

@@ -13,10 +13,12 @@ the database poll is the fallback for batches created on another host.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -25,7 +27,7 @@ from signet.common.contracts.signer import SignOptions
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.hsm import HsmUnavailable
 from signet.signer.batch_results import Pack, Packed
-from signet.signer.batches import BatchStore, Claim, Outcome, this_worker
+from signet.signer.batches import CLAIM_LEASE, BatchStore, Claim, Outcome, this_worker
 from signet.signer.ca import Issued
 from signet.signer.service import SignerService
 
@@ -44,6 +46,15 @@ MARKER_POLL = 0.01
 #: beyond this is closed after its last group is committed, and a new one started
 #: should that batch come back.
 OPEN_PACKS = 8
+#: A group's claims older than this are renewed (`BatchStore.renew`) before its next
+#: document: when it starts, if it waited behind a long group, and between its documents
+#: while it runs for long.  A fifth of the lease: `recover` never takes back a group a
+#: live worker is signing, unless one document alone outlasts the rest of the lease.
+RENEW_AFTER = CLAIM_LEASE.total_seconds() / 5
+#: The next group is claimed ahead only after a group of at most this many input bytes:
+#: ahead of large documents the claim's wait is nothing beside signing, and the group
+#: claimed ahead would only wait, kept from the other workers.
+AHEAD_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,9 +83,12 @@ class BatchWorker:
         *,
         idle_poll: float = 0.2,
         recover_every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service, self.store = service, store
         self.idle_poll, self.recover_every = idle_poll, recover_every
+        #: Seconds, for claim ages (`RENEW_AFTER`): injectable so tests need not wait.
+        self.clock = clock
         self.worker = this_worker(f"{id(self):x}")
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -90,10 +104,14 @@ class BatchWorker:
         # the next group's claim, made while this one is signed (worker thread only)
         self._claimer = ThreadPoolExecutor(1, thread_name_prefix="batch-claim")
         self._ahead: Future[list[Claim]] | None = None
+        # when the group being signed was claimed (or its claims last renewed), by `clock`;
+        # for the group claimed ahead: when that claim was started (it can only be younger)
+        self._held_since = self._ahead_since = clock()
         # the upload spools of the batches this worker signs from (worker thread only)
         self._spools: dict[str, BinaryIO | None] = {}
 
     def start(self) -> None:
+        _freeze_startup_heap()
         self._committer = threading.Thread(
             target=self._commit_loop, name="batch-commit", daemon=True
         )
@@ -151,13 +169,38 @@ class BatchWorker:
         A claim is a database write that waits for the other processes' commits (3 ms on
         average during a 1-page batch, against 45 ms to sign a group): ahead, that wait
         overlaps with signing.  A worker holds at most one group ahead; it is handed
-        back when the worker stops, or recovered as any claim of a dead worker.
+        back when the worker stops, or recovered as any claim of a dead worker.  No
+        group is claimed ahead of one larger than `AHEAD_BYTES`: there is nothing to
+        overlap worth keeping documents from the other workers for.
         """
         ahead, self._ahead = self._ahead, None
-        claims = ahead.result() if ahead is not None else self.store.claim(self.worker, CLAIM_SIZE)
-        if claims and not self._stop.is_set():
+        if ahead is not None:
+            claims, self._held_since = ahead.result(), self._ahead_since
+        else:
+            self._held_since = self.clock()
+            claims = self.store.claim(self.worker, CLAIM_SIZE)
+        if claims and not self._stop.is_set() and _input_bytes(claims) <= AHEAD_BYTES:
+            self._ahead_since = self.clock()
             self._ahead = self._claimer.submit(self.store.claim, self.worker, CLAIM_SIZE)
         return claims
+
+    def _keep(self, claims: list[Claim]) -> None:
+        """Renew the group's claims if they are older than `RENEW_AFTER` (it waited behind
+        a long group, or has run long): its lease starts again, so `recover` does not
+        hand the group to another worker while this one signs it."""
+        now = self.clock()
+        if now - self._held_since < RENEW_AFTER:
+            return
+        try:
+            renewed = self.store.renew(self.worker, claims)
+        except Exception:  # the group is signed regardless: at worst its lease runs out
+            log.warning("renewing %d batch claims failed", len(claims), exc_info=True)
+            return
+        self._held_since = now
+        if renewed < len(claims):
+            log.warning(
+                "%d of %d claims were taken back before renewal", len(claims) - renewed, len(claims)
+            )
 
     def _release_ahead(self) -> None:
         ahead, self._ahead = self._ahead, None
@@ -188,6 +231,8 @@ class BatchWorker:
         written: list[tuple[Claim, Packed]] = []
         retired: list[Pack] = []
         for position, claim in enumerate(claims):
+            if not self._stop.is_set():
+                self._keep(claims)
             result = None if self._stop.is_set() else self._sign(claim, retired)
             if result is None:  # postponed (HSM down) or stopping: hand the rest back
                 for rest in claims[position:]:
@@ -321,3 +366,24 @@ class BatchWorker:
                 self._contexts.clear()
             self._contexts[batch_id] = context
         return context
+
+
+_frozen = threading.Lock()
+_frozen_once: list[bool] = []
+
+
+def _freeze_startup_heap() -> None:
+    """Leave what the process holds when its first batch worker starts (the app, the ORM,
+    pyHanko, their caches: about 160,000 objects) out of the cyclic collector: a full
+    collection over it held the GIL, and so stopped signing, for about 180 ms every few
+    batches.  Once per process: workers stopped and started again (a batch store that
+    went missing and came back) do not pin what was made in between."""
+    with _frozen:
+        if not _frozen_once:
+            gc.freeze()
+            _frozen_once.append(True)
+
+
+def _input_bytes(claims: list[Claim]) -> int:
+    """The claimed documents' size (staged before the spool: unknown, counted as 0)."""
+    return sum(claim.input_size or 0 for claim in claims)
