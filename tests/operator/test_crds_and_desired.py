@@ -736,7 +736,7 @@ def test_batch_store_readiness_is_a_condition() -> None:
     intact = judged({**base, "batch_store": "ready", "batch_store_id": "ab12"})
     assert (
         intact["BatchStoreReady"]["status"] == "True"
-        and "ab12" in intact["BatchStoreReady"]["message"]
+        and "verified" in intact["BatchStoreReady"]["message"]
     )
     assert intact["Ready"]["status"] == "True"
     lost = judged(
@@ -752,3 +752,12 @@ def test_batch_store_readiness_is_a_condition() -> None:
     )
     older = judged(base)  # a signer release from before the guard: not a failure
     assert older["BatchStoreReady"]["status"] == "Unknown" and older["Ready"]["status"] == "True"
+    stale = judged({**base, "batch_store": "stale"})["BatchStoreReady"]
+    assert stale["status"] == "False" and stale["reason"] == "BatchStoreStale"
+    assert judged({**base, "batch_store": "bad_marker"})["BatchStoreReady"]["reason"] == (
+        "BatchStoreMarkerUnreadable"
+    )
+    # A readiness that crashed (500) is not taken for an older signer release.
+    crashed = conditions(spec, {"signer": Readiness(500, {}), "storage": storage})
+    store = next(c for c in crashed if c["type"] == "BatchStoreReady")
+    assert store["reason"] == "ReadinessFailed" and "does not report" not in store["message"]

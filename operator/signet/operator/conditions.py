@@ -208,6 +208,8 @@ def _service(kind: str, answer: Readiness | None) -> dict[str, str]:
 _BATCH_STORE_REASONS = {
     "missing": "BatchStoreMissing",
     "mismatch": "BatchStoreMismatch",
+    "stale": "BatchStoreStale",
+    "bad_marker": "BatchStoreMarkerUnreadable",
     "unavailable": "BatchStoreUnavailable",
 }
 
@@ -215,23 +217,30 @@ _BATCH_STORE_REASONS = {
 def _batch_store(signer: Readiness | None) -> dict[str, str]:
     """Are the batches' documents where the database says?  A signer on a volume that is
     not its batches' own (lost, unmounted, another installation's) refuses batches; the
-    rest of it keeps signing, so this is its own condition, not SignerReady."""
+    rest of it keeps signing, so this is its own condition, not SignerReady.  The signer
+    reports a verdict and a sentence, never its paths or store ids (``/readyz`` needs no
+    token); the details are in its log and ``signet signer batch-store status``."""
     if signer is None or signer.status_code is None:
         return condition("BatchStoreReady", UNKNOWN, "SignerNotAnswering")
     health = signer.body.get("batch_store")
-    directory = str(signer.body.get("batch_directory", "the batch directory"))
     if health is None:
+        if signer.status_code >= 500 and signer.status_code != 503:  # an error, not an answer
+            return condition(
+                "BatchStoreReady",
+                UNKNOWN,
+                "ReadinessFailed",
+                f"the signer's readiness failed (HTTP {signer.status_code})",
+            )
         return condition(
             "BatchStoreReady", UNKNOWN, "NotReported", "this signer release does not report it"
         )
     if health == "ready":
-        store = signer.body.get("batch_store_id", "?")
-        return condition("BatchStoreReady", TRUE, "Ready", f"store {store} at {directory}")
+        return condition("BatchStoreReady", TRUE, "Ready", "the batch directory is verified")
     return condition(
         "BatchStoreReady",
         FALSE,
         _BATCH_STORE_REASONS.get(str(health), "BatchStoreNotReady"),
-        str(signer.body.get("batch_store_problem") or f"{directory}: {health}"),
+        str(signer.body.get("batch_store_problem") or f"batch store: {health}"),
     )
 
 
