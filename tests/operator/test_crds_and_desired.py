@@ -761,3 +761,31 @@ def test_batch_store_readiness_is_a_condition() -> None:
     crashed = conditions(spec, {"signer": Readiness(500, {}), "storage": storage})
     store = next(c for c in crashed if c["type"] == "BatchStoreReady")
     assert store["reason"] == "ReadinessFailed" and "does not report" not in store["message"]
+
+
+def test_a_batch_claim_not_bound_or_of_another_mode_is_reported() -> None:
+    from signet.operator.conditions import batch_claim_pending, batch_claim_refused
+
+    assert batch_claim_pending("acme-signer-batches", "Bound") is None
+    pending = batch_claim_pending("acme-signer-batches", "Pending")
+    assert pending is not None and pending["reason"] == "BatchStoragePending"
+    assert "ReadWriteMany" in pending["message"] and "acme-signer-batches" in pending["message"]
+    one = ApplianceSpec.model_validate(
+        {**VENDOR_SPEC, "signer": {"replicas": 1, "batchStorage": {"accessMode": "ReadWriteMany"}}}
+    )
+    refused = batch_claim_refused(one, "mine", ["ReadWriteOnce"])
+    assert refused is not None and refused["reason"] == "BatchStorageModeMismatch"
+    assert batch_claim_refused(one, "mine", ["ReadWriteMany"]) is None
+    implied = ApplianceSpec.model_validate({**VENDOR_SPEC, "signer": {"replicas": 1}})
+    assert batch_claim_refused(implied, "mine", ["ReadWriteMany"]) is None  # Recreate: safe
+
+
+def test_the_signer_pod_does_not_walk_its_volume_at_every_start() -> None:
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    signer = next(
+        o
+        for o in desired_objects("acme", "signet", spec)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "acme-signer"
+    )
+    context = signer["spec"]["template"]["spec"]["securityContext"]
+    assert context["fsGroupChangePolicy"] == "OnRootMismatch" and context["fsGroup"] == 10001

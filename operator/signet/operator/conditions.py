@@ -99,7 +99,39 @@ def batch_claim_refused(
             "copy the volume to a ReadWriteMany claim and name it in "
             "signer.batchStorage.claimName; nothing is applied until then",
         )
+    explicit = spec.signer.batch_storage.access_mode
+    if explicit is not None and explicit.value not in access_modes:
+        return condition(
+            "Ready",
+            FALSE,
+            "BatchStorageModeMismatch",
+            f"signer.batchStorage.accessMode is {explicit.value} but the batch volume claim "
+            f"{claim} is {', '.join(access_modes) or 'without an access mode'}: a claim's "
+            "access mode cannot change, and the signer's rollout strategy follows it (a "
+            "rollout of two pods on a ReadWriteOnce volume waits forever for the attachment); "
+            "make accessMode the claim's, or remove it; nothing is applied until then",
+        )
     return None
+
+
+def batch_claim_pending(claim: str, phase: str | None) -> dict[str, str] | None:
+    """Ready=False while the batch claim is not bound to a volume (None: not reported),
+    or None.  Not a refusal: the children are applied (a claim of a WaitForFirstConsumer
+    class binds only once a pod uses it), but the signer pods cannot start until then."""
+    if phase is None or phase == "Bound":
+        return None
+    return condition(
+        "Ready",
+        FALSE,
+        "BatchStoragePending",
+        f"PersistentVolumeClaim {claim} is {phase}, not bound to a volume: the signer pods "
+        "cannot start until it is.  More than one signer replica needs a ReadWriteMany "
+        "volume (NFS, CephFS, Azure Files, EFS...); on a cluster whose storage classes "
+        "offer only ReadWriteOnce the claim never binds: set signer.batchStorage."
+        "storageClassName to a ReadWriteMany class, name a claim of yours in "
+        f"signer.batchStorage.claimName, or run one signer replica (kubectl describe pvc "
+        f"{claim} says what the provisioner answered)",
+    )
 
 
 #: The conditions besides Ready, in the order status lists them.
