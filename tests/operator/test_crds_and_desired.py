@@ -691,7 +691,14 @@ def test_several_signers_need_a_shared_batch_volume() -> None:
     schema = _schema("appliances.signet.dev.yaml")
     signer = schema["properties"]["spec"]["properties"]["signer"]
     (rule,) = signer["x-kubernetes-validations"]
-    assert "self.batchStorage.accessMode == 'ReadWriteMany'" in rule["rule"]
+    # An explicit null (kept: the field is nullable) is "derived" for pydantic, so the
+    # rule refuses ReadWriteOnce only, not everything but ReadWriteMany.
+    assert "self.batchStorage.accessMode != 'ReadWriteOnce'" in rule["rule"]
+    assert "== 'ReadWriteMany'" not in rule["rule"]
+    explicit_null = {**VENDOR_SPEC, "signer": {"replicas": 2, "batchStorage": {"accessMode": None}}}
+    assert parse_spec(explicit_null)[0] is not None
+    access = signer["properties"]["batchStorage"]["properties"]["accessMode"]
+    assert access["nullable"] is True  # what makes the API server keep the null
     assert "self.replicas <= 1" in rule["rule"]
     validator = jsonschema.Draft202012Validator(schema)
     shared = {**VENDOR_SPEC, "signer": {"batchStorage": {"accessMode": "ReadWriteMany"}}}
