@@ -796,3 +796,58 @@ def test_the_signer_pod_does_not_walk_its_volume_at_every_start() -> None:
     )
     context = signer["spec"]["template"]["spec"]["securityContext"]
     assert context["fsGroupChangePolicy"] == "OnRootMismatch" and context["fsGroup"] == 10001
+
+
+class _Claims:
+    """`CoreV1Api` as `handlers._batch_claim` reads the batch claim, and nothing more."""
+
+    def __init__(self, claim: Any) -> None:
+        self.claim = claim
+
+    def read_namespaced_persistent_volume_claim(self, name: str, namespace: str) -> Any:
+        return self.claim
+
+
+def test_the_handler_reports_an_unbound_claim_and_a_size_it_does_not_apply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubernetes import client
+    from signet.operator import handlers
+
+    warned: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        handlers.kopf, "warn", lambda body, *, reason, message: warned.append((reason, message))
+    )
+    spec = ApplianceSpec.model_validate(
+        {**VENDOR_SPEC, "signer": {"batchStorage": {"size": "50Gi"}}}
+    )
+    body: Any = {"metadata": {"name": "acme", "namespace": "signet"}}
+
+    def claim(phase: str) -> Any:
+        return client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="acme-signer-batches"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteMany"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "10Gi"}),
+            ),
+            status=client.V1PersistentVolumeClaimStatus(phase=phase),
+        )
+
+    refusal, pending = handlers._batch_claim(
+        None,
+        _Claims(claim("Pending")),
+        body,
+        spec,
+        announce=True,  # type: ignore[arg-type]
+    )
+    assert refusal is None and pending is not None and pending["reason"] == "BatchStoragePending"
+    assert [reason for reason, _ in warned] == ["BatchStorageSizeUnchanged"]
+    assert "10Gi" in warned[0][1] and "50Gi" in warned[0][1]
+    refusal, pending = handlers._batch_claim(
+        None,
+        _Claims(claim("Bound")),
+        body,
+        spec,
+        announce=False,  # type: ignore[arg-type]
+    )
+    assert refusal is None and pending is None and len(warned) == 1

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -472,3 +473,27 @@ def test_adopt_replaces_an_unparseable_marker_from_the_cli(
     adopted = _signet(home, "signer", "batch-store", "adopt", "--yes")
     assert adopted.returncode == 0, adopted.stderr
     assert _signet(home, "signer", "batch-store", "status").returncode == 0
+
+
+def test_workers_paused_in_the_background_end_before_the_service_closes(
+    signer_settings: SignerSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "volume"
+    settings = signer_settings.model_copy(
+        update={"home": tmp_path / "home", "batch_directory": directory}
+    )
+    stopped: list[BatchWorker] = []
+    real_stop = BatchWorker.stop
+
+    def slow_stop(self: BatchWorker, timeout: float = 30) -> None:
+        real_stop(self, timeout)
+        time.sleep(0.5)  # a worker finishing its group: the pause outlives the request
+        stopped.append(self)
+
+    monkeypatch.setattr(BatchWorker, "stop", slow_stop)
+    with TestClient(create_app(settings)) as client:
+        (paused,) = client.app.state.batch_workers  # type: ignore[attr-defined]
+        _add_batch(Registry(settings.resolved_database_url()), "b1", directory)
+        (directory / MARKER).unlink()
+        assert client.get("/readyz").json()["batch_store"] == "missing"
+    assert stopped == [paused]  # joined by the shutdown, not left running past close()
