@@ -218,6 +218,8 @@ class BatchStoreGuard:
         self._opened: StoreState | None = None
         self._record_cache: tuple[float, str | None] | None = None
         self._reported: StoreHealth | None = None
+        self._marker_path = str(directory / MARKER)
+        self._marker_cache: tuple[tuple[int, int, int, int], str | None] | None = None
 
     def open(self) -> StoreState:
         with self._lock:
@@ -247,7 +249,7 @@ class BatchStoreGuard:
         if not opened.ready:
             return opened
         try:
-            marker = self._read_marker()
+            marker = self._marker_now()
             recorded = self._recorded_cached()
         except _BadMarker as exc:
             return StoreState(
@@ -488,6 +490,22 @@ class BatchStoreGuard:
         raise RuntimeError("the batch store record keeps changing under this signer")
 
     # -- the marker -------------------------------------------------------------------------
+
+    def _marker_now(self) -> str | None:
+        """The marker's store id, read again only when the file is not the one read last
+        (another device, inode, size or mtime: a volume unmounted or replaced, a marker
+        rewritten): a stat per check, not a read (a worker checks before every document)."""
+        try:
+            found = os.stat(self._marker_path)  # noqa: PTH116 - a str path: no pathlib per check
+        except FileNotFoundError:
+            return None
+        key = (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+        cached = self._marker_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        marker = self._read_marker()
+        self._marker_cache = (key, marker)
+        return marker
 
     def _read_marker(self) -> str | None:
         try:
