@@ -691,7 +691,14 @@ def test_several_signers_need_a_shared_batch_volume() -> None:
     schema = _schema("appliances.signet.dev.yaml")
     signer = schema["properties"]["spec"]["properties"]["signer"]
     (rule,) = signer["x-kubernetes-validations"]
-    assert "self.batchStorage.accessMode == 'ReadWriteMany'" in rule["rule"]
+    # An explicit null (kept: the field is nullable) is "derived" for pydantic, so the
+    # rule refuses ReadWriteOnce only, not everything but ReadWriteMany.
+    assert "self.batchStorage.accessMode != 'ReadWriteOnce'" in rule["rule"]
+    assert "== 'ReadWriteMany'" not in rule["rule"]
+    explicit_null = {**VENDOR_SPEC, "signer": {"replicas": 2, "batchStorage": {"accessMode": None}}}
+    assert parse_spec(explicit_null)[0] is not None
+    access = signer["properties"]["batchStorage"]["properties"]["accessMode"]
+    assert access["nullable"] is True  # what makes the API server keep the null
     assert "self.replicas <= 1" in rule["rule"]
     validator = jsonschema.Draft202012Validator(schema)
     shared = {**VENDOR_SPEC, "signer": {"batchStorage": {"accessMode": "ReadWriteMany"}}}
@@ -736,7 +743,7 @@ def test_batch_store_readiness_is_a_condition() -> None:
     intact = judged({**base, "batch_store": "ready", "batch_store_id": "ab12"})
     assert (
         intact["BatchStoreReady"]["status"] == "True"
-        and "ab12" in intact["BatchStoreReady"]["message"]
+        and "verified" in intact["BatchStoreReady"]["message"]
     )
     assert intact["Ready"]["status"] == "True"
     lost = judged(
@@ -752,3 +759,95 @@ def test_batch_store_readiness_is_a_condition() -> None:
     )
     older = judged(base)  # a signer release from before the guard: not a failure
     assert older["BatchStoreReady"]["status"] == "Unknown" and older["Ready"]["status"] == "True"
+    stale = judged({**base, "batch_store": "stale"})["BatchStoreReady"]
+    assert stale["status"] == "False" and stale["reason"] == "BatchStoreStale"
+    assert judged({**base, "batch_store": "bad_marker"})["BatchStoreReady"]["reason"] == (
+        "BatchStoreMarkerUnreadable"
+    )
+    # A readiness that crashed (500) is not taken for an older signer release.
+    crashed = conditions(spec, {"signer": Readiness(500, {}), "storage": storage})
+    store = next(c for c in crashed if c["type"] == "BatchStoreReady")
+    assert store["reason"] == "ReadinessFailed" and "does not report" not in store["message"]
+
+
+def test_a_batch_claim_not_bound_or_of_another_mode_is_reported() -> None:
+    from signet.operator.conditions import batch_claim_pending, batch_claim_refused
+
+    assert batch_claim_pending("acme-signer-batches", "Bound") is None
+    pending = batch_claim_pending("acme-signer-batches", "Pending")
+    assert pending is not None and pending["reason"] == "BatchStoragePending"
+    assert "ReadWriteMany" in pending["message"] and "acme-signer-batches" in pending["message"]
+    one = ApplianceSpec.model_validate(
+        {**VENDOR_SPEC, "signer": {"replicas": 1, "batchStorage": {"accessMode": "ReadWriteMany"}}}
+    )
+    refused = batch_claim_refused(one, "mine", ["ReadWriteOnce"])
+    assert refused is not None and refused["reason"] == "BatchStorageModeMismatch"
+    assert batch_claim_refused(one, "mine", ["ReadWriteMany"]) is None
+    implied = ApplianceSpec.model_validate({**VENDOR_SPEC, "signer": {"replicas": 1}})
+    assert batch_claim_refused(implied, "mine", ["ReadWriteMany"]) is None  # Recreate: safe
+
+
+def test_the_signer_pod_does_not_walk_its_volume_at_every_start() -> None:
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    signer = next(
+        o
+        for o in desired_objects("acme", "signet", spec)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "acme-signer"
+    )
+    context = signer["spec"]["template"]["spec"]["securityContext"]
+    assert context["fsGroupChangePolicy"] == "OnRootMismatch" and context["fsGroup"] == 10001
+
+
+class _Claims:
+    """`CoreV1Api` as `handlers._batch_claim` reads the batch claim, and nothing more."""
+
+    def __init__(self, claim: Any) -> None:
+        self.claim = claim
+
+    def read_namespaced_persistent_volume_claim(self, name: str, namespace: str) -> Any:
+        return self.claim
+
+
+def test_the_handler_reports_an_unbound_claim_and_a_size_it_does_not_apply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubernetes import client
+    from signet.operator import handlers
+
+    warned: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        handlers.kopf, "warn", lambda body, *, reason, message: warned.append((reason, message))
+    )
+    spec = ApplianceSpec.model_validate(
+        {**VENDOR_SPEC, "signer": {"batchStorage": {"size": "50Gi"}}}
+    )
+    body: Any = {"metadata": {"name": "acme", "namespace": "signet"}}
+
+    def claim(phase: str) -> Any:
+        return client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="acme-signer-batches"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteMany"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "10Gi"}),
+            ),
+            status=client.V1PersistentVolumeClaimStatus(phase=phase),
+        )
+
+    refusal, pending = handlers._batch_claim(
+        None,
+        _Claims(claim("Pending")),
+        body,
+        spec,
+        announce=True,  # type: ignore[arg-type]
+    )
+    assert refusal is None and pending is not None and pending["reason"] == "BatchStoragePending"
+    assert [reason for reason, _ in warned] == ["BatchStorageSizeUnchanged"]
+    assert "10Gi" in warned[0][1] and "50Gi" in warned[0][1]
+    refusal, pending = handlers._batch_claim(
+        None,
+        _Claims(claim("Bound")),
+        body,
+        spec,
+        announce=False,  # type: ignore[arg-type]
+    )
+    assert refusal is None and pending is None and len(warned) == 1

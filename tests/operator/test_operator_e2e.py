@@ -204,8 +204,8 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     lost = {
         **READY["signer"][1],
         "batch_store": "missing",
-        "batch_directory": "/var/lib/signet-batches",
-        "batch_store_problem": "the batch directory /var/lib/signet-batches has no store marker",
+        "batch_store_problem": "the batch directory has no store marker but the database "
+        "lists batches: the volume is empty, replaced or not mounted",
     }
     readiness.write_text(json.dumps({**READY, "signer": [200, lost]}))
     wait_for(

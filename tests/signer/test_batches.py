@@ -165,7 +165,7 @@ def test_results_wait_for_the_batch_to_finish(
     from signet.common.contracts.signer import SignOptions
     from signet.common.errors import Conflict
 
-    store = BatchStore(signer_service.registry, tmp_path / "batches")
+    store = BatchStore(Registry.sqlite(tmp_path / "batches.db"), tmp_path / "batches")
     serial = issue("Idle Seal", CertificateKind.SEAL)
     status, _ = store.create(
         [("a.pdf", io.BytesIO(make_pdf()))],
@@ -598,6 +598,7 @@ _DIE_IN_GROUP = """
 import os, signal, sys, time
 from pathlib import Path
 from signet.signer import batch_results, batch_worker
+from signet.signer.batch_store import BatchStoreGuard
 from signet.signer.batches import BatchStore
 from signet.signer.config import SignerSettings
 from signet.signer.registry import Registry
@@ -622,7 +623,9 @@ else:  # "after-record": the first group recorded, then the process dies
         real_finish(worker, outcomes)
         die()
     store.finish_many = finish_many
-batch_worker.BatchWorker(SignerService(SignerSettings()), store).start()
+service = SignerService(SignerSettings())
+service.batch_store = BatchStoreGuard(store.registry, store.directory)  # the store's own
+batch_worker.BatchWorker(service, store).start()
 time.sleep(120)
 """
 

@@ -13,6 +13,8 @@ place, what a real API server does and the operator relies on:
   a server version the chart accepts (kmock says 1.26), and errors with the
   machine-readable reasons clients test (``AlreadyExists``, ``NotFound``);
 - a Secret's ``stringData`` stored as base64 ``data``, as the API server does;
+- a PersistentVolumeClaim's ``status.phase`` (`Emulator.claim_phase`: bound at once,
+  or left Pending as on a cluster without a class for its access mode);
 - strategic merge patches refused (415): kmock would apply them as plain merges;
 - replace (``PUT`` on a named object), which kmock does not serve at all, with
   the API server's optimistic concurrency: a body whose
@@ -107,6 +109,9 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         #: how often each object was asked for what (a create names it in its body)
         self.counts: collections.Counter[Counted] = collections.Counter()
         self._serving: set[int] = set()
+        #: the phase a new PersistentVolumeClaim gets: "Bound" (a provisioner that binds at
+        #: once), "Pending" for a cluster with no class that can provide the access mode
+        self.claim_phase = "Bound"
 
     #: kmock keeps every request for assertions, and matches each new one against that
     #: history (O(history × reactions) per request: 0.5 s per create after a few
@@ -162,6 +167,9 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 meta.setdefault("generation", 1)
                 meta.setdefault("creationTimestamp", now)
                 meta["resourceVersion"] = str(next(self._versions))
+                if request.resource.plural == "persistentvolumeclaims":
+                    # the API server reports a claim's phase; a provisioner binds it (or not)
+                    request.data["status"] = {"phase": self.claim_phase}
                 string_data = request.data.pop("stringData", None)
                 if string_data:  # the API server stores stringData as base64 `data`
                     encoded = {

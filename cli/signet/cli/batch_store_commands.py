@@ -21,8 +21,8 @@ err = Console(stderr=True)
 @batch_store_app.command("status")
 def status() -> None:
     """What the signer's readiness reports as `batch_store` (exit 1 unless ready)."""
-    state = embedded.signer_service().batch_store.open()
-    console.print(json.dumps(state.report(), indent=2))
+    state = embedded.signer_service().batch_store.state()
+    console.print(json.dumps(state.details(), indent=2))
     if not state.ready:
         raise typer.Exit(1)
 
@@ -36,8 +36,10 @@ def adopt(
     """Accept the batch directory as the store of the database's batches.
 
     For a volume that replaced a lost one (or an emptyDir of an older operator): batches
-    whose folders are not there stay listed but their results cannot be fetched.  Restart
-    the signer pods afterwards (``kubectl rollout restart deploy/<appliance>-signer``).
+    whose folders are not there stay listed but their results cannot be fetched, and their
+    pending documents fail (their uploads are gone).  A marker that cannot be read (empty
+    after a crash, edited) is replaced: it holds no document.  Restart the signer pods
+    afterwards (``kubectl rollout restart deploy/<appliance>-signer``).
     """
     guard = embedded.signer_service().batch_store
     before = guard.open()

@@ -99,7 +99,39 @@ def batch_claim_refused(
             "copy the volume to a ReadWriteMany claim and name it in "
             "signer.batchStorage.claimName; nothing is applied until then",
         )
+    explicit = spec.signer.batch_storage.access_mode
+    if explicit is not None and explicit.value not in access_modes:
+        return condition(
+            "Ready",
+            FALSE,
+            "BatchStorageModeMismatch",
+            f"signer.batchStorage.accessMode is {explicit.value} but the batch volume claim "
+            f"{claim} is {', '.join(access_modes) or 'without an access mode'}: a claim's "
+            "access mode cannot change, and the signer's rollout strategy follows it (a "
+            "rollout of two pods on a ReadWriteOnce volume waits forever for the attachment); "
+            "make accessMode the claim's, or remove it; nothing is applied until then",
+        )
     return None
+
+
+def batch_claim_pending(claim: str, phase: str | None) -> dict[str, str] | None:
+    """Ready=False while the batch claim is not bound to a volume (None: not reported),
+    or None.  Not a refusal: the children are applied (a claim of a WaitForFirstConsumer
+    class binds only once a pod uses it), but the signer pods cannot start until then."""
+    if phase is None or phase == "Bound":
+        return None
+    return condition(
+        "Ready",
+        FALSE,
+        "BatchStoragePending",
+        f"PersistentVolumeClaim {claim} is {phase}, not bound to a volume: the signer pods "
+        "cannot start until it is.  More than one signer replica needs a ReadWriteMany "
+        "volume (NFS, CephFS, Azure Files, EFS...); on a cluster whose storage classes "
+        "offer only ReadWriteOnce the claim never binds: set signer.batchStorage."
+        "storageClassName to a ReadWriteMany class, name a claim of yours in "
+        f"signer.batchStorage.claimName, or run one signer replica (kubectl describe pvc "
+        f"{claim} says what the provisioner answered)",
+    )
 
 
 #: The conditions besides Ready, in the order status lists them.
@@ -208,6 +240,8 @@ def _service(kind: str, answer: Readiness | None) -> dict[str, str]:
 _BATCH_STORE_REASONS = {
     "missing": "BatchStoreMissing",
     "mismatch": "BatchStoreMismatch",
+    "stale": "BatchStoreStale",
+    "bad_marker": "BatchStoreMarkerUnreadable",
     "unavailable": "BatchStoreUnavailable",
 }
 
@@ -215,23 +249,30 @@ _BATCH_STORE_REASONS = {
 def _batch_store(signer: Readiness | None) -> dict[str, str]:
     """Are the batches' documents where the database says?  A signer on a volume that is
     not its batches' own (lost, unmounted, another installation's) refuses batches; the
-    rest of it keeps signing, so this is its own condition, not SignerReady."""
+    rest of it keeps signing, so this is its own condition, not SignerReady.  The signer
+    reports a verdict and a sentence, never its paths or store ids (``/readyz`` needs no
+    token); the details are in its log and ``signet signer batch-store status``."""
     if signer is None or signer.status_code is None:
         return condition("BatchStoreReady", UNKNOWN, "SignerNotAnswering")
     health = signer.body.get("batch_store")
-    directory = str(signer.body.get("batch_directory", "the batch directory"))
     if health is None:
+        if signer.status_code >= 500 and signer.status_code != 503:  # an error, not an answer
+            return condition(
+                "BatchStoreReady",
+                UNKNOWN,
+                "ReadinessFailed",
+                f"the signer's readiness failed (HTTP {signer.status_code})",
+            )
         return condition(
             "BatchStoreReady", UNKNOWN, "NotReported", "this signer release does not report it"
         )
     if health == "ready":
-        store = signer.body.get("batch_store_id", "?")
-        return condition("BatchStoreReady", TRUE, "Ready", f"store {store} at {directory}")
+        return condition("BatchStoreReady", TRUE, "Ready", "the batch directory is verified")
     return condition(
         "BatchStoreReady",
         FALSE,
         _BATCH_STORE_REASONS.get(str(health), "BatchStoreNotReady"),
-        str(signer.body.get("batch_store_problem") or f"{directory}: {health}"),
+        str(signer.body.get("batch_store_problem") or f"batch store: {health}"),
     )
 
 

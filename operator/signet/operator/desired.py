@@ -280,7 +280,9 @@ RETAINED = "signet.dev/retained"
 
 
 def batch_claim(name: str, namespace: str, spec: ApplianceSpec) -> Manifest:
-    """The signer's batch volume: created once, never patched (a claim's spec is immutable)
+    """The signer's batch volume: created once, never patched (its access modes and class
+    cannot change; a larger size could, where the class allows expansion, but that is
+    the admin's edit of the claim: the operator only warns, `BatchStorageSizeUnchanged`)
     and never owned by the Appliance, unlike the trial token's: it holds signed documents,
     so deleting the Appliance (or re-creating it) leaves it, and a new Appliance of the
     same name mounts it again.  Only an admin deletes it."""

@@ -27,6 +27,7 @@ from signet.operator import cluster, desired, policies
 from signet.operator.components import Manifest
 from signet.operator.conditions import (
     apply_failed,
+    batch_claim_pending,
     batch_claim_refused,
     invalid_spec,
     merge_transitions,
@@ -153,6 +154,8 @@ _OUTCOMES = {
     "VolumeClaimMissing": "batch_storage_refused",
     "BatchStorageDeleting": "batch_storage_refused",
     "BatchStorageNotShared": "batch_storage_refused",
+    "BatchStorageModeMismatch": "batch_storage_refused",
+    "BatchStoragePending": "batch_storage_pending",
 }
 
 
@@ -171,7 +174,7 @@ def _apply_children(
         ]
         if missing:
             return missing_secrets(missing)
-        refused_claim = _batch_claim(api, core, body, spec)
+        refused_claim, pending_claim = _batch_claim(api, core, body, spec, announce=announce)
         if refused_claim is not None:
             return refused_claim
         # Made once, read every time after: tokens and PINs are generated only when absent.
@@ -219,15 +222,21 @@ def _apply_children(
             message=f"{len(changed)} objects applied, {len(created)} created",
         )
     logger.debug("applied: %s", "; ".join(changed))
-    return None
+    return pending_claim  # applied, but the signer cannot start until its volume is bound
 
 
 def _batch_claim(
-    api: client.ApiClient, core: client.CoreV1Api, body: kopf.Body, spec: ApplianceSpec
-) -> dict[str, str] | None:
+    api: client.ApiClient,
+    core: client.CoreV1Api,
+    body: kopf.Body,
+    spec: ApplianceSpec,
+    *,
+    announce: bool,
+) -> tuple[dict[str, str] | None, dict[str, str] | None]:
     """The signer's batch volume claim: created once when the operator owns the name, and
     deliberately *not* adopted (no owner reference): it holds signed documents, so the
-    garbage collector must not take it with the Appliance.  Then judged as it exists."""
+    garbage collector must not take it with the Appliance.  Then judged as it exists:
+    (a refusal, nothing to apply; Ready False while it is not bound, applied anyway)."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     claim_name = desired.batch_claim_name(name, spec)
     try:
@@ -236,7 +245,7 @@ def _batch_claim(
         if exc.status != 404:
             raise
         if spec.signer.batch_storage.claim_name is not None:  # the admin's own: not made here
-            return batch_claim_refused(spec, claim_name, None)
+            return batch_claim_refused(spec, claim_name, None), None
 
         def build() -> Manifest:
             return desired.batch_claim(name, namespace, spec)
@@ -247,10 +256,26 @@ def _batch_claim(
                 reason="VolumeClaimed",
                 message=f"{claim_name} (batch documents; never deleted by the operator)",
             )
-        return None
+        return None, None
     modes = list((claim.spec.access_modes if claim.spec else None) or [])
     deleting = claim.metadata is not None and claim.metadata.deletion_timestamp is not None
-    return batch_claim_refused(spec, claim_name, modes, deleting=deleting)
+    refusal = batch_claim_refused(spec, claim_name, modes, deleting=deleting)
+    phase = claim.status.phase if claim.status is not None else None
+    if announce and spec.signer.batch_storage.claim_name is None:
+        requests = (
+            claim.spec.resources.requests if claim.spec and claim.spec.resources else None
+        ) or {}
+        size = spec.signer.batch_storage.size
+        if requests.get("storage") not in (None, size):
+            kopf.warn(
+                body,
+                reason="BatchStorageSizeUnchanged",
+                message=f"{claim_name} stays {requests['storage']}: signer.batchStorage.size "
+                f"{size} applies only when the claim is created; to grow it, edit the "
+                "claim's spec.resources.requests.storage (its class must allow volume "
+                "expansion)",
+            )
+    return refusal, batch_claim_pending(claim_name, phase)
 
 
 def _adopted(build: Callable[[], Manifest], owner: kopf.Body) -> Callable[[], Manifest]:

@@ -249,6 +249,9 @@ def deployment(name: str, namespace: str, spec: ApplianceSpec, component: Compon
                         "runAsNonRoot": True,
                         "runAsUser": UID,
                         "fsGroup": UID,
+                        # a large batch volume is not walked (chown/chmod) at every start:
+                        # only when its root is not already the group's
+                        "fsGroupChangePolicy": "OnRootMismatch",
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "initContainers": init,

@@ -29,6 +29,7 @@ def create_app(
 
     workers: list[BatchWorker] = []
     workers_guard = threading.Lock()
+    pauses: list[threading.Thread] = []  # `pause_batch_workers`' stoppers, joined at shutdown
     serving = threading.Event()  # the lifespan ran: this app owns the batch workers
 
     def start_batch_workers() -> None:
@@ -36,7 +37,9 @@ def create_app(
         readiness check if the database was down then), never on a directory that is not
         the batches' own: they would fail every pending document whose upload is not there."""
         with workers_guard:
-            if workers or not settings.batch_workers or not service.batch_store.state().ready:
+            if not serving.is_set() or workers or not settings.batch_workers:
+                return  # shutting down (or not started): never a worker after the last stop
+            if not service.batch_store.state().ready:
                 return
             count = settings.batch_workers
             workers.extend(BatchWorker(service, service.batches) for _ in range(count))
@@ -56,7 +59,10 @@ def create_app(
                 worker.stop()
 
         if stopping:
-            threading.Thread(target=stop_all, name="batch-pause", daemon=True).start()
+            pausing = threading.Thread(target=stop_all, name="batch-pause", daemon=True)
+            with workers_guard:
+                pauses[:] = [*(t for t in pauses if t.is_alive()), pausing]
+            pausing.start()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,9 +70,14 @@ def create_app(
         serving.set()
         await run_in_threadpool(start_batch_workers)
         yield
-        serving.clear()
-        for worker in list(workers):
+        with workers_guard:
+            serving.clear()  # under the lock: no `start_batch_workers` after this one
+            running, paused = list(workers), list(pauses)
+            workers.clear()
+        for worker in running:
             worker.stop()
+        for pausing in paused:  # workers paused in the background end before the HSM closes
+            await run_in_threadpool(pausing.join)
         service.close()
 
     async def batch_store_ready() -> None:

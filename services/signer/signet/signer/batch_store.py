@@ -18,7 +18,16 @@ First use, decided when the process opens the store:
 - batch rows but no recorded id (they predate this guard): the directory is
   adopted if it holds the folder of one of the newest batches, else it is
   missing (or another store's, if marked);
-- a recorded id: the marker must carry it.
+- a recorded id: the marker must carry it, and the newest batches recorded since must
+  have their folders (else the volume is an older copy of the store: `STALE`).
+
+While it runs, a process re-reads the marker at every check and the record every few
+seconds (`RECORD_TTL`): a volume unmounted, or another replica that recorded another
+directory's store, is noticed without a restart.
+
+Clients (the batch API's 503, the unauthenticated ``/readyz`` the operator copies into
+the Appliance's status) get the verdict and a fixed sentence per verdict; the paths,
+store ids and errors go to the signer's log and to ``signet signer batch-store status``.
 
 An admin who knows the documents are gone (or restored them by hand) accepts
 the directory with `adopt` (``signet signer batch-store adopt``); nothing here
@@ -32,6 +41,9 @@ import logging
 import os
 import secrets
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -41,12 +53,13 @@ from signet.common.errors import ServiceUnavailable
 from signet.signer.batch_queue import BatchRecord
 from signet.signer.durable import fsync_directory
 from signet.signer.registry import Base, Registry
-from sqlalchemy import DateTime, String, Text, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import DateTime, String, Text, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 __all__ = [
     "MARKER",
+    "RECORD_TTL",
     "BatchStoreGuard",
     "BatchStoreRecord",
     "BatchStoreUnavailable",
@@ -61,8 +74,12 @@ MARKER = ".signet-batch-store"
 #: The one row of `BatchStoreRecord` (a fixed key: two replicas initialising a fresh
 #: store at once insert the same key, and the second one reads the first one's id).
 _ROW = "batches"
-#: How many of the newest batches are looked for when adopting an unmarked directory.
+#: How many of the newest batches are looked for when adopting an unmarked directory,
+#: and must have their folders in a marked one.
 _ADOPT_SAMPLE = 20
+#: Seconds a running process reuses the recorded store id before reading it again (one
+#: primary-key read): another replica recording another store is noticed within this.
+RECORD_TTL = 5.0
 
 
 class BatchStoreRecord(Base):
@@ -74,6 +91,7 @@ class BatchStoreRecord(Base):
     store_id: Mapped[str] = mapped_column(String(64))
     #: where the directory was mounted then (for the admin reading a mismatch)
     directory: Mapped[str] = mapped_column(Text)
+    #: batches created before this are not expected in the directory (adopted without them)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -81,10 +99,34 @@ class StoreHealth(StrEnum):
     READY = "ready"
     #: the database knows batches, the directory has no marker (empty, replaced, unmounted)
     MISSING = "missing"
-    #: the directory's marker names another store (another volume, another installation)
+    #: the directory's marker names another store (another volume, another installation),
+    #: or the database now records another store (another replica's directory)
     MISMATCH = "mismatch"
-    #: the database or the directory could not be read; retried on the next check
+    #: the right marker, but the newest batches' folders are not there: an older copy of
+    #: the volume (a snapshot restored without the database's newer batches)
+    STALE = "stale"
+    #: the marker file is not a store marker (empty after a crash while it was created,
+    #: edited by hand); judged again at the next check
+    BAD_MARKER = "bad_marker"
+    #: the database or the directory could not be read; judged again at the next check
     UNAVAILABLE = "unavailable"
+
+
+#: What clients are told per verdict (the batch API's 503, ``/readyz``, the Appliance's
+#: BatchStoreReady condition): never a path, a store id or an error's text.
+_SUMMARY = {
+    StoreHealth.READY: "the batch directory is the store of the database's batches",
+    StoreHealth.MISSING: "the batch directory has no store marker but the database lists "
+    "batches: the volume is empty, replaced or not mounted",
+    StoreHealth.MISMATCH: "the batch directory belongs to another batch store than the "
+    "one the database's batches were written to",
+    StoreHealth.STALE: "the batch directory lacks the folders of the newest batches: an "
+    "older copy of the volume than the database",
+    StoreHealth.BAD_MARKER: "the batch directory's store marker cannot be read (empty or "
+    "not a store marker)",
+    StoreHealth.UNAVAILABLE: "the batch store could not be checked",
+}
+_DETAILS = "; details in the signer's log and `signet signer batch-store status`"
 
 
 @dataclass(frozen=True)
@@ -92,20 +134,38 @@ class StoreState:
     health: StoreHealth
     directory: Path
     store_id: str | None = None
+    #: for the log and the CLI (paths, store ids, what to do); `UNAVAILABLE`: the
+    #: exception's class name only
     problem: str = ""
 
     @property
     def ready(self) -> bool:
         return self.health is StoreHealth.READY
 
+    @property
+    def summary(self) -> str:
+        """The verdict in a sentence fit for a client: no path, id or error text."""
+        summary = _SUMMARY[self.health]
+        if self.health is StoreHealth.UNAVAILABLE and self.problem:
+            summary += f" ({self.problem.rsplit(': ', 1)[-1]})"  # the class name
+        return summary if self.ready else summary + _DETAILS
+
     def report(self) -> dict[str, str]:
-        """The readiness fields (what the operator reads for `BatchStoreReady`)."""
-        report = {"batch_store": self.health.value, "batch_directory": str(self.directory)}
-        if self.store_id:
-            report["batch_store_id"] = self.store_id
-        if self.problem:
-            report["batch_store_problem"] = self.problem
+        """The readiness fields (what the operator reads for `BatchStoreReady`): the
+        verdict and its summary, nothing about the volume (``/readyz`` needs no token)."""
+        report = {"batch_store": self.health.value}
+        if not self.ready:
+            report["batch_store_problem"] = self.summary
         return report
+
+    def details(self) -> dict[str, str]:
+        """Everything, for the admin at the CLI (`signet signer batch-store status`)."""
+        details = {"batch_store": self.health.value, "batch_directory": str(self.directory)}
+        if self.store_id:
+            details["batch_store_id"] = self.store_id
+        if self.problem:
+            details["batch_store_problem"] = self.problem
+        return details
 
 
 class BatchStoreUnavailable(ServiceUnavailable):
@@ -113,88 +173,189 @@ class BatchStoreUnavailable(ServiceUnavailable):
 
     code = "batch_store_missing"
 
+    def __init__(self, state: StoreState) -> None:
+        super().__init__(
+            f"batch store unavailable ({state.health.value}); see the BatchStoreReady "
+            "condition or the signer's readiness"
+        )
+        self.state = state
+
+
+class _BadMarker(ValueError):
+    """The marker file exists but names no store (empty, truncated, not a JSON object)."""
+
+
+def _unavailable(directory: Path, exc: BaseException, doing: str) -> StoreState:
+    """`UNAVAILABLE` for `exc`: logged in full (a database error's text names hosts and
+    SQL), the state's problem carries the class name only."""
+    log.error("batch store %s: cannot %s: %s: %s", directory, doing, type(exc).__name__, exc)
+    return StoreState(
+        StoreHealth.UNAVAILABLE,
+        directory,
+        problem=f"cannot {doing}: {type(exc).__name__}",
+    )
+
 
 class BatchStoreGuard:
     """The verdict on one batch directory for this process: judged once when opened
-    (`open`, at start or on the first check), then only the marker is re-read, so a
-    volume that disappears under a running process is noticed at the next check.
-    A verdict of `UNAVAILABLE` (database down at start) is judged again next time."""
+    (`open`, at start or on the first check), then the marker is re-read at every check
+    and the record every `record_ttl` seconds, so a volume that disappears under a running
+    process, or a record another replica replaced, is noticed at the next check.
+    `UNAVAILABLE` and `BAD_MARKER` verdicts are judged again next time."""
 
-    def __init__(self, registry: Registry, directory: Path) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        directory: Path,
+        *,
+        record_ttl: float = RECORD_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry
         self.directory = directory
+        self.record_ttl, self.clock = record_ttl, clock
         self._lock = threading.Lock()
         self._opened: StoreState | None = None
+        self._record_cache: tuple[float, str | None] | None = None
+        self._reported: StoreHealth | None = None
+        self._marker_path = str(directory / MARKER)
+        self._marker_cache: tuple[tuple[int, int, int, int], str | None] | None = None
 
     def open(self) -> StoreState:
         with self._lock:
-            if self._opened is None or self._opened.health is StoreHealth.UNAVAILABLE:
+            if self._opened is None or self._opened.health in (
+                StoreHealth.UNAVAILABLE,
+                StoreHealth.BAD_MARKER,
+            ):
                 try:
                     self._opened = self._judge()
-                except (OSError, SQLAlchemyError, ValueError) as exc:
-                    self._opened = StoreState(
-                        StoreHealth.UNAVAILABLE,
-                        self.directory,
-                        problem=f"cannot check the batch store: {exc.__class__.__name__}: {exc}",
-                    )
-                if not self._opened.ready:
-                    log.error("batch store %s: %s", self.directory, self._opened.problem)
+                except Exception as exc:  # readiness must answer, whatever went wrong
+                    self._opened = _unavailable(self.directory, exc, "check the batch store")
             return self._opened
 
     def state(self) -> StoreState:
+        """The verdict now (never raises: what cannot be checked is `UNAVAILABLE`)."""
+        state = self._state()
+        if state.health is not self._reported:  # log each change once, not every check
+            self._reported = state.health
+            if state.ready:
+                log.info("batch store %s: store %s", self.directory, state.store_id)
+            else:
+                log.error("batch store %s (%s): %s", self.directory, state.health, state.problem)
+        return state
+
+    def _state(self) -> StoreState:
         opened = self.open()
         if not opened.ready:
             return opened
         try:
-            marker = self._read_marker()
-        except (OSError, ValueError) as exc:
-            marker, unreadable = None, f" ({exc.__class__.__name__}: {exc})"
-        else:
-            unreadable = ""
-        if marker == opened.store_id:
-            return opened
-        health = StoreHealth.MISSING if marker is None else StoreHealth.MISMATCH
-        return StoreState(
-            health,
-            self.directory,
-            opened.store_id,
-            f"the batch directory {self.directory} lost its store marker {opened.store_id} "
-            f"while this signer ran{unreadable}: the volume is gone or was replaced; "
-            "batches are refused until it is back"
-            if marker is None
-            else f"the batch directory {self.directory} now carries store {marker}, not "
-            f"{opened.store_id} as when this signer started: batches are refused",
-        )
+            marker = self._marker_now()
+            recorded = self._recorded_cached()
+        except _BadMarker as exc:
+            return StoreState(
+                StoreHealth.BAD_MARKER,
+                self.directory,
+                opened.store_id,
+                f"the store marker {self.directory / MARKER} became unreadable while this "
+                f"signer ran ({exc}): batches are refused until it is back",
+            )
+        except Exception as exc:
+            return _unavailable(self.directory, exc, "check the batch store")
+        if marker is None:
+            return StoreState(
+                StoreHealth.MISSING,
+                self.directory,
+                opened.store_id,
+                f"the batch directory {self.directory} lost its store marker "
+                f"{opened.store_id} while this signer ran: the volume is gone or was "
+                "replaced; batches are refused until it is back",
+            )
+        if marker != opened.store_id:
+            return StoreState(
+                StoreHealth.MISMATCH,
+                self.directory,
+                opened.store_id,
+                f"the batch directory {self.directory} now carries store {marker}, not "
+                f"{opened.store_id} as when this signer started: batches are refused",
+            )
+        if recorded != opened.store_id:
+            return StoreState(
+                StoreHealth.MISMATCH,
+                self.directory,
+                opened.store_id,
+                f"the database now records the batches' store as {recorded}, not "
+                f"{opened.store_id} of {self.directory} as when this signer started "
+                "(another replica on another directory, or an adopt): batches are refused; "
+                "restart this signer once every replica mounts the same volume",
+            )
+        return opened
 
     def require(self) -> None:
         """Raise `BatchStoreUnavailable` unless batches may be served now."""
         state = self.state()
         if not state.ready:
-            raise BatchStoreUnavailable(state.problem)
+            raise BatchStoreUnavailable(state)
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Around work on a batch's files (a worker signing a document): refused with
+        `BatchStoreUnavailable` (a `ServiceUnavailable`: postponed, the claim handed
+        back) unless the store is ready, and a file error meanwhile is raised as that too
+        if the store is no longer ready: the volume went, not the document.  A file error
+        while the store is still ready is the document's, and raised as it is."""
+        self.require()
+        try:
+            yield
+        except OSError as exc:
+            with self._lock:
+                self._record_cache = None  # judge with the database's current record
+            state = self.state()
+            if state.ready:
+                raise
+            raise BatchStoreUnavailable(state) from exc
 
     def adopt(self) -> StoreState:
         """Accept the directory as the store of the database's batches, whatever it holds
         (an admin's decision: the old documents are gone or were copied back by hand).
-        Keeps an existing marker's id; a running signer sees it after a restart."""
-        marker = self._read_marker() or self._write_marker()
-        self._record(marker, replace=True)
+        Keeps an existing marker's id, replaces one that is not a marker (it holds no
+        document); a running signer sees it after a restart."""
+        try:
+            marker = self._read_marker() or self._write_marker()
+        except _BadMarker as exc:
+            log.warning("batch store %s: replacing its unreadable marker (%s)", self.directory, exc)
+            marker = self._write_marker(replace=True)
+        self._record(marker, force=True)
         with self._lock:
-            self._opened = None
+            self._opened, self._record_cache = None, None
         log.warning("batch store %s adopted as store %s", self.directory, marker)
         return StoreState(StoreHealth.READY, self.directory, marker)
 
     # -- the first-use decision -----------------------------------------------------------
 
     def _judge(self) -> StoreState:
-        marker = self._read_marker()
-        recorded = self._recorded()
+        try:
+            marker = self._read_marker()
+        except _BadMarker as exc:
+            return StoreState(
+                StoreHealth.BAD_MARKER,
+                self.directory,
+                problem=f"the store marker {self.directory / MARKER} is not one ({exc}): a "
+                "crash while it was created, or an edit; if this directory is the batches' "
+                "own, accept it with `signet signer batch-store adopt --yes` (a new marker)",
+            )
+        row = self._row()
+        recorded = row.store_id if row is not None else None
         if marker is not None and marker == recorded:
-            return StoreState(StoreHealth.READY, self.directory, marker)
+            assert row is not None
+            return self._stale_or_ready(marker, row.recorded_at)
         newest = self._newest_batches()
         if not newest:
-            # Nothing the database knows can be lost here: (re)initialise.
+            # Nothing the database knows can be lost here: (re)initialise, unless another
+            # replica recorded its own store since the record was read.
             store_id = marker or self._write_marker()
-            self._record(store_id, replace=True)
+            winner = self._record(store_id, expected=recorded)
+            if winner != store_id:
+                return self._mismatch(store_id, winner)
             log.info("batch store %s initialised as store %s", self.directory, store_id)
             return StoreState(StoreHealth.READY, self.directory, store_id)
         if recorded is None:
@@ -202,7 +363,9 @@ class BatchStoreGuard:
             # directory is theirs if it holds one of their folders, marker or not.
             if any((self.directory / batch).is_dir() for batch in newest):
                 store_id = marker or self._write_marker()
-                self._record(store_id, replace=False)
+                winner = self._record(store_id, expected=None)
+                if winner != store_id:
+                    return self._mismatch(store_id, winner)
                 return StoreState(StoreHealth.READY, self.directory, store_id)
             return StoreState(
                 StoreHealth.MISSING if marker is None else StoreHealth.MISMATCH,
@@ -225,74 +388,148 @@ class BatchStoreGuard:
                 "mount the right one, or accept this directory with "
                 "`signet signer batch-store adopt` (those batches' documents are lost)",
             )
+        return self._mismatch(marker, recorded)
+
+    def _mismatch(self, marker: str, recorded: str | None) -> StoreState:
         return StoreState(
             StoreHealth.MISMATCH,
             self.directory,
             recorded,
             f"the batch directory {self.directory} belongs to store {marker}, but the "
             f"database's batches were written to store {recorded} ({self._recorded_where()}): "
-            "another installation's volume, or a database restored without its volume",
+            "another installation's volume, another replica's directory, or a database "
+            "restored without its volume",
         )
 
-    def _newest_batches(self) -> list[str]:
-        with self.registry.session() as session:
-            rows = session.scalars(
-                select(BatchRecord.id).order_by(BatchRecord.created_at.desc()).limit(_ADOPT_SAMPLE)
-            )
-            return list(rows)
+    def _stale_or_ready(self, store_id: str, recorded_at: datetime) -> StoreState:
+        """The marker is right: are the newest batches written to this store there too?
+        A snapshot of the volume older than the database has the marker but not them."""
+        since = recorded_at.replace(tzinfo=recorded_at.tzinfo or UTC)
+        newest = self._newest_batches(since)
+        absent = [batch for batch in newest if not (self.directory / batch).is_dir()]
+        if not absent:
+            return StoreState(StoreHealth.READY, self.directory, store_id)
+        return StoreState(
+            StoreHealth.STALE,
+            self.directory,
+            store_id,
+            f"the batch directory {self.directory} is store {store_id}, but {len(absent)} of "
+            f"the newest {len(newest)} batches' folders are not in it (newest missing: "
+            f"{absent[0]}): an older copy of the volume than the database; restore the "
+            "volume's latest copy, or accept this one with `signet signer batch-store "
+            "adopt` (the missing batches' documents are lost)",
+        )
 
-    def _recorded(self) -> str | None:
+    def _newest_batches(self, since: datetime | None = None) -> list[str]:
+        query = select(BatchRecord.id).order_by(BatchRecord.created_at.desc())
+        if since is not None:
+            query = query.where(BatchRecord.created_at >= since)
+        with self.registry.session() as session:
+            return list(session.scalars(query.limit(_ADOPT_SAMPLE)))
+
+    def _row(self) -> BatchStoreRecord | None:
         with self.registry.session() as session:
             row = session.get(BatchStoreRecord, _ROW)
-            return row.store_id if row is not None else None
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    def _recorded_cached(self) -> str | None:
+        """The recorded store id, read again once `record_ttl` has passed."""
+        now = self.clock()
+        with self._lock:
+            cached = self._record_cache
+        if cached is not None and now - cached[0] < self.record_ttl:
+            return cached[1]
+        row = self._row()
+        recorded = row.store_id if row is not None else None
+        with self._lock:
+            self._record_cache = (now, recorded)
+        return recorded
 
     def _recorded_where(self) -> str:
-        with self.registry.session() as session:
-            row = session.get(BatchStoreRecord, _ROW)
+        row = self._row()
         if row is None:
             return "unrecorded"
         when = row.recorded_at.replace(tzinfo=row.recorded_at.tzinfo or UTC)
         return f"first used at {row.directory} on {when:%Y-%m-%d}"
 
-    def _record(self, store_id: str, *, replace: bool) -> None:
-        """Record `store_id`; without `replace`, a row another replica wrote first stands."""
+    def _record(self, store_id: str, *, expected: str | None = None, force: bool = False) -> str:
+        """Record `store_id` if the record still holds `expected` (None: no record yet),
+        or whatever it holds with `force` (an admin's adopt, which also moves `recorded_at`:
+        older batches are written off); returns the id recorded afterwards: another
+        replica's, if it recorded its own meanwhile."""
+        values = {
+            "store_id": store_id,
+            "directory": str(self.directory),
+            "recorded_at": datetime.now(UTC),
+        }
         for _ in range(2):  # a replica inserting the row meanwhile: the second pass sees it
             try:
                 with self.registry.session() as session, session.begin():
                     row = session.get(BatchStoreRecord, _ROW)
                     if row is None:
-                        session.add(
-                            BatchStoreRecord(
-                                name=_ROW,
-                                store_id=store_id,
-                                directory=str(self.directory),
-                                recorded_at=datetime.now(UTC),
-                            )
+                        session.add(BatchStoreRecord(name=_ROW, **values))
+                        return store_id
+                    if row.store_id == store_id and not force:
+                        return store_id
+                    if force or (expected is not None and row.store_id == expected):
+                        # compare-and-set: only if no other replica replaced it meanwhile
+                        where = [BatchStoreRecord.name == _ROW]
+                        if not force:
+                            where.append(BatchStoreRecord.store_id == expected)
+                        changed = session.execute(
+                            update(BatchStoreRecord).where(*where).values(**values)
                         )
-                    elif replace:
-                        row.store_id, row.directory = store_id, str(self.directory)
-                        row.recorded_at = datetime.now(UTC)
-                return
+                        if getattr(changed, "rowcount", 0) == 1:
+                            return store_id
+                    winner = session.get(BatchStoreRecord, _ROW, populate_existing=True)
+                    return winner.store_id if winner is not None else store_id
             except IntegrityError:
                 continue
         raise RuntimeError("the batch store record keeps changing under this signer")
 
     # -- the marker -------------------------------------------------------------------------
 
+    def _marker_now(self) -> str | None:
+        """The marker's store id, read again only when the file is not the one read last
+        (another device, inode, size or mtime: a volume unmounted or replaced, a marker
+        rewritten): a stat per check, not a read (a worker checks before every document)."""
+        try:
+            found = os.stat(self._marker_path)  # noqa: PTH116 - a str path: no pathlib per check
+        except FileNotFoundError:
+            return None
+        key = (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+        cached = self._marker_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        marker = self._read_marker()
+        self._marker_cache = (key, marker)
+        return marker
+
     def _read_marker(self) -> str | None:
         try:
             raw = (self.directory / MARKER).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        store_id = json.loads(raw).get("store_id")
+        except UnicodeDecodeError as exc:
+            raise _BadMarker("not UTF-8 text") from exc
+        if not raw.strip():
+            raise _BadMarker("empty")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise _BadMarker("not JSON") from exc
+        store_id = body.get("store_id") if isinstance(body, dict) else None
         if not isinstance(store_id, str) or not store_id:
-            raise ValueError(f"{MARKER} names no store_id")
+            raise _BadMarker("names no store_id")
         return store_id
 
-    def _write_marker(self) -> str:
+    def _write_marker(self, *, replace: bool = False) -> str:
         """Create the marker if absent, atomically (replicas sharing a fresh volume: one
         marker wins, every replica returns its id); durable before it is recorded, so a
-        crash in between leaves a marker the next start adopts, never a record without one."""
+        crash in between leaves a marker the next start adopts, never a record without one.
+        With `replace` (adopt over an unreadable marker), the marker is replaced."""
         self.directory.mkdir(parents=True, exist_ok=True)
         store_id = secrets.token_hex(16)
         body = json.dumps({"store_id": store_id, "created_at": datetime.now(UTC).isoformat()})
@@ -302,21 +539,24 @@ class BatchStoreGuard:
             handle.flush()
             os.fsync(handle.fileno())
         try:
-            os.link(temporary, self.directory / MARKER)  # fails if one exists: never replaced
+            if replace:
+                temporary.replace(self.directory / MARKER)
+            else:
+                os.link(temporary, self.directory / MARKER)  # fails if one exists
         except FileExistsError:
             pass
         except OSError:  # a file system without hard links (some SMB or FUSE drivers)
             self._create_exclusively(body)
         finally:
-            temporary.unlink()
+            temporary.unlink(missing_ok=True)
         fsync_directory(self.directory)
         winner = self._read_marker()
         assert winner is not None
         return winner
 
     def _create_exclusively(self, body: str) -> None:
-        """The marker by O_EXCL: a replica reading it before it is written sees no store id
-        (`UNAVAILABLE`, judged again at its next check), never a second marker."""
+        """The marker by O_EXCL: a replica reading it before it is written sees an empty
+        marker (`BAD_MARKER`, judged again at its next check), never a second marker."""
         try:
             handle = os.open(self.directory / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:

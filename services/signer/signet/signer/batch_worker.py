@@ -152,7 +152,7 @@ class BatchWorker:
                     if recovered:
                         log.warning("took back %d batch items from dead workers", recovered)
                     last_recovery = time.monotonic()
-                claims = self._next_claims()
+                claims = self._next_claims() if self.service.batch_store.state().ready else []
                 if claims:
                     self._work(claims)
             except Exception:  # the database may be briefly unavailable; never die
@@ -322,13 +322,14 @@ class BatchWorker:
         when it must wait (HSM unavailable)."""
         batch_id, index = claim.batch_id, claim.index
         try:
-            context = self._context(batch_id)
-            with self.store.open_input(claim, self._spool(batch_id)) as source:
-                return self._pack(batch_id, retired).write(
-                    lambda target: self.service.engine.sign_stream(
-                        source, target, context.issued, context.options, context.image
+            with self.service.batch_store.in_use():  # store gone: postponed, never failed
+                context = self._context(batch_id)
+                with self.store.open_input(claim, self._spool(batch_id)) as source:
+                    return self._pack(batch_id, retired).write(
+                        lambda target: self.service.engine.sign_stream(
+                            source, target, context.issued, context.options, context.image
+                        )
                     )
-                )
         except (HsmUnavailable, ServiceUnavailable) as exc:
             log.warning("batch %s item %d postponed: %s", batch_id, index, exc)
             self._stop.wait(1.0)

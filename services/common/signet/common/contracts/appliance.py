@@ -117,12 +117,14 @@ class SignerComponentSpec(ComponentSpec):
     model_config = ConfigDict(
         **_Spec.model_config,
         json_schema_extra={
-            # The same rule as `_shared_batches`, for the API server (CEL).
+            # The same rule as `_shared_batches`, for the API server (CEL).  "not
+            # ReadWriteOnce", not "== ReadWriteMany": the field is nullable, so an explicit
+            # `accessMode: null` is kept (has() is true) and means "derived", as in pydantic.
             "x-kubernetes-validations": [
                 {
                     "rule": "self.replicas <= 1 || !has(self.batchStorage)"
                     " || !has(self.batchStorage.accessMode)"
-                    " || self.batchStorage.accessMode == 'ReadWriteMany'",
+                    " || self.batchStorage.accessMode != 'ReadWriteOnce'",
                     "message": "more than one signer replica needs "
                     "batchStorage.accessMode: ReadWriteMany",
                 }
