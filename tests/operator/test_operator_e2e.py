@@ -189,13 +189,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         ),
     )
     assert "tsa" in conditions_of(api, "acme")["CertificatesValid"]["message"]
-    wait_for(
-        "an ExpiringSoon Event",
-        lambda: any(
-            e.reason == "ExpiringSoon" and e.type == "Warning" and "tsa" in e.message
-            for e in core.list_namespaced_event(NS).items
-        ),
-    )
+    wait_for_warning(core, "ExpiringSoon", mentioning="tsa")
     assert conditions_of(api, "acme")["Ready"]["status"] == "True"  # a warning, not an outage
     readiness.write_text(json.dumps(READY))
 
@@ -219,13 +213,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     assert "no store marker" in seen["BatchStoreReady"]["message"]
     assert seen["Ready"]["status"] == "False" and "BatchStoreReady" in seen["Ready"]["message"]
     assert seen["SignerReady"]["status"] == "True"
-    wait_for(
-        "a BatchStoreMissing Event",
-        lambda: any(
-            e.reason == "BatchStoreMissing" and e.type == "Warning"
-            for e in core.list_namespaced_event(NS).items
-        ),
-    )
+    wait_for_warning(core, "BatchStoreMissing")
     readiness.write_text(json.dumps(READY))
     wait_for("Ready=True again", lambda: conditions_of(api, "acme")["Ready"]["status"] == "True")
 
@@ -265,10 +253,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     )
     assert "acme-signer-batches" in conditions_of(api, "acme")["Ready"]["message"]
     assert conditions_of(api, "acme")["SignerReady"]["status"] == "True"
-    assert any(
-        e.reason == "BatchStorageNotShared" and e.type == "Warning"
-        for e in core.list_namespaced_event(NS).items
-    )
+    assert _warned(core, "BatchStorageNotShared")
     assert apps.read_namespaced_deployment("acme-signer", NS).spec.replicas == 1
     # The admin copies the batches to a ReadWriteMany claim and names it.
     core.create_namespaced_persistent_volume_claim(
@@ -411,13 +396,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
         lambda: conditions_of(api, "acme")["TreeHeadsPublished"]["reason"] == "Stale",
     )
     assert conditions_of(api, "acme")["Ready"]["reason"] == "InvalidSpec"
-    wait_for(
-        "a Stale Event",
-        lambda: any(
-            e.reason == "Stale" and e.type == "Warning"
-            for e in core.list_namespaced_event(NS).items
-        ),
-    )
+    wait_for_warning(core, "Stale")
     readiness.write_text(json.dumps(READY))
 
 
@@ -689,3 +668,15 @@ def test_operator_serves_health_and_metrics(operator: OperatorProcess, drilled: 
     assert scrape.value(ready, appliance="drill") == 1
     assert scrape.value(ready, appliance="drill-bad") == 0  # refused: not ready
     assert scrape.value(ready, appliance="drill-lost") == 0  # waiting for a Secret
+
+
+def _warned(core: client.CoreV1Api, reason: str, mentioning: str = "") -> bool:
+    """Whether a Warning Event with `reason` (and `mentioning` in its message) was posted."""
+    return any(
+        e.reason == reason and e.type == "Warning" and mentioning in (e.message or "")
+        for e in core.list_namespaced_event(NS).items
+    )
+
+
+def wait_for_warning(core: client.CoreV1Api, reason: str, mentioning: str = "") -> None:
+    wait_for(f"a {reason} Event", lambda: _warned(core, reason, mentioning))
