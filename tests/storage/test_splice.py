@@ -240,3 +240,38 @@ def test_a_large_get_is_spliced_and_keeps_keep_alive_pipelining_and_hang_ups(
         assert counting.calls >= spliced + 3
     # a hang-up is no error of the application's, nor a body left unfinished
     assert not [r for r in caplog.records if r.name.startswith("uvicorn")], caplog.text
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_body_wholly_buffered_before_the_detach_leaves_the_store_connection_usable(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop: str
+) -> None:
+    """Just over aiohttp's 2 MiB buffer: the whole body is in by the time the route
+    detaches, its parser paused short of the message's end.  The store's connection must
+    go back to the pool readable, so the next requests on it are answered (a paused one
+    would hang for the session's sock_read, then retry: a new PUT would answer 200)."""
+    from signet.storage import s3_vault
+
+    info_async = s3_vault.S3Vault._info_async
+
+    async def slow_info(self: Any, *args: Any) -> Any:
+        await asyncio.sleep(0.3)  # the rest of the body arrives meanwhile
+        return await info_async(self, *args)
+
+    monkeypatch.setattr(s3_vault.S3Vault, "_info_async", slow_info)
+    app = create_app(_settings(tmp_path, s3_server))
+    body = os.urandom(2 * CHUNK + 100_000)
+    with serving(app, SPLICE_PROTOCOL, loop) as port:
+        url = f"http://127.0.0.1:{port}"
+        # the timeout only guards against a hang (the bug's was 60 s)
+        client = httpx.Client(base_url=url, headers=AUTH, timeout=30)
+        with client:
+            put = client.put("/v1/objects", content=body)
+            assert put.status_code == 201
+            big = put.json()["sha256"]
+            for _ in range(3):
+                got = client.get(f"/v1/objects/{big}")
+                assert got.status_code == 200 and got.content == body
+                assert client.head(f"/v1/objects/{big}").status_code == 200
+                fresh = client.put("/v1/objects", content=os.urandom(1000))
+                assert fresh.status_code == 201, fresh.text
