@@ -240,3 +240,125 @@ def test_a_large_get_is_spliced_and_keeps_keep_alive_pipelining_and_hang_ups(
         assert counting.calls >= spliced + 3
     # a hang-up is no error of the application's, nor a body left unfinished
     assert not [r for r in caplog.records if r.name.startswith("uvicorn")], caplog.text
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_body_wholly_buffered_before_the_detach_leaves_the_store_connection_usable(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop: str
+) -> None:
+    """Just over aiohttp's 2 MiB buffer: the whole body is in by the time the route
+    detaches, its parser paused short of the message's end.  The store's connection must
+    go back to the pool readable, so the next requests on it are answered (a paused one
+    would hang for the session's sock_read, then retry: a new PUT would answer 200)."""
+    from signet.storage import s3_vault
+
+    info_async = s3_vault.S3Vault._info_async
+
+    async def slow_info(self: Any, *args: Any) -> Any:
+        await asyncio.sleep(0.3)  # the rest of the body arrives meanwhile
+        return await info_async(self, *args)
+
+    monkeypatch.setattr(s3_vault.S3Vault, "_info_async", slow_info)
+    app = create_app(_settings(tmp_path, s3_server))
+    body = os.urandom(2 * CHUNK + 100_000)
+    with serving(app, SPLICE_PROTOCOL, loop) as port:
+        url = f"http://127.0.0.1:{port}"
+        # the timeout only guards against a hang (the bug's was 60 s)
+        client = httpx.Client(base_url=url, headers=AUTH, timeout=30)
+        with client:
+            put = client.put("/v1/objects", content=body)
+            assert put.status_code == 201
+            big = put.json()["sha256"]
+            for _ in range(3):
+                got = client.get(f"/v1/objects/{big}")
+                assert got.status_code == 200 and got.content == body
+                assert client.head(f"/v1/objects/{big}").status_code == 200
+                fresh = client.put("/v1/objects", content=os.urandom(1000))
+                assert fresh.status_code == 201, fresh.text
+
+
+def _gone_logged(caplog: pytest.LogCaptureFixture, wait: float = 20.0) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if any("client gone" in r.getMessage() for r in caplog.records):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_client_hanging_up_or_not_reading_a_large_body_is_let_go(
+    s3_server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    loop: str,
+) -> None:
+    """Larger than the sockets' buffers, so the splice is mid-body when the client hangs
+    up, or waits on a client that stopped reading (its write timeout, made tiny here):
+    the route sees `ClientGone`, the connection is closed, the store is answered next."""
+    caplog.set_level(logging.WARNING, logger="uvicorn")
+    caplog.set_level(logging.DEBUG, logger="signet.storage.api.transfers")  # (and the handler)
+    monkeypatch.setattr(splice_module, "WRITE_TIMEOUT", 0.5)
+    app = create_app(_settings(tmp_path, s3_server))
+    large = os.urandom(32 * 1024 * 1024)
+    with serving(app, SPLICE_PROTOCOL, loop) as port:
+        url = f"http://127.0.0.1:{port}"
+        client = httpx.Client(base_url=url, headers=AUTH, timeout=30)  # a hang guard only
+        with client:
+            big = client.put("/v1/objects", content=large).json()["sha256"]
+        request = (
+            f"GET /v1/objects/{big} HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: {AUTH['Authorization']}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # hangs up mid-body
+            sock.sendall(request)
+            assert sock.recv(64 * 1024)
+        assert _gone_logged(caplog)
+        caplog.clear()
+        with socket.socket() as sock:  # stops reading: let go after the write timeout
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(request)
+            assert _gone_logged(caplog)
+            sock.settimeout(30)
+            received = 0
+            with contextlib.suppress(ConnectionResetError):  # the server aborted it
+                while piece := sock.recv(1 << 20):  # what was sent, then the close
+                    received += len(piece)
+            assert received < len(large)
+        with httpx.Client(base_url=url, headers=AUTH, timeout=30) as client:
+            assert client.head(f"/v1/objects/{big}").status_code == 200
+            assert client.put("/v1/objects", content=os.urandom(1000)).status_code == 201
+            assert client.get(f"/v1/objects/{big}").content == large
+    assert not [r for r in caplog.records if r.name.startswith("uvicorn")], caplog.text
+
+
+def test_splice_lets_a_sink_that_takes_nothing_go() -> None:
+    source, store = _tcp_pair()
+    sink, client = _tcp_pair()  # nobody reads `client`
+
+    def send_much() -> None:
+        with contextlib.suppress(OSError):  # reset once the splice gives up
+            store.sendall(b"z" * (16 * 1024 * 1024))
+
+    writer = threading.Thread(target=send_much)
+    writer.start()
+    try:
+        with pytest.raises(ClientGone):
+            asyncio.run(splice(source.fileno(), sink.fileno(), 16 * 1024 * 1024, write_timeout=0.2))
+    finally:
+        source.close()
+        writer.join()
+        for s in (source, store, sink, client):
+            s.close()
+
+
+def test_splice_to_a_closed_sink_is_client_gone() -> None:
+    source, store = _tcp_pair()
+    try:
+        with pytest.raises(ClientGone):
+            asyncio.run(splice(source.fileno(), -1, 10))
+    finally:
+        source.close()
+        store.close()

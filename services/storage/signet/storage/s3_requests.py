@@ -177,6 +177,8 @@ class Relay(AsyncIterator[bytes]):
         self._response = response
         self._detached = False
         self._chunks: AsyncGenerator[bytes] | None = None
+        #: What a `detach` that fell back had already taken from aiohttp's buffer.
+        self._prefix = b""
 
     async def __anext__(self) -> bytes:
         if self._chunks is None:
@@ -185,6 +187,9 @@ class Relay(AsyncIterator[bytes]):
 
     async def _read(self) -> AsyncGenerator[bytes]:
         try:
+            if self._prefix:
+                prefix, self._prefix = self._prefix, b""
+                yield prefix
             async for chunk, _ in self._response.content.iter_chunks():
                 yield chunk
         finally:
@@ -193,7 +198,8 @@ class Relay(AsyncIterator[bytes]):
     def detach(self) -> tuple[bytes, int, int] | None:
         """Stop aiohttp reading the body; return what it had already read, the socket
         the rest comes from, and how many bytes of it remain; None if this body cannot
-        be moved that way (chunked or encoded, over TLS, or already being iterated).
+        be moved that way (chunked or encoded, over TLS, already being iterated, or
+        already wholly received: iterating it is then the cheap way).
 
         After it, the body is the caller's to read from the socket, exactly that many
         bytes; `aclose` then closes the connection (aiohttp's parser never saw the rest).
@@ -210,13 +216,33 @@ class Relay(AsyncIterator[bytes]):
             or transport.get_extra_info("sslcontext") is not None
             or transport.get_extra_info("socket") is None
             or self._chunks is not None
+            or response.content.is_eof()
+            or int(length) - response.content.total_bytes <= 0
         ):
             return None
-        # The bytes aiohttp has received, read or not; the rest is still on the socket.
+        # Take everything aiohttp holds.  Each read may resume its parser (flow
+        # control: its buffer was over the limit), which feeds the buffer what the
+        # parser had held back, and may even end the message: the connection then goes
+        # back to aiohttp's pool, where it must stay readable.  So read until empty,
+        # then look: no socket read can happen meanwhile (no await).
+        pieces: list[bytes] = []
+        while piece := response.content.read_nowait():
+            pieces.append(piece)
+        read = b"".join(pieces)
         remaining = int(length) - response.content.total_bytes
-        # First take what aiohttp buffered (this may resume its reading), then stop the
-        # transport: no read can happen in between (no await).
-        read = response.content.read_nowait()
+        if (
+            remaining <= 0
+            or response.connection is not connection
+            or response.content.is_eof()
+            or connection is None
+            or connection.transport is not transport
+        ):
+            # Whole after all: stream it (from what was taken), the connection is
+            # aiohttp's again.
+            self._prefix = read
+            return None
+        # Only now, on a connection that is still this response's, stop the socket's
+        # reading (aiohttp's resume above may have restarted it).
         transport.pause_reading()
         self._detached = True
         return read, transport.get_extra_info("socket").fileno(), remaining

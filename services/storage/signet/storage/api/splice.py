@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import os
@@ -44,6 +45,11 @@ EXTENSION = "signet.splice"
 PIPE_SIZE = 1024 * 1024
 #: How long the store may stay silent mid-body (the aiohttp session's `sock_read`).
 READ_TIMEOUT = 60.0
+#: How long the client may take no bytes before it counts as gone (`ClientGone`): a
+#: client that stops reading would otherwise hold a task and a store connection.
+WRITE_TIMEOUT = 120.0
+#: Bytes moved between yields to the event loop, when neither socket ever waits.
+YIELD_EVERY = 8 * 1024 * 1024
 
 Splice = Callable[[int, int], Awaitable[None]]
 _AVAILABLE = hasattr(os, "splice") and hasattr(fcntl, "F_SETPIPE_SZ")
@@ -52,7 +58,8 @@ _MORE = getattr(os, "SPLICE_F_MORE", 0)
 
 
 class ClientGone(Exception):
-    """The client closed its connection during a spliced body."""
+    """The client closed its connection during a spliced body, or stopped reading it
+    for `WRITE_TIMEOUT` seconds (its connection is then closed)."""
 
 
 class SourceEnded(Exception):
@@ -94,45 +101,84 @@ async def _splice_body(cycle: RequestResponseCycle, source: int, count: int) -> 
         raise RuntimeError("splice needs a started response")
     if cycle.chunked_encoding or count > cycle.expected_content_length:
         raise RuntimeError("splice needs a Content-Length covering the spliced bytes")
-    if cycle.disconnected:
-        raise ClientGone()
     transport = cycle.transport
-    # uvicorn's writes (the headers, a prefix of the body) must reach the socket first.
-    # They are small and the socket takes them at once: this loop rarely runs twice.
-    delay = 0.0
-    while transport.get_write_buffer_size():
+    write_timeout = WRITE_TIMEOUT
+    try:
+        # uvicorn's writes (the headers, a prefix of the body) must reach the socket
+        # first.  They are small and the socket takes them at once: this loop rarely
+        # runs twice, unless the client does not read.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + write_timeout
+        delay = 0.0
+        while not cycle.disconnected and not transport.is_closing():
+            if not transport.get_write_buffer_size():
+                break
+            if loop.time() >= deadline:
+                raise ClientGone()
+            await asyncio.sleep(delay)
+            delay = min(0.01, delay * 2 or 0.0005)
+        # A hang-up during the flush closes the transport: its socket is then gone.
         if cycle.disconnected or transport.is_closing():
             raise ClientGone()
-        await asyncio.sleep(delay)
-        delay = min(0.01, delay * 2 or 0.0005)
-    sink = transport.get_extra_info("socket").fileno()
-    try:
-        await splice(source, sink, count)
+        sock = transport.get_extra_info("socket")
+        sink = sock.fileno() if sock is not None else -1
+        if sink < 0:
+            raise ClientGone()
+        await splice(source, sink, count, write_timeout=write_timeout)
     except ClientGone:
         cycle.disconnected = True
-        transport.close()
+        # Not `close`: that waits for the write buffer to drain, which a client that
+        # stopped reading never lets happen.
+        transport.abort()
         raise
     cycle.expected_content_length -= count
 
 
-async def splice(source: int, sink: int, count: int, *, read_timeout: float = READ_TIMEOUT) -> None:
+async def splice(
+    source: int,
+    sink: int,
+    count: int,
+    *,
+    read_timeout: float = READ_TIMEOUT,
+    write_timeout: float = WRITE_TIMEOUT,
+) -> None:
     """Move exactly `count` bytes from socket `source` to socket `sink` (both non-blocking)
     through a pipe, waiting on the event loop whenever either side is not ready.
 
     Both descriptors are duplicated for the duration: whoever owns the originals may
     close them meanwhile (a client hanging up) without this writing to a reused
     number.  Raises `ClientGone` when the sink's peer is gone, `SourceEnded` when the
-    source ends early, `TimeoutError` when it is silent for `read_timeout` seconds.
+    source ends early, `TimeoutError` when it is silent for `read_timeout` seconds;
+    a sink that takes nothing for `write_timeout` seconds counts as gone too.
     """
     loop = asyncio.get_running_loop()
-    source, sink = os.dup(source), os.dup(sink)
-    pipe_out, pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        sink = os.dup(sink)
+    except OSError as exc:
+        if exc.errno == errno.EBADF:  # closed under us: the client hung up
+            raise ClientGone() from exc
+        raise
+    try:
+        source = os.dup(source)
+    except BaseException:
+        os.close(sink)
+        raise
+    try:
+        pipe_out, pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    except BaseException:
+        os.close(source)
+        os.close(sink)
+        raise
     try:
         with contextlib.suppress(OSError):  # a smaller pipe only costs more syscalls
             fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         size = fcntl.fcntl(pipe_in, fcntl.F_GETPIPE_SZ)
         left = count
+        since_yield = 0
         while left:
+            if since_yield >= YIELD_EVERY:  # both sides fast: let the loop run others
+                since_yield = 0
+                await asyncio.sleep(0)
             # The pipe is empty here, so EAGAIN means the socket has nothing yet.
             try:
                 moved = os.splice(source, pipe_in, min(left, size), flags=_MOVE)
@@ -142,11 +188,15 @@ async def splice(source: int, sink: int, count: int, *, read_timeout: float = RE
             if moved == 0:
                 raise SourceEnded(f"the store's connection ended {left} bytes early")
             left -= moved
+            since_yield += moved
             while moved:
                 try:
                     moved -= os.splice(pipe_out, sink, moved, flags=_MOVE | (_MORE if left else 0))
                 except BlockingIOError:
-                    await _ready(loop, sink, reading=False, timeout=None)
+                    try:
+                        await _ready(loop, sink, reading=False, timeout=write_timeout)
+                    except TimeoutError as exc:
+                        raise ClientGone(f"the client took nothing for {write_timeout} s") from exc
                 except (BrokenPipeError, ConnectionResetError) as exc:
                     raise ClientGone() from exc
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,6 +38,8 @@ from signet.storage.vault import (
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 PUT_PATH = "/v1/objects"
 _PREFIX = PUT_PATH + "/"
@@ -278,6 +281,7 @@ async def _stream(
             try:
                 await splice(fd, remaining)
             except ClientGone:
+                logger.debug("client gone during a spliced body")
                 return
         else:
             async for chunk in chunks:
