@@ -178,14 +178,7 @@ def test_a_database_at_0002_gains_the_pack_columns_and_keeps_its_items(engine: s
     with engine.begin() as connection:
         columns = {c["name"] for c in sa.inspect(connection).get_columns("batch_items")}
         assert not columns & set(PACK_COLUMNS)
-        connection.execute(
-            sa.text(
-                "INSERT INTO batches (id, request_sha256, options_json, has_image, "
-                "certificate_serial, level, total, created_at) "
-                "VALUES ('b1', :z, '{}', false, '01', 'B-B', 1, :now)"
-            ),
-            {"z": "0" * 64, "now": NOW},
-        )
+        _insert_batch_b1(connection)
         connection.execute(
             sa.text(
                 "INSERT INTO batch_items (batch_id, idx, filename, state, input_sha256, "
@@ -222,14 +215,7 @@ def test_a_database_at_0003_gains_an_empty_batch_store_and_keeps_its_batches(
         command.upgrade(migrations.alembic_config(connection), "0003")
     with engine.begin() as connection:
         assert "batch_store" not in sa.inspect(connection).get_table_names()
-        connection.execute(
-            sa.text(
-                "INSERT INTO batches (id, request_sha256, options_json, has_image, "
-                "certificate_serial, level, total, created_at) "
-                "VALUES ('b1', :z, '{}', false, '01', 'B-B', 1, :now)"
-            ),
-            {"z": "0" * 64, "now": NOW},
-        )
+        _insert_batch_b1(connection)
 
     registry = Registry(engine.url.render_as_string(hide_password=False))
 
@@ -363,3 +349,15 @@ def test_signet_db_upgrade_and_current(tmp_path: Path) -> None:
     after = signet("db", "current")
     assert f"{HEAD} (head)" in after.stdout
     assert (tmp_path / "home" / "signer" / "signer.db").exists()
+
+
+def _insert_batch_b1(connection: sa.Connection) -> None:
+    """Batch ``b1`` as an older schema holds it (raw SQL: the models describe the newest)."""
+    connection.execute(
+        sa.text(
+            "INSERT INTO batches (id, request_sha256, options_json, has_image, "
+            "certificate_serial, level, total, created_at) "
+            "VALUES ('b1', :z, '{}', false, '01', 'B-B', 1, :now)"
+        ),
+        {"z": "0" * 64, "now": NOW},
+    )
