@@ -14,6 +14,7 @@ from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
 from signet.common.policies import PolicyDirectory
 from signet.signer.api import batches, certificates, pki, seals, signing
+from signet.signer.batch_wait import FinishWatch
 from signet.signer.batch_worker import BatchWorker
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
@@ -86,6 +87,10 @@ def create_app(
     app = service_app("Signet signer", lifespan, service="signer")
     app.state.service = service
     app.state.batch_workers = []
+    app.state.batch_watch = FinishWatch(
+        lambda batch_id: service.batches.finished_hint(batch_id),
+        lambda batch_ids: service.batches.finished_of(batch_ids),
+    )
     guard = Depends(bearer_guard(lambda: settings.service_token))
     app.include_router(pki.router)
     app.include_router(certificates.router, dependencies=[guard])

@@ -242,6 +242,7 @@ class BatchQueue:
                 ],
             )
             recorded = int(result.rowcount)
+            closed = []
             for batch_id in {o.batch_id for o in outcomes}:
                 if connection.execute(_OPEN, {"batch_id": batch_id}).first() is None:
                     session.execute(
@@ -249,7 +250,13 @@ class BatchQueue:
                         .where(BatchRecord.id == batch_id, BatchRecord.finished_at.is_(None))
                         .values(finished_at=utc_now())
                     )
+                    closed.append(batch_id)
+        for batch_id in closed:  # committed: now it may be announced
+            self.batch_finished(batch_id)
         return recorded
+
+    def batch_finished(self, batch_id: str) -> None:
+        """Called once `finish_many` has committed a batch's last outcome (a hook)."""
 
     def release(self, batch_id: str, index: int, worker: str) -> None:
         """Give an item back (the HSM is down: nothing is wrong with the document)."""

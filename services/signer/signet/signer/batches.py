@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 import io
+import logging
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -73,6 +74,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import IntegrityError
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
 #: Documents up to this size are read from the spool into memory in one call; larger
@@ -135,6 +138,33 @@ class BatchStore(BatchQueue):
             yield io.BytesIO(data)
         else:
             yield io.BufferedReader(Slice(spool, claim.input_offset, claim.input_size))
+
+    def finished_marker(self, batch_id: str) -> Path:
+        return self.folder(batch_id) / "finished"
+
+    def batch_finished(self, batch_id: str) -> None:
+        """Leave a marker beside the batch's results: long-polling requests of every
+        process on this host watch for it (`signet.signer.batch_wait`).  Only a hint,
+        never synced: the database says whether a batch is finished."""
+        try:
+            self.finished_marker(batch_id).touch()
+        except OSError as exc:  # the waiting requests learn it from the database instead
+            log.warning("cannot mark batch %s finished: %s", batch_id, exc)
+
+    def finished_hint(self, batch_id: str) -> bool:
+        """Whether the batch's finished marker is there (a stat; False for a bad id)."""
+        return batch_id.isalnum() and os.path.exists(self.finished_marker(batch_id))  # noqa: PTH110
+
+    def finished_of(self, batch_ids: list[str]) -> list[str]:
+        """Which of these batches the database records as finished."""
+        with self.registry.session() as session:
+            return list(
+                session.scalars(
+                    select(BatchRecord.id).where(
+                        BatchRecord.id.in_(batch_ids), BatchRecord.finished_at.is_not(None)
+                    )
+                )
+            )
 
     @property
     def queue_marker(self) -> Path:

@@ -21,11 +21,14 @@ from signet.common.errors import InvalidRequest
 from signet.common.http import file_download
 from signet.signer.api.batch_form import receive_batch
 from signet.signer.api.deps import Service
+from signet.signer.batch_wait import FinishWatch
 from signet.signer.service import SignerService
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 _IMAGE_LIMIT = 8 * 1024 * 1024
 _MAX_DOCUMENTS = 10_000
+#: The longest `wait` of a status request, in seconds (proxies often cut idle requests at 60).
+MAX_WAIT = 55
 
 
 def _certificate_serial(service: SignerService, options: SignOptions) -> str:
@@ -114,10 +117,27 @@ async def create_batch(
 
 @router.get("/{batch_id}", response_model=BatchStatus)
 async def get_batch(
+    request: Request,
     service: Service,
     batch_id: str,
     items: Annotated[bool, Query(description="list every document (false: counts only)")] = True,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT,
+            description="answer when the batch finishes, or after this many seconds "
+            "(a long poll: instead of polling often, which slows the signing down)",
+        ),
+    ] = 0,
 ) -> BatchStatus:
+    if wait > 0:
+        running = await run_in_threadpool(
+            functools.partial(service.batches.status, batch_id, with_items=False)
+        )
+        if running.state != "finished":
+            watch: FinishWatch = request.app.state.batch_watch
+            await watch.wait(batch_id, wait)
     return await run_in_threadpool(
         functools.partial(service.batches.status, batch_id, with_items=items)
     )
