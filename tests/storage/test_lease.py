@@ -421,6 +421,55 @@ def test_a_holder_whose_renewals_come_too_late_still_releases_the_lease_on_stop(
     api.api_client.close()
 
 
+class StalledRead:
+    """A CoordinationV1Api whose reads, once `stall` is set, wait for `go` (an API
+    server that answers only after the elector was told to stop)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.api_client = api.api_client
+        self.stall, self.stalled, self.go = threading.Event(), threading.Event(), threading.Event()
+        self.writes_after_go = 0
+
+    def read_namespaced_lease(self, *args: Any, **kwargs: Any) -> Any:
+        lease = self.api.read_namespaced_lease(*args, **kwargs)
+        if self.stall.is_set():
+            self.stalled.set()
+            self.go.wait(timeout=10)
+        return lease
+
+    def create_namespaced_lease(self, *args: Any, **kwargs: Any) -> Any:
+        return self.api.create_namespaced_lease(*args, **kwargs)
+
+    def replace_namespaced_lease(self, *args: Any, **kwargs: Any) -> Any:
+        if self.go.is_set():
+            self.writes_after_go += 1
+        return self.api.replace_namespaced_lease(*args, **kwargs)
+
+
+def test_an_elector_stopped_during_a_slow_read_never_writes_again(
+    kube: RunningEmulator, lease_name: str
+) -> None:
+    """`stop` joins the campaign thread for a bounded time, then releases: a read that
+    answers after that must not be followed by a renewal that takes the Lease back."""
+    stalled = StalledRead(coordination_api(kube.url))
+    elector = LeaseElector(stalled, name=lease_name, namespace=NS, identity="gone", timing=FAST)
+    elector.start()
+    wait_until("leadership", elector.is_leader)
+    stalled.stall.set()
+    wait_until("a read that hangs", stalled.stalled.is_set)
+    client_close = stalled.api_client.close
+    stalled.api_client.close = lambda: None  # the thread's late write must reach the server
+    elector.stop()  # joins for 2 x 1 + 0.2 s (request timeout, retry), then releases
+    stalled.go.set()  # the read answers now, with the Lease as it was before the release
+    time.sleep(0.5)
+    assert stalled.writes_after_go == 0
+    api = coordination_api(kube.url)
+    assert api.read_namespaced_lease(lease_name, NS).spec.holder_identity is None
+    api.api_client.close()
+    client_close()
+
+
 @pytest.mark.parametrize("outage", ["hang", "drop"])
 def test_a_leader_cut_off_from_the_api_server_steps_down_and_stops_publishing(
     kube: RunningEmulator, lease_name: str, tmp_path: Path, outage: str

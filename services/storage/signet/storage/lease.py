@@ -303,6 +303,12 @@ class LeaseElector:
         )
 
     def _write(self, call: Callable[[], Any]) -> _Outcome:
+        with self._lock:
+            if self._stopping:
+                # `stop` gave up waiting for this attempt (its read outlasted the join)
+                # and may have released already: writing now would take the Lease back
+                # for a replica that has stopped, and its successor would wait it out
+                return _Outcome.FAILED
         try:
             self._lease = call()
         except ApiException as exc:
