@@ -358,6 +358,6 @@ def _insert_batch_b1(connection: sa.Connection) -> None:
             "INSERT INTO batches (id, request_sha256, options_json, has_image, "
             "certificate_serial, level, total, created_at) "
             "VALUES ('b1', :z, '{}', false, '01', 'B-B', 1, :now)"
-        ),
+        ).bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True))),
         {"z": "0" * 64, "now": NOW},
     )
