@@ -193,18 +193,19 @@ def _dictionary_fast(
             result = generic.DictionaryObject()  # type: ignore[no-untyped-call]
             dict.update(result, entries)  # the keys are names already: nothing to normalise
             return result, found.end()
-        key = generic.NameObject(found.group("key").decode("ascii"))
+        key_text, text = found.group("key", kind)  # type: ignore[arg-type]
+        key = generic.NameObject(key_text.decode("ascii"))
         if key in entries:
             raise _GiveUp
         # the kinds of most values in a catalog, page or trailer, inline
         if kind == "name":
-            entries[key], at = generic.NameObject(found.group(kind).decode("ascii")), found.end()
+            entries[key], at = generic.NameObject(text.decode("ascii")), found.end()
         elif kind == "ref" and found.group("number").strip(b"0"):
             number, generation = found.group("number", "generation")
             entries[key] = _reference(int(number), int(generation), handler)
             at = found.end()
         elif kind == "integer":
-            entries[key], at = _new_int(generic.NumberObject, int(found.group(kind))), found.end()
+            entries[key], at = _new_int(generic.NumberObject, int(text)), found.end()
         else:
             entries[key], at = _value(found, data, handler, depth + 1)
     raise _GiveUp
