@@ -302,3 +302,187 @@ def test_the_syntax_subset_parses_as_pyhanko_parses_or_declines(text: bytes, aft
     assert fastpdf._serialise(ours) == fastpdf._serialise(theirs)
     assert _shape(ours) == _shape(theirs)
     assert data.startswith(b"endobj", pdfsyntax.skip_whitespace(data, stream.tell()))
+
+
+# -- the fast path of `pdfsyntax.parse` against its definition (`parse_exactly`) -----------
+
+
+def _deep(obj: object, handler: object) -> object:
+    """Types, values and attributes all the way down (the handler by identity)."""
+    if obj is handler:
+        return "the handler"
+    if not isinstance(obj, generic.PdfObject | generic.Reference):
+        return (type(obj), obj)  # e.g. a text string's encoding, an idnum
+    if isinstance(obj, dict):
+        return (type(obj), [(type(k), k, _deep(v, handler)) for k, v in obj.items()])
+    if isinstance(obj, list):
+        return (type(obj), [_deep(v, handler) for v in obj])
+    attributes = vars(obj) if hasattr(obj, "__dict__") else {}
+    if isinstance(obj, generic.IndirectObject | generic.Reference):
+        return (type(obj), [(k, _deep(v, handler)) for k, v in attributes.items()])
+    value = bool(obj) if isinstance(obj, generic.BooleanObject | generic.NullObject) else obj
+    return (type(obj), value, [(k, _deep(v, handler)) for k, v in attributes.items()])
+
+
+def _outcome(parser: object, data: bytes, handler: PdfHandler) -> object:
+    try:
+        obj, end = parser(data, 0, handler)  # type: ignore[operator]
+    except pdfsyntax.Unsupported as error:
+        return type(error)  # Short and Unsupported apart
+    return _deep(obj, handler), end
+
+
+def _same_at_every_length(data: bytes) -> None:
+    handler = _Handler()
+    for length in range(len(data) + 1):
+        cut = data[:length]
+        expected = _outcome(pdfsyntax.parse_exactly, cut, handler)
+        assert _outcome(pdfsyntax.parse, cut, handler) == expected, cut
+
+
+_EDGE_SEPARATORS = _SEPARATORS | st.sampled_from([b"\x00", b"\x0b", b" \x00 ", b"%x\r\n"])
+_EDGE_SCALARS = st.sampled_from(
+    [
+        b"0 0 R",  # object 0
+        b"00 0 R",
+        b"5  0 R",  # a reference spelt differently: pyHanko takes it, `_parse` refuses
+        b"5 0\nR",
+        b"5 0 Rx",
+        b"-5 0 R",
+        b"12345678901 0 R",
+        b"1 123456 R",
+        b"{",
+        b"/A#20",
+        b"/\x80",
+        b"<0a>",
+        b"<FEFF0041>",  # a byte order mark: a text string
+        b"<EFBBBF41>",
+        b"<00ff>",  # undefined in PDFDocEncoding: a byte string
+        b"(\xfe\xff\x00A)",
+    ]
+)
+_EDGE_OBJECTS = st.recursive(
+    _SCALARS | _KIDS | _EDGE_SCALARS,
+    lambda children: (
+        _compose(children)
+        | st.lists(st.tuples(_EDGE_SEPARATORS, children), max_size=4).map(
+            lambda xs: b"[" + b"".join(a + b for a, b in xs) + b"]"
+        )
+        | st.tuples(_NAMES, children).map(lambda kv: b"<<" + kv[0] + kv[0] + b" " + kv[1] + b">>")
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=_EDGE_OBJECTS,
+    after=_EDGE_SEPARATORS,
+    padding=st.integers(0, 24),
+)
+def test_the_fast_path_answers_as_the_definition_at_every_length(
+    text: bytes, after: bytes, padding: int
+) -> None:
+    """Objects, errors (`Short` apart from `Unsupported`) and ends, the buffer cut anywhere."""
+    _same_at_every_length(text + after + b"endobj" + b"\n" * padding)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"<< /Type /Page /MediaBox [0 0 595 842] /Count 3 /Parent 2 0 R >>",
+        b"<</Kids[5 0 R 7 0 R\x00 9 0 R]/A[1 2\x0b3]/B[ -1 .5]/C[1.5 -2. 007 -0]>>",
+        b"<< /A 1 /A 2 >>",
+        b"<< 5 6 >>",
+        b"<< /Kids [ 1 0 R 0 0 R ] >>",
+        b"<< /A [ 1 0 R 5 ] /B [5 0 R%c\n] /C [1 % c\n 2] >>",
+        b"<< /Count 5 0 R >>",
+        b"<< /Count 5  0 R >>",
+        b"[1 2 R]",
+        b"<< /Length 12 >>",
+        b"[" * 31 + b"1" + b"]" * 31,
+        b"[" * 32 + b"]" * 32,
+        b"[" * 33 + b"]" * 33,
+        b"[" * 32 + b"1" + b"]" * 32,
+        b"<<" * 32 + b">>" * 32,
+        b"<</A" * 32 + b" 1" + b">>" * 32,
+        b"<</A" * 33 + b" 1" + b">>" * 33,
+        b"[" * 32 + b"5 0 R" + b"]" * 32,
+        b"(a) (b\\) <4> <zz>",
+        b"<< /ID [<00ff11> <feff0041>] /T (\xef\xbb\xbfA) >>",
+        b"true false null nul",
+    ],
+)
+def test_the_fast_path_answers_as_the_definition_on_edge_cases(text: bytes) -> None:
+    for after in (b"", b" endobj", b" endobj" + b"\n" * 30):
+        _same_at_every_length(text + after)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=st.binary(max_size=12),
+    bom=st.sampled_from([b"", b"\xfe\xff", b"\xff\xfe", b"\xef\xbb\xbf"]),
+)
+def test_strings_are_made_as_pdf_string_makes_them(raw: bytes, bom: bytes) -> None:
+    try:
+        expected: object = _deep(generic.pdf_string(bom + raw), None)
+    except UnicodeDecodeError:  # a UTF-16 string of odd length: pyHanko's error, both ways
+        expected = UnicodeDecodeError
+    try:
+        ours: object = _deep(pdfsyntax._string(bom + raw), None)
+    except UnicodeDecodeError:
+        ours = UnicodeDecodeError
+    assert ours == expected
+
+
+def test_references_are_made_as_pyhanko_makes_them() -> None:
+    handler = _Handler()
+    ours = pdfsyntax._reference(12, 3, handler)
+    theirs = generic.IndirectObject(12, 3, handler)  # type: ignore[no-untyped-call]
+    assert type(ours) is type(theirs) and vars(ours).keys() == vars(theirs).keys()
+    assert type(ours.reference) is type(theirs.reference)
+    assert list(vars(ours.reference).items()) == list(vars(theirs.reference).items())
+    assert ours == theirs and hash(ours) == hash(theirs) and ours.reference.pdf is handler
+
+
+def test_the_common_shapes_take_the_fast_path() -> None:
+    """Else the comparisons above would only show that both paths give up alike."""
+    page = (
+        b"<<\n/Type /Page\n/MediaBox [ 0 0 595.5 842 ]\n/Contents 4 0 R\n/Resources <<\n"
+        b"/Font <<\n/F1 3 0 R\n>>\n>>\n/Kids [ 5 0 R 7 0 R ]\n/ID [ <00ff> <41> ] /T (x)\n"
+        b"/Parent 2 0 R /Open true /N null>>\nendobj\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"
+    )
+    obj, end = pdfsyntax._fast(page, 0, None)
+    assert (_deep(obj, None), end) == _outcome(pdfsyntax.parse_exactly, page, None)  # type: ignore[arg-type]
+
+
+def _written_by_pyhanko(obj: generic.PdfObject) -> bytes:
+    out = io.BytesIO()
+    obj.write_to_stream(out, None)
+    return out.getvalue()
+
+
+@settings(max_examples=800, deadline=None)
+@given(text=_EDGE_OBJECTS, after=_SEPARATORS)
+def test_objects_are_serialised_as_pyhanko_writes_them(text: bytes, after: bytes) -> None:
+    """`fastpdf._serialise` against pyHanko's writer, over what pyHanko's parser reads."""
+    stream = io.BytesIO(text + after + b" endobj" + b"\n" * 20)
+    try:
+        obj = generic.read_object(stream, generic.Reference(1, 0, _Handler()))
+    except Exception:
+        return  # pyHanko's parser refuses it: nothing to write
+    assert fastpdf._serialise(obj) == _written_by_pyhanko(obj)
+
+
+@pytest.mark.parametrize("name", list(corpus()))
+def test_catalogs_and_pages_are_serialised_as_pyhanko_writes_them(name: str) -> None:
+    document = fastpdf.read_with_pyhanko(io.BytesIO(corpus()[name]))
+    for obj in (document.root, document.page, document.annots):
+        assert fastpdf._serialise(obj) == _written_by_pyhanko(obj)
+    names = [generic.NameObject(text) for text in ("/A#B", "/é", "/A B", "/(", "/", "/x~")]
+    for obj in (
+        *names,
+        generic.ArrayObject(names),
+        generic.DictionaryObject({names[0]: generic.ArrayObject(names)}),
+    ):
+        assert fastpdf._serialise(obj) == _written_by_pyhanko(obj)  # type: ignore[arg-type]

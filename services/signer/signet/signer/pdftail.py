@@ -119,6 +119,7 @@ _EOL = rb"(?:\r\n|\r|\n)"
 _END = re.compile(rb"startxref" + _EOL + rb"(\d{1,15})" + _EOL + rb"%%EOF" + _EOL + rb"?\Z")
 _SUBSECTION = re.compile(rb"(\d{1,10}) (\d{1,10}) ?" + _EOL)
 _ENTRIES = re.compile(rb"(?:\d{10} \d{5} [fn](?: \r| \n|\r\n))*")
+_XREF = re.compile(b"xref" + _EOL)
 _OBJECT = re.compile(rb"(\d{1,10}) (\d{1,5}) obj[ \t\r\n\f\x00]*")
 _WHITESPACE = re.compile(rb"[ \t\r\n\f\x00]+")
 _ENDOBJ = re.compile(rb"[ \t\r\n\f\x00]*endobj")
@@ -138,13 +139,17 @@ class _NoReferences(PdfHandler):
     strict = False  # as `fastpdf`'s reader: a repeated dictionary key keeps its first value
 
     def __init__(self, input_size: int) -> None:
-        self._context = DecodeContext(DecodeLimits(), input_size=input_size)
+        self._input_size = input_size
+        self._context: DecodeContext | None = None
 
     def get_object(self, ref: generic.Reference, as_metadata_stream: bool = False) -> None:
         raise NotPlain  # e.g. an indirect /Length: resolve nothing, decline
 
     @property
     def decode_context(self) -> DecodeContext:
+        """Made when first asked for (a stream is decoded): a table needs none."""
+        if self._context is None:
+            self._context = DecodeContext(DecodeLimits(), input_size=self._input_size)
         return self._context
 
 
@@ -275,7 +280,7 @@ class _Table(_Xref):
 
     def __init__(self, tail: bytes, limit: int, handler: _NoReferences) -> None:
         self.handler = handler
-        after = re.compile(b"xref" + _EOL).match(tail)
+        after = _XREF.match(tail)
         if after is None:
             raise NotPlain
         position = after.end()
