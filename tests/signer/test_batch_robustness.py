@@ -1,5 +1,6 @@
 """Batch workers under a failing volume: a store gone at the pack's fsync, fsync errors
-(signed again into a new pack, a bounded number of times), a full disk (postponed)."""
+(signed again into a new pack, a bounded number of times), a full disk (postponed), and
+an appearance image gone (never sealed without it)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ import pytest
 from signet.common.contracts.signer import CertificateKind, SignatureLevel, SignOptions
 from signet.signer import batch_results
 from signet.signer.batch_results import Pack, Packed
-from signet.signer.batch_store import BatchStoreGuard
+from signet.signer.batch_store import MARKER, BatchStoreGuard
 from signet.signer.batch_worker import CLAIM_SIZE, SYNC_ATTEMPTS, BatchWorker, _Retry
 from signet.signer.batches import BatchStore
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
 
 from tests.signer.test_batches import _packs, _results, _rows, _signature_count
-from tests.support.pdfs import make_pdf
+from tests.support.pdfs import make_pdf, make_png
 
 
 @pytest.fixture
@@ -295,3 +296,48 @@ def test_groups_left_to_sign_again_are_handed_back_when_the_worker_ends(
     worker._groups.put(None)
     worker._commit_loop()
     assert _states(store, batch_id) == {"pending": 5}
+
+
+# -- 3. the appearance image ------------------------------------------------------------------
+
+
+def test_a_missing_appearance_image_fails_the_documents_rather_than_sealing_without_it(
+    own_service: SignerService, worker: BatchWorker, issue: Callable[..., str]
+) -> None:
+    """The batch asked for an image; it is gone from a store that is otherwise intact: its
+    documents fail with the reason, none is sealed without the image.  Another batch with
+    its image is sealed with it."""
+    store = own_service.batches
+    serial = issue("Image Seal", CertificateKind.SEAL)
+    intact, _ = _batch(own_service, serial, 3, image=make_png())
+    _run(worker)
+    assert _states(store, intact) == {"done": 3}
+    batch_id, _ = _batch(own_service, serial, 3, image=make_png())
+    (store.folder(batch_id) / "image.png").unlink()
+    worker._contexts.clear()
+    _run(worker)
+    assert _states(store, batch_id) == {"failed": 3}
+    errors = {row.error for row in _rows(store, batch_id).values()}
+    assert errors == {
+        "the batch's appearance image cannot be read (it is missing): not sealed without it"
+    }
+
+
+def test_a_missing_appearance_image_on_a_store_gone_postpones(
+    own_service: SignerService,
+    worker: BatchWorker,
+    issue: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image and the store marker go between the worker's store check and the
+    document: the store is at fault, not the batch: postponed, handed back."""
+    store = own_service.batches
+    batch_id, _ = _batch(own_service, issue("Image Gone Seal", CertificateKind.SEAL), 3, make_png())
+    (store.folder(batch_id) / "image.png").unlink()
+    (store.directory / MARKER).unlink()
+    monkeypatch.setattr(own_service.batch_store, "require", lambda: None)
+    monkeypatch.setattr(worker._stop, "wait", lambda _timeout=None: False)  # no 1 s pause
+    worker._work(store.claim(worker.worker, CLAIM_SIZE))
+    group = worker._groups.get_nowait()
+    assert group is not None and group.outcomes == [] and group.written == []
+    assert _states(store, batch_id) == {"pending": 3}

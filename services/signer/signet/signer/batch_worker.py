@@ -30,6 +30,7 @@ from signet.hsm import HsmUnavailable
 from signet.signer.batch_results import Pack, Packed
 from signet.signer.batches import (
     CLAIM_LEASE,
+    BatchImageUnreadable,
     BatchStore,
     Claim,
     Outcome,
@@ -475,6 +476,9 @@ class BatchWorker:
             return None
         except SignetError as exc:
             return Outcome(batch_id, index, error=exc.detail)
+        except BatchImageUnreadable as exc:  # the store is ready: the image itself is gone
+            log.error("%s", exc)
+            return Outcome(batch_id, index, error=exc.detail)
         except OSError as exc:
             if exc.errno not in _DISK_FULL:
                 return _unexpected(claim, exc)
@@ -511,6 +515,7 @@ class BatchWorker:
             context = _Context(
                 self.service.ca.signing_material(record.certificate_serial),
                 self.store.options(batch_id),
+                # has_image and no image: raised (postponed or failed), never sealed without
                 self.store.image(batch_id) if record.has_image else None,
                 now,
             )
