@@ -40,6 +40,9 @@ CLAIM_LEASE = timedelta(minutes=15)
 #: The queue's tail: fewer pending items than this many full groups per active worker
 #: (`BatchQueue.claim_group`).
 TAIL_GROUPS = 4
+#: Pending items are counted up to this many groups at most: beyond it there is no tail
+#: whatever the number of workers, and the count stays a short index range.
+_COUNT_GROUPS = TAIL_GROUPS * 8
 
 
 class BatchRecord(Base):
@@ -180,20 +183,20 @@ class BatchQueue:
         alone, a worker takes full groups.
 
         The sizing is one read in the claim's session before its UPDATE, on the state
-        index: the running items, and the pending ones up to the tail's size for
-        `workers` (at least 2; more active than that: the tail starts at that size, and
-        the next claim knows): 0.15 ms beside the claim's 3 (SQLite).  The UPDATE alone
-        makes the claim atomic; the counts only size it, so a count a moment old costs
-        balance, never correctness.  Nothing pending: no UPDATE (an idle poll is a read).
+        index: the running items, and the pending ones up to `_COUNT_GROUPS` groups.  The
+        UPDATE alone makes the claim atomic; the counts only size it, so a count a moment
+        old costs balance, never correctness.  Nothing pending: no UPDATE at all (an idle
+        worker's poll is a read).
         """
-        cap = TAIL_GROUPS * size * max(workers, 2)
         with self.registry.undurable_session() as session, session.begin():
-            others, pending = session.execute(_TAIL, {"worker": worker, "cap": cap}).one()
+            others, pending = session.execute(
+                _TAIL, {"worker": worker, "cap": _COUNT_GROUPS * size}
+            ).one()
             active = int(others) + 1
             if not pending:
                 return ClaimedGroup([], tail=True, workers=active)
             sharing = max(active, workers)
-            tail = sharing > 1 and pending < min(cap, TAIL_GROUPS * size * sharing)
+            tail = sharing > 1 and pending < TAIL_GROUPS * size * sharing
             limit = min(size, max(1, math.ceil(pending / (2 * sharing)))) if tail else size
             rows = session.execute(
                 _CLAIM, {"worker": worker, "now": utc_now(), "limit": limit}
