@@ -1,6 +1,6 @@
 """Batch workers under a failing volume: a store gone at the pack's fsync, fsync errors
-(signed again into a new pack, a bounded number of times), a full disk (postponed), an
-appearance image gone (never sealed without it), and claims sized for the queue's tail."""
+(signed again into a new pack, a bounded number of times), a full disk (postponed), and
+an appearance image gone (never sealed without it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import errno
 import hashlib
 import io
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -18,14 +17,8 @@ from signet.common.contracts.signer import CertificateKind, SignatureLevel, Sign
 from signet.signer import batch_results
 from signet.signer.batch_results import Pack, Packed
 from signet.signer.batch_store import MARKER, BatchStoreGuard
-from signet.signer.batch_worker import (
-    ACTIVE_MEMORY,
-    CLAIM_SIZE,
-    SYNC_ATTEMPTS,
-    BatchWorker,
-    _Retry,
-)
-from signet.signer.batches import BatchItemRecord, BatchStore, Outcome
+from signet.signer.batch_worker import CLAIM_SIZE, SYNC_ATTEMPTS, BatchWorker, _Retry
+from signet.signer.batches import BatchStore
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
 
@@ -348,64 +341,3 @@ def test_a_missing_appearance_image_on_a_store_gone_postpones(
     group = worker._groups.get_nowait()
     assert group is not None and group.outcomes == [] and group.written == []
     assert _states(store, batch_id) == {"pending": 3}
-
-
-# -- 4. the tail of the queue ----------------------------------------------------------------
-
-
-def test_claims_shrink_at_the_tail_when_other_workers_are_active(
-    own_service: SignerService, issue: Callable[..., str]
-) -> None:
-    """Alone, a worker takes full groups to the end; with another worker holding claims
-    and fewer than 4 groups per worker pending, groups are ceil(pending / (2 x workers))
-    and flagged as the tail; nothing pending is an empty tail."""
-    store = own_service.batches
-    batch_id, _ = _batch(own_service, issue("Tail Seal", CertificateKind.SEAL), 300)
-    alone = store.claim_group("a", CLAIM_SIZE)
-    assert (len(alone.claims), alone.tail) == (CLAIM_SIZE, False)
-    full = store.claim_group("b", CLAIM_SIZE)  # 268 pending: above 4 x 32 x 2
-    assert (len(full.claims), full.tail) == (CLAIM_SIZE, False)
-    early = store.claim_group("a", CLAIM_SIZE)  # 236 pending: the tail, groups still full
-    assert (len(early.claims), early.tail) == (CLAIM_SIZE, True)
-    store.claim("c", 204 - 40)  # a third claimant: 40 pending, 3 workers
-    late = store.claim_group("a", CLAIM_SIZE)
-    assert (len(late.claims), late.tail) == (7, True)  # ceil(40 / 6)
-    store.claim("c", 32)
-    last = store.claim_group("b", CLAIM_SIZE)
-    assert (len(last.claims), last.tail) == (1, True)  # 1 pending: at least one
-    empty = store.claim_group("b", CLAIM_SIZE)
-    assert (empty.claims, empty.tail) == ([], True)
-    assert (alone.workers, full.workers, late.workers, empty.workers) == (1, 2, 3, 3)
-    assert _states(store, batch_id) == {"running": 300}
-
-
-def test_no_group_is_claimed_ahead_at_the_tail(
-    own_service: SignerService, worker: BatchWorker, issue: Callable[..., str]
-) -> None:
-    """With another worker active and few documents left, the worker takes a smaller group
-    and claims none ahead: the rest stays for the other worker."""
-    store = own_service.batches
-    batch_id, _ = _batch(own_service, issue("Ahead Tail Seal", CertificateKind.SEAL), 60)
-    store.claim("other worker", 20)
-    claims = worker._next_claims()  # 40 pending, 2 workers: ceil(40 / 4)
-    assert len(claims) == 10 and worker._ahead is None
-    assert _states(store, batch_id) == {"running": 30, "pending": 30}
-    with store.registry.session() as session:
-        held = session.query(BatchItemRecord).filter_by(worker=worker.worker).count()
-    assert held == 10
-
-
-def test_a_worker_counts_on_the_other_workers_between_their_groups(
-    own_service: SignerService, worker: BatchWorker, issue: Callable[..., str]
-) -> None:
-    """At the tail the other worker holds no claim between two groups: a worker that saw
-    it active within `ACTIVE_MEMORY` still shares, instead of taking all that is left."""
-    store = own_service.batches
-    batch_id, _ = _batch(own_service, issue("Memory Seal", CertificateKind.SEAL), 60)
-    others = store.claim("other worker", 20)
-    assert len(worker._next_claims()) == 10  # 40 pending, 2 workers: ceil(40 / 4)
-    store.finish_many("other worker", [Outcome(c.batch_id, c.index, error="x") for c in others])
-    assert len(worker._next_claims()) == 8  # 30 pending, none held by another: ceil(30 / 4)
-    worker._workers_seen = (2, time.monotonic() - ACTIVE_MEMORY)  # long ago: alone now
-    assert len(worker._next_claims()) == 22 and worker._ahead is not None
-    assert _states(store, batch_id) == {"failed": 20, "running": 40}

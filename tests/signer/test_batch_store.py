@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from signet.common.contracts.signer import CertificateKind, SignatureLevel, SignOptions
 from signet.signer.app import create_app
-from signet.signer.batch_queue import BatchRecord, Claim, ClaimedGroup
+from signet.signer.batch_queue import BatchRecord, Claim
 from signet.signer.batch_store import (
     MARKER,
     BatchStoreGuard,
@@ -324,15 +324,11 @@ def test_a_worker_claims_nothing_while_the_store_is_gone(
     batch_id = _batch_of(own_service, serial, 2)
     store.directory.rename(tmp_path / "unmounted")
     claimed, checked = threading.Event(), threading.Event()
-    real_claim, real_group, real_state = store.claim, store.claim_group, guard.state
+    real_claim, real_state = store.claim, guard.state
 
     def claim(worker: str, limit: int = 1) -> list[Claim]:
         claimed.set()
         return real_claim(worker, limit)
-
-    def claim_group(worker: str, size: int) -> ClaimedGroup:
-        claimed.set()
-        return real_group(worker, size)
 
     def state() -> StoreState:
         result = real_state()
@@ -341,7 +337,6 @@ def test_a_worker_claims_nothing_while_the_store_is_gone(
         return result
 
     monkeypatch.setattr(store, "claim", claim)
-    monkeypatch.setattr(store, "claim_group", claim_group)
     monkeypatch.setattr(guard, "state", state)
     worker = BatchWorker(own_service, store, idle_poll=0.01)
     worker.start()

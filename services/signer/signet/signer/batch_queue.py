@@ -10,13 +10,11 @@ can never overwrite the record of the one that took over.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from signet.common.contracts.signer import BatchItemState
 from signet.signer.registry import Base, Registry
@@ -37,12 +35,6 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 #: A claim older than this is taken back even if its claimant may still live elsewhere.
 CLAIM_LEASE = timedelta(minutes=15)
-#: The queue's tail: fewer pending items than this many full groups per active worker
-#: (`BatchQueue.claim_group`).
-TAIL_GROUPS = 4
-#: Pending items are counted up to this many groups at most: beyond it there is no tail
-#: whatever the number of workers, and the count stays a short index range.
-_COUNT_GROUPS = TAIL_GROUPS * 8
 
 
 class BatchRecord(Base):
@@ -138,18 +130,6 @@ class Outcome:
     output_size: int | None = None
 
 
-@dataclass(frozen=True)
-class ClaimedGroup:
-    """A claim sized by `BatchQueue.claim_group`."""
-
-    claims: list[Claim]
-    #: Few items were left pending for the workers active now: the group was made
-    #: smaller to share them, and its claimant should not claim the next one ahead.
-    tail: bool
-    #: Workers holding running items when claimed, the claimant included.
-    workers: int = 1
-
-
 class BatchQueue:
     """The queue half of `signet.signer.batches.BatchStore` (which adds files and results)."""
 
@@ -166,42 +146,26 @@ class BatchQueue:
         """
         with self.registry.undurable_session() as session, session.begin():
             rows = session.execute(
-                _CLAIM, {"worker": worker, "now": utc_now(), "limit": limit}
+                text(
+                    "UPDATE batch_items SET state = 'running', worker = :worker, "
+                    "claimed_at = :now WHERE (batch_id, idx) IN ("
+                    "  SELECT batch_id, idx FROM batch_items WHERE state = 'pending' "
+                    "  ORDER BY batch_id, idx LIMIT :limit"
+                    ") AND state = 'pending' "
+                    "RETURNING batch_id, idx, input_offset, input_size"
+                ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
+                {"worker": worker, "now": utc_now(), "limit": limit},
             ).all()
-        return _claims(rows)
-
-    def claim_group(self, worker: str, size: int, *, workers: int = 1) -> ClaimedGroup:
-        """A worker's next group: `size` items, or fewer at the tail of the queue.
-
-        At the end of a batch a worker holding a full group (and one claimed ahead) keeps
-        the last documents from the other workers, which then find nothing and idle while
-        it signs them.  So when fewer than `TAIL_GROUPS` full groups per active worker are
-        pending, the group is ceil(pending / (2 x workers)) items (at least 1, at most
-        `size`), and `tail` says not to claim ahead.  Active workers are the claimants of
-        running items, the caller included, or `workers` if more (the caller's recent
-        count: at the tail a worker between two groups holds no claim for a moment);
-        alone, a worker takes full groups.
-
-        The sizing is one read in the claim's session before its UPDATE, on the state
-        index: the running items, and the pending ones up to `_COUNT_GROUPS` groups.  The
-        UPDATE alone makes the claim atomic; the counts only size it, so a count a moment
-        old costs balance, never correctness.  Nothing pending: no UPDATE at all (an idle
-        worker's poll is a read).
-        """
-        with self.registry.undurable_session() as session, session.begin():
-            others, pending = session.execute(
-                _TAIL, {"worker": worker, "cap": _COUNT_GROUPS * size}
-            ).one()
-            active = int(others) + 1
-            if not pending:
-                return ClaimedGroup([], tail=True, workers=active)
-            sharing = max(active, workers)
-            tail = sharing > 1 and pending < TAIL_GROUPS * size * sharing
-            limit = min(size, max(1, math.ceil(pending / (2 * sharing)))) if tail else size
-            rows = session.execute(
-                _CLAIM, {"worker": worker, "now": utc_now(), "limit": limit}
-            ).all()
-        return ClaimedGroup(_claims(rows), tail, active)
+        claims = (
+            Claim(
+                str(row[0]),
+                int(row[1]),
+                None if row[2] is None else int(row[2]),
+                None if row[3] is None else int(row[3]),
+            )
+            for row in rows
+        )
+        return sorted(claims, key=lambda claim: (claim.batch_id, claim.index))
 
     def renew(self, worker: str, claims: list[Claim]) -> int:
         """Restart the lease of the `claims` that `worker` still holds (claimed_at = now);
@@ -327,23 +291,6 @@ class BatchQueue:
         return recovered
 
 
-#: Take up to :limit of the oldest pending items (`BatchQueue.claim`).
-_CLAIM = text(
-    "UPDATE batch_items SET state = 'running', worker = :worker, "
-    "claimed_at = :now WHERE (batch_id, idx) IN ("
-    "  SELECT batch_id, idx FROM batch_items WHERE state = 'pending' "
-    "  ORDER BY batch_id, idx LIMIT :limit"
-    ") AND state = 'pending' "
-    "RETURNING batch_id, idx, input_offset, input_size"
-).bindparams(bindparam("now", type_=DateTime(timezone=True)))
-#: How many other workers hold running items, and how many items are pending (up to
-#: :cap): what `BatchQueue.claim_group` sizes a group by.
-_TAIL = text(
-    "SELECT (SELECT count(DISTINCT worker) FROM batch_items "
-    "        WHERE state = 'running' AND worker <> :worker), "
-    "       (SELECT count(*) FROM (SELECT 1 FROM batch_items WHERE state = 'pending' "
-    "        LIMIT :cap) AS pending)"
-)
 #: Record one outcome if its claimant still holds the item (`BatchQueue.finish_many`).
 _FINISH = text(
     "UPDATE batch_items SET state = :state, output_sha256 = :output_sha256, error = :error, "
@@ -357,20 +304,6 @@ _OPEN = text(
     "SELECT 1 FROM batch_items WHERE batch_id = :batch_id "
     "AND state IN ('pending', 'running') LIMIT 1"
 )
-
-
-def _claims(rows: Sequence[Sequence[Any]]) -> list[Claim]:
-    """`_CLAIM`'s rows as claims, in queue order."""
-    claims = (
-        Claim(
-            str(row[0]),
-            int(row[1]),
-            None if row[2] is None else int(row[2]),
-            None if row[3] is None else int(row[3]),
-        )
-        for row in rows
-    )
-    return sorted(claims, key=lambda claim: (claim.batch_id, claim.index))
 
 
 def _hand_back(session: Session, batch_id: str, index: int, worker: str | None) -> None:

@@ -33,7 +33,6 @@ from signet.signer.batches import (
     BatchImageUnreadable,
     BatchStore,
     Claim,
-    ClaimedGroup,
     Outcome,
     this_worker,
 )
@@ -64,10 +63,6 @@ RENEW_AFTER = CLAIM_LEASE.total_seconds() / 5
 #: ahead of large documents the claim's wait is nothing beside signing, and the group
 #: claimed ahead would only wait, kept from the other workers.
 AHEAD_BYTES = 8 * 1024 * 1024
-#: Seconds a worker counts on another worker it saw holding claims (`BatchStore.claim_group`
-#: sizes the tail's groups by the active workers): at the tail one holds none between two
-#: groups, and the last documents would all go to the other.
-ACTIVE_MEMORY = 1.0
 #: Packs a document is signed into before it fails when each one's fsync fails (EIO and
 #: the like: after a failed fsync nothing in that pack is trusted, so its documents are
 #: signed again into a new pack).  A disk that fails this many in a row is not healing.
@@ -138,7 +133,7 @@ class BatchWorker:
         self._packs: dict[str, Pack] = {}
         # the next group's claim, made while this one is signed (worker thread only)
         self._claimer = ThreadPoolExecutor(1, thread_name_prefix="batch-claim")
-        self._ahead: Future[ClaimedGroup] | None = None
+        self._ahead: Future[list[Claim]] | None = None
         # groups to sign again (their pack's fsync failed), from the committer; taken
         # before any new claim, and handed back by the committer once the worker ended
         self._retries: queue.SimpleQueue[_Retry] = queue.SimpleQueue()
@@ -146,8 +141,6 @@ class BatchWorker:
         self._retried: dict[tuple[str, int], int] = {}
         # no claims before this (`time.monotonic`): the batch volume was full
         self._paused_until = 0.0
-        # the most workers a recent claim saw active, and when (`time.monotonic`)
-        self._workers_seen = (1, 0.0)
         # when the group being signed was claimed (or its claims last renewed), by `clock`;
         # for the group claimed ahead: when that claim was started (it can only be younger)
         self._held_since = self._ahead_since = clock()
@@ -222,10 +215,10 @@ class BatchWorker:
         average during a 1-page batch, against 45 ms to sign a group): ahead, that wait
         overlaps with signing.  A worker holds at most one group ahead; it is handed
         back when the worker stops, or recovered as any claim of a dead worker.  No
-        group is claimed ahead of one larger than `AHEAD_BYTES`, nor at the tail of the
-        queue (`BatchStore.claim_group`): there is nothing to overlap worth keeping
-        documents from the other workers for.  A group to sign again (its pack's fsync
-        failed) comes first, its claims renewed before its first document.
+        group is claimed ahead of one larger than `AHEAD_BYTES`: there is nothing to
+        overlap worth keeping documents from the other workers for.  A group to sign
+        again (its pack's fsync failed) comes first, its claims renewed before its first
+        document.
         """
         try:
             retry = self._retries.get_nowait()
@@ -237,29 +230,14 @@ class BatchWorker:
             return retry.claims
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
-            group, self._held_since = ahead.result(), self._ahead_since
+            claims, self._held_since = ahead.result(), self._ahead_since
         else:
             self._held_since = self.clock()
-            group = self.store.claim_group(self.worker, CLAIM_SIZE, workers=self._workers())
-        if group.workers > 1:
-            self._workers_seen = (group.workers, time.monotonic())
-        claims = group.claims
-        if (
-            claims
-            and not group.tail
-            and not self._stop.is_set()
-            and _input_bytes(claims) <= AHEAD_BYTES
-        ):
+            claims = self.store.claim(self.worker, CLAIM_SIZE)
+        if claims and not self._stop.is_set() and _input_bytes(claims) <= AHEAD_BYTES:
             self._ahead_since = self.clock()
-            self._ahead = self._claimer.submit(
-                self.store.claim_group, self.worker, CLAIM_SIZE, workers=self._workers()
-            )
+            self._ahead = self._claimer.submit(self.store.claim, self.worker, CLAIM_SIZE)
         return claims
-
-    def _workers(self) -> int:
-        """Workers active beside this one a moment ago (`ACTIVE_MEMORY`), this one included."""
-        workers, seen_at = self._workers_seen
-        return workers if time.monotonic() - seen_at < ACTIVE_MEMORY else 1
 
     def _keep(self, claims: list[Claim]) -> None:
         """Renew the group's claims if they are older than `RENEW_AFTER` (it waited behind
@@ -284,7 +262,7 @@ class BatchWorker:
         if ahead is None:
             return
         try:
-            claims = ahead.result().claims
+            claims = ahead.result()
         except Exception:  # nothing was claimed, or the lease will hand it back
             log.warning("claim ahead failed", exc_info=True)
             return
