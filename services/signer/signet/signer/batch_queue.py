@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -262,6 +262,13 @@ class BatchQueue:
         """Give an item back (the HSM is down: nothing is wrong with the document)."""
         with self.registry.session() as session, session.begin():
             _hand_back(session, batch_id, index, worker)
+
+    def release_many(self, worker: str, claims: Iterable[Claim]) -> None:
+        """Give items back in one transaction (a group whose pack the batch volume lost
+        or could not take: nothing is wrong with its documents)."""
+        with self.registry.session() as session, session.begin():
+            for claim in claims:
+                _hand_back(session, claim.batch_id, claim.index, worker)
 
     def recover(self, is_dead: Callable[[str], bool] = claimant_is_dead) -> int:
         """Hand back items whose claimant died or whose lease expired; returns how many."""

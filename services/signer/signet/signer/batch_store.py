@@ -307,12 +307,18 @@ class BatchStoreGuard:
         try:
             yield
         except OSError as exc:
-            with self._lock:
-                self._record_cache = None  # judge with the database's current record
-            state = self.state()
+            state = self.recheck()
             if state.ready:
                 raise
             raise BatchStoreUnavailable(state) from exc
+
+    def recheck(self) -> StoreState:
+        """The verdict now, judged with the database's current record (not the one cached
+        for `record_ttl`): after a file error, to tell whose fault it was (the store gone
+        or replaced, or the file)."""
+        with self._lock:
+            self._record_cache = None
+        return self.state()
 
     def adopt(self) -> StoreState:
         """Accept the directory as the store of the database's batches, whatever it holds

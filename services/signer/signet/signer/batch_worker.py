@@ -13,6 +13,7 @@ the database poll is the fallback for batches created on another host.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import queue
@@ -20,14 +21,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from signet.common.contracts.signer import SignOptions
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.hsm import HsmUnavailable
 from signet.signer.batch_results import Pack, Packed
-from signet.signer.batches import CLAIM_LEASE, BatchStore, Claim, Outcome, this_worker
+from signet.signer.batches import (
+    CLAIM_LEASE,
+    BatchImageUnreadable,
+    BatchStore,
+    Claim,
+    Outcome,
+    this_worker,
+)
 from signet.signer.ca import Issued
 from signet.signer.service import SignerService
 
@@ -55,6 +63,17 @@ RENEW_AFTER = CLAIM_LEASE.total_seconds() / 5
 #: ahead of large documents the claim's wait is nothing beside signing, and the group
 #: claimed ahead would only wait, kept from the other workers.
 AHEAD_BYTES = 8 * 1024 * 1024
+#: Packs a document is signed into before it fails when each one's fsync fails (EIO and
+#: the like: after a failed fsync nothing in that pack is trusted, so its documents are
+#: signed again into a new pack).  A disk that fails this many in a row is not healing.
+SYNC_ATTEMPTS = 3
+#: How long a worker claims nothing after the batch volume was full (ENOSPC, EDQUOT): the
+#: documents are handed back, never failed, and tried again once space may be free.
+DISK_FULL_WAIT = 5.0
+#: Errors that say the batch volume is full: documents are postponed, not failed.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: fsync errors no new pack cures: the file system cannot sync such a file at all.
+_CANNOT_SYNC = frozenset({errno.EINVAL, errno.EBADF, errno.EOPNOTSUPP})
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,17 @@ class _Group:
     written: list[tuple[Claim, Packed]]
     outcomes: list[Outcome]
     retired: list[Pack]
+    #: (batch, index) -> packs the item was already signed into whose fsync failed
+    attempts: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """Claims still held whose pack could not be synced: to be signed again (committer to
+    worker), with the failed attempts so far."""
+
+    claims: list[Claim]
+    attempts: dict[tuple[str, int], int]
 
 
 @dataclass(frozen=True)
@@ -104,6 +134,13 @@ class BatchWorker:
         # the next group's claim, made while this one is signed (worker thread only)
         self._claimer = ThreadPoolExecutor(1, thread_name_prefix="batch-claim")
         self._ahead: Future[list[Claim]] | None = None
+        # groups to sign again (their pack's fsync failed), from the committer; taken
+        # before any new claim, and handed back by the committer once the worker ended
+        self._retries: queue.SimpleQueue[_Retry] = queue.SimpleQueue()
+        # the failed attempts of the retried claims being signed (worker thread only)
+        self._retried: dict[tuple[str, int], int] = {}
+        # no claims before this (`time.monotonic`): the batch volume was full
+        self._paused_until = 0.0
         # when the group being signed was claimed (or its claims last renewed), by `clock`;
         # for the group claimed ahead: when that claim was started (it can only be younger)
         self._held_since = self._ahead_since = clock()
@@ -152,7 +189,7 @@ class BatchWorker:
                     if recovered:
                         log.warning("took back %d batch items from dead workers", recovered)
                     last_recovery = time.monotonic()
-                claims = self._next_claims() if self.service.batch_store.state().ready else []
+                claims = self._next_claims() if self._may_claim() else []
                 if claims:
                     self._work(claims)
             except Exception:  # the database may be briefly unavailable; never die
@@ -161,6 +198,14 @@ class BatchWorker:
                 continue
             if not claims:
                 self._idle(mark)
+
+    def _may_claim(self) -> bool:
+        """The store is ready and the volume was not found full a moment ago; while it was,
+        a group claimed ahead is handed back to the others too."""
+        if time.monotonic() < self._paused_until:
+            self._release_ahead()
+            return False
+        return self.service.batch_store.state().ready
 
     def _next_claims(self) -> list[Claim]:
         """The next group: the one claimed ahead while the last was signed, else claimed
@@ -171,8 +216,18 @@ class BatchWorker:
         overlaps with signing.  A worker holds at most one group ahead; it is handed
         back when the worker stops, or recovered as any claim of a dead worker.  No
         group is claimed ahead of one larger than `AHEAD_BYTES`: there is nothing to
-        overlap worth keeping documents from the other workers for.
+        overlap worth keeping documents from the other workers for.  A group to sign
+        again (its pack's fsync failed) comes first, its claims renewed before its first
+        document.
         """
+        try:
+            retry = self._retries.get_nowait()
+        except queue.Empty:
+            pass
+        else:
+            self._retried.update(retry.attempts)
+            self._held_since = self.clock() - RENEW_AFTER
+            return retry.claims
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             claims, self._held_since = ahead.result(), self._ahead_since
@@ -230,11 +285,13 @@ class BatchWorker:
         outcomes: list[Outcome] = []
         written: list[tuple[Claim, Packed]] = []
         retired: list[Pack] = []
+        keys = [(claim.batch_id, claim.index) for claim in claims]
+        attempts = {key: self._retried.pop(key) for key in keys if key in self._retried}
         for position, claim in enumerate(claims):
             if not self._stop.is_set():
                 self._keep(claims)
             result = None if self._stop.is_set() else self._sign(claim, retired)
-            if result is None:  # postponed (HSM down) or stopping: hand the rest back
+            if result is None:  # postponed (HSM down, disk full) or stopping: hand the rest back
                 for rest in claims[position:]:
                     self.store.release(rest.batch_id, rest.index, self.worker)
                 break
@@ -242,7 +299,7 @@ class BatchWorker:
                 outcomes.append(result)
             else:
                 written.append((claim, result))
-        self._groups.put(_Group(written, outcomes, retired))
+        self._groups.put(_Group(written, outcomes, retired, attempts))
 
     def _commit_loop(self) -> None:
         while (group := self._groups.get()) is not None:
@@ -255,6 +312,15 @@ class BatchWorker:
                 pack.close()
         for pack in self._packs.values():  # the worker has ended: nothing writes them now
             pack.close()
+        while True:  # groups to sign again that the worker will not take any more
+            try:
+                retry = self._retries.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                self.store.release_many(self.worker, retry.claims)
+            except Exception:  # the lease hands them back
+                log.warning("handing back %d batch items failed", len(retry.claims), exc_info=True)
 
     def _commit(self, group: _Group) -> None:
         """Make a signed group durable together, then record it in one transaction.
@@ -264,24 +330,26 @@ class BatchWorker:
         recorded with where their documents are (`finish_many`).  A worker killed
         before that leaves bytes no row points to: the next worker signs those
         documents again into its own pack.  A pack that cannot be synced is retired
-        (the worker starts a new one) and its documents are reported as failed.
+        (the worker starts a new one) and its documents are never recorded from it:
+        `_unsynced` says what becomes of them.
         """
         outcomes = list(group.outcomes)
-        failed: dict[str, OSError] = {}
+        failed: dict[str, tuple[OSError, bool]] = {}
         for pack in {id(packed.pack): packed.pack for _, packed in group.written}.values():
+            if pack.broken is not None:  # an earlier group's fsync failed: not this one's
+                failed[pack.name] = (pack.broken, False)
+                continue
             try:
                 pack.sync()
             except OSError as exc:
                 # after a failed fsync the kernel may have dropped pages and a later one
                 # may succeed regardless: nothing in this pack is trusted any more
-                failed[pack.name] = exc
+                failed[pack.name] = (exc, True)
                 pack.broken = exc
+        unsynced: dict[str, list[Claim]] = {}
         for claim, packed in group.written:
-            error = failed.get(packed.pack.name)
-            if error is not None:
-                log.error("batch %s item %d not stored: %s", claim.batch_id, claim.index, error)
-                detail = f"internal error (cannot store the signed document: {error.strerror})"
-                outcomes.append(Outcome(claim.batch_id, claim.index, error=detail))
+            if packed.pack.name in failed:
+                unsynced.setdefault(packed.pack.name, []).append(claim)
             else:
                 outcomes.append(
                     Outcome(
@@ -293,6 +361,8 @@ class BatchWorker:
                         output_size=packed.size,
                     )
                 )
+        for name, claims in unsynced.items():
+            outcomes += self._unsynced(name, claims, *failed[name], group.attempts)
         for attempt in range(3):  # the signed documents are durable: only the record is missing
             try:
                 self.store.finish_many(self.worker, outcomes)
@@ -302,6 +372,76 @@ class BatchWorker:
                     raise
                 log.warning("recording batch outcomes failed; retrying", exc_info=True)
                 time.sleep(0.5)
+
+    def _unsynced(
+        self,
+        pack: str,
+        claims: list[Claim],
+        error: OSError,
+        counted: bool,
+        attempts: dict[tuple[str, int], int],
+    ) -> list[Outcome]:
+        """What becomes of documents whose pack could not be synced; the failures to record.
+
+        - The store is not ready any more (the volume unmounted or replaced): not the
+          documents' fault, nor the disk's; handed back, signed again once it is back.
+        - The volume is full (ENOSPC, EDQUOT): handed back too, and this worker claims
+          nothing for `DISK_FULL_WAIT` (as with the HSM down: postponed, never failed).
+        - Otherwise (EIO and the like) the disk failed this pack: the claims stay this
+          worker's and are signed again into a new pack (`_retries`, before any new
+          claim: the attempts are counted exactly, no other worker takes them meanwhile),
+          until `SYNC_ATTEMPTS` packs failed them, or at once if the file system cannot
+          sync at all; then they fail with the reason.  An attempt is counted only for
+          the group whose own fsync failed (`counted`), not for one written into the
+          pack before the worker knew it was broken.
+        """
+        state = self.service.batch_store.recheck()
+        if not state.ready or error.errno in _DISK_FULL:
+            if state.ready:
+                self._paused_until = time.monotonic() + DISK_FULL_WAIT
+                log.warning(
+                    "batch volume full: pack %s cannot be synced (%s); %d documents handed "
+                    "back, none claimed for %.0f s: free space on the batch volume",
+                    pack,
+                    error.strerror,
+                    len(claims),
+                    DISK_FULL_WAIT,
+                )
+            else:
+                log.warning(
+                    "pack %s cannot be synced (%s) and the batch store is not ready (%s): "
+                    "%d documents handed back",
+                    pack,
+                    error.strerror,
+                    state.health.value,
+                    len(claims),
+                )
+            self.store.release_many(self.worker, claims)
+            return []
+        failures, again, retried = [], [], {}
+        for claim in claims:
+            key = (claim.batch_id, claim.index)
+            tried = attempts.get(key, 0) + counted
+            if error.errno in _CANNOT_SYNC or tried >= SYNC_ATTEMPTS:
+                log.error("batch %s item %d not stored: %s", claim.batch_id, claim.index, error)
+                detail = (
+                    f"internal error (cannot store the signed document: {error.strerror}; "
+                    f"{max(tried, 1)} attempt{'s' if tried > 1 else ''})"
+                )
+                failures.append(Outcome(claim.batch_id, claim.index, error=detail))
+            else:
+                again.append(claim)
+                retried[key] = tried
+        if again:
+            log.warning(
+                "pack %s cannot be synced (%s): %d documents are signed again into a new pack",
+                pack,
+                error.strerror,
+                len(again),
+            )
+            self._retries.put(_Retry(again, retried))
+            self._wake.set()
+        return failures
 
     def _pack(self, batch_id: str, retired: list[Pack]) -> Pack:
         """This worker's open pack in the batch, started on first use."""
@@ -319,7 +459,7 @@ class BatchWorker:
 
     def _sign(self, claim: Claim, retired: list[Pack]) -> Outcome | Packed | None:
         """Sign one document into this worker's pack; an `Outcome` when it failed; None
-        when it must wait (HSM unavailable)."""
+        when it must wait (HSM unavailable, batch store not ready, batch volume full)."""
         batch_id, index = claim.batch_id, claim.index
         try:
             with self.service.batch_store.in_use():  # store gone: postponed, never failed
@@ -336,9 +476,24 @@ class BatchWorker:
             return None
         except SignetError as exc:
             return Outcome(batch_id, index, error=exc.detail)
+        except BatchImageUnreadable as exc:  # the store is ready: the image itself is gone
+            log.error("%s", exc)
+            return Outcome(batch_id, index, error=exc.detail)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                return _unexpected(claim, exc)
+            self._paused_until = time.monotonic() + DISK_FULL_WAIT
+            log.warning(
+                "batch volume full (%s): batch %s item %d and the rest of its group handed "
+                "back, none claimed for %.0f s: free space on the batch volume",
+                exc.strerror,
+                batch_id,
+                index,
+                DISK_FULL_WAIT,
+            )
+            return None
         except Exception as exc:
-            log.exception("batch %s item %d failed unexpectedly", batch_id, index)
-            return Outcome(batch_id, index, error=f"internal error ({type(exc).__name__})")
+            return _unexpected(claim, exc)
 
     def _spool(self, batch_id: str) -> BinaryIO | None:
         """The batch's upload spool, kept open while this worker signs from it."""
@@ -360,6 +515,7 @@ class BatchWorker:
             context = _Context(
                 self.service.ca.signing_material(record.certificate_serial),
                 self.store.options(batch_id),
+                # has_image and no image: raised (postponed or failed), never sealed without
                 self.store.image(batch_id) if record.has_image else None,
                 now,
             )
@@ -383,6 +539,11 @@ def _freeze_startup_heap() -> None:
         if not _frozen_once:
             gc.freeze()
             _frozen_once.append(True)
+
+
+def _unexpected(claim: Claim, exc: Exception) -> Outcome:
+    log.exception("batch %s item %d failed unexpectedly", claim.batch_id, claim.index)
+    return Outcome(claim.batch_id, claim.index, error=f"internal error ({type(exc).__name__})")
 
 
 def _input_bytes(claims: list[Claim]) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLAIM_LEASE",
+    "BatchImageUnreadable",
     "BatchItemRecord",
     "BatchRecord",
     "BatchStore",
@@ -83,6 +84,15 @@ _CHUNK = 1024 * 1024
 _IN_MEMORY = 8 * 1024 * 1024
 
 
+class BatchImageUnreadable(OSError):
+    """A batch's appearance image cannot be read: its documents cannot be sealed as asked."""
+
+    def __init__(self, batch_id: str, why: str) -> None:
+        #: For the item's error (shown to API callers): no path.
+        self.detail = f"the batch's appearance image cannot be read ({why}): not sealed without it"
+        super().__init__(f"batch {batch_id}: {self.detail}")
+
+
 class BatchStore(BatchQueue):
     """Batches of one signer database and folder; the tables are the registry's, made and
     migrated when it opens (`signet.signer.migrations`)."""
@@ -103,9 +113,23 @@ class BatchStore(BatchQueue):
         """Where the batch's packs are (and, before packs, one file per document)."""
         return self.folder(batch_id) / "out"
 
-    def image(self, batch_id: str) -> bytes | None:
+    def image(self, batch_id: str) -> bytes:
+        """The appearance image of a batch created with one (its record's ``has_image``).
+
+        Raises `BatchImageUnreadable` when it is missing, empty or cannot be read: sealing
+        without it would make another document than the one requested.  An `OSError`, so
+        that a worker's store guard postpones the batch when the volume is the cause.
+        """
         path = self.folder(batch_id) / "image.png"
-        return path.read_bytes() if path.exists() else None
+        try:
+            image = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise BatchImageUnreadable(batch_id, "it is missing") from exc
+        except OSError as exc:
+            raise BatchImageUnreadable(batch_id, exc.strerror or type(exc).__name__) from exc
+        if not image:
+            raise BatchImageUnreadable(batch_id, "it is empty")
+        return image
 
     def open_spool(self, batch_id: str) -> BinaryIO | None:
         """The batch's upload spool, unbuffered, for `open_input` (None: staged before
