@@ -324,6 +324,10 @@ async def test_content_types_that_are_not_multipart_with_a_boundary(tmp_path: Pa
     ):
         with pytest.raises(InvalidRequest, match="multipart/form-data with a boundary"):
             await receive(tmp_path, [data], content_type=content_type, drained=False)
+    with pytest.raises(InvalidRequest, match="boundary is not usable"):
+        await receive(
+            tmp_path, [data], content_type='multipart/form-data; boundary="a\nb"', drained=False
+        )
 
 
 async def test_limits_refuse_with_their_reason_after_the_whole_body(tmp_path: Path) -> None:

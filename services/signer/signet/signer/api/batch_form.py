@@ -156,12 +156,15 @@ async def receive_batch(
     before its closing boundary, 413 for a document or image over its limit),
     once the body has been read to its end.
     """
-    parser = PushMultipartParser(
-        _boundary(request.headers.get("content-type", "")),
-        max_header_size=HEADER_LIMIT,
-        max_header_count=HEADER_COUNT,
-        header_charset="latin1",
-    )
+    try:
+        parser = PushMultipartParser(
+            _boundary(request.headers.get("content-type", "")),
+            max_header_size=HEADER_LIMIT,
+            max_header_count=HEADER_COUNT,
+            header_charset="latin1",
+        )
+    except MultipartError as exc:  # a boundary it cannot use (a line break in it)
+        raise InvalidRequest(f"the multipart boundary is not usable ({exc})") from exc
     receiver = _Receiver(upload, max_documents, image_limit)
     error: SignetError | None = None
     async for chunk in request.stream():
