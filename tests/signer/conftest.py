@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from signet.common.contracts.signer import CertificateKind, IssueCertificateRequest
+from signet.signer.batch_worker import BatchWorker
 from signet.signer.service import SignerService
+
+from tests.support.postgres import PostgresServer, start_postgres
 
 
 @pytest.fixture
@@ -71,3 +74,20 @@ def pdfsig(path: Path, nssdb: str, *, ocsp: bool = True) -> str:
         ["pdfsig", *flags, "-nssdir", nssdb, str(path)], capture_output=True, text=True, timeout=60
     )
     return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the module's own (the postgres tier's tests ask for it)."""
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def batch_worker(signer_service: SignerService) -> Iterator[BatchWorker]:
+    """One worker thread beside the live test server (which runs without lifespan)."""
+    worker = BatchWorker(signer_service, signer_service.batches, idle_poll=0.05)
+    worker.start()
+    yield worker
+    worker.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,7 @@ from signet.signer.batches import BatchItemRecord, BatchStore
 from signet.signer.registry import Registry
 from sqlalchemy import select
 
-from tests.support.postgres import PostgresServer, start_postgres
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    yield server
-    server.stop()
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture(

@@ -6,11 +6,10 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 from signet.common.contracts.signer import CertificateKind, SignOptions
 from signet.signer.batch_wait import FinishWatch
 from signet.signer.batch_worker import BatchWorker
@@ -19,14 +18,6 @@ from signet.signer.registry import Registry
 from signet.signer.service import SignerService
 
 from tests.support.pdfs import make_pdf
-
-
-@pytest.fixture
-def worker(signer_service: SignerService) -> Iterator[BatchWorker]:
-    worker = BatchWorker(signer_service, signer_service.batches, idle_poll=0.05)
-    worker.start()
-    yield worker
-    worker.stop()
 
 
 def _create(client: httpx.Client, serial: str, count: int) -> str:
@@ -43,7 +34,7 @@ def _create(client: httpx.Client, serial: str, count: int) -> str:
 def test_one_waiting_request_answers_when_the_batch_finishes(
     signer_client: httpx.Client,
     signer_service: SignerService,
-    worker: BatchWorker,
+    batch_worker: BatchWorker,
     issue: Callable[..., str],
 ) -> None:
     batch_id = _create(signer_client, issue("Waiting Seal", CertificateKind.SEAL), 120)

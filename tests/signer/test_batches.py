@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -37,15 +37,6 @@ from tests.conftest import free_port
 from tests.signer.conftest import pdfsig
 from tests.signer.test_health_and_cli import _signet
 from tests.support.pdfs import make_pdf
-
-
-@pytest.fixture
-def batch_worker(signer_service: SignerService) -> Iterator[BatchWorker]:
-    """One worker thread beside the live test server (which runs without lifespan)."""
-    worker = BatchWorker(signer_service, signer_service.batches, idle_poll=0.05)
-    worker.start()
-    yield worker
-    worker.stop()
 
 
 def _create(

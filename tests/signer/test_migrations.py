@@ -25,7 +25,7 @@ from alembic.runtime.migration import MigrationContext
 from signet.signer import migrations
 from signet.signer.registry import Registry
 
-from tests.support.postgres import PostgresServer, start_postgres
+from tests.support.postgres import PostgresServer
 
 SPOOL_COLUMNS = ("input_offset", "input_size")
 PACK_COLUMNS = ("output_pack", "output_offset", "output_size")
@@ -33,13 +33,6 @@ HEAD = "0004"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 postgres_tier = [pytest.mark.postgres, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(

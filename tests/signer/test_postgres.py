@@ -14,7 +14,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,16 +23,9 @@ from asn1crypto import tsp
 
 from tests.conftest import free_port
 from tests.support.pdfs import make_pdf
-from tests.support.postgres import PostgresServer, start_postgres
+from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    yield server
-    server.stop()
 
 
 def _env(home: Path, database_url: str) -> dict[str, str]:
