@@ -258,14 +258,9 @@ class BatchQueue:
     def batch_finished(self, batch_id: str) -> None:
         """Called once `finish_many` has committed a batch's last outcome (a hook)."""
 
-    def release(self, batch_id: str, index: int, worker: str) -> None:
-        """Give an item back (the HSM is down: nothing is wrong with the document)."""
-        with self.registry.session() as session, session.begin():
-            _hand_back(session, batch_id, index, worker)
-
     def release_many(self, worker: str, claims: Iterable[Claim]) -> None:
-        """Give items back in one transaction (a group whose pack the batch volume lost
-        or could not take: nothing is wrong with its documents)."""
+        """Give items back in one transaction (the HSM is down, the batch volume was lost
+        or is full, the worker stops: nothing is wrong with their documents)."""
         with self.registry.session() as session, session.begin():
             for claim in claims:
                 _hand_back(session, claim.batch_id, claim.index, worker)

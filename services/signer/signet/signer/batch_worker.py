@@ -266,8 +266,7 @@ class BatchWorker:
         except Exception:  # nothing was claimed, or the lease will hand it back
             log.warning("claim ahead failed", exc_info=True)
             return
-        for claim in claims:
-            self.store.release(claim.batch_id, claim.index, self.worker)
+        self.store.release_many(self.worker, claims)
 
     def _idle(self, mark: int) -> None:
         """Wait for a wake-up, a new batch (the queue marker moved) or the next poll."""
@@ -292,8 +291,7 @@ class BatchWorker:
                 self._keep(claims)
             result = None if self._stop.is_set() else self._sign(claim, retired)
             if result is None:  # postponed (HSM down, disk full) or stopping: hand the rest back
-                for rest in claims[position:]:
-                    self.store.release(rest.batch_id, rest.index, self.worker)
+                self.store.release_many(self.worker, claims[position:])
                 break
             if isinstance(result, Outcome):
                 outcomes.append(result)
