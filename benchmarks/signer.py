@@ -210,7 +210,7 @@ def engine_rows(
 ) -> list[Row]:
     from signet.cli import embedded
     from signet.common.contracts.signer import SignOptions
-    from signet.signer.bulk import BulkSealer, SealJob
+    from signet.signer.batch.bulk import BulkSealer, SealJob
 
     service = embedded.signer_service()
     serial = seal_serial(home)
@@ -236,7 +236,7 @@ def engine_rows(
         service.close()
         return rows
     cores = os.cpu_count() or 1
-    from signet.signer import bulk
+    from signet.signer.batch import bulk
 
     for label, pdf in docs.items():
         for level in ("B-B", "B-T") if label == "1-page" else ("B-B",):
@@ -283,7 +283,7 @@ def engine_rows(
 
 def sign_repeatedly(job: tuple[bytes, int]) -> int:
     """In a pool process set up by `bulk._initialise`: sign one document `count` times."""
-    from signet.signer import bulk
+    from signet.signer.batch import bulk
 
     pdf, count = job
     worker = bulk._worker

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from signet.common.contracts.signer import CertificateKind, IssueCertificateRequest
-from signet.signer.batch_worker import BatchWorker
+from signet.signer.batch.worker import BatchWorker
 from signet.signer.service import SignerService
 
 from tests.support.postgres import PostgresServer, start_postgres

@@ -202,7 +202,7 @@ def test_a_database_at_0003_gains_an_empty_batch_store_and_keeps_its_batches(
     """0004 adds the batch store's table with no row: the batches already there are judged
     by their folders when the signer first opens its directory (adopted, or missing)."""
     from alembic import command
-    from signet.signer.batch_store import BatchStoreGuard, StoreHealth
+    from signet.signer.batch.guard import BatchStoreGuard, StoreHealth
 
     with migrations.migration_lock(engine) as connection:
         command.upgrade(migrations.alembic_config(connection), "0003")

@@ -329,7 +329,7 @@ def test_large_documents_stream_through_the_api(
 ) -> None:
     """Above 16 MB the signed copy is spooled to disk and streamed back, not held in memory;
     both the direct seal and pyHanko's flow (a visible signature) must stay correct there."""
-    from signet.signer.validation import verify_pdf
+    from signet.signer.pades.validation import verify_pdf
 
     serial = issue("Big Contract Seal", CertificateKind.SEAL)
     big = make_pdf(2, padding_bytes=24 * 1024 * 1024)

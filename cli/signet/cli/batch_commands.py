@@ -22,7 +22,7 @@ from signet.cli import embedded
 from signet.cli.signer_commands import DEFAULT_SEAL, _default_seal
 from signet.common.contracts.signer import CertificateKind, SignatureLevel, SignOptions
 from signet.common.errors import SignetError
-from signet.signer.bulk import BulkSealer, SealJob, SealResult
+from signet.signer.batch.bulk import BulkSealer, SealJob, SealResult
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True)

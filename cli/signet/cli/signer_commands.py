@@ -22,7 +22,7 @@ from signet.common.contracts.signer import (
 )
 from signet.common.errors import SignetError
 from signet.hsm import KeyAlgorithm
-from signet.signer.ca import Issued, fingerprint
+from signet.signer.pki.ca import Issued, fingerprint
 from signet.signer.service import SignerService
 
 ca_app = typer.Typer(no_args_is_help=True, help="The internal CA and its key ceremony.")
@@ -186,7 +186,7 @@ def verify(
 ) -> None:
     """Validate every signature in a PDF; exit 1 if any is not OK (2 if the PDF is unusable)."""
     from pyhanko_certvalidator import ValidationContext
-    from signet.signer.validation import verify_pdf
+    from signet.signer.pades.validation import verify_pdf
 
     try:
         if root is not None:

@@ -20,7 +20,7 @@ from rich.console import Console
 from signet.cli import embedded
 from signet.cli.signer_commands import write_ca_files
 from signet.common.metrics import multiprocess_environment
-from signet.signer.ca import fingerprint
+from signet.signer.pki.ca import fingerprint
 from signet.storage.api.splice import SPLICE_PROTOCOL
 
 console = Console(soft_wrap=True)

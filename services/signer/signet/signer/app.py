@@ -14,8 +14,8 @@ from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
 from signet.common.policies import PolicyDirectory
 from signet.signer.api import batches, certificates, pki, seals, signing
-from signet.signer.batch_wait import FinishWatch
-from signet.signer.batch_worker import BatchWorker
+from signet.signer.batch.wait import FinishWatch
+from signet.signer.batch.worker import BatchWorker
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
 from sqlalchemy.exc import SQLAlchemyError

@@ -3,7 +3,7 @@
 SQLite in the embedded default, PostgreSQL in a cluster (same SQLAlchemy code).
 The schema is Alembic's (`signet.signer.migrations`): opening the registry
 migrates the database to the revision this code expects, under a lock, so the
-models here and in `signet.signer.batch_queue` change only together with a revision.
+models here and in `signet.signer.batch.queue` change only together with a revision.
 Certificates are never deleted: a revoked or expired certificate must still be
 answerable by OCSP/CRL and shown by validation years later.
 """

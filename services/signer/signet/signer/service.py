@@ -13,14 +13,14 @@ from pathlib import Path
 
 from signet.hsm import Hsm, HsmConfig, HsmUnavailable, load_pin
 from signet.signer import metrics
-from signet.signer.batch_store import BatchStoreGuard
-from signet.signer.batches import BatchStore
-from signet.signer.ca import CaSettings, CertificateAuthority
+from signet.signer.batch.guard import BatchStoreGuard
+from signet.signer.batch.store import BatchStore
 from signet.signer.config import SignerSettings
-from signet.signer.ocsp import OcspResponder
-from signet.signer.pades import PadesEngine
+from signet.signer.pades.engine import PadesEngine
+from signet.signer.pki.ca import CaSettings, CertificateAuthority
+from signet.signer.pki.ocsp import OcspResponder
+from signet.signer.pki.tsa import SerialAllocator, TimeStampAuthority, TsaIdentity
 from signet.signer.registry import Registry
-from signet.signer.tsa import SerialAllocator, TimeStampAuthority, TsaIdentity
 
 
 class SignerService:
@@ -91,7 +91,7 @@ class SignerService:
     @cached_property
     def batch_store(self) -> BatchStoreGuard:
         """Whether `batch_directory` is the one the database's batches were written to;
-        batch work and the batch API wait on it (`signet.signer.batch_store`)."""
+        batch work and the batch API wait on it (`signet.signer.batch.guard`)."""
         return BatchStoreGuard(self.registry, self.batch_directory)
 
     @cached_property

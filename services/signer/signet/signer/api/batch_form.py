@@ -40,7 +40,7 @@ from multipart import (
     parse_options_header,
 )
 from signet.common.errors import InvalidRequest, PayloadTooLarge, SignetError
-from signet.signer.batch_uploads import WRITE_BUFFER, Upload
+from signet.signer.batch.uploads import WRITE_BUFFER, Upload
 
 #: The largest ``options`` part (JSON `SignOptions`, with any prepared fields).
 OPTIONS_LIMIT = 1024 * 1024

@@ -21,7 +21,7 @@ from signet.common.errors import InvalidRequest
 from signet.common.http import file_download
 from signet.signer.api.batch_form import receive_batch
 from signet.signer.api.deps import Service
-from signet.signer.batch_wait import FinishWatch
+from signet.signer.batch.wait import FinishWatch
 from signet.signer.service import SignerService
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])

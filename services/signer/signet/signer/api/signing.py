@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from signet.common.contracts.signer import SignOptions, VerifyResponse
 from signet.common.errors import InvalidRequest, PayloadTooLarge
 from signet.signer.api.deps import Service, read_limited
-from signet.signer.ca import Issued
+from signet.signer.pades.validation import verify_pdf
+from signet.signer.pki.ca import Issued
 from signet.signer.service import SignerService
-from signet.signer.validation import verify_pdf
 
 router = APIRouter(prefix="/v1", tags=["signing"])
 _IMAGE_LIMIT = 8 * 1024 * 1024

@@ -82,13 +82,10 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 
 def models() -> MetaData:
     """The metadata of the signer's models (all of them: batch tables are declared in
-    `signet.signer.batch_queue`, the batch store's in `signet.signer.batch_store`), which
+    `signet.signer.batch.queue`, the batch store's in `signet.signer.batch.guard`), which
     autogenerate and the schema tests compare against."""
-    from signet.signer import (  # noqa: F401 - imported for their tables
-        batch_queue,
-        batch_store,
-        registry,
-    )
+    from signet.signer import registry
+    from signet.signer.batch import guard, queue  # noqa: F401 - imported for their tables
 
     return registry.Base.metadata
 

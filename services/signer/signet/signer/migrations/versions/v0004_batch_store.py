@@ -4,7 +4,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-01
 
-One row (`signet.signer.batch_store.BatchStoreRecord`), written the first time a
+One row (`signet.signer.batch.guard.BatchStoreRecord`), written the first time a
 signer opens its batch directory and finds its marker file.  A signer that later
 finds the database's batches but a directory without that marker (an emptyDir
 after a restart, a volume not mounted) refuses batches instead of reporting

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from signet.common.contracts.signer import SignOptions
-from signet.signer.batches import BatchItemRecord, BatchStore
+from signet.signer.batch.store import BatchItemRecord, BatchStore
 from signet.signer.registry import Registry
 from sqlalchemy import select
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from signet.common.contracts.signer import SignOptions
 from signet.common.errors import InvalidRequest, PayloadTooLarge
-from signet.signer.durable import fsync_directory
+from signet.signer.batch.durable import fsync_directory
 
 SPOOL = "uploads.spool"
 #: Bytes gathered before they are written to the spool (`Upload.pending`).

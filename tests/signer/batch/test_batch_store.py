@@ -20,16 +20,16 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from signet.common.contracts.signer import CertificateKind, SignatureLevel, SignOptions
 from signet.signer.app import create_app
-from signet.signer.batch_queue import BatchRecord, Claim
-from signet.signer.batch_store import (
+from signet.signer.batch.guard import (
     MARKER,
     BatchStoreGuard,
     BatchStoreUnavailable,
     StoreHealth,
     StoreState,
 )
-from signet.signer.batch_worker import CLAIM_SIZE, BatchWorker
-from signet.signer.batches import BatchStore
+from signet.signer.batch.queue import BatchRecord, Claim
+from signet.signer.batch.store import BatchStore
+from signet.signer.batch.worker import CLAIM_SIZE, BatchWorker
 from signet.signer.config import SignerSettings
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService

@@ -3,7 +3,7 @@
 A batch is a row in the signer database plus a folder: ``in/uploads.spool``
 holds the uploaded documents one after the other (each item row knows its
 offset and size), ``out/`` the signed ones, in append-only packs
-(`signet.signer.batch_results`).  Every document is an item that a worker
+(`signet.signer.batch.results`).  Every document is an item that a worker
 *claims* with one atomic UPDATE (so several worker processes share the work
 without a coordinator), signs into its pack, and records as done, with where
 its signed document is, only once the pack is durable.  A worker that dies
@@ -53,7 +53,8 @@ from signet.common.contracts.signer import (
     SignOptions,
 )
 from signet.common.errors import Conflict, NotFound
-from signet.signer.batch_queue import (
+from signet.signer.batch.durable import Slice, fsync_directory
+from signet.signer.batch.queue import (
     CLAIM_LEASE,
     BatchItemRecord,
     BatchQueue,
@@ -65,9 +66,8 @@ from signet.signer.batch_queue import (
     this_worker,
     utc_now,
 )
-from signet.signer.batch_results import StoredOutput, write_results
-from signet.signer.batch_uploads import SPOOL, WRITE_BUFFER, Upload
-from signet.signer.durable import Slice, fsync_directory
+from signet.signer.batch.results import StoredOutput, write_results
+from signet.signer.batch.uploads import SPOOL, WRITE_BUFFER, Upload
 from signet.signer.registry import Registry
 from sqlalchemy import (
     func,
@@ -168,7 +168,7 @@ class BatchStore(BatchQueue):
 
     def batch_finished(self, batch_id: str) -> None:
         """Leave a marker beside the batch's results: long-polling requests of every
-        process on this host watch for it (`signet.signer.batch_wait`).  Only a hint,
+        process on this host watch for it (`signet.signer.batch.wait`).  Only a hint,
         never synced: the database says whether a batch is finished."""
         try:
             self.finished_marker(batch_id).touch()
@@ -382,7 +382,7 @@ class BatchStore(BatchQueue):
 
     def write_results(self, batch_id: str, target: IO[bytes]) -> None:
         """A zip of the signed documents and report.csv, written to `target` as it goes
-        (`signet.signer.batch_results.write_results`); 409 while the batch runs."""
+        (`signet.signer.batch.results.write_results`); 409 while the batch runs."""
         status = self.status(batch_id)
         if status.state != "finished":
             raise Conflict(

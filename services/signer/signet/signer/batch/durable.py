@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from signet.signer.fastpdf import DigestedOutput
+from signet.signer.pades.fastpdf import DigestedOutput
 
 _CHUNK = 1024 * 1024
 

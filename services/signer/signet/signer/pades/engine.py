@@ -32,16 +32,17 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from signet.common.contracts.signer import DocMdpPermission, SignatureLevel, SignOptions
 from signet.common.errors import InvalidRequest, ServiceUnavailable, UnprocessableDocument
-from signet.signer import der, fastpdf, metrics
-from signet.signer.ca import CertificateAuthority, Issued
-from signet.signer.fastcms import (
+from signet.signer import der, metrics
+from signet.signer.pades import fastpdf
+from signet.signer.pades.fastcms import (
     CmsTemplate,
     external_timestamp,
     fast_path_applies,
     signature_imprint,
 )
-from signet.signer.keys import HsmKey
-from signet.signer.tsa import TimeStampAuthority
+from signet.signer.pki.ca import CertificateAuthority, Issued
+from signet.signer.pki.keys import HsmKey
+from signet.signer.pki.tsa import TimeStampAuthority
 
 _DOCMDP = {
     DocMdpPermission.NO_CHANGES: fields.MDPPerm.NO_CHANGES,
@@ -54,7 +55,7 @@ class HsmSigner(Signer):
     """A pyHanko `Signer` whose raw signatures are made in the HSM.
 
     With a `CmsTemplate` it builds the CMS from cached DER (see
-    `signet.signer.fastcms`) whenever pyHanko would produce exactly the same
+    `signet.signer.pades.fastcms`) whenever pyHanko would produce exactly the same
     attribute set; otherwise, and without a template, pyHanko builds it.
     """
 
@@ -146,9 +147,9 @@ class LocalTimeStamper(TimeStamper):
 class PadesEngine:
     ca: CertificateAuthority
     timestamper: TimeStamper
-    #: Build CMS from cached DER (`signet.signer.fastcms`); False means pure pyHanko.
+    #: Build CMS from cached DER (`signet.signer.pades.fastcms`); False means pure pyHanko.
     fast_cms: bool = True
-    #: Write invisible seals on plain documents directly (`signet.signer.fastpdf`).
+    #: Write invisible seals on plain documents directly (`signet.signer.pades.fastpdf`).
     fast_pdf: bool = True
     _templates: dict[bytes, CmsTemplate] = field(default_factory=dict, repr=False)
     _templates_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -1,4 +1,4 @@
-"""The direct writer of invisible seals (`signet.signer.fastpdf`) against pyHanko's flow.
+"""The direct writer of invisible seals (`signet.signer.pades.fastpdf`) against pyHanko's flow.
 
 Same document, key and options both ways: the CMS must agree field by field
 (as in test_fast_cms), the byte range must cover the whole file but the
@@ -20,13 +20,13 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from signet.common.contracts.signer import CertificateKind, SignOptions
 from signet.common.errors import UnprocessableDocument
-from signet.signer import fastpdf, pdftail
-from signet.signer.pades import PadesEngine
+from signet.signer.pades import fastpdf, pdftail
+from signet.signer.pades.engine import PadesEngine
+from signet.signer.pades.validation import verify_pdf
 from signet.signer.service import SignerService
-from signet.signer.validation import verify_pdf
 
 from tests.signer.conftest import pdfsig
-from tests.signer.test_pdftail import corpus
+from tests.signer.pades.test_pdftail import corpus
 from tests.support.pdfs import make_pdf
 
 DOCUMENTS = {

@@ -131,7 +131,7 @@ class Outcome:
 
 
 class BatchQueue:
-    """The queue half of `signet.signer.batches.BatchStore` (which adds files and results)."""
+    """The queue half of `signet.signer.batch.store.BatchStore` (which adds files and results)."""
 
     registry: Registry
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from asn1crypto import core, ocsp
 from signet.signer import metrics
-from signet.signer.ca import CertificateAuthority, Issued, serial_hex
+from signet.signer.pki.ca import CertificateAuthority, Issued, serial_hex
 
 RESPONSE_VALIDITY = timedelta(hours=12)
 CLOCK_SKEW = timedelta(minutes=5)

@@ -1,6 +1,6 @@
 """The fast CMS path against pyHanko's own: same key, time and document, field by field.
 
-`signet.signer.fastcms` builds the CMS from cached DER; it may never change
+`signet.signer.pades.fastcms` builds the CMS from cached DER; it may never change
 what a signature means.  Each case signs one document twice, through the
 same pyHanko PDF flow, once with the fast path and once with pyHanko
 building the CMS, with pyHanko's clock frozen so that both documents carry
@@ -26,9 +26,9 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from signet.common.contracts.signer import CertificateKind, SignOptions
 from signet.common.errors import ServiceUnavailable
-from signet.signer.pades import PadesEngine
+from signet.signer.pades.engine import PadesEngine
+from signet.signer.pades.validation import verify_pdf
 from signet.signer.service import SignerService
-from signet.signer.validation import verify_pdf
 
 from tests.signer.conftest import pdfsig
 from tests.support.pdfs import make_pdf, make_png

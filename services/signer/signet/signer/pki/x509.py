@@ -3,7 +3,7 @@
 `cryptography`'s builders need the private key in memory, which an HSM never
 gives; so we assemble the TBS structures with asn1crypto, have the HSM sign
 their DER, and wrap the result.  Nothing here decides *what* goes into a
-certificate: that is `signet.signer.ca`'s job.
+certificate: that is `signet.signer.pki.ca`'s job.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from asn1crypto import crl, keys, x509
-from signet.signer.keys import HsmKey
+from signet.signer.pki.keys import HsmKey
 
 
 def random_serial() -> int:

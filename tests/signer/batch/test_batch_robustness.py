@@ -14,15 +14,15 @@ from typing import BinaryIO
 
 import pytest
 from signet.common.contracts.signer import CertificateKind, SignatureLevel, SignOptions
-from signet.signer import batch_results
-from signet.signer.batch_results import Pack, Packed
-from signet.signer.batch_store import MARKER, BatchStoreGuard
-from signet.signer.batch_worker import CLAIM_SIZE, SYNC_ATTEMPTS, BatchWorker, _Retry
-from signet.signer.batches import BatchStore
+from signet.signer.batch import results as batch_results
+from signet.signer.batch.guard import MARKER, BatchStoreGuard
+from signet.signer.batch.results import Pack, Packed
+from signet.signer.batch.store import BatchStore
+from signet.signer.batch.worker import CLAIM_SIZE, SYNC_ATTEMPTS, BatchWorker, _Retry
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
 
-from tests.signer.test_batches import _packs, _results, _rows, _signature_count
+from tests.signer.batch.test_batches import _packs, _results, _rows, _signature_count
 from tests.support.pdfs import make_pdf, make_png
 
 

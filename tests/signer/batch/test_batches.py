@@ -23,12 +23,12 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from signet.common.contracts.signer import CertificateKind, SignatureLevel
-from signet.signer import batch_worker as batch_worker_module
-from signet.signer.batch_queue import utc_now
-from signet.signer.batch_results import Pack, Packed
-from signet.signer.batch_uploads import SPOOL, Upload
-from signet.signer.batch_worker import CLAIM_SIZE, BatchWorker
-from signet.signer.batches import CLAIM_LEASE, BatchItemRecord, BatchStore, Outcome
+from signet.signer.batch import worker as batch_worker_module
+from signet.signer.batch.queue import utc_now
+from signet.signer.batch.results import Pack, Packed
+from signet.signer.batch.store import CLAIM_LEASE, BatchItemRecord, BatchStore, Outcome
+from signet.signer.batch.uploads import SPOOL, Upload
+from signet.signer.batch.worker import CLAIM_SIZE, BatchWorker
 from signet.signer.config import SignerSettings
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
@@ -588,9 +588,10 @@ def test_group_is_one_pack_fsynced_before_it_is_recorded(
 _DIE_IN_GROUP = """
 import os, signal, sys, time
 from pathlib import Path
-from signet.signer import batch_results, batch_worker
-from signet.signer.batch_store import BatchStoreGuard
-from signet.signer.batches import BatchStore
+from signet.signer.batch import results as batch_results
+from signet.signer.batch import worker as batch_worker
+from signet.signer.batch.guard import BatchStoreGuard
+from signet.signer.batch.store import BatchStore
 from signet.signer.config import SignerSettings
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
@@ -778,7 +779,7 @@ def test_large_and_legacy_inputs_are_read_without_loading_them_whole(
     """Documents above the in-memory threshold stream from the spool; batches staged
     before the spool (one file per document, no offsets) still seal."""
     from signet.common.contracts.signer import SignOptions
-    from signet.signer import batches
+    from signet.signer.batch import store as batches
     from sqlalchemy import update
 
     serial = issue("Stream Seal", CertificateKind.SEAL)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 from signet.common.contracts.signer import CertificateKind, SignOptions
-from signet.signer.batch_wait import FinishWatch
-from signet.signer.batch_worker import BatchWorker
-from signet.signer.batches import BatchStore, Outcome
+from signet.signer.batch.store import BatchStore, Outcome
+from signet.signer.batch.wait import FinishWatch
+from signet.signer.batch.worker import BatchWorker
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
 

@@ -35,11 +35,11 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PDF_DELIMITERS, PDF_WHITESPACE, PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from signet.common.contracts.signer import SignatureLevel, SignOptions
-from signet.signer import pdftail
-from signet.signer.ca import Issued
-from signet.signer.fastcms import CmsTemplate
-from signet.signer.pdftail import NotPlain, PlainDocument, plain
-from signet.signer.tsa import TimeStampAuthority
+from signet.signer.pades import pdftail
+from signet.signer.pades.fastcms import CmsTemplate
+from signet.signer.pades.pdftail import NotPlain, PlainDocument, plain
+from signet.signer.pki.ca import Issued
+from signet.signer.pki.tsa import TimeStampAuthority
 
 _BYTE_RANGE_PLACEHOLDER = b"[0 0000000000 0000000000 0000000000]"
 _FAST_LEVELS = (SignatureLevel.B_B, SignatureLevel.B_T)

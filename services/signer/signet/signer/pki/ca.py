@@ -30,15 +30,15 @@ from signet.common.contracts.signer import (
 from signet.common.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from signet.hsm import Hsm, KeyAlgorithm, KeyExists, KeyNotFound
 from signet.signer import metrics
-from signet.signer.keys import HsmKey
-from signet.signer.registry import CertificateRecord, Registry, verification_json
-from signet.signer.x509 import (
+from signet.signer.pki.keys import HsmKey
+from signet.signer.pki.x509 import (
     build_certificate,
     build_crl,
     extension,
     key_identifier,
     random_serial,
 )
+from signet.signer.registry import CertificateRecord, Registry, verification_json
 
 ROOT_LABEL, ISSUING_LABEL, TSA_LABEL = "signet-root-ca", "signet-issuing-ca", "signet-tsa"
 #: RFC 9336 id-kp-documentSigning, plus emailProtection which NSS-based validators

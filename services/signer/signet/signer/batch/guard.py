@@ -50,8 +50,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from signet.common.errors import ServiceUnavailable
-from signet.signer.batch_queue import BatchRecord
-from signet.signer.durable import fsync_directory
+from signet.signer.batch.durable import fsync_directory
+from signet.signer.batch.queue import BatchRecord
 from signet.signer.registry import Base, Registry
 from sqlalchemy import DateTime, String, Text, select, update
 from sqlalchemy.exc import IntegrityError

@@ -18,7 +18,7 @@ import pytest
 from signet.common.errors import InvalidRequest, PayloadTooLarge, SignetError
 from signet.signer.api import batch_form
 from signet.signer.api.batch_form import BatchForm, receive_batch
-from signet.signer.batch_uploads import SPOOL, WRITE_BUFFER, Upload, safe_filename
+from signet.signer.batch.uploads import SPOOL, WRITE_BUFFER, Upload, safe_filename
 from starlette.requests import Request
 from starlette.types import Message
 

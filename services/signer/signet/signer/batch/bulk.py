@@ -19,9 +19,9 @@ from pathlib import Path
 
 from signet.common.contracts.signer import SignOptions
 from signet.common.errors import SignetError
-from signet.signer.ca import Issued
+from signet.signer.batch.durable import write_atomically
 from signet.signer.config import SignerSettings
-from signet.signer.durable import write_atomically
+from signet.signer.pki.ca import Issued
 from signet.signer.service import SignerService
 
 

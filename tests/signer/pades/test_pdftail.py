@@ -1,4 +1,4 @@
-"""The tail reader (`signet.signer.pdftail`) against pyHanko's reader, its reference.
+"""The tail reader (`signet.signer.pades.pdftail`) against pyHanko's reader, its reference.
 
 The property pinned here: whatever `pdftail.read` accepts, pyHanko's reader
 (`fastpdf.read_with_pyhanko`, the path every declined document takes) accepts
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.rw_common import PdfHandler
-from signet.signer import fastpdf, pdfsyntax, pdftail
+from signet.signer.pades import fastpdf, pdfsyntax, pdftail
 
 from tests.support.pdfs import make_pdf
 

@@ -3,7 +3,7 @@
 Each signer process (uvicorn worker) runs one, so a batch uses every core
 the signer has; they coordinate only through `BatchStore.claim`.  The worker
 appends each claimed group's signed documents to its own pack in the batch
-(`signet.signer.batch_results.Pack`); beside it a committer thread makes the
+(`signet.signer.batch.results.Pack`); beside it a committer thread makes the
 group durable (one fsync of the pack) and records it in one transaction while
 the worker signs the next group: the fsync overlaps with signing.  An idle
 worker watches the store's queue marker (a file every new batch touches), so
@@ -27,8 +27,8 @@ from typing import BinaryIO
 from signet.common.contracts.signer import SignOptions
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.hsm import HsmUnavailable
-from signet.signer.batch_results import Pack, Packed
-from signet.signer.batches import (
+from signet.signer.batch.results import Pack, Packed
+from signet.signer.batch.store import (
     CLAIM_LEASE,
     BatchImageUnreadable,
     BatchStore,
@@ -36,7 +36,7 @@ from signet.signer.batches import (
     Outcome,
     this_worker,
 )
-from signet.signer.ca import Issued
+from signet.signer.pki.ca import Issued
 from signet.signer.service import SignerService
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 
 from asn1crypto import algos, cms, core, tsp, x509
 from signet.signer import der, metrics
-from signet.signer.keys import HsmKey
+from signet.signer.pki.keys import HsmKey
 from signet.signer.registry import Registry
 
-#: The TSA's policy (under Signet's UUID arc, see `signet.signer.ca`).
+#: The TSA's policy (under Signet's UUID arc, see `signet.signer.pki.ca`).
 TSA_POLICY_OID = "2.25.258957351307187465095418553474553367133.2.1"
 ACCEPTED_DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64, "sha3_256": 32, "sha3_512": 64}
 SERIAL_BLOCK = 4096

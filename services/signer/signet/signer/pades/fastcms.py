@@ -28,8 +28,8 @@ from pyhanko.sign.general import as_signing_certificate_v2
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 from signet.signer import der
-from signet.signer.keys import HsmKey
-from signet.signer.tsa import TimeStampAuthority
+from signet.signer.pki.keys import HsmKey
+from signet.signer.pki.tsa import TimeStampAuthority
 
 _SIGNED_DATA_OID = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
 _MESSAGE_DIGEST_OID = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from signet.common.contracts.signer import BatchItemState, BatchStatus
-from signet.signer.durable import GrowingSlice, Slice, fsync_directory, write_digested
+from signet.signer.batch.durable import GrowingSlice, Slice, fsync_directory, write_digested
 
 _CHUNK = 1024 * 1024
 PACK_SUFFIX = ".pack"

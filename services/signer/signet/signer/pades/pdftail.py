@@ -41,7 +41,7 @@ from typing import BinaryIO
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.decode_limits import DecodeContext, DecodeLimits, DecodePurpose
 from pyhanko.pdf_utils.rw_common import PdfHandler
-from signet.signer import pdfsyntax
+from signet.signer.pades import pdfsyntax
 
 
 class NotPlain(Exception):
