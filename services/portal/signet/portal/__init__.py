@@ -1,0 +1,1 @@
+"""The portal: users, envelopes, routing, identity checks, notifications, REST API."""

@@ -1,0 +1,1 @@
+"""Everything about envelopes: routing decisions, models, the service, its API and jobs."""
