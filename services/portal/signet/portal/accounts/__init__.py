@@ -1,0 +1,1 @@
+"""Organisations, users with their roles, and the API keys integrators call with."""

@@ -1,0 +1,20 @@
+"""Every table of the portal, for migrations and tests (importing this registers them)."""
+
+from signet.portal.accounts.models import ApiKey, Organisation, User
+from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, Recipient
+from signet.portal.identity.models import IdentityCode
+from signet.portal.notifications.models import OutboxMessage
+from signet.portal.schema import Base
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Document",
+    "Envelope",
+    "EnvelopeField",
+    "IdentityCode",
+    "Organisation",
+    "OutboxMessage",
+    "Recipient",
+    "User",
+]
