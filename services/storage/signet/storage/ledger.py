@@ -13,6 +13,14 @@ rebuilds the same tree.
 The ledger has exactly one writer per vault.  A second writer would find its
 segment name taken (records are write-once) and stop appending rather than
 fork the log.
+
+An event gets its index only once it is validated and its leaf encoded: an
+event that fails either is refused (422) and takes nothing, so the index in
+every leaf is its position in the tree, always.  Each leaf also names, as
+`previous`, the leaf hash of the same envelope's previous event (null for its
+first), so an evidence package that leaves one of an envelope's events out fails
+verification.  A log found with a gap when it is rebuilt stays closed until the
+operator records a signed gap marker (`signet.storage.ledger_gaps`).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from signet.common.contracts.storage import (
     ConsistencyProof,
@@ -37,33 +45,24 @@ from signet.common.contracts.storage import (
     TreeHead,
 )
 from signet.common.errors import Conflict, NotFound, ServiceUnavailable
+from signet.storage.leaves import (
+    InvalidEvent,
+    canonical_json,
+    checked_event,
+    encode_leaf,
+    tree_head_payload,
+)
+from signet.storage.ledger_gaps import GapMarker, gap_leaf, gap_message, read_markers
 from signet.storage.merkle import MerkleTree, leaf_hash
 from signet.storage.vault import Vault
 
 log = logging.getLogger(__name__)
 
+__all__ = ["InvalidEvent", "Ledger", "TreeHeadSigner", "canonical_json", "tree_head_payload"]
+
 SEGMENTS = "ledger/segments"
 HEADS = "ledger/heads"
 _MAX_GROUP = 4096
-
-
-def canonical_json(value: Any) -> bytes:
-    """One byte string per value: what is hashed, signed and shipped in evidence packages."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def tree_head_payload(head: TreeHead) -> bytes:
-    """The signed part of a tree head (everything but the signature and its evidence)."""
-    return canonical_json(
-        {
-            "log_id": head.log_id,
-            "root_hash": head.root_hash,
-            "time": head.time.isoformat(),
-            "tree_size": head.tree_size,
-        }
-    )
 
 
 class TreeHeadSigner(Protocol):
@@ -81,6 +80,7 @@ class TreeHeadSigner(Protocol):
 @dataclass
 class _Pending:
     leaf: bytes
+    hashed: bytes
     index: int
     envelope_id: str
     time: datetime
@@ -96,9 +96,17 @@ class Ledger:
         self._wake = threading.Condition(self._lock)
         self._pending: list[_Pending] = []
         self._next_index = 0
+        # Runs of the tree that one segment's consecutive lines fill: start position,
+        # segment name, line of the start (a segment split by a marked gap is two runs).
         self._segment_starts: list[int] = []
         self._segment_names: list[str] = []
+        self._segment_lines: list[int] = []
+        self._gap_leaves: dict[int, bytes] = {}
         self._by_envelope: dict[str, list[int]] = {}
+        #: The leaf hash of each envelope's latest event, acknowledged or pending.
+        self._last_leaf: dict[str, bytes] = {}
+        #: Signed heads in the vault that do not match the rebuilt tree (after a gap marker).
+        self.superseded_heads: list[str] = []
         self._segment_cache: OrderedDict[str, list[bytes]] = OrderedDict()
         self._appended_at: tuple[int, datetime] | None = None
         self._failed: str | None = None
@@ -112,45 +120,81 @@ class Ledger:
     # -- rebuilding ------------------------------------------------------------------------
 
     def _rebuild(self) -> None:
+        """Read every segment back in order; each leaf must claim its own position.
+
+        A leaf claiming a later position leaves a gap: one the operator marked
+        (`ledger_gaps`) is filled with its gap leaves, any other keeps the ledger
+        closed (raised here, at every attempt: readiness reports it).  A leaf claiming
+        an earlier position means a forked or corrupted log and cannot be marked.
+        """
+        markers = read_markers(self.vault)
         for name in self.vault.records(SEGMENTS):
             lines = self.vault.get_record(name).splitlines()
-            first = int(name.rsplit("/", 1)[1].split(".")[0])
-            if first != len(self.tree):
-                raise ServiceUnavailable(
-                    f"ledger segment {name} starts at {first}, expected {len(self.tree)}: "
-                    "the log in the vault has a gap"
-                )
-            self._index_segment(name, first, lines)
+            run_open = False
+            for offset, line in enumerate(lines):
+                event = json.loads(line)
+                claimed = event["index"]
+                if claimed > len(self.tree):
+                    self._fill_gap(markers, claimed, f"{name} line {offset + 1}")
+                    run_open = False
+                elif claimed < len(self.tree):
+                    raise ServiceUnavailable(
+                        f"ledger segment {name} line {offset + 1} claims index {claimed} "
+                        f"where the log is at {len(self.tree)}: the log is forked or corrupt"
+                    )
+                if not run_open:
+                    self._segment_starts.append(len(self.tree))
+                    self._segment_names.append(name)
+                    self._segment_lines.append(offset)
+                    run_open = True
+                hashed = leaf_hash(line)
+                self.tree.append(hashed)
+                envelope = event["envelope_id"]
+                self._by_envelope.setdefault(envelope, []).append(claimed)
+                self._last_leaf[envelope] = hashed
         self._next_index = len(self.tree)
         log.info("ledger rebuilt from the vault: %d leaves", len(self.tree))
 
-    def _index_segment(self, name: str, first: int, lines: list[bytes]) -> None:
-        self._segment_starts.append(first)
-        self._segment_names.append(name)
-        for offset, line in enumerate(lines):
-            self.tree.append(leaf_hash(line))
-            envelope = json.loads(line)["envelope_id"]
-            self._by_envelope.setdefault(envelope, []).append(first + offset)
+    def _fill_gap(self, markers: dict[int, GapMarker], claimed: int, where: str) -> None:
+        first, count = len(self.tree), claimed - len(self.tree)
+        marker = markers.get(first)
+        if marker is None or marker.count != count:
+            message = gap_message(first, count, where)
+            log.error("ledger closed: %s", message)
+            raise ServiceUnavailable(message)
+        log.warning(
+            "ledger gap at %d (%d entries) filled by the signed marker %s: %s",
+            first,
+            count,
+            marker.record,
+            marker.reason,
+        )
+        for index in range(first, claimed):
+            leaf = gap_leaf(marker, index)
+            self._gap_leaves[index] = leaf
+            self.tree.append(leaf_hash(leaf))
 
     # -- appending -------------------------------------------------------------------------
 
     def append(self, event: LedgerEventIn) -> Future[LedgerReceipt]:
-        """Queue an event; the future resolves once it is durably in the vault."""
+        """Queue an event; the future resolves once it is durably in the vault.
+
+        Raises `InvalidEvent` (taking no index) for an event that is not valid or
+        cannot be encoded as a leaf.
+        """
+        body = checked_event(event)
+        envelope = body["envelope_id"]
         future: Future[LedgerReceipt] = Future()
         with self._lock:
             if self._failed:
                 raise ServiceUnavailable(f"the ledger stopped appending: {self._failed}")
             index = self._next_index
-            self._next_index += 1
             accepted = datetime.now(UTC)
-            leaf = canonical_json(
-                {
-                    "index": index,
-                    "time": accepted.isoformat(),
-                    **event.model_dump(mode="json"),
-                }
-            )
-            self._pending.append(_Pending(leaf, index, event.envelope_id, accepted, future))
+            leaf = encode_leaf(index, accepted, self._last_leaf.get(envelope), body)
+            hashed = leaf_hash(leaf)
+            self._next_index = index + 1  # only now: nothing above can fail any more
+            self._last_leaf[envelope] = hashed
+            self._pending.append(_Pending(leaf, hashed, index, envelope, accepted, future))
             self._wake.notify()
         return future
 
@@ -184,11 +228,12 @@ class Ledger:
         with self._lock:
             self._segment_starts.append(first)
             self._segment_names.append(name)
+            self._segment_lines.append(0)
             self._segment_cache[name] = [p.leaf for p in group]
             self._trim_cache()
             receipts = []
             for pending in group:
-                hashed = leaf_hash(pending.leaf)
+                hashed = pending.hashed
                 self.tree.append(hashed)
                 self._by_envelope.setdefault(pending.envelope_id, []).append(pending.index)
                 receipts.append(
@@ -218,15 +263,19 @@ class Ledger:
         with self._lock:
             if not 0 <= index < len(self.tree):
                 raise NotFound(f"no ledger entry {index}")
+            gap = self._gap_leaves.get(index)
+            if gap is not None:
+                return gap
             position = bisect.bisect_right(self._segment_starts, index) - 1
             name, first = self._segment_names[position], self._segment_starts[position]
+            line = self._segment_lines[position]
             lines = self._segment_cache.get(name)
         if lines is None:
             lines = self.vault.get_record(name).splitlines()
             with self._lock:
                 self._segment_cache[name] = lines
                 self._trim_cache()
-        return lines[index - first]
+        return lines[line + index - first]
 
     def appended_at(self, index: int) -> datetime:
         """When the ledger accepted entry `index` (the time recorded in its leaf).
@@ -308,18 +357,38 @@ class Ledger:
                     "certificate_chain": chain,
                 }
             )
-            name = f"{HEADS}/{size:012d}.json"
+            self._latest_head = self._store_head(head, size)
+            return self._latest_head
+
+    def _store_head(self, head: TreeHead, size: int) -> TreeHead:
+        """Record `head`; if its size has a head already, that one stands when it signs
+        the same root.  One that does not (signed over a tree a marked gap corrected)
+        is superseded: this head is recorded beside it, under a name of its own."""
+        for attempt in range(100):
+            suffix = f"-{attempt}" if attempt else ""
+            name = f"{HEADS}/{size:012d}{suffix}.json"
             try:
                 self.vault.put_record(name, head.model_dump_json().encode())
+                return head
             except Conflict:  # another process signed this size first: its head stands
-                head = TreeHead.model_validate_json(self.vault.get_record(name))
-            self._latest_head = head
-            return head
+                stored = TreeHead.model_validate_json(self.vault.get_record(name))
+                if stored.root_hash == head.root_hash:
+                    return stored
+        raise ServiceUnavailable(f"no free name for a tree head of size {size}")
 
     def _read_latest_head(self) -> TreeHead | None:
         names = self.vault.records(HEADS)
         for name in reversed(names):
             head = TreeHead.model_validate_json(self.vault.get_record(name))
-            if head.tree_size <= len(self.tree):
-                return head
+            if head.tree_size > len(self.tree):
+                continue
+            if head.root_hash != self.tree.root(head.tree_size).hex():
+                log.error(
+                    "signed tree head %s does not match the log as rebuilt (a marked gap "
+                    "corrected the tree it was signed over): superseded",
+                    name,
+                )
+                self.superseded_heads.append(name)
+                continue
+            return head
         return None

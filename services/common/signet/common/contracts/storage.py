@@ -7,14 +7,76 @@ offline).  Hashes are lowercase hex SHA-256 everywhere.
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import unicodedata
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256, lowercase hex")]
-EnvelopeId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+#: An envelope's id: what the ledger files events under, the vault's `X-Signet-Envelope`,
+#: a path segment and a file name in evidence packages; so never `..`, a slash or a space.
+ENVELOPE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+EnvelopeId = Annotated[str, Field(min_length=1, max_length=64, pattern=ENVELOPE_ID_PATTERN)]
+
+#: Bidirectional formatting characters: invisible, they reorder what a reader sees
+#: (an "Trojan Source" actor name); refused with the C0/C1 controls (CR/LF, NUL, ESC).
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+#: The bounds of an event's `details`: a few short facts, never a document.
+DETAILS_MAX_ENTRIES = 32
+DETAILS_KEY_MAX = 64
+DETAILS_VALUE_MAX = 4096
+DETAILS_MAX_BYTES = 64 * 1024
+#: The furthest a retention date may be set (a date past it could never be shortened
+#: again, by anyone: Object Lock COMPLIANCE).
+RETENTION_MAX_YEARS = 100
+
+
+def unsafe_character(value: str) -> str | None:
+    """The first character of `value` no rendering may carry as it is, named; None if clean.
+
+    Controls (C0, DEL, C1: CR/LF forge lines, ESC starts ANSI sequences, NUL truncates),
+    lone surrogates (not Unicode: UTF-8 cannot encode them) and the bidi overrides,
+    embeddings and isolates.
+    """
+    for character in value:
+        category = unicodedata.category(character)
+        if category in ("Cc", "Cs") or character in BIDI_CONTROLS:
+            return f"U+{ord(character):04X}"
+    return None
+
+
+def _plain_text(value: str) -> str:
+    found = unsafe_character(value)
+    if found is not None:
+        raise ValueError(f"contains the control or formatting character {found}")
+    return value
+
+
+#: Text shown to people (summaries, reports, logs): no controls, valid Unicode.
+PlainText = Annotated[str, AfterValidator(_plain_text)]
+DetailKey = Annotated[
+    str, Field(min_length=1, max_length=DETAILS_KEY_MAX, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+DetailValue = Annotated[str, Field(max_length=DETAILS_VALUE_MAX), AfterValidator(_plain_text)]
+Actor = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_plain_text)]
+UserAgent = Annotated[str, Field(max_length=512), AfterValidator(_plain_text)]
+
+
+def _retention_date(value: datetime) -> datetime:
+    limit = datetime.now(UTC) + timedelta(days=365 * RETENTION_MAX_YEARS + 25)
+    if value > limit:
+        raise ValueError(f"is more than {RETENTION_MAX_YEARS} years from now")
+    return value
+
+
+#: A retention date: with its time zone (a naive date is ambiguous by up to a day), and
+#: at most `RETENTION_MAX_YEARS` ahead.
+RetentionDate = Annotated[AwareDatetime, AfterValidator(_retention_date)]
 
 #: The statutory minimum: documents and evidence are kept at least this long.
 MINIMUM_RETENTION_YEARS = 5
@@ -45,7 +107,10 @@ class ObjectInfo(_Model):
 
 
 class RetentionRequest(_Model):
-    retain_until: datetime = Field(description="new date; only later than the current one")
+    retain_until: RetentionDate = Field(
+        description="new date, with its time zone; only later than the current one, and at "
+        f"most {RETENTION_MAX_YEARS} years from now"
+    )
 
 
 class LegalHoldRequest(_Model):
@@ -58,16 +123,32 @@ class ScrubFinding(_Model):
 
 
 class LedgerEventIn(_Model):
-    """What a service reports; the ledger adds the time it accepted the event."""
+    """What a service reports; the ledger adds its index, the time it accepted the event
+    and the hash of the envelope's previous event.
+
+    Every field is bounded and printable: an event is kept for as long as the evidence
+    (decades, immutable), and is shown in summaries, reports and logs.  So no control
+    characters (CR/LF, NUL, ESC), no bidi overrides and no lone surrogates anywhere, and
+    `details` is a flat map of at most 32 short entries (64 KiB in all, as UTF-8).
+    """
 
     event_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
     envelope_id: EnvelopeId
-    actor: str = Field(max_length=256, description="who: user id, email, or service name")
-    ip: str | None = Field(default=None, max_length=64)
-    user_agent: str | None = Field(default=None, max_length=512)
+    actor: Actor = Field(description="who: user id, email, or service name")
+    ip: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9.:%-]+$")
+    user_agent: UserAgent | None = None
     document_hashes: list[Sha256Hex] = Field(default_factory=list, max_length=100)
-    auth_method: str | None = Field(default=None, max_length=64)
-    details: dict[str, str] = Field(default_factory=dict, max_length=32)
+    auth_method: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    details: dict[DetailKey, DetailValue] = Field(
+        default_factory=dict, max_length=DETAILS_MAX_ENTRIES
+    )
+
+    @model_validator(mode="after")
+    def _details_bounded(self) -> LedgerEventIn:
+        size = len(json.dumps(self.details, ensure_ascii=False).encode("utf-8"))
+        if size > DETAILS_MAX_BYTES:
+            raise ValueError(f"details are {size} bytes as JSON; at most {DETAILS_MAX_BYTES}")
+        return self
 
 
 class LedgerReceipt(_Model):
