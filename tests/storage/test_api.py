@@ -38,7 +38,7 @@ LEDGER_KEY = "signet-ledger-seal"
 
 @pytest.fixture
 def storage(signer_service: SignerService, signer_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    signer_service.ca.ensure_seal(LEDGER_KEY, "Signet Evidence Ledger")
+    signer_service.ca.ensure_ledger_seal(LEDGER_KEY)
     settings = StorageSettings(
         home=tmp_path / "storage",
         service_token=SecretStr(SERVICE_TOKEN),

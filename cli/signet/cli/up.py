@@ -44,7 +44,7 @@ def up(
     storage_settings = embedded.storage_settings(
         port=port + 1, signer_url=f"http://127.0.0.1:{port}"
     )
-    service.ca.ensure_seal(storage_settings.ledger_key_label, "Signet Evidence Ledger")
+    service.ca.ensure_ledger_seal(storage_settings.ledger_key_label)
     service.close()
     # The signer's workers share one /metrics directory, removed when `up` returns.
     stack = contextlib.ExitStack()

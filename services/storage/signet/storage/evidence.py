@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509 import load_der_x509_certificate
 from pyhanko_certvalidator import ValidationContext
+from signet.common.contracts.signer import LEDGER_SEAL_EKU
 from signet.common.contracts.storage import InclusionProof, TreeHead
 from signet.common.errors import NotFound
 from signet.storage.ledger import Ledger, TreeHeadSigner, canonical_json, tree_head_payload
@@ -343,6 +344,15 @@ def _check_chain(
         asyncio.run(validator.async_validate_usage({"digital_signature"}))  # type: ignore[no-untyped-call]
     except (PathBuildingError, PathValidationError) as exc:
         return Check("ledger seal certificate", False, f"does not chain to the given root: {exc}")
+    usage = chain[0].extended_key_usage_value
+    if usage is None or LEDGER_SEAL_EKU not in [u.dotted for u in usage]:
+        # any other certificate under the root (a seal, a person) cannot speak for the ledger
+        return Check(
+            "ledger seal certificate",
+            False,
+            f"{chain[0].subject.human_friendly} is not the ledger seal's certificate "
+            f"(no ledger seal usage {LEDGER_SEAL_EKU})",
+        )
     return Check("ledger seal certificate", True, chain[0].subject.human_friendly)
 
 

@@ -28,6 +28,30 @@ class CertificateKind(StrEnum):
     EVENT = "event"
 
 
+class KeyPurpose(StrEnum):
+    """What an HSM key may do, recorded when the key is made and never changed.
+
+    The CA certifies a key only for its purpose, and only the ledger seal signs raw
+    digests: a CA, TSA or person key can never be turned into anything else."""
+
+    ROOT = "root"
+    ISSUING = "issuing"
+    TSA = "tsa"
+    LEDGER_SEAL = "ledger_seal"  # signs the evidence ledger's tree heads (raw digests)
+    SEAL = "seal"  # an organisation's seal
+    PERSON = "person"
+    EVENT = "event"
+
+
+#: Signet's certificate policy arc (ITU-T X.667 UUID OID, no registration needed).
+POLICY_ARC = "2.25.258957351307187465095418553474553367133"
+#: The ledger seal's own extended key usage and policy: `verify-evidence` accepts tree
+#: heads only from a certificate carrying them, so no other seal under the root can
+#: stand in for the ledger's.
+LEDGER_SEAL_EKU = f"{POLICY_ARC}.3.1"
+LEDGER_SEAL_POLICY_OID = f"{POLICY_ARC}.1.3"
+
+
 class KeyAlgorithmName(StrEnum):
     EC_P256 = "ec-p256"
     EC_P384 = "ec-p384"

@@ -11,7 +11,7 @@ import base64
 from asn1crypto import pem
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from signet.common.contracts.signer import CertificateKind, DigestSignature, DigestSignRequest
+from signet.common.contracts.signer import DigestSignature, DigestSignRequest
 from signet.common.errors import InvalidRequest
 from signet.signer.api.deps import Service
 from signet.signer.service import SignerService
@@ -20,9 +20,8 @@ router = APIRouter(prefix="/v1/digests", tags=["seals"])
 
 
 def _sign(service: SignerService, request: DigestSignRequest) -> DigestSignature:
-    issued = service.ca.signing_material_for_key(request.key_label)
-    if issued.record.kind != CertificateKind.SEAL:
-        raise InvalidRequest("only organisation seals sign service evidence")
+    # only a key made as the ledger seal signs raw digests (403 key_purpose otherwise)
+    issued = service.ca.digest_material(request.key_label)
     if not issued.key.algorithm.is_ec:
         raise InvalidRequest("digest signing needs an EC seal key")
     # through the key, not the HSM directly: its faults count in signet_hsm_errors_total

@@ -86,6 +86,7 @@ def models() -> MetaData:
     autogenerate and the schema tests compare against."""
     from signet.signer import registry
     from signet.signer.batch import guard, queue  # noqa: F401 - imported for their tables
+    from signet.signer.pki import purposes  # noqa: F401 - imported for its table
 
     return registry.Base.metadata
 

@@ -21,9 +21,13 @@ from asn1crypto import crl as asn1_crl
 from asn1crypto import keys, x509
 from asn1crypto import pem as asn1_pem
 from signet.common.contracts.signer import (
+    LEDGER_SEAL_EKU,
+    LEDGER_SEAL_POLICY_OID,
+    POLICY_ARC,
     CertificateInfo,
     CertificateKind,
     IssueCertificateRequest,
+    KeyPurpose,
     RevocationReason,
     SubjectIdentity,
 )
@@ -31,6 +35,7 @@ from signet.common.errors import Conflict, InvalidRequest, NotFound, ServiceUnav
 from signet.hsm import Hsm, KeyAlgorithm, KeyExists, KeyNotFound
 from signet.signer import metrics
 from signet.signer.pki.keys import HsmKey
+from signet.signer.pki.purposes import KeyPurposes
 from signet.signer.pki.x509 import (
     build_certificate,
     build_crl,
@@ -44,10 +49,17 @@ ROOT_LABEL, ISSUING_LABEL, TSA_LABEL = "signet-root-ca", "signet-issuing-ca", "s
 #: RFC 9336 id-kp-documentSigning, plus emailProtection which NSS-based validators
 #: (poppler, Firefox-lineage tools) require for signing certificates.
 DOCUMENT_SIGNING_EKU = ("1.3.6.1.5.5.7.3.36", "email_protection")
-#: Signet's certificate policy arc (ITU-T X.667 UUID OID, no registration needed).
-POLICY_ARC = "2.25.258957351307187465095418553474553367133"
 EVENT_POLICY_OID = f"{POLICY_ARC}.1.1"
 LONG_TERM_POLICY_OID = f"{POLICY_ARC}.1.2"
+
+#: The purpose a key must have for each kind of certificate the API can ask for.
+_PURPOSE_OF_KIND = {
+    CertificateKind.PERSON: KeyPurpose.PERSON,
+    CertificateKind.SEAL: KeyPurpose.SEAL,
+    CertificateKind.EVENT: KeyPurpose.EVENT,
+}
+#: Keys that sign documents; a CA, TSA or ledger key never does.
+DOCUMENT_PURPOSES = (KeyPurpose.SEAL, KeyPurpose.PERSON, KeyPurpose.EVENT)
 
 _VALIDITY = {
     CertificateKind.ROOT: timedelta(days=20 * 365),
@@ -95,6 +107,7 @@ MATERIAL_TTL = 2.0
 class CertificateAuthority:
     def __init__(self, hsm: Hsm, registry: Registry, settings: CaSettings) -> None:
         self.hsm, self.registry, self.settings = hsm, registry, settings
+        self.purposes = KeyPurposes(registry)
         self._lock = threading.Lock()
         self._cache: dict[CertificateKind, Issued] = {}
         self._crls: dict[str, tuple[datetime, bytes]] = {}
@@ -133,13 +146,13 @@ class CertificateAuthority:
         self._cache.clear()
         self._crls.clear()
         org = self.settings.organization
-        root_key = self._new_key(ROOT_LABEL, algorithm)
+        root_key = self._new_key(ROOT_LABEL, algorithm, KeyPurpose.ROOT)
         root = self._issue(CertificateKind.ROOT, self._name(f"{org} Root CA"), root_key, None)
-        issuing_key = self._new_key(ISSUING_LABEL, algorithm)
+        issuing_key = self._new_key(ISSUING_LABEL, algorithm, KeyPurpose.ISSUING)
         issuing = self._issue(
             CertificateKind.ISSUING, self._name(f"{org} Issuing CA 1"), issuing_key, root
         )
-        tsa_key = self._new_key(TSA_LABEL, algorithm)
+        tsa_key = self._new_key(TSA_LABEL, algorithm, KeyPurpose.TSA)
         tsa = self._issue(
             CertificateKind.TSA, self._name(f"{org} Time-Stamping Authority"), tsa_key, issuing
         )
@@ -178,14 +191,18 @@ class CertificateAuthority:
 
     def issue(self, request: IssueCertificateRequest) -> Issued:
         kind = CertificateKind(request.kind)
+        purpose = _PURPOSE_OF_KIND[kind]
         algorithm = KeyAlgorithm(request.key_algorithm.value)
         if request.key_label is not None:
+            # before the HSM is asked: a CA, TSA or ledger label is refused, found or not
+            self.purposes.claim(request.key_label, purpose)
             try:
                 key = HsmKey.lookup(self.hsm, request.key_label)
             except KeyNotFound as exc:
                 raise NotFound(f"no HSM key labelled {request.key_label!r}") from exc
         else:
-            key = self._new_key(f"signet-{kind.value}-{uuid.uuid4().hex[:20]}", algorithm)
+            label = f"signet-{kind.value}-{uuid.uuid4().hex[:20]}"
+            key = self._new_key(label, algorithm, purpose)
         subject = request.subject
         name: dict[str, str] = {"common_name": subject.common_name}
         if subject.organization:
@@ -252,7 +269,7 @@ class CertificateAuthority:
                 self._material[serial] = (time.monotonic(), issued)
         return issued
 
-    def _load_material(self, serial: str) -> Issued:
+    def _load_material(self, serial: str, *purposes: KeyPurpose) -> Issued:
         record = self.registry.get(serial)
         if record is None or record.kind not in (
             CertificateKind.PERSON,
@@ -266,6 +283,7 @@ class CertificateAuthority:
             raise Conflict(f"certificate {serial} was an event certificate and is already used")
         if not record.not_before <= datetime.now(UTC) <= record.not_after:
             raise Conflict(f"certificate {serial} is not valid now (expired or not yet valid)")
+        self.purposes.require(record.key_label, *(purposes or DOCUMENT_PURPOSES))
         key = HsmKey.lookup(self.hsm, record.key_label)
         return Issued(x509.Certificate.load(record.der), key, record)
 
@@ -282,8 +300,7 @@ class CertificateAuthority:
         if record is not None and record.revoked_at is None and record.not_after > now():
             return self.signing_material(record.serial)
         if not self._key_exists(label):
-            with metrics.hsm_operation("generate_key"):
-                self.hsm.generate_key(label, KeyAlgorithm.EC_P256)
+            self._new_key(label, KeyAlgorithm.EC_P256, KeyPurpose.SEAL)
         return self.issue(
             IssueCertificateRequest(
                 kind=CertificateKind.SEAL,
@@ -293,6 +310,41 @@ class CertificateAuthority:
                 ),
             )
         )
+
+    def ensure_ledger_seal(self, label: str, common_name: str = "Evidence Ledger") -> Issued:
+        """The evidence ledger's seal: a key of its own purpose whose certificate carries
+        the ledger EKU and policy (`LEDGER_SEAL_EKU`), which `verify-evidence` pins.
+
+        Made on first use; a new certificate when the last one was revoked, expired, or
+        made before the ledger had its own profile (an upgraded installation)."""
+        if not self._key_exists(label):
+            self._new_key(label, KeyAlgorithm.EC_P256, KeyPurpose.LEDGER_SEAL)
+        self.purposes.claim(label, KeyPurpose.LEDGER_SEAL)
+        record = self.registry.latest_for_key(label)
+        if (
+            record is not None
+            and record.revoked_at is None
+            and record.not_after > now()
+            and _has_eku(x509.Certificate.load(record.der), LEDGER_SEAL_EKU)
+        ):
+            return self.digest_material(label)
+        key = HsmKey.lookup(self.hsm, label)
+        subject = x509.Name.build(
+            {"common_name": f"{self.settings.organization} {common_name}"[:64],
+             "organization_name": self.settings.organization}
+        )  # fmt: skip
+        issued = self._issue(CertificateKind.SEAL, subject, key, self.issuing, ledger=True)
+        return self.digest_material(label, issued.record.serial)
+
+    def digest_material(self, key_label: str, serial: str | None = None) -> Issued:
+        """The ledger seal's current certificate and key, for raw digests only."""
+        self.purposes.require(key_label, KeyPurpose.LEDGER_SEAL)
+        if serial is None:
+            record = self.registry.latest_for_key(key_label)
+            if record is None:
+                raise NotFound(f"no certificate for HSM key {key_label!r}")
+            serial = record.serial
+        return self._load_material(serial, KeyPurpose.LEDGER_SEAL)
 
     def spend_event_key(self, issued: Issued) -> None:
         """Destroy an event key after its one signature (sole control ends with the event)."""
@@ -373,7 +425,9 @@ class CertificateAuthority:
             return False
         return True
 
-    def _new_key(self, label: str, algorithm: KeyAlgorithm) -> HsmKey:
+    def _new_key(self, label: str, algorithm: KeyAlgorithm, purpose: KeyPurpose) -> HsmKey:
+        """A new HSM key, its purpose recorded first: no key of ours exists without one."""
+        self.purposes.claim(label, purpose)
         try:
             with metrics.hsm_operation("generate_key"):
                 info = self.hsm.generate_key(label, algorithm)
@@ -391,6 +445,7 @@ class CertificateAuthority:
         email: str | None = None,
         validity: timedelta | None = None,
         verification: dict[str, Any] | None = None,
+        ledger: bool = False,
     ) -> Issued:
         with metrics.hsm_operation("lookup"):
             public_key = keys.PublicKeyInfo.load(self.hsm.find_key(key.label).public_key_der)
@@ -400,6 +455,8 @@ class CertificateAuthority:
         if issuer is not None:
             not_after = min(not_after, issuer.record.not_after)
         extensions = self._profile(kind, public_key, issuer, email, verification)
+        if ledger:
+            extensions = _ledger_profile(extensions)
         cert = build_certificate(
             subject=subject,
             public_key=public_key,
@@ -509,6 +566,26 @@ class CertificateAuthority:
             }
         exts.append(extension("certificate_policies", [policy]))
         return exts
+
+
+def _ledger_profile(extensions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A seal profile turned into the ledger seal's: its own EKU (critical, and nothing
+    else: the ledger seal never signs documents) and its own policy."""
+    kept = [
+        e
+        for e in extensions
+        if e["extn_id"] not in ("extended_key_usage", "certificate_policies", "subject_alt_name")
+    ]
+    return [
+        *kept,
+        extension("extended_key_usage", [LEDGER_SEAL_EKU], critical=True),
+        extension("certificate_policies", [{"policy_identifier": LEDGER_SEAL_POLICY_OID}]),
+    ]
+
+
+def _has_eku(cert: x509.Certificate, oid: str) -> bool:
+    usage = cert.extended_key_usage_value
+    return usage is not None and oid in [u.dotted for u in usage]
 
 
 def _uri(url: str) -> x509.GeneralName:
