@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
+from signet.common.gate import PUBLIC_PATHS, GateRules, RequestGate
 from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
 from signet.common.policies import PolicyDirectory
@@ -97,6 +98,23 @@ def create_app(
     app.include_router(signing.router, dependencies=[guard])
     app.include_router(batches.router, dependencies=[guard, Depends(batch_store_ready)])
     app.include_router(seals.router, dependencies=[guard])
+
+    app.add_middleware(
+        RequestGate,
+        token=lambda: settings.service_token,
+        rules=GateRules(
+            public=(*PUBLIC_PATHS, "/ca/*", "/ocsp", "/ocsp/*", "/tsa"),
+            limits={
+                # a document and its appearance image, with the form's overhead
+                "/v1/sign": settings.max_document_bytes + 8 * 1024 * 1024,
+                "/v1/verify": settings.max_document_bytes + 1024 * 1024,
+                # each document of a batch is bounded by the upload parser itself
+                "/v1/batches": None,
+                "/ocsp": 64 * 1024,
+                "/tsa": 64 * 1024,
+            },
+        ),
+    )
 
     policies = PolicyDirectory(settings.policy_dir)
 

@@ -10,11 +10,12 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from signet.common.errors import SignetError
+from signet.common.gate import GateRules, RequestGate
 from signet.common.http import bearer_guard, service_app
 from signet.common.logging import configure_logging
 from signet.storage.api import envelopes, ledger, objects
 from signet.storage.api.transfer_docs import add_byte_routes
-from signet.storage.api.transfers import ObjectTransfers
+from signet.storage.api.transfers import PUT_PATH, ObjectTransfers
 from signet.storage.config import StorageSettings
 from signet.storage.service import StorageService
 
@@ -43,6 +44,12 @@ def create_app(
         service=service,
         token=lambda: settings.service_token,
         metrics_service="storage",
+    )
+    # Outermost: the token before any body; the spliced upload checks it itself, first.
+    app.add_middleware(
+        RequestGate,
+        token=lambda: settings.service_token,
+        rules=GateRules(passthrough=(PUT_PATH,)),
     )
     generated_openapi = app.openapi
 

@@ -1,0 +1,139 @@
+"""Authentication before any work: the ASGI gate in front of every service.
+
+FastAPI reads and parses a request's body before it runs a route's dependencies, so a
+bearer-token dependency alone let anyone make a service read 500 MB of JSON or spool
+a 305 MB upload before answering 401.  The gate runs first, as plain ASGI:
+
+1. the token is checked from the headers, before one byte of the body is read
+   (public routes — health, metrics, the CA's CRL/OCSP/TSA protocols, the API
+   documents — are named by the service);
+2. a ``Content-Length`` above the route's limit is answered 413 unread;
+3. the body is counted while the application reads it (413 once it passes the
+   limit, for chunked bodies too), and each chunk must arrive within an idle
+   timeout (408), so a client announcing 2 GB and sending ten bytes holds nothing.
+
+The route's own dependency guard stays behind the gate as a second check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+from signet.common.errors import PayloadTooLarge, SignetError, Unauthorized
+from signet.common.http import check_bearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: Paths every service leaves open: liveness, readiness, Prometheus, the API documents.
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/docs/*", "/redoc", "/openapi.json")
+#: Seconds a client may stay silent in the middle of a request body.
+BODY_IDLE_TIMEOUT = 30.0
+
+
+class RequestTimeout(SignetError):
+    status_code = 408
+    code = "request_timeout"
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """What a service opens, and how much it reads per route.
+
+    Paths are exact, or prefixes when they end in ``*``.  `limits` maps a path rule to
+    its body limit (None: the route bounds its own parts, as batch uploads do);
+    `passthrough` routes are left entirely to an inner ASGI layer that checks the
+    token itself before reading (storage's spliced object transfers)."""
+
+    public: tuple[str, ...] = PUBLIC_PATHS
+    default_limit: int = 1024 * 1024
+    limits: Mapping[str, int | None] = field(default_factory=dict)
+    passthrough: tuple[str, ...] = ()
+    idle_timeout: float = BODY_IDLE_TIMEOUT
+
+    def limit_for(self, path: str) -> int | None:
+        for rule, limit in self.limits.items():
+            if _matches(rule, path):
+                return limit
+        return self.default_limit
+
+
+def _matches(rule: str, path: str) -> bool:
+    return path.startswith(rule[:-1]) if rule.endswith("*") else path == rule
+
+
+class RequestGate:
+    def __init__(
+        self, app: ASGIApp, *, token: Callable[[], SecretStr | None], rules: GateRules
+    ) -> None:
+        self.app, self.token, self.rules = app, token, rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path: str = scope["path"]
+        if any(_matches(rule, path) for rule in self.rules.passthrough):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        try:
+            if not any(_matches(rule, path) for rule in self.rules.public):
+                check_bearer(headers.get(b"authorization", b"").decode("latin-1"), self.token())
+            limit = self.rules.limit_for(path)
+            declared = _content_length(headers.get(b"content-length"))
+            if limit is not None and declared is not None and declared > limit:
+                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        except SignetError as exc:
+            return await _refuse(send, exc)
+        await self.app(scope, _Body(receive, limit, self.rules.idle_timeout), send)
+
+
+class _Body:
+    """The application's `receive`, counting bytes and timing each chunk.
+
+    Raises `SignetError`s, which the service's exception handlers answer as JSON
+    (413, 408) if nothing was sent yet."""
+
+    def __init__(self, receive: Receive, limit: int | None, idle: float) -> None:
+        self.receive, self.limit, self.idle, self.seen = receive, limit, idle, 0
+        self.complete = False
+
+    async def __call__(self) -> Message:
+        if self.complete:  # after the body, `receive` only waits for a disconnect: untimed
+            return await self.receive()
+        try:
+            async with asyncio.timeout(self.idle):
+                message = await self.receive()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body stalled for more than {self.idle:g} s"
+            ) from None
+        if message["type"] == "http.request":
+            self.complete = not message.get("more_body", False)
+            self.seen += len(message.get("body", b""))
+            if self.limit is not None and self.seen > self.limit:
+                raise PayloadTooLarge(f"the request body is larger than {self.limit} bytes")
+        return message
+
+
+def _content_length(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+async def _refuse(send: Send, error: SignetError) -> None:
+    body = json.dumps({"error": error.code, "detail": error.detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),  # the unread body must not be taken for the next request
+    ]
+    if isinstance(error, Unauthorized):
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
