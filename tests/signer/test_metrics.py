@@ -221,11 +221,7 @@ def test_digest_signing_faults_count_as_hsm_errors(
     path as every other signature: an HSM fault there is a signet_hsm_errors_total."""
     from signet.hsm import HsmUnavailable
 
-    issued = signer_client.post(
-        "/v1/certificates", json={"kind": "seal", "subject": {"common_name": "Ledger Seal"}}
-    )
-    assert issued.status_code == 201, issued.text
-    label = signer_service.registry.get(issued.json()["serial"]).key_label  # type: ignore[union-attr]
+    label = signer_service.ca.ensure_ledger_seal("metrics-ledger-seal").key.label
     request = {"key_label": label, "digest": "ab" * 32}
     assert signer_client.post("/v1/digests/sign", json=request).status_code == 200
 

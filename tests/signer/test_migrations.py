@@ -29,7 +29,7 @@ from tests.support.postgres import PostgresServer
 
 SPOOL_COLUMNS = ("input_offset", "input_size")
 PACK_COLUMNS = ("output_pack", "output_offset", "output_size")
-HEAD = "0004"
+HEAD = "0005"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 postgres_tier = [pytest.mark.postgres, pytest.mark.slow]
@@ -224,6 +224,45 @@ def test_a_database_at_0003_gains_an_empty_batch_store_and_keeps_its_batches(
     with engine.connect() as connection:
         recorded = connection.scalar(sa.text("SELECT store_id FROM batch_store"))
     assert recorded == adopted.store_id
+    registry.engine.dispose()
+
+
+def test_a_database_at_0004_records_the_purpose_of_every_known_key(engine: sa.Engine) -> None:
+    """0005 back-fills key purposes: the CA's labels and the ledger seal's by name, every
+    certified key by its first certificate's kind, so an upgraded CA refuses to certify
+    its own keys as seals at once."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from signet.common.contracts.signer import KeyPurpose
+    from signet.signer.pki.purposes import KeyPurposes
+
+    with migrations.migration_lock(engine) as connection:
+        command.upgrade(migrations.alembic_config(connection), "0004")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        for serial, kind, label in (
+            ("01", "root", "signet-root-ca"),
+            ("02", "seal", "signet-seal"),
+            ("03", "person", "signet-person-abc"),
+            ("04", "seal", "signet-person-abc"),  # a later certificate does not change it
+        ):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO certificates (serial, kind, subject, key_label, not_before,"
+                    " not_after, der, created_at) VALUES (:s, :k, 'x', :l, :t, :t, :d, :t)"
+                ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True))),
+                {"s": serial, "k": kind, "l": label, "t": now, "d": b"\x30\x00"},
+            )
+    registry = Registry(engine.url.render_as_string(hide_password=False))
+    assert version_rows(engine) == [HEAD]
+    purposes = KeyPurposes(registry)
+    assert purposes.of("signet-root-ca") is KeyPurpose.ROOT
+    assert purposes.of("signet-issuing-ca") is KeyPurpose.ISSUING  # reserved by name
+    assert purposes.of("signet-tsa") is KeyPurpose.TSA
+    assert purposes.of("signet-ledger-seal") is KeyPurpose.LEDGER_SEAL
+    assert purposes.of("signet-seal") is KeyPurpose.SEAL
+    assert purposes.of("signet-person-abc") is KeyPurpose.PERSON
     registry.engine.dispose()
 
 
