@@ -25,8 +25,8 @@ from signet.portal.envelopes.service import (
     RoutingRefused,
     StoredDocument,
 )
-from signet.portal.identity.links import link_token
 from signet.portal.identity.service import CodeRefused, IdentityService
+from signet.portal.links import link_token
 from sqlalchemy.orm import sessionmaker
 
 POLICY = LoadedPolicy("default", 3, SigningPolicySpec(), "ab" * 32, "test")

@@ -9,6 +9,7 @@ private PostgreSQL server (a cluster's database, shared by signer replicas).
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from signet.signer import migrations
-from signet.signer.registry import Registry
+from signet.signer.database import open_registry, open_registry_at
 
 from tests.support.postgres import PostgresServer
 
@@ -65,7 +66,7 @@ def version_rows(engine: sa.Engine) -> list[str]:
 
 
 def test_migrated_schema_is_what_the_models_declare(engine: sa.Engine) -> None:
-    Registry(engine.url.render_as_string(hide_password=False)).engine.dispose()
+    open_registry(engine.url.render_as_string(hide_password=False)).engine.dispose()
     assert schema_differences(engine) == []
     assert version_rows(engine) == [HEAD]
     # every revision is reached by the chain from nothing, and the head is where we are
@@ -74,8 +75,8 @@ def test_migrated_schema_is_what_the_models_declare(engine: sa.Engine) -> None:
 
 def test_opening_again_changes_nothing(engine: sa.Engine) -> None:
     url = engine.url.render_as_string(hide_password=False)
-    Registry(url).reserve("tsa-serial", 10)
-    second = Registry(url)
+    open_registry(url).reserve("tsa-serial", 10)
+    second = open_registry(url)
     assert second.reserve("tsa-serial", 1) == 10
     assert version_rows(engine) == [HEAD]
 
@@ -146,7 +147,7 @@ def test_a_database_made_by_create_all_is_adopted_with_its_rows(
     url = engine.url.render_as_string(hide_password=False)
     assert migrations.current(engine).revision is None
 
-    registry = Registry(url)
+    registry = open_registry(url)
 
     assert version_rows(engine) == [HEAD]
     assert schema_differences(engine) == []
@@ -181,7 +182,7 @@ def test_a_database_at_0002_gains_the_pack_columns_and_keeps_its_items(engine: s
             {"i": "1" * 64, "o": "2" * 64},
         )
 
-    registry = Registry(engine.url.render_as_string(hide_password=False))
+    registry = open_registry(engine.url.render_as_string(hide_password=False))
 
     assert version_rows(engine) == [HEAD]
     assert schema_differences(engine) == []
@@ -210,7 +211,7 @@ def test_a_database_at_0003_gains_an_empty_batch_store_and_keeps_its_batches(
         assert "batch_store" not in sa.inspect(connection).get_table_names()
         _insert_batch_b1(connection)
 
-    registry = Registry(engine.url.render_as_string(hide_password=False))
+    registry = open_registry(engine.url.render_as_string(hide_password=False))
 
     assert version_rows(engine) == [HEAD]
     assert schema_differences(engine) == []
@@ -254,7 +255,7 @@ def test_a_database_at_0004_records_the_purpose_of_every_known_key(engine: sa.En
                 ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True))),
                 {"s": serial, "k": kind, "l": label, "t": now, "d": b"\x30\x00"},
             )
-    registry = Registry(engine.url.render_as_string(hide_password=False))
+    registry = open_registry(engine.url.render_as_string(hide_password=False))
     assert version_rows(engine) == [HEAD]
     purposes = KeyPurposes(registry)
     assert purposes.of("signet-root-ca") is KeyPurpose.ROOT
@@ -271,11 +272,11 @@ def test_a_database_migrated_by_a_newer_signer_is_left_alone(
 ) -> None:
     """After a rollback the older signer still starts (revisions only add what it ignores)."""
     url = engine.url.render_as_string(hide_password=False)
-    Registry(url).engine.dispose()
+    open_registry(url).engine.dispose()
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
 
-    Registry(url).engine.dispose()
+    open_registry(url).engine.dispose()
 
     assert version_rows(engine) == ["9999"]
     assert "unknown to this signer" in caplog.text
@@ -286,7 +287,7 @@ def test_only_the_undurable_session_commits_without_waiting_for_the_disk(
 ) -> None:
     """Batch claims use `Registry.undurable_session` (a lost claim is harmless); every
     other session keeps fully durable commits."""
-    registry = Registry(database_url)
+    registry = open_registry(database_url)
     with registry.session() as durable, registry.undurable_session() as undurable:
         if database_url.startswith("sqlite"):
             query = sa.text("PRAGMA synchronous")
@@ -303,13 +304,13 @@ OPEN_WHEN_TOLD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from signet.signer.registry import Registry
+    from signet.signer.database import open_registry
 
     go = Path(sys.argv[2])
     print("ready", flush=True)
     while not go.exists():
         time.sleep(0.001)
-    Registry(sys.argv[1]).reserve("started", 1)
+    open_registry(sys.argv[1]).reserve("started", 1)
     """
 )
 
@@ -393,3 +394,16 @@ def _insert_batch_b1(connection: sa.Connection) -> None:
         ).bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True))),
         {"z": "0" * 64, "now": NOW},
     )
+
+
+def test_the_embedded_signer_database_is_the_owners_only(tmp_path: Path) -> None:
+    """signer.db holds the certificates and counters: 0600 with its WAL and SHM, in a
+    folder of its own made 0700 (SQLite alone would make them 0644 under a usual umask)."""
+    folder = tmp_path / "home" / "signer"
+    registry = open_registry_at(folder / "signer.db")
+    registry.reserve("crl", 1)
+    with registry.engine.connect():
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    registry.engine.dispose()
+    assert modes == {"signer.db": 0o600, "signer.db-wal": 0o600, "signer.db-shm": 0o600}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from signet.common.contracts.signer import SignOptions
 from signet.signer.batch.store import BatchItemRecord, BatchStore
-from signet.signer.registry import Registry
+from signet.signer.database import open_registry
 from sqlalchemy import select
 
 from tests.support.postgres import PostgresServer
@@ -26,7 +26,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> BatchStore:
     else:
         server: PostgresServer = request.getfixturevalue("postgres")
         url = server.create_database(f"publish_{uuid.uuid4().hex[:12]}")
-    return BatchStore(Registry(url), tmp_path / "batches")
+    return BatchStore(open_registry(url), tmp_path / "batches")
 
 
 def test_publish_stores_every_item_row(store: BatchStore) -> None:

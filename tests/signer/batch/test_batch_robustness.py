@@ -19,7 +19,7 @@ from signet.signer.batch.guard import MARKER, BatchStoreGuard
 from signet.signer.batch.results import Pack, Packed
 from signet.signer.batch.store import BatchStore
 from signet.signer.batch.worker import CLAIM_SIZE, SYNC_ATTEMPTS, BatchWorker, _Retry
-from signet.signer.registry import Registry
+from signet.signer.database import open_registry_at
 from signet.signer.service import SignerService
 
 from tests.signer.batch.test_batches import _packs, _results, _rows, _signature_count
@@ -32,7 +32,7 @@ def own_service(
 ) -> SignerService:
     """The session's signer with a batch store and guard of its own database and directory
     (other tests' batches are not claimable, and the guard judges this directory)."""
-    registry = Registry.sqlite(tmp_path / "batches.db")
+    registry = open_registry_at(tmp_path / "batches.db")
     monkeypatch.setattr(signer_service, "batches", BatchStore(registry, tmp_path / "batches"))
     monkeypatch.setattr(
         signer_service, "batch_store", BatchStoreGuard(registry, tmp_path / "batches")

@@ -31,6 +31,7 @@ from signet.signer.batch.queue import BatchRecord, Claim
 from signet.signer.batch.store import BatchStore
 from signet.signer.batch.worker import CLAIM_SIZE, BatchWorker
 from signet.signer.config import SignerSettings
+from signet.signer.database import open_registry, open_registry_at
 from signet.signer.registry import Registry
 from signet.signer.service import SignerService
 from sqlalchemy.exc import OperationalError
@@ -61,7 +62,7 @@ def _add_batch(registry: Registry, batch_id: str, directory: Path | None = None)
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    return Registry.sqlite(tmp_path / "signer.db")
+    return open_registry_at(tmp_path / "signer.db")
 
 
 def test_a_fresh_install_only_initialises_its_marker(registry: Registry, tmp_path: Path) -> None:
@@ -110,7 +111,7 @@ def test_another_stores_volume_is_a_mismatch(registry: Registry, tmp_path: Path)
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     BatchStoreGuard(registry, ours).open()
     _add_batch(registry, "b1", ours)
-    other = BatchStoreGuard(Registry.sqlite(tmp_path / "other.db"), theirs).open()
+    other = BatchStoreGuard(open_registry_at(tmp_path / "other.db"), theirs).open()
     state = BatchStoreGuard(registry, theirs).open()
     assert state.health is StoreHealth.MISMATCH
     assert f"belongs to store {other.store_id}" in state.problem
@@ -139,7 +140,7 @@ def test_batches_from_before_the_guard_adopt_their_directory_or_report_it_missin
     adopted = BatchStoreGuard(registry, intact).open()
     assert adopted.ready and (intact / MARKER).exists()
 
-    other = Registry.sqlite(tmp_path / "cluster.db")  # a cluster's batches on a lost emptyDir
+    other = open_registry_at(tmp_path / "cluster.db")  # a cluster's batches on a lost emptyDir
     _add_batch(other, "lost")
     emptied.mkdir()
     guard = BatchStoreGuard(other, emptied)
@@ -154,7 +155,7 @@ def test_batches_from_before_the_guard_adopt_their_directory_or_report_it_missin
 
 
 def test_replicas_initialising_one_shared_volume_agree_on_its_store(tmp_path: Path) -> None:
-    registry = Registry.sqlite(tmp_path / "signer.db")
+    registry = open_registry_at(tmp_path / "signer.db")
     directory = tmp_path / "shared"
     results: list[str | None] = []
     barrier = threading.Barrier(4)
@@ -206,7 +207,7 @@ def test_the_signer_reports_the_store_and_refuses_batches_until_it_is_back(
         assert client.get("/v1/batches/nope", headers=auth).status_code == 404
         workers = client.app.state.batch_workers  # type: ignore[attr-defined]
         assert len(workers) == 1
-        _add_batch(Registry(settings.resolved_database_url()), "b1", directory)
+        _add_batch(open_registry(settings.resolved_database_url()), "b1", directory)
         # The volume goes away under the running signer: the next readiness check says
         # so and stops the worker; back, and a new worker starts.
         (directory / MARKER).rename(tmp_path / "marker")
@@ -235,7 +236,7 @@ def test_the_signer_reports_the_store_and_refuses_batches_until_it_is_back(
 
 def test_batch_store_commands(signer_settings: SignerSettings, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    registry = Registry.sqlite(home / "signer" / "signer.db")
+    registry = open_registry_at(home / "signer" / "signer.db")
     _add_batch(registry, "lost")
     status = _signet(home, "signer", "batch-store", "status")
     assert status.returncode == 1 and '"batch_store": "missing"' in status.stdout
@@ -255,7 +256,7 @@ def own_service(
 ) -> SignerService:
     """The session's signer with a batch store and guard of its own database and directory
     (other tests' batches are not claimable, and the session's directory stays put)."""
-    registry = Registry.sqlite(tmp_path / "batches.db")
+    registry = open_registry_at(tmp_path / "batches.db")
     monkeypatch.setattr(signer_service, "batches", BatchStore(registry, tmp_path / "batches"))
     monkeypatch.setattr(
         signer_service, "batch_store", BatchStoreGuard(registry, tmp_path / "batches")
@@ -464,7 +465,7 @@ def test_adopt_replaces_an_unparseable_marker_from_the_cli(
     signer_settings: SignerSettings, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    registry = Registry.sqlite(home / "signer" / "signer.db")
+    registry = open_registry_at(home / "signer" / "signer.db")
     _add_batch(registry, "b1")
     (home / "signer" / "batches").mkdir(parents=True)
     (home / "signer" / "batches" / MARKER).write_text("")
@@ -493,7 +494,7 @@ def test_workers_paused_in_the_background_end_before_the_service_closes(
     monkeypatch.setattr(BatchWorker, "stop", slow_stop)
     with TestClient(create_app(settings)) as client:
         (paused,) = client.app.state.batch_workers  # type: ignore[attr-defined]
-        _add_batch(Registry(settings.resolved_database_url()), "b1", directory)
+        _add_batch(open_registry(settings.resolved_database_url()), "b1", directory)
         (directory / MARKER).unlink()
         assert client.get("/readyz").json()["batch_store"] == "missing"
     assert stopped == [paused]  # joined by the shutdown, not left running past close()

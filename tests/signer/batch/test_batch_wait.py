@@ -14,7 +14,7 @@ from signet.common.contracts.signer import CertificateKind, SignOptions
 from signet.signer.batch.store import BatchStore, Outcome
 from signet.signer.batch.wait import FinishWatch
 from signet.signer.batch.worker import BatchWorker
-from signet.signer.registry import Registry
+from signet.signer.database import open_registry_at
 from signet.signer.service import SignerService
 
 from tests.support.pdfs import make_pdf
@@ -78,7 +78,7 @@ def test_the_marker_appears_with_the_last_outcome_only(
     tmp_path: Path, issue: Callable[..., str]
 ) -> None:
     """`finish_many` announces a batch once its last outcome is committed, not before."""
-    store = BatchStore(Registry.sqlite(tmp_path / "batches.db"), tmp_path / "batches")
+    store = BatchStore(open_registry_at(tmp_path / "batches.db"), tmp_path / "batches")
     serial = issue("Marker Seal", CertificateKind.SEAL)
     status, _ = store.create(
         [(f"{i}.pdf", io.BytesIO(make_pdf(1))) for i in range(3)],

@@ -30,7 +30,7 @@ from signet.signer.batch.store import CLAIM_LEASE, BatchItemRecord, BatchStore, 
 from signet.signer.batch.uploads import SPOOL, Upload
 from signet.signer.batch.worker import CLAIM_SIZE, BatchWorker
 from signet.signer.config import SignerSettings
-from signet.signer.registry import Registry
+from signet.signer.database import open_registry_at
 from signet.signer.service import SignerService
 
 from tests.conftest import free_port
@@ -156,7 +156,7 @@ def test_results_wait_for_the_batch_to_finish(
     from signet.common.contracts.signer import SignOptions
     from signet.common.errors import Conflict
 
-    store = BatchStore(Registry.sqlite(tmp_path / "batches.db"), tmp_path / "batches")
+    store = BatchStore(open_registry_at(tmp_path / "batches.db"), tmp_path / "batches")
     serial = issue("Idle Seal", CertificateKind.SEAL)
     status, _ = store.create(
         [("a.pdf", io.BytesIO(make_pdf()))],
@@ -422,7 +422,7 @@ def test_seal_batch_command_seals_a_folder_and_resumes(tmp_path: Path) -> None:
 @pytest.fixture
 def own_store(tmp_path: Path) -> BatchStore:
     """A batch store with its own database: other tests' idle batches are not claimable."""
-    return BatchStore(Registry.sqlite(tmp_path / "batches.db"), tmp_path / "batches")
+    return BatchStore(open_registry_at(tmp_path / "batches.db"), tmp_path / "batches")
 
 
 def _drain(worker: BatchWorker, store: BatchStore) -> None:
@@ -593,10 +593,10 @@ from signet.signer.batch import worker as batch_worker
 from signet.signer.batch.guard import BatchStoreGuard
 from signet.signer.batch.store import BatchStore
 from signet.signer.config import SignerSettings
-from signet.signer.registry import Registry
+from signet.signer.database import open_registry_at
 from signet.signer.service import SignerService
 
-store = BatchStore(Registry.sqlite(Path(sys.argv[1])), Path(sys.argv[2]))
+store = BatchStore(open_registry_at(Path(sys.argv[1])), Path(sys.argv[2]))
 moment = sys.argv[3]
 die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
 if moment == "mid-write":  # half the group written into the pack, nothing synced

@@ -1,119 +1,46 @@
 """The signer's own state: issued certificates, revocations, and monotonic counters.
 
-SQLite in the embedded default, PostgreSQL in a cluster (same SQLAlchemy code).
-The schema is Alembic's (`signet.signer.migrations`): opening the registry
-migrates the database to the revision this code expects, under a lock, so the
-models here and in `signet.signer.batch.queue` change only together with a revision.
-Certificates are never deleted: a revoked or expired certificate must still be
-answerable by OCSP/CRL and shown by validation years later.
+SQLite in the embedded default, PostgreSQL in a cluster (same SQLAlchemy code).  A
+`Registry` works on an opened database: `signet.signer.database.open_registry` opens
+one (engine, pragmas, migrate-on-open under a lock), a module above both this one and
+the migrations, so that the wings using the registry (the CA, the TSA) import neither
+the migrations nor, through them, another wing's tables.  The tables are in
+`signet.signer.schema`.  Certificates are never deleted: a revoked or expired
+certificate must still be answerable by OCSP/CRL and shown by validation years later.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from signet.common.contracts.signer import CertificateKind
-from signet.signer import migrations
-from sqlalchemy import (
-    DateTime,
-    LargeBinary,
-    String,
-    Text,
-    create_engine,
-    event,
-    select,
-    text,
-    update,
-)
+from signet.common.database import Database
+from signet.signer.schema import CertificateRecord, Counter, aware
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session
 
-
-class Base(DeclarativeBase):
-    """Every table of the signer database (certificates, counters, batches)."""
-
-
-class CertificateRecord(Base):
-    __tablename__ = "certificates"
-
-    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), index=True)
-    subject: Mapped[str] = mapped_column(Text)
-    issuer_serial: Mapped[str | None] = mapped_column(String(64))
-    key_label: Mapped[str] = mapped_column(String(64), index=True)
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    der: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revocation_reason: Mapped[str | None] = mapped_column(String(32))
-    key_destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    identity_verification: Mapped[str | None] = mapped_column(Text)
-
-
-class Counter(Base):
-    """Named monotonic counters (TSA serial blocks, CRL numbers)."""
-
-    __tablename__ = "counters"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[int] = mapped_column()
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite drops tzinfo; everything we store is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+__all__ = ["CertificateRecord", "Counter", "Registry", "verification_json"]
 
 
 class Registry:
-    def __init__(self, url: str) -> None:
-        # A network database can drop idle connections: ping on checkout.  A file
-        # database cannot, and the ping would cost a round trip on every query.
-        self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        migrations.upgrade(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._url = url
-        self._undurable: sessionmaker[Session] | None = None
+    """Certificates and counters in an opened signer database (whose sessions the batch
+    queue shares: one database, one schema)."""
 
-    @classmethod
-    def sqlite(cls, path: Path) -> Registry:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{path}")
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.engine: Engine = database.engine
 
     def session(self) -> Session:
-        return self._sessions()
+        return self.database.session()
 
     def undurable_session(self) -> Session:
         """A session whose commits do not wait for the disk: for writes that a crash may
-        undo harmlessly (a batch claim: lost, its items are simply pending again).
-
-        Its own connections: SQLite with ``synchronous=NORMAL`` (in WAL mode still
-        atomic and consistent; the next durable commit's fsync of the WAL covers it),
-        PostgreSQL with ``synchronous_commit=off`` (the same promise).  Every other
-        session stays fully durable.
-        """
-        if self._undurable is None:
-            if self._url.startswith("sqlite"):
-                engine = create_engine(self._url)
-                event.listen(engine, "connect", _sqlite_pragmas)
-                event.listen(engine, "connect", _sqlite_undurable)
-            elif self._url.startswith("postgresql"):
-                engine = create_engine(
-                    self._url,
-                    pool_pre_ping=True,
-                    connect_args={"options": "-c synchronous_commit=off"},
-                )
-            else:
-                engine = self.engine
-            self._undurable = sessionmaker(engine, expire_on_commit=False)
-        return self._undurable()
+        undo harmlessly (a batch claim: lost, its items are simply pending again); see
+        `signet.common.database.Database.undurable_session`."""
+        return self.database.undurable_session()
 
     def add(self, record: CertificateRecord) -> None:
         with self.session() as session, session.begin():
@@ -216,22 +143,8 @@ class Registry:
 
 def _normalise(record: CertificateRecord) -> CertificateRecord:
     for attr in ("not_before", "not_after", "created_at", "revoked_at", "key_destroyed_at"):
-        setattr(record, attr, _aware(getattr(record, attr)))
+        setattr(record, attr, aware(getattr(record, attr)))
     return record
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
-    cursor.close()
-
-
-def _sqlite_undurable(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def verification_json(data: dict[str, Any] | None) -> str | None:

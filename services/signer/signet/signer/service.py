@@ -16,6 +16,7 @@ from signet.signer import metrics
 from signet.signer.batch.guard import BatchStoreGuard
 from signet.signer.batch.store import BatchStore
 from signet.signer.config import SignerSettings
+from signet.signer.database import open_registry
 from signet.signer.pades.engine import PadesEngine
 from signet.signer.pki.ca import CaSettings, CertificateAuthority
 from signet.signer.pki.ocsp import OcspResponder
@@ -34,8 +35,8 @@ class SignerService:
 
     @cached_property
     def registry(self) -> Registry:
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        return Registry(self.settings.resolved_database_url())
+        self.settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return open_registry(self.settings.resolved_database_url())
 
     @property
     def hsm(self) -> Hsm:

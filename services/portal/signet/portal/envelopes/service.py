@@ -18,10 +18,11 @@ from signet.common.notify import Notice
 from signet.common.policies import LoadedPolicy
 from signet.portal.accounts.models import User
 from signet.portal.envelopes import routing
+from signet.portal.envelopes.addressing import addressee
 from signet.portal.envelopes.contracts import EnvelopeCreate
 from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, Recipient
-from signet.portal.identity.links import link_token, link_token_hash
-from signet.portal.notifications.outbox import Addressee, enqueue
+from signet.portal.links import link_token, link_token_hash
+from signet.portal.notifications.outbox import enqueue
 from signet.portal.schema import utc_now
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -263,7 +264,7 @@ class EnvelopeService:
             values["link"] = f"{self.portal_url}/s/{token}"
             secret = token
         enqueue(
-            session, Addressee.of(recipient), notice, held=self.held,
+            session, addressee(recipient), notice, held=self.held,
             organisation_id=envelope.organisation_id, secret=secret,
             title=envelope.title, message=envelope.message, sender=self._sender(session, envelope),
             **values,

@@ -15,10 +15,11 @@ from signet.common.errors import Forbidden, SignetError
 from signet.common.notify import Channel, Notice
 from signet.common.otp import CODE_LIFETIME, CodeVerdict, IssuedCode, check_code, issue_code
 from signet.portal.accounts.models import User
+from signet.portal.envelopes.addressing import addressee, recipient_channel
 from signet.portal.envelopes.models import Envelope, Recipient
 from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.identity.models import IdentityCode
-from signet.portal.notifications.outbox import Addressee, enqueue, recipient_channel
+from signet.portal.notifications.outbox import Addressee, enqueue
 from signet.portal.schema import utc_now
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -69,7 +70,7 @@ class IdentityService:
                 )
             )  # fmt: skip
             message = enqueue(
-                session, Addressee.of(recipient, channel), Notice.IDENTITY_CODE,
+                session, addressee(recipient, channel), Notice.IDENTITY_CODE,
                 held=self.envelopes.held, organisation_id=envelope.organisation_id, secret=code,
                 title=envelope.title, code=code,
                 minutes=str(int(CODE_LIFETIME.total_seconds() // 60)),

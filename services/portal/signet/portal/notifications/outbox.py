@@ -8,7 +8,7 @@ are `held`: nothing leaves the machine, and an admin reads them (codes included)
 
 With a gateway, a row never holds a secret (`Message.stored_body` masks it): a link
 token is derived again from the recipient when the dispatcher sends (see
-`signet.portal.identity.links`), and a one-time code is handed to the transport
+`signet.portal.links`), and a one-time code is handed to the transport
 right after the commit and never retried — a code outlives a retry schedule by
 minutes only, and the recipient asks for a new one.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from signet.common.notify import Channel, DeliveryState, Message, Notice, render
-from signet.portal.envelopes.models import Recipient
 from signet.portal.notifications.models import OutboxMessage
 from signet.portal.schema import utc_now
 from sqlalchemy.orm import Session
@@ -33,23 +32,6 @@ class Addressee:
     locale: str
     envelope_id: str | None = None
     recipient_id: str | None = None
-
-    @classmethod
-    def of(cls, recipient: Recipient, prefer: Channel | None = None) -> Addressee:
-        """The recipient on the preferred channel, or on the one they have."""
-        channel, to = recipient_channel(recipient, prefer)
-        return cls(channel, to, recipient.locale, recipient.envelope_id, recipient.id)
-
-
-def recipient_channel(recipient: Recipient, prefer: Channel | None = None) -> tuple[Channel, str]:
-    if prefer is Channel.SMS and recipient.mobile:
-        return Channel.SMS, recipient.mobile
-    if prefer is Channel.EMAIL and recipient.email:
-        return Channel.EMAIL, recipient.email
-    if recipient.email:
-        return Channel.EMAIL, recipient.email
-    assert recipient.mobile is not None  # the contract requires one of the two
-    return Channel.SMS, recipient.mobile
 
 
 def enqueue(

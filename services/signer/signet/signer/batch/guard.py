@@ -51,11 +51,10 @@ from pathlib import Path
 
 from signet.common.errors import ServiceUnavailable
 from signet.signer.batch.durable import fsync_directory
-from signet.signer.batch.queue import BatchRecord
-from signet.signer.registry import Base, Registry
-from sqlalchemy import DateTime, String, Text, select, update
+from signet.signer.batch.tables import BatchRecord, BatchStoreRecord
+from signet.signer.registry import Registry
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
 
 __all__ = [
     "MARKER",
@@ -80,19 +79,6 @@ _ADOPT_SAMPLE = 20
 #: Seconds a running process reuses the recorded store id before reading it again (one
 #: primary-key read): another replica recording another store is noticed within this.
 RECORD_TTL = 5.0
-
-
-class BatchStoreRecord(Base):
-    """The store id the batch rows belong to, recorded when the directory was first used."""
-
-    __tablename__ = "batch_store"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    store_id: Mapped[str] = mapped_column(String(64))
-    #: where the directory was mounted then (for the admin reading a mismatch)
-    directory: Mapped[str] = mapped_column(Text)
-    #: batches created before this are not expected in the directory (adopted without them)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class StoreHealth(StrEnum):

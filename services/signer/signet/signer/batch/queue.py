@@ -1,6 +1,7 @@
 """The batch tables and the work queue on them: claim, record, hand back, recover.
 
-Every signer process takes work with `BatchQueue.claim`, one atomic UPDATE, so
+The tables are declared in `signet.signer.batch.tables` (re-exported here).  Every
+signer process takes work with `BatchQueue.claim`, one atomic UPDATE, so
 several processes (and replicas) share a batch without a coordinator and no
 item ever has two claimants.  An item is recorded done only by its claimant
 (`finish_many` matches the worker), in the transaction that also says where its
@@ -17,63 +18,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from signet.common.contracts.signer import BatchItemState
-from signet.signer.registry import Base, Registry
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    DateTime,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    bindparam,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from signet.common.database import claim_rows
+from signet.signer.batch.tables import BatchItemRecord, BatchRecord
+from signet.signer.registry import Registry
+from signet.signer.schema import Base
+from sqlalchemy import DateTime, bindparam, select, text, update
+from sqlalchemy.orm import Session
+
+__all__ = [
+    "CLAIM_LEASE",
+    "BatchItemRecord",
+    "BatchQueue",
+    "BatchRecord",
+    "Claim",
+    "Outcome",
+    "aware",
+    "claimant_is_dead",
+    "this_worker",
+    "utc_now",
+]
 
 #: A claim older than this is taken back even if its claimant may still live elsewhere.
 CLAIM_LEASE = timedelta(minutes=15)
-
-
-class BatchRecord(Base):
-    __tablename__ = "batches"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
-    request_sha256: Mapped[str] = mapped_column(String(64))
-    options_json: Mapped[str] = mapped_column(Text)
-    has_image: Mapped[bool] = mapped_column(Boolean)
-    certificate_serial: Mapped[str] = mapped_column(String(64))
-    level: Mapped[str] = mapped_column(String(8))
-    total: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class BatchItemRecord(Base):
-    __tablename__ = "batch_items"
-
-    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
-    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
-    filename: Mapped[str] = mapped_column(String(255))
-    state: Mapped[str] = mapped_column(String(8), index=True)
-    error: Mapped[str | None] = mapped_column(Text)
-    input_sha256: Mapped[str] = mapped_column(String(64))
-    output_sha256: Mapped[str | None] = mapped_column(String(64))
-    worker: Mapped[str | None] = mapped_column(String(128))
-    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    #: Where the document is in ``in/uploads.spool``; NULL for batches staged before the
-    #: spool existed (one file per document, ``in/NNNNNN.pdf``).
-    input_offset: Mapped[int | None] = mapped_column(BigInteger)
-    input_size: Mapped[int | None] = mapped_column(BigInteger)
-    #: Where the signed document is: a pack in ``out/`` and the slice of it; NULL for
-    #: items signed before packs existed (one file per document, ``out/NNNNNN.pdf``).
-    output_pack: Mapped[str | None] = mapped_column(String(64))
-    output_offset: Mapped[int | None] = mapped_column(BigInteger)
-    output_size: Mapped[int | None] = mapped_column(BigInteger)
 
 
 def this_worker(suffix: str = "") -> str:
@@ -136,8 +102,8 @@ class BatchQueue:
     registry: Registry
 
     def claim(self, worker: str, limit: int = 1) -> list[Claim]:
-        """Take up to `limit` of the oldest pending items, atomically (one statement, so
-        no item has two claimants).
+        """Take up to `limit` of the oldest pending items, atomically (one statement,
+        `signet.common.database.claim_rows`, so no item has two claimants).
 
         Committed without waiting for the disk (`Registry.undurable_session`): a claim
         lost in a power cut leaves its items pending, which is where they were, and the
@@ -145,17 +111,17 @@ class BatchQueue:
         batches: a claim took 7.6-9.9 ms with its fsync, 2.8-3.6 ms without.
         """
         with self.registry.undurable_session() as session, session.begin():
-            rows = session.execute(
-                text(
-                    "UPDATE batch_items SET state = 'running', worker = :worker, "
-                    "claimed_at = :now WHERE (batch_id, idx) IN ("
-                    "  SELECT batch_id, idx FROM batch_items WHERE state = 'pending' "
-                    "  ORDER BY batch_id, idx LIMIT :limit"
-                    ") AND state = 'pending' "
-                    "RETURNING batch_id, idx, input_offset, input_size"
-                ).bindparams(bindparam("now", type_=DateTime(timezone=True))),
-                {"worker": worker, "now": utc_now(), "limit": limit},
-            ).all()
+            rows = claim_rows(
+                session.connection(),
+                "batch_items",
+                keys=("batch_id", "idx"),
+                queued=BatchItemState.PENDING.value,
+                claimed=BatchItemState.RUNNING.value,
+                values={"worker": worker, "claimed_at": utc_now()},
+                timestamps=("claimed_at",),
+                limit=limit,
+                returning=("input_offset", "input_size"),
+            )
         claims = (
             Claim(
                 str(row[0]),

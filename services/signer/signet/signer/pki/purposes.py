@@ -15,19 +15,11 @@ from datetime import UTC, datetime
 
 from signet.common.contracts.signer import KeyPurpose
 from signet.common.errors import Forbidden
-from signet.signer.registry import Base, Registry
-from sqlalchemy import DateTime, String, select
+from signet.signer.pki.tables import KeyPurposeRecord
+from signet.signer.registry import Registry
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapped, mapped_column
-
-
-class KeyPurposeRecord(Base):
-    __tablename__ = "key_purposes"
-
-    label: Mapped[str] = mapped_column(String(64), primary_key=True)
-    purpose: Mapped[str] = mapped_column(String(16))
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class KeyPurposeMismatch(Forbidden):
