@@ -19,13 +19,26 @@ import httpx
 import pytest
 import uvicorn
 from pydantic import SecretStr
+from signet.common.auth import CALLER_SCOPES, CallerEntry, token_hash
 from signet.hsm import Hsm
 from signet.hsm.softhsm import DevToken, ensure_dev_token
 from signet.signer.app import create_app
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
 
+#: The admin's token (given as the legacy `service_token`, which is the admin caller).
 SERVICE_TOKEN = "test-service-token-0123456789"
+#: Storage's and the portal's own tokens, registered (hashed) with the test signer.
+STORAGE_TOKEN = "test-storage-token-0123456789"
+PORTAL_TOKEN = "test-portal-token-0123456789"
+
+
+def caller_entries(*callers: tuple[str, str]) -> list[CallerEntry]:
+    """Registry entries for (caller, token) pairs with each caller's least privilege."""
+    return [
+        CallerEntry(caller=name, sha256=token_hash(token), scopes=CALLER_SCOPES[name])
+        for name, token in callers
+    ]
 
 
 def free_port() -> int:
@@ -61,6 +74,7 @@ def signer_settings(
         hsm_token_label=dev_token.config.token_label,
         hsm_pin=dev_token.config.pin,
         service_token=SecretStr(SERVICE_TOKEN),
+        callers=caller_entries(("storage", STORAGE_TOKEN), ("portal", PORTAL_TOKEN)),
         public_url=f"http://127.0.0.1:{signer_port}",
         max_document_bytes=64 * 1024 * 1024,
     )

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from pydantic import SecretStr
+from signet.common.auth import Authorizer, TokenRegistry
 from signet.common.gate import GateRules, RequestGate
 from signet.common.http import install_error_handlers
 
-from tests.conftest import SERVICE_TOKEN, free_port
+from tests.conftest import SERVICE_TOKEN, STORAGE_TOKEN, free_port
 
 
 def _raw(port: int, head: str, body: bytes = b"", *, wait: float = 5.0) -> tuple[str, float]:
@@ -68,10 +68,15 @@ def test_public_protocols_stay_open(signer_url: str) -> None:
     assert status == "HTTP/1.1 200 OK"
     status, _ = _raw(port, "GET /ca/root.cer HTTP/1.1\r\nHost: x\r\n")
     assert status == "HTTP/1.1 200 OK"
+    status, _ = _raw(port, _head("/ocsp", 1024 * 1024, token=None, kind="application/ocsp-request"))
+    assert status == "HTTP/1.1 413 Request Entity Too Large"  # open, but bounded
+    # the TSA is not open: timestamps are storage's and the portal's (signet.common.auth)
     status, _ = _raw(
         port, _head("/tsa", 1024 * 1024, token=None, kind="application/timestamp-query")
     )
-    assert status == "HTTP/1.1 413 Request Entity Too Large"  # open, but bounded
+    assert status == "HTTP/1.1 401 Unauthorized"
+    status, _ = _raw(port, _head("/tsa", 1024 * 1024, token=STORAGE_TOKEN))
+    assert status == "HTTP/1.1 413 Request Entity Too Large"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +91,7 @@ def gated() -> Iterator[int]:
 
     app.add_middleware(
         RequestGate,
-        token=lambda: SecretStr(SERVICE_TOKEN),
+        authorize=Authorizer(TokenRegistry.load(admin_token=SERVICE_TOKEN), rules=()),
         rules=GateRules(default_limit=1024, idle_timeout=0.5),
     )
     port = free_port()

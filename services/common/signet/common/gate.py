@@ -4,15 +4,14 @@ FastAPI reads and parses a request's body before it runs a route's dependencies,
 bearer-token dependency alone let anyone make a service read 500 MB of JSON or spool
 a 305 MB upload before answering 401.  The gate runs first, as plain ASGI:
 
-1. the token is checked from the headers, before one byte of the body is read
-   (public routes — health, metrics, the CA's CRL/OCSP/TSA protocols, the API
-   documents — are named by the service);
+1. the caller's token and scope are checked from the headers (`signet.common.auth`,
+   each service's route table names its public routes: health, metrics, the CA's
+   CRL/OCSP, the API documents), before one byte of the body is read;
 2. a ``Content-Length`` above the route's limit is answered 413 unread;
 3. the body is counted while the application reads it (413 once it passes the
    limit, for chunked bodies too), and each chunk must arrive within an idle
    timeout (408), so a client announcing 2 GB and sending ten bytes holds nothing.
 
-The route's own dependency guard stays behind the gate as a second check.
 """
 
 from __future__ import annotations
@@ -22,13 +21,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from pydantic import SecretStr
 from signet.common.errors import PayloadTooLarge, SignetError, Unauthorized
-from signet.common.http import check_bearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-#: Paths every service leaves open: liveness, readiness, Prometheus, the API documents.
-PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/docs/*", "/redoc", "/openapi.json")
 #: Seconds a client may stay silent in the middle of a request body.
 BODY_IDLE_TIMEOUT = 30.0
 
@@ -40,14 +35,13 @@ class RequestTimeout(SignetError):
 
 @dataclass(frozen=True)
 class GateRules:
-    """What a service opens, and how much it reads per route.
+    """How much a service reads per route.
 
     Paths are exact, or prefixes when they end in ``*``.  `limits` maps a path rule to
     its body limit (None: the route bounds its own parts, as batch uploads do);
-    `passthrough` routes are left entirely to an inner ASGI layer that checks the
-    token itself before reading (storage's spliced object transfers)."""
+    `passthrough` routes, once authorized, are left to an inner ASGI layer that bounds
+    its own body (storage's spliced object transfers)."""
 
-    public: tuple[str, ...] = PUBLIC_PATHS
     default_limit: int = 1024 * 1024
     limits: Mapping[str, int | None] = field(default_factory=dict)
     passthrough: tuple[str, ...] = ()
@@ -66,20 +60,24 @@ def _matches(rule: str, path: str) -> bool:
 
 class RequestGate:
     def __init__(
-        self, app: ASGIApp, *, token: Callable[[], SecretStr | None], rules: GateRules
+        self, app: ASGIApp, *, authorize: Callable[[Scope], None], rules: GateRules
     ) -> None:
-        self.app, self.token, self.rules = app, token, rules
+        """`authorize` raises a `SignetError` (401, 403) for a caller the route refuses
+        (`signet.common.auth.Authorizer`)."""
+        self.app, self.authorize, self.rules = app, authorize, rules
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path: str = scope["path"]
-        if any(_matches(rule, path) for rule in self.rules.passthrough):
-            return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         try:
-            if not any(_matches(rule, path) for rule in self.rules.public):
-                check_bearer(headers.get(b"authorization", b"").decode("latin-1"), self.token())
+            self.authorize(scope)
+        except SignetError as exc:
+            return await _refuse(send, exc)
+        if any(_matches(rule, path) for rule in self.rules.passthrough):
+            return await self.app(scope, receive, send)
+        try:
             limit = self.rules.limit_for(path)
             declared = _content_length(headers.get(b"content-length"))
             if limit is not None and declared is not None and declared > limit:

@@ -1,11 +1,13 @@
-"""What every Signet HTTP service shares: error mapping, service-to-service auth, /metrics."""
+"""What every Signet HTTP service shares: error mapping, /healthz, /metrics.
+
+Who may call what is `signet.common.auth`, checked by `signet.common.gate`.
+"""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import IO
@@ -14,9 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import SecretStr
 from signet.common import metrics
-from signet.common.errors import SignetError, Unauthorized, summarize_validation
+from signet.common.errors import SignetError, summarize_validation
 from starlette.background import BackgroundTask
 
 log = logging.getLogger(__name__)
@@ -37,33 +38,6 @@ def install_error_handlers(app: FastAPI) -> None:
             {"error": "invalid_request", "detail": summarize_validation(exc.errors())},
             status_code=422,
         )
-
-
-def bearer_guard(token: Callable[[], SecretStr | None]) -> Callable[[Request], Awaitable[None]]:
-    """A FastAPI dependency requiring ``Authorization: Bearer <service token>``.
-
-    Compared in constant time.  If no token is configured every request is
-    refused: a service never runs open by accident.
-    """
-
-    async def guard(request: Request) -> None:
-        check_bearer(request.headers.get("authorization", ""), token())
-
-    return guard
-
-
-def check_bearer(header: str, expected: SecretStr | None) -> None:
-    """Raise `Unauthorized` unless `header` is ``Bearer <expected>`` (constant time).
-
-    `bearer_guard`'s check, for routes served as plain ASGI (the storage byte routes).
-    """
-    scheme, _, presented = header.partition(" ")
-    if (
-        expected is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(presented.strip().encode(), expected.get_secret_value().encode())
-    ):
-        raise Unauthorized("a valid service bearer token is required")
 
 
 #: Keyword arguments for every service's `FastAPI(...)`.  FastAPI's built-in

@@ -12,8 +12,9 @@ import secrets
 from pathlib import Path
 
 from platformdirs import user_data_path
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings
+from signet.common.auth import CallerEntry, TokenRegistry
 from signet.common.logging import register_secret
 
 
@@ -41,8 +42,14 @@ def ensure_service_token(home: Path) -> SecretStr:
 class ServiceSettings(BaseSettings):
     """Base of every service's settings."""
 
-    #: Bearer token other services present; in a cluster it comes from a Secret.
+    #: Legacy single bearer token, accepted as the ``admin`` caller (for one release;
+    #: use `callers_file`).  In a cluster it comes from a Secret.
     service_token: SecretStr | None = None
+    #: The hashed tokens this service accepts (`signet.common.auth`): a JSON list of
+    #: ``{caller, sha256, scopes}``; in a cluster a mounted Secret.
+    callers_file: Path | None = None
+    #: More registry entries, e.g. from the environment as JSON.
+    callers: list[CallerEntry] = Field(default_factory=list)
     log_level: str = "INFO"
     #: A second port serving only ``GET /metrics`` (for Prometheus, which the cluster's
     #: NetworkPolicies keep off the API port); None: ``/metrics`` on the API port only.
@@ -52,3 +59,18 @@ class ServiceSettings(BaseSettings):
     #: Signing policies in force (`signet.common.policies`): in a cluster the operator's
     #: mounted ConfigMap; in the embedded default `$SIGNET_HOME/policies`.
     policy_dir: Path = Field(default_factory=lambda: signet_home() / "policies")
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> ServiceSettings:
+        """Every secret given in the settings (environment, constructor) is redacted from
+        the logs from the moment it is read: tokens, the HSM PIN, the S3 keys."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
+        return self
+
+    def token_registry(self) -> TokenRegistry:
+        """The callers this service accepts (read once, when the app is made)."""
+        token = self.service_token.get_secret_value() if self.service_token else None
+        return TokenRegistry.load(file=self.callers_file, entries=self.callers, admin_token=token)

@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from signet.common.auth import Authorizer
 from signet.common.errors import SignetError
-from signet.common.gate import PUBLIC_PATHS, GateRules, RequestGate
-from signet.common.http import bearer_guard, service_app
+from signet.common.gate import GateRules, RequestGate
+from signet.common.http import service_app
 from signet.common.logging import configure_logging
 from signet.common.policies import PolicyDirectory
 from signet.signer.api import batches, certificates, pki, seals, signing
+from signet.signer.api.deps import ROUTES
 from signet.signer.batch.wait import FinishWatch
 from signet.signer.batch.worker import BatchWorker
 from signet.signer.config import SignerSettings
@@ -92,18 +94,16 @@ def create_app(
         lambda batch_id: service.batches.finished_hint(batch_id),
         lambda batch_ids: service.batches.finished_of(batch_ids),
     )
-    guard = Depends(bearer_guard(lambda: settings.service_token))
     app.include_router(pki.router)
-    app.include_router(certificates.router, dependencies=[guard])
-    app.include_router(signing.router, dependencies=[guard])
-    app.include_router(batches.router, dependencies=[guard, Depends(batch_store_ready)])
-    app.include_router(seals.router, dependencies=[guard])
-
+    app.include_router(certificates.router)
+    app.include_router(signing.router)
+    app.include_router(batches.router, dependencies=[Depends(batch_store_ready)])
+    app.include_router(seals.router)
+    # Outermost: the caller's token and scope (`deps.ROUTES`) before any body is read.
     app.add_middleware(
         RequestGate,
-        token=lambda: settings.service_token,
+        authorize=Authorizer(settings.token_registry(), ROUTES),
         rules=GateRules(
-            public=(*PUBLIC_PATHS, "/ca/*", "/ocsp", "/ocsp/*", "/tsa"),
             limits={
                 # a document and its appearance image, with the form's overhead
                 "/v1/sign": settings.max_document_bytes + 8 * 1024 * 1024,

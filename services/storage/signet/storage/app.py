@@ -6,18 +6,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from signet.common.auth import PUBLIC_HEALTH, Authorizer, Rule, Scope, rule
 from signet.common.errors import SignetError
 from signet.common.gate import GateRules, RequestGate
-from signet.common.http import bearer_guard, service_app
+from signet.common.http import service_app
 from signet.common.logging import configure_logging
 from signet.storage.api import envelopes, ledger, objects
 from signet.storage.api.transfer_docs import add_byte_routes
 from signet.storage.api.transfers import PUT_PATH, ObjectTransfers
 from signet.storage.config import StorageSettings
 from signet.storage.service import StorageService
+
+#: Who may call which storage route (`signet.common.auth`); anything else needs admin.
+#: Legal hold and retention are the admin's alone: no service can lift a hold.
+ROUTES: tuple[Rule, ...] = (
+    *PUBLIC_HEALTH,
+    rule("PUT", r"/v1/objects", Scope.VAULT_WRITE),
+    rule("GET", r"/v1/objects/[^/]+", Scope.VAULT_READ),
+    rule("POST", r"/v1/objects/[^/]+/legal-hold", Scope.LEGAL_HOLD),
+    rule("POST", r"/v1/objects/[^/]+/retention", Scope.RETENTION),
+    rule("POST", r"/v1/ledger/events", Scope.LEDGER_APPEND),
+    rule("GET", r"/v1/ledger/(tree-head|proof/inclusion|proof/consistency)", Scope.LEDGER_READ),
+    rule("GET", r"/v1/envelopes/[^/]+/evidence", Scope.EVIDENCE_READ),
+)
 
 
 def create_app(
@@ -35,20 +49,15 @@ def create_app(
 
     app = service_app("Signet storage", lifespan)
     app.state.service = service
-    guard = Depends(bearer_guard(lambda: settings.service_token))
     for router in (objects.router, ledger.router, envelopes.router):
-        app.include_router(router, dependencies=[guard])
+        app.include_router(router)
     # The byte routes (PUT, GET, HEAD of objects) as plain ASGI, in front of FastAPI.
-    app.add_middleware(
-        ObjectTransfers,
-        service=service,
-        token=lambda: settings.service_token,
-        metrics_service="storage",
-    )
-    # Outermost: the token before any body; the spliced upload checks it itself, first.
+    app.add_middleware(ObjectTransfers, service=service, metrics_service="storage")
+    # Outermost: the caller's token and scope (`ROUTES`) before any body is read; the
+    # spliced upload then bounds its own body.
     app.add_middleware(
         RequestGate,
-        token=lambda: settings.service_token,
+        authorize=Authorizer(settings.token_registry(), ROUTES),
         rules=GateRules(passthrough=(PUT_PATH,)),
     )
     generated_openapi = app.openapi

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from signet.common.contracts.storage import MINIMUM_RETENTION_YEARS
+from signet.common.logging import register_secret
 from signet.common.settings import ServiceSettings, signet_home
 
 
@@ -30,6 +31,10 @@ class StorageSettings(ServiceSettings):
     retention_years: int = Field(default=10, ge=MINIMUM_RETENTION_YEARS, le=100)
     #: The signer that signs and timestamps tree heads.
     signer_url: str = "http://127.0.0.1:8101"
+    #: Storage's own token for the signer (scopes: timestamps, digest-sign); or a file
+    #: holding it (a mounted Secret).  Neither: the legacy `service_token`.
+    signer_token: SecretStr | None = None
+    signer_token_file: Path | None = None
     #: HSM key (an organisation seal) that signs tree heads.
     ledger_key_label: str = "signet-ledger-seal"
     #: Seconds between signed tree heads (when the log grew); 0 = only on demand.
@@ -66,5 +71,14 @@ class StorageSettings(ServiceSettings):
         if value is not None:
             return value.get_secret_value()
         if file is not None:
-            return file.read_text(encoding="utf-8").strip()
+            text = file.read_text(encoding="utf-8").strip()
+            register_secret(text)
+            return text
         raise ValueError(f"{what} is not configured")
+
+    def signer_token_value(self) -> str | None:
+        """The token storage presents to the signer."""
+        if self.signer_token is None and self.signer_token_file is None:
+            legacy = self.service_token
+            return legacy.get_secret_value() if legacy is not None else None
+        return self.secret(self.signer_token, self.signer_token_file, "signer_token")

@@ -102,12 +102,12 @@ class StorageService:
     def signer(self) -> SignerClient:
         with self._lock:
             if self._signer is None:
-                token = self.settings.service_token
+                token = self.settings.signer_token_value()
                 if token is None:
-                    raise ServiceUnavailable("no service token to reach the signer")
+                    raise ServiceUnavailable("no token to reach the signer")
                 self._signer = SignerClient(
                     self.settings.signer_url,
-                    token.get_secret_value(),
+                    token,
                     key_label=self.settings.ledger_key_label,
                 )
             return self._signer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
+from signet.common.auth import PUBLIC_HEALTH, Rule, Scope, rule
 from signet.common.errors import PayloadTooLarge
 from signet.signer.service import SignerService
 
@@ -38,3 +39,22 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+#: Who may call which signer route (`signet.common.auth`); anything else needs admin.
+#: CRLs, OCSP and the CA certificates are public: validators anywhere must reach them.
+ROUTES: tuple[Rule, ...] = (
+    *PUBLIC_HEALTH,
+    rule("GET", r"/ca/(crl|issuing\.crl|root\.crl|root\.cer|issuing\.cer)", None),
+    rule("POST", r"/ocsp", None),
+    rule("GET", r"/ocsp/.+", None),
+    rule("POST", r"/tsa", Scope.TIMESTAMP),
+    rule("POST", r"/v1/digests/sign", Scope.DIGEST_SIGN),
+    rule("POST", r"/v1/certificates", Scope.CERTIFICATE_ISSUE),
+    rule("GET", r"/v1/certificates/[^/]+", Scope.CERTIFICATE_READ),
+    rule("POST", r"/v1/certificates/[^/]+/revoke", Scope.CERTIFICATE_REVOKE),
+    rule("POST", r"/v1/sign", Scope.DOCUMENT_SIGN),
+    rule("POST", r"/v1/verify", Scope.DOCUMENT_VERIFY),
+    rule("POST", r"/v1/batches", Scope.BATCH),
+    rule("GET", r"/v1/batches/[^/]+(/results)?", Scope.BATCH),
+)

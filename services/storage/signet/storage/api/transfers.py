@@ -19,10 +19,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from pydantic import SecretStr
 from signet.common.contracts.storage import ObjectInfo, ObjectKind
 from signet.common.errors import PayloadTooLarge, SignetError
-from signet.common.http import check_bearer
 from signet.common.metrics import MetricsMiddleware
 from signet.storage import metrics
 from signet.storage.api.splice import ClientGone, Splice, splice_from
@@ -91,12 +89,10 @@ class ObjectTransfers:
         app: ASGIApp,
         *,
         service: StorageService,
-        token: Callable[[], SecretStr | None],
         metrics_service: str,
     ) -> None:
         self.app = app
         self.service = service
-        self._token = token
         self._metered = MetricsMiddleware(self._serve, service=metrics_service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,11 +113,9 @@ class ObjectTransfers:
         try:
             if path == PUT_PATH:
                 _allow(method, ("PUT",))
-                check_bearer(headers.get(b"authorization", b"").decode("latin-1"), self._token())
                 answer = await self._put(headers, receive)
             else:
                 _allow(method, ("GET", "HEAD"))
-                check_bearer(headers.get(b"authorization", b"").decode("latin-1"), self._token())
                 answer = await self._get(check_sha256(path[len(_PREFIX) :]), method)
         except SignetError as exc:  # before any byte of the answer: once it streams, it stays
             extra = [(b"allow", exc.allow.encode())] if isinstance(exc, MethodNotAllowed) else []
