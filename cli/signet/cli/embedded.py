@@ -32,6 +32,7 @@ __all__ = [
 def home() -> Path:
     path = signet_home()
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)  # keys' PINs, the service token, the databases: this user's only
     return path
 
 

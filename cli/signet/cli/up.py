@@ -8,17 +8,18 @@ and the storage service (filesystem vault); the portal joins when it is built.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
-import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from signet.cli import embedded
-from signet.cli.signer_commands import write_ca_files
+from signet.cli.signer_commands import DEFAULT_SEAL, write_ca_files
+from signet.cli.supervisor import PortTaken, Service, port_free, stop_all
 from signet.common.metrics import multiprocess_environment
 from signet.signer.pki.ca import fingerprint
 from signet.storage.api.splice import SPLICE_PROTOCOL
@@ -34,6 +35,10 @@ def up(
     ] = False,
 ) -> None:
     """Start the appliance on its embedded default and print how to reach it."""
+    for name, number in (("signer", port), ("storage", port + 1)):
+        if not port_free("127.0.0.1", number):  # before any work: start nothing
+            console.print(f"[red]{PortTaken(name, '127.0.0.1', number)}[/]")
+            raise typer.Exit(1)
     base = embedded.home()
     token = embedded.dev_token()
     settings = embedded.signer_settings(port=port, public_url=f"http://127.0.0.1:{port}")
@@ -45,33 +50,46 @@ def up(
         port=port + 1, signer_url=f"http://127.0.0.1:{port}"
     )
     service.ca.ensure_ledger_seal(storage_settings.ledger_key_label)
+    # The seal `signet sign` and the examples use (the API needs key_label or serial).
+    seal = service.ca.ensure_seal(DEFAULT_SEAL, f"{settings.organization} Seal")
     service.close()
     # The signer's workers share one /metrics directory, removed when `up` returns.
     stack = contextlib.ExitStack()
     metrics_env = stack.enter_context(multiprocess_environment("signer", workers))
-    signer = _uvicorn(
-        "signet.signer.app:create_app",
+    signer = Service(
+        "signer",
+        _uvicorn("signet.signer.app:create_app", settings.host, port, workers),
+        embedded.child_environment(settings) | metrics_env,
         settings.host,
         port,
-        workers,
-        embedded.child_environment(settings) | metrics_env,
+        log=_log,
     )
     # The storage service runs as one process: its ledger has exactly one writer.
-    storage = _uvicorn(
-        "signet.storage.app:create_app",
+    storage = Service(
+        "storage",
+        _uvicorn(
+            "signet.storage.app:create_app",
+            storage_settings.host,
+            port + 1,
+            1,
+            http=SPLICE_PROTOCOL,  # spliced GET bodies
+        ),
+        embedded.storage_environment(storage_settings),
         storage_settings.host,
         port + 1,
-        1,
-        embedded.storage_environment(storage_settings),
-        http=SPLICE_PROTOCOL,  # spliced GET bodies
+        log=_log,
     )
-    processes = [signer, storage]
-    url, storage_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
+    services = [signer, storage]
+    url, storage_url = signer.url, storage.url
     # A service manager stops us with SIGTERM: stop the services too, never orphan them.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        _wait_ready(url, signer, "signer")
-        _wait_ready(storage_url, storage, "storage")
+        for supervised in services:
+            supervised.start()
+            problem = supervised.wait_ready()
+            if problem is not None:
+                console.print(f"[red]{problem}[/]")
+                raise typer.Exit(1)
         assert settings.service_token is not None
         console.rule("[bold]Signet is up")
         console.print(f"data folder      {base}")
@@ -85,72 +103,69 @@ def up(
         )
         console.print(f"root CA          {settings.home / 'ca' / 'root.pem'}")
         console.print(f"root SHA-256     {fingerprint(root.certificate)}")
+        console.print(
+            f"organisation seal key_label {seal.record.key_label}, "
+            f"certificate_serial {seal.record.serial}  (for POST /v1/sign)"
+        )
         console.print("admin API token  " + settings.service_token.get_secret_value())
         console.print(
             f"                 (also in {base / 'service-token'}; the portal and its "
             "admin account arrive with the portal service)"
         )
+        cli = _cli_command()
         console.print(
-            "try              signet sign some.pdf --out signed.pdf && signet verify signed.pdf"
+            f"try              {cli} sign some.pdf --out signed.pdf && {cli} verify signed.pdf"
         )
         if exit_when_ready:
             return
-        console.print("Ctrl-C stops the appliance.")
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
-        for process, name in ((signer, "signer"), (storage, "storage")):
-            if process.poll() is not None:
-                console.print(f"[red]the {name} exited with status {process.returncode}[/]")
+        console.print("Ctrl-C stops the appliance; a service that exits is started again.")
+        while True:
+            for supervised in services:
+                supervised.supervise()
+            time.sleep(0.2)
+    except PortTaken as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        stack.close()
+        # A second Ctrl-C must not cut the stop short and leave children behind.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            stop_all(services)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            stack.close()
 
 
-def _uvicorn(
-    app: str,
-    host: str,
-    port: int,
-    workers: int,
-    env: dict[str, str],
-    *,
-    http: str | None = None,
-) -> subprocess.Popen[bytes]:
+def _log(message: str) -> None:
+    console.print(f"[yellow]{time.strftime('%H:%M:%S')} {message}[/]")
+
+
+def _cli_command() -> str:
+    """The `signet` command as the user can type it here: on PATH, or the path of ours."""
+    ours = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("signet")
+    if on_path is not None and Path(on_path).resolve() == ours:
+        return "signet"
+    if ours.name != "signet":
+        ours = Path(sys.executable).parent / "signet"
+    try:
+        return str(ours.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(ours)
+
+
+def _uvicorn(app: str, host: str, port: int, workers: int, *, http: str | None = None) -> list[str]:
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", host]
     command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    # A request still open some seconds after a stop is cut rather than holding it up.
+    command += ["--timeout-graceful-shutdown", "5"]
     if http is not None:
         command += ["--http", http]
-    # Own session: a terminal's Ctrl-C reaches `signet up` alone, which then stops each
-    # service exactly once (a second signal makes uvicorn abort its shutdown).
-    return subprocess.Popen(command, env=env, start_new_session=True)
+    return command
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
-    deadline = time.monotonic() + 60
-    last = "not started"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            console.print(f"[red]the {name} exited with status {process.returncode}[/]")
-            raise typer.Exit(1)
-        try:
-            response = httpx.get(f"{url}/readyz", timeout=2)
-            if response.status_code == 200:
-                return
-            last = response.text
-        except httpx.HTTPError as exc:
-            last = str(exc)
-        time.sleep(0.3)
-    console.print(f"[red]the {name} did not become ready:[/] {last}")
-    raise typer.Exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from signet.common.logging import configure_logging
 from signet.common.policies import PolicyDirectory
 from signet.signer.api import batches, certificates, pki, seals, signing
 from signet.signer.api.deps import ROUTES
-from signet.signer.batch.wait import FinishWatch
+from signet.signer.batch.wait import FinishWatch, stop_on_exit_signals
 from signet.signer.batch.worker import BatchWorker
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
@@ -71,6 +72,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.batch_workers = workers
+        stop_on_exit_signals(app.state.batch_watch)
         serving.set()
         await run_in_threadpool(start_batch_workers)
         yield
@@ -155,7 +157,13 @@ def create_app(
             ]
         except SignetError as exc:
             return JSONResponse(
-                {"status": "unavailable", "error": exc.code, "reason": exc.detail, **store},
+                {
+                    "status": "unavailable",
+                    "error": exc.code,
+                    "reason": exc.detail,
+                    **store,
+                    **_start_nonce(),
+                },
                 status_code=503,
             )
         except SQLAlchemyError as exc:  # the registry's database: say so, not a bare 500
@@ -165,6 +173,7 @@ def create_app(
                     "error": "database_unavailable",
                     "reason": str(exc.__class__.__name__),
                     **store,
+                    **_start_nonce(),
                 },
                 status_code=503,
             )
@@ -177,7 +186,14 @@ def create_app(
                 "policies": current.versions(),
                 "policy_problems": sorted(current.problems.values()),
                 **store,
+                **_start_nonce(),
             }
         )
 
     return app
+
+
+def _start_nonce() -> dict[str, str | None]:
+    """The nonce `signet up` gave this process: its readiness check believes only an
+    answer that carries it (not one from leftovers of an earlier start on the port)."""
+    return {"start_nonce": os.environ.get("SIGNET_START_NONCE")}

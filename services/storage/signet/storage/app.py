@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -77,9 +78,20 @@ def create_app(
             readiness = await run_in_threadpool(service.readiness)
         except SignetError as exc:
             return JSONResponse(
-                {"status": "unavailable", "reason": exc.detail, "error": exc.code},
+                {
+                    "status": "unavailable",
+                    "reason": exc.detail,
+                    "error": exc.code,
+                    **_start_nonce(),
+                },
                 status_code=503,
             )
-        return JSONResponse(readiness.model_dump(mode="json"))
+        return JSONResponse(readiness.model_dump(mode="json") | _start_nonce())
 
     return app
+
+
+def _start_nonce() -> dict[str, str | None]:
+    """The nonce `signet up` gave this process: its readiness check believes only an
+    answer that carries it (not one from leftovers of an earlier start on the port)."""
+    return {"start_nonce": os.environ.get("SIGNET_START_NONCE")}

@@ -15,8 +15,12 @@ stays the truth: a woken request reads the status from it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Callable, Iterable
+from types import FrameType
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -47,18 +51,30 @@ class FinishWatch:
         self.tick, self.recheck = tick, recheck
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """The server stops: every open wait answers now (with the batch's state as it
+        is, "running"), and later ones at once, so no long poll holds the shutdown."""
+        self._stopping = True
+        for waiting in self._waiters.values():
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def wait(self, batch_id: str, timeout: float) -> bool:
         """Return once `batch_id` is finished (True) or after `timeout` seconds (False)."""
         if self._marker(batch_id):
             return True
+        if self._stopping:
+            return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(batch_id, []).append(waiter)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._watch(), name="batch-finish-watch")
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
-            return True
+            return not self._stopping
         except TimeoutError:
             return False
         finally:
@@ -85,3 +101,29 @@ class FinishWatch:
                 for waiter in self._waiters.pop(batch_id, []):
                     if not waiter.done():
                         waiter.set_result(None)
+
+
+def stop_on_exit_signals(watch: FinishWatch) -> None:
+    """Answer open long polls as soon as SIGTERM or SIGINT arrives.
+
+    uvicorn waits for open requests to end before it runs the lifespan's shutdown, so
+    the lifespan alone would come after a 55-second long poll; this chains a handler in
+    front of uvicorn's own (installed before the lifespan starts, restored by uvicorn
+    after it stops).  Only in the main thread, where signal handlers can be set (not
+    under a test client's portal thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: FrameType | None, previous: object = previous) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may already be closed
+                loop.call_soon_threadsafe(watch.stop)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                signal.default_int_handler(signum, frame)
+
+        signal.signal(sig, handler)
