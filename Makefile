@@ -12,6 +12,7 @@ lint: bootstrap
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 	.venv/bin/lint-imports
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 
 test: lint
 	.venv/bin/pytest
