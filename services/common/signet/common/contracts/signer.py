@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from signet.common.contracts.storage import unsafe_character
 
 HexSerial = Annotated[
     str, Field(pattern=r"^[0-9a-f]{1,64}$", description="Certificate serial, lowercase hex")
@@ -69,13 +70,40 @@ class RevocationReason(StrEnum):
     CESSATION_OF_OPERATION = "cessation_of_operation"
 
 
+#: How far in the future an identity verification's time may lie (clock skew between the
+#: portal and the signer), and the earliest time one is believed.
+VERIFIED_AT_SKEW = timedelta(minutes=5)
+VERIFIED_AT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _name_text(value: str) -> str:
+    found = unsafe_character(value)
+    if found is not None:
+        raise ValueError(f"contains the control or formatting character {found}")
+    return value
+
+
+#: A certificate name's attribute: shown by every validator, kept in the certificate for
+#: its lifetime, so no NUL (truncates in C validators), ESC (terminal sequences), CR/LF,
+#: other controls, lone surrogates or bidi overrides.
+NameText = Annotated[str, AfterValidator(_name_text)]
+
+
+def _verified_at(value: datetime) -> datetime:
+    if value < VERIFIED_AT_EARLIEST:
+        raise ValueError(f"is before {VERIFIED_AT_EARLIEST:%Y-%m-%d}")
+    if value > datetime.now(UTC) + VERIFIED_AT_SKEW:
+        raise ValueError("is in the future")
+    return value
+
+
 class SubjectIdentity(_Model):
     """Who the certificate names.  Shown to everyone who validates the signature."""
 
-    common_name: str = Field(min_length=1, max_length=64, examples=["Li Wei"])
-    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
-    organization: str | None = Field(default=None, max_length=64)
-    organizational_unit: str | None = Field(default=None, max_length=64)
+    common_name: NameText = Field(min_length=1, max_length=64, examples=["Li Wei"])
+    email: NameText | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    organization: NameText | None = Field(default=None, max_length=64)
+    organizational_unit: NameText | None = Field(default=None, max_length=64)
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
 
@@ -86,11 +114,13 @@ class IdentityVerification(_Model):
     evidence record: the "identity verified by a third party" condition.
     """
 
-    method: str = Field(min_length=2, max_length=32, examples=["sms-otp", "email-otp", "sso"])
-    reference: str | None = Field(
+    method: NameText = Field(min_length=2, max_length=32, examples=["sms-otp", "email-otp", "sso"])
+    reference: NameText | None = Field(
         default=None, max_length=128, description="e.g. the envelope/recipient the check belongs to"
     )
-    verified_at: datetime
+    verified_at: Annotated[AwareDatetime, AfterValidator(_verified_at)] = Field(
+        description="when the check passed: with a time zone, not in the future, not before 2000"
+    )
 
 
 class IssueCertificateRequest(_Model):
