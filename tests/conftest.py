@@ -47,6 +47,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A free port whose next one is free too (`signet up`: signer, then storage)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as other:
+            try:
+                other.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two free neighbouring ports")
+
+
 @pytest.fixture(scope="session")
 def dev_token(tmp_path_factory: pytest.TempPathFactory) -> DevToken:
     return ensure_dev_token(tmp_path_factory.mktemp("softhsm"), label="signet-test")

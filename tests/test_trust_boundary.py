@@ -45,7 +45,7 @@ SIGNER_ROUTES: list[tuple[str, str, frozenset[str]]] = [
     ("GET", "/ca/issuing.cer", ANYONE),
     ("POST", "/ocsp", ANYONE),
     ("GET", "/ocsp/MAA=", ANYONE),
-    ("POST", "/tsa", frozenset({ADMIN, STORAGE, PORTAL})),
+    ("POST", "/tsa", ANYONE),  # RFC 3161, open as OCSP is
     ("POST", "/v1/digests/sign", frozenset({ADMIN, STORAGE})),
     ("POST", "/v1/certificates", frozenset({ADMIN, PORTAL})),
     ("GET", "/v1/certificates/01", frozenset({ADMIN, PORTAL})),

@@ -25,24 +25,10 @@ import httpx
 import psutil
 import pytest
 
+from tests.conftest import free_port_pair
 from tests.support.pdfs import make_pdf
 
 SIGNET = str(Path(sys.executable).parent / "signet")
-
-
-def _port_pair() -> int:
-    """A free port whose next one is free too (signer, storage)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        with socket.socket() as other:
-            try:
-                other.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two free neighbouring ports")
 
 
 def _environment(home: Path, **extra: str) -> dict[str, str]:
@@ -81,7 +67,7 @@ class Appliance:
 def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     home = tmp_path_factory.mktemp("home")
     log = home.parent / "up.log"
-    port = _port_pair()
+    port = free_port_pair()
     env = _environment(home, SIGNET_SIGNER_BATCH_WORKERS="0")
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -128,9 +128,9 @@ def test_up_serves_and_stops_its_services_on_sigterm(tmp_path: Path) -> None:
 
     import psutil
 
-    from tests.conftest import free_port
+    from tests.conftest import free_port_pair
 
-    port = free_port()
+    port = free_port_pair()  # signet up refuses a taken port: storage's is port + 1
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
     env["SIGNET_HOME"] = str(tmp_path / "home")
     up = subprocess.Popen(

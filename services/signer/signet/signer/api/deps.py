@@ -42,13 +42,15 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
 
 
 #: Who may call which signer route (`signet.common.auth`); anything else needs admin.
-#: CRLs, OCSP and the CA certificates are public: validators anywhere must reach them.
+#: CRLs, OCSP, the TSA and the CA certificates are public: validators must reach them.
 ROUTES: tuple[Rule, ...] = (
     *PUBLIC_HEALTH,
     rule("GET", r"/ca/(crl|issuing\.crl|root\.crl|root\.cer|issuing\.cer)", None),
     rule("POST", r"/ocsp", None),
     rule("GET", r"/ocsp/.+", None),
-    rule("POST", r"/tsa", Scope.TIMESTAMP),
+    # RFC 3161 clients (validators' tools, other systems) carry no token, as for OCSP;
+    # a stamp proves a time, not who asked, and the gate bounds each request's body
+    rule("POST", r"/tsa", None),
     rule("POST", r"/v1/digests/sign", Scope.DIGEST_SIGN),
     rule("POST", r"/v1/certificates", Scope.CERTIFICATE_ISSUE),
     rule("GET", r"/v1/certificates/[^/]+", Scope.CERTIFICATE_READ),
