@@ -111,11 +111,10 @@ class IdentityService:
 
     def _channel(self, recipient: Recipient, envelope: Envelope) -> Channel:
         checks = self.envelopes.policy(envelope.policy_name).spec.identity_checks
+        contacts = {Channel.SMS: recipient.mobile, Channel.EMAIL: recipient.email}
         for check in checks:
             wanted = _CHANNELS.get(check)
-            if (wanted is Channel.SMS and recipient.mobile) or (
-                wanted is Channel.EMAIL and (recipient.email)
-            ):
+            if wanted is not None and contacts[wanted]:
                 return wanted
         return recipient_channel(recipient)[0]
 
