@@ -143,9 +143,7 @@ def _templates(client: TestClient) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize(
-    ("app", "table"), [("signer", SIGNER_ROUTES), ("storage", STORAGE_ROUTES)]
-)
+@pytest.mark.parametrize(("app", "table"), [("signer", SIGNER_ROUTES), ("storage", STORAGE_ROUTES)])
 def test_every_route_is_in_the_table(
     request: pytest.FixtureRequest, app: str, table: list[tuple[str, str, frozenset[str]]]
 ) -> None:
