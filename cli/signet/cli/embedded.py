@@ -1,7 +1,13 @@
 """The embedded default installation under ``$SIGNET_HOME``: dev token, settings, service.
 
 Every CLI command that touches keys goes through here, so that all of them
-agree on where the SoftHSM token, its PIN, the CA and the service token live.
+agree on where the SoftHSM token, its PIN, the CA and the tokens live.
+
+Tokens (`signet.common.auth`): ``service-token`` is the admin's (the CLI's, printed by
+`signet up`); ``tokens/storage`` is storage's for the signer, ``tokens/portal`` the
+portal's (for when it arrives).  Each service is given only the hashes of the callers
+it accepts (``callers/<service>.json``) and, for storage, its own token file: no
+service process holds another caller's token.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from signet.common.auth import SERVICE_CALLERS, new_token, registry_file
 from signet.common.settings import ensure_service_token, signet_home
 from signet.hsm import SOFTHSM_MODULE
 from signet.hsm.softhsm import DevToken, ensure_dev_token, use_softhsm_dir
@@ -36,6 +43,38 @@ def home() -> Path:
     return path
 
 
+def _private_file(path: Path, text: str) -> None:
+    """Write `text` to a file only the owner can read, never readable in between."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def caller_token_file(caller: str, base: Path | None = None) -> Path:
+    """The file holding `caller`'s token (made once, 0600); the admin's is service-token."""
+    base = base or home()
+    if caller == "admin":
+        ensure_service_token(base)
+        return base / "service-token"
+    path = base / "tokens" / caller
+    if not path.exists():
+        _private_file(path, new_token())
+    return path
+
+
+def callers_file(service: str, base: Path | None = None) -> Path:
+    """`service`'s registry: the hashes and scopes of the callers it accepts (0600)."""
+    base = base or home()
+    pairs = [
+        (caller, caller_token_file(caller, base).read_text(encoding="utf-8").strip())
+        for caller in SERVICE_CALLERS[service]
+    ]
+    path = base / "callers" / f"{service}.json"
+    _private_file(path, registry_file(pairs))
+    return path
+
+
 def dev_token() -> DevToken:
     return ensure_dev_token(home() / "softhsm")
 
@@ -59,6 +98,8 @@ def signer_settings(**overrides: object) -> SignerSettings:
             defaults["hsm_pin_file"] = base / "softhsm" / "user.pin"
     if settings.service_token is None:
         defaults["service_token"] = ensure_service_token(base)
+    if settings.callers_file is None:
+        defaults["callers_file"] = callers_file("signer", base)
     return settings.model_copy(update=defaults)
 
 
@@ -72,8 +113,9 @@ def child_environment(settings: SignerSettings) -> dict[str, str]:
     env["SIGNET_SIGNER_HOME"] = str(settings.home)
     if settings.hsm_pin_file is not None:
         env["SIGNET_SIGNER_HSM_PIN_FILE"] = str(settings.hsm_pin_file)
-    if settings.service_token is not None:
-        env["SIGNET_SIGNER_SERVICE_TOKEN"] = settings.service_token.get_secret_value()
+    # the hashes of who may call it, not the admin's token itself
+    if settings.callers_file is not None:
+        env["SIGNET_SIGNER_CALLERS_FILE"] = str(settings.callers_file)
     env["SIGNET_SIGNER_PUBLIC_URL"] = settings.public_url
     env["SIGNET_SIGNER_PORT"] = str(settings.port)
     return env
@@ -88,14 +130,21 @@ def storage_settings(**overrides: object) -> StorageSettings:
         defaults["home"] = base / "storage"
     if settings.service_token is None:
         defaults["service_token"] = ensure_service_token(base)
+    if settings.callers_file is None:
+        defaults["callers_file"] = callers_file("storage", base)
+    if settings.signer_token is None and settings.signer_token_file is None:
+        defaults["signer_token_file"] = caller_token_file("storage", base)
     return settings.model_copy(update=defaults)
 
 
 def storage_environment(settings: StorageSettings) -> dict[str, str]:
     env = dict(os.environ)
     env["SIGNET_STORAGE_HOME"] = str(settings.home)
-    if settings.service_token is not None:
-        env["SIGNET_STORAGE_SERVICE_TOKEN"] = settings.service_token.get_secret_value()
+    # the callers' hashes and storage's own token for the signer; never the admin's
+    if settings.callers_file is not None:
+        env["SIGNET_STORAGE_CALLERS_FILE"] = str(settings.callers_file)
+    if settings.signer_token_file is not None:
+        env["SIGNET_STORAGE_SIGNER_TOKEN_FILE"] = str(settings.signer_token_file)
     env["SIGNET_STORAGE_SIGNER_URL"] = settings.signer_url
     env["SIGNET_STORAGE_PORT"] = str(settings.port)
     return env
