@@ -47,17 +47,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def free_port_pair() -> int:
-    """A free port whose next one is free too (`signet up`: signer, then storage)."""
-    for _ in range(50):
+def free_port_run(count: int = 3) -> int:
+    """A free port whose next `count` - 1 are free too (`signet up`: signer, storage,
+    portal on three ports in a row)."""
+    for _ in range(100):
         port = free_port()
-        with socket.socket() as other:
-            try:
-                other.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
+        taken = []
+        try:
+            for offset in range(1, count):
+                other = socket.socket()
+                taken.append(other)
+                other.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        finally:
+            for other in taken:
+                other.close()
         return port
-    raise RuntimeError("no two free neighbouring ports")
+    raise RuntimeError(f"no {count} free neighbouring ports")
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port_pair
+from tests.conftest import free_port_run
 from tests.support.pdfs import make_pdf
 
 SIGNET = str(Path(sys.executable).parent / "signet")
@@ -67,7 +67,7 @@ class Appliance:
 def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     home = tmp_path_factory.mktemp("home")
     log = home.parent / "up.log"
-    port = free_port_pair()
+    port = free_port_run()
     env = _environment(home, SIGNET_SIGNER_BATCH_WORKERS="0")
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -99,7 +99,7 @@ def _token(message: models.OutboxMessage) -> str:
 def test_send_notifies_the_first_group_only_with_a_link_that_opens(world: tuple) -> None:  # type: ignore[type-arg]
     envelopes, _, _, org, sender = world
     envelope_id = envelopes.create(org, sender, _story(), [DOC])
-    envelopes.send(org, envelope_id)
+    envelopes.send(org, envelope_id, sender)
     (message,) = _outbox(envelopes)
     assert message.to == "boss@acme.example" and message.state == "held"
     assert message.subject == "Li Wei asks you to sign “采购合同”"
@@ -107,7 +107,7 @@ def test_send_notifies_the_first_group_only_with_a_link_that_opens(world: tuple)
     assert view.envelope_id == envelope_id and view.blocked is None
     assert view.envelope_status == "sent" and not view.identity_verified
     with pytest.raises(RoutingRefused) as again:
-        envelopes.send(org, envelope_id)
+        envelopes.send(org, envelope_id, sender)
     assert again.value.code == "not_a_draft"
 
 
@@ -115,7 +115,7 @@ def test_organisations_never_see_each_others_envelopes(world: tuple) -> None:  #
     envelopes, _, _, org, sender = world
     envelope_id = envelopes.create(org, sender, _story(), [DOC])
     with pytest.raises(NotFound):
-        envelopes.send("another-organisation", envelope_id)
+        envelopes.send("another-organisation", envelope_id, sender)
 
 
 def test_one_idempotency_key_one_envelope(world: tuple) -> None:  # type: ignore[type-arg]
@@ -127,7 +127,7 @@ def test_one_idempotency_key_one_envelope(world: tuple) -> None:  # type: ignore
 
 def test_unknown_and_expired_links(world: tuple) -> None:  # type: ignore[type-arg]
     envelopes, _, clock, org, sender = world
-    envelopes.send(org, envelopes.create(org, sender, _story(), [DOC]))
+    envelopes.send(org, envelopes.create(org, sender, _story(), [DOC]), sender)
     token = _token(_outbox(envelopes)[0])
     with pytest.raises(LinkInvalid):
         envelopes.open("A" * 43)
@@ -139,7 +139,7 @@ def test_unknown_and_expired_links(world: tuple) -> None:  # type: ignore[type-a
 def test_identity_code_then_decline_stops_the_envelope(world: tuple) -> None:  # type: ignore[type-arg]
     envelopes, identity, _, org, sender = world
     envelope_id = envelopes.create(org, sender, _story(), [DOC])
-    envelopes.send(org, envelope_id)
+    envelopes.send(org, envelope_id, sender)
     token = _token(_outbox(envelopes)[0])
     with pytest.raises(Forbidden, match="identity"):
         envelopes.decline(token, "wrong price")
@@ -158,7 +158,7 @@ def test_identity_code_then_decline_stops_the_envelope(world: tuple) -> None:  #
 
 def test_five_wrong_codes_lock_the_link_and_tell_the_sender(world: tuple) -> None:  # type: ignore[type-arg]
     envelopes, identity, _, org, sender = world
-    envelopes.send(org, envelopes.create(org, sender, _story(), [DOC]))
+    envelopes.send(org, envelopes.create(org, sender, _story(), [DOC]), sender)
     token = _token(_outbox(envelopes)[0])
     identity.request_code(token)
     code = re.search(r"\b(\d{6})\b", _outbox(envelopes)[-1].body)
@@ -183,9 +183,9 @@ def test_a_finished_recipients_link_acts_on_nothing_more(world: tuple) -> None: 
     """A link is bound to one recipient: voided, it shows the envelope's state."""
     envelopes, _, _, org, sender = world
     envelope_id = envelopes.create(org, sender, _story(), [DOC])
-    envelopes.send(org, envelope_id)
+    envelopes.send(org, envelope_id, sender)
     token = _token(_outbox(envelopes)[0])
-    envelopes.void(org, envelope_id)
+    envelopes.void(org, envelope_id, sender)
     assert envelopes.open(token).blocked == "envelope_not_open"
     assert _outbox(envelopes)[-1].notice == "voided"
 
@@ -196,7 +196,7 @@ def test_with_a_gateway_no_link_or_code_is_stored(world: tuple) -> None:  # type
         envelopes.sessions, envelopes.policy, envelopes.keys,
         portal_url=envelopes.portal_url, held=False, clock=envelopes.clock,
     )  # fmt: skip
-    gateway.send(org, gateway.create(org, sender, _story(), [DOC]))
+    gateway.send(org, gateway.create(org, sender, _story(), [DOC]), sender)
     (message,) = _outbox(gateway)
     assert message.state == "queued"
     assert "/s/••••••" in message.body and not re.search(r"/s/[A-Za-z0-9_-]{43}", message.body)

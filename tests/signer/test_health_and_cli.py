@@ -128,9 +128,11 @@ def test_up_serves_and_stops_its_services_on_sigterm(tmp_path: Path) -> None:
 
     import psutil
 
-    from tests.conftest import free_port_pair
+    from tests.conftest import free_port_run
 
-    port = free_port_pair()  # signet up refuses a taken port: storage's is port + 1
+    port = (
+        free_port_run()
+    )  # signet up refuses a taken port: storage's is port + 1, the portal's port + 2
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
     env["SIGNET_HOME"] = str(tmp_path / "home")
     up = subprocess.Popen(
@@ -147,10 +149,10 @@ def test_up_serves_and_stops_its_services_on_sigterm(tmp_path: Path) -> None:
         if line.startswith("Ctrl-C"):
             break
     text = "".join(printed)
-    assert "Signet is up" in text and "admin API token" in text
-    token = text.split("admin API token")[1].split()[0]
+    assert "Signet is up" in text and "signer admin token" in text
+    token = text.split("signer admin token")[1].split()[0]
     assert token == (tmp_path / "home" / "service-token").read_text().strip()
-    assert token not in "".join(p for p in printed if not p.startswith("admin API token"))
+    assert token not in "".join(p for p in printed if not p.startswith("signer admin token"))
     assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
     storage = httpx.get(f"http://127.0.0.1:{port + 1}/readyz").json()
     assert storage["status"] == "ready" and storage["vault"] == "filesystem"

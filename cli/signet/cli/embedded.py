@@ -13,12 +13,14 @@ service process holds another caller's token.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from signet.common.auth import SERVICE_CALLERS, new_token, registry_file
 from signet.common.settings import ensure_service_token, signet_home
 from signet.hsm import SOFTHSM_MODULE
 from signet.hsm.softhsm import DevToken, ensure_dev_token, use_softhsm_dir
+from signet.portal.config import PortalSettings
 from signet.signer.config import SignerSettings
 from signet.signer.service import SignerService
 from signet.storage.config import StorageSettings
@@ -28,6 +30,8 @@ __all__ = [
     "child_environment",
     "dev_token",
     "home",
+    "portal_environment",
+    "portal_settings",
     "signer_service",
     "signer_settings",
     "storage_environment",
@@ -148,3 +152,44 @@ def storage_environment(settings: StorageSettings) -> dict[str, str]:
     env["SIGNET_STORAGE_SIGNER_URL"] = settings.signer_url
     env["SIGNET_STORAGE_PORT"] = str(settings.port)
     return env
+
+
+def portal_settings(**overrides: object) -> PortalSettings:
+    """Settings of this installation's portal: its SQLite database, its secret key and
+    its own caller token for the signer and storage, all under ``$SIGNET_HOME/portal``."""
+    base = home()
+    settings = PortalSettings(**overrides)  # type: ignore[arg-type]
+    defaults: dict[str, object] = {}
+    if "SIGNET_PORTAL_HOME" not in os.environ:
+        defaults["home"] = base / "portal"
+    if settings.secret_key is None and settings.secret_key_file is None:
+        key_file = base / "portal" / "secret-key"
+        if not key_file.exists():
+            _private_file(key_file, secrets.token_hex(32))
+        defaults["secret_key_file"] = key_file
+    if settings.service_caller_token is None and settings.service_caller_token_file is None:
+        defaults["service_caller_token_file"] = caller_token_file("portal", base)
+    if "SIGNET_PORTAL_POLICY_DIR" not in os.environ:
+        defaults["policy_dir"] = base / "policies"
+    return settings.model_copy(update=defaults)
+
+
+def portal_environment(settings: PortalSettings) -> dict[str, str]:
+    """The portal child's environment: files of its secrets, never the admin's token."""
+    env = dict(os.environ)
+    env["SIGNET_PORTAL_HOME"] = str(settings.home)
+    env["SIGNET_PORTAL_PORT"] = str(settings.port)
+    env["SIGNET_PORTAL_PUBLIC_URL"] = settings.public_url
+    env["SIGNET_PORTAL_SIGNER_URL"] = settings.signer_url
+    env["SIGNET_PORTAL_STORAGE_URL"] = settings.storage_url
+    env["SIGNET_PORTAL_POLICY_DIR"] = str(settings.policy_dir)
+    if settings.secret_key_file is not None:
+        env["SIGNET_PORTAL_SECRET_KEY_FILE"] = str(settings.secret_key_file)
+    if settings.service_caller_token_file is not None:
+        env["SIGNET_PORTAL_SERVICE_CALLER_TOKEN_FILE"] = str(settings.service_caller_token_file)
+    return env
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` into a file only this user can read (0600, never readable in between)."""
+    _private_file(path, text)

@@ -13,6 +13,7 @@ from signet.cli import (
     db_commands,
     hsm_commands,
     operator_commands,
+    portal_commands,
     signer_commands,
     storage_commands,
     up,
@@ -35,6 +36,7 @@ app.command("verify")(signer_commands.verify)
 app.command("seal-batch")(batch_commands.seal_batch)
 app.command("verify-evidence")(storage_commands.verify_evidence)
 app.command("up")(up.up)
+app.command("outbox")(portal_commands.outbox)
 
 
 def main() -> None:

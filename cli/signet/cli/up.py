@@ -1,8 +1,8 @@
 """`signet up`: the embedded default appliance on one machine, no cluster.
 
-Creates what is missing (SoftHSM token, CA, service token) and runs the
-services as local processes until interrupted.  Today that is the signer
-and the storage service (filesystem vault); the portal joins when it is built.
+Creates what is missing (SoftHSM token, CA, tokens, the portal's first
+administrator) and runs the signer, the storage service (filesystem vault) and the
+portal as local processes until interrupted, restarting any that exits.
 """
 
 from __future__ import annotations
@@ -21,21 +21,27 @@ from signet.cli import embedded
 from signet.cli.signer_commands import DEFAULT_SEAL, write_ca_files
 from signet.cli.supervisor import PortTaken, Service, port_free, stop_all
 from signet.common.metrics import multiprocess_environment
+from signet.portal.accounts.service import Accounts, FirstAdmin
+from signet.portal.config import PortalSettings
+from signet.portal.database import open_portal_database
 from signet.signer.pki.ca import fingerprint
 from signet.storage.api.splice import SPLICE_PROTOCOL
+from sqlalchemy.orm import sessionmaker
 
 console = Console(soft_wrap=True)
 
 
 def up(
-    port: Annotated[int, typer.Option(help="signer port (storage: the next one)")] = 8101,
+    port: Annotated[
+        int, typer.Option(help="signer port (storage: the next one, the portal: the one after)")
+    ] = 8101,
     workers: Annotated[int, typer.Option(help="signer worker processes")] = 2,
     exit_when_ready: Annotated[
         bool, typer.Option(help="start, check readiness, stop (for smoke tests)")
     ] = False,
 ) -> None:
     """Start the appliance on its embedded default and print how to reach it."""
-    for name, number in (("signer", port), ("storage", port + 1)):
+    for name, number in (("signer", port), ("storage", port + 1), ("portal", port + 2)):
         if not port_free("127.0.0.1", number):  # before any work: start nothing
             console.print(f"[red]{PortTaken(name, '127.0.0.1', number)}[/]")
             raise typer.Exit(1)
@@ -79,7 +85,22 @@ def up(
         port + 1,
         log=_log,
     )
-    services = [signer, storage]
+    portal_settings = embedded.portal_settings(
+        port=port + 2,
+        public_url=f"http://127.0.0.1:{port + 2}",
+        signer_url=f"http://127.0.0.1:{port}",
+        storage_url=f"http://127.0.0.1:{port + 1}",
+    )
+    first_admin = _first_admin(portal_settings, settings.organization)
+    portal = Service(
+        "portal",
+        _uvicorn("signet.portal.app:create_app", portal_settings.host, port + 2, 1),
+        embedded.portal_environment(portal_settings),
+        portal_settings.host,
+        port + 2,
+        log=_log,
+    )
+    services = [signer, storage, portal]
     url, storage_url = signer.url, storage.url
     # A service manager stops us with SIGTERM: stop the services too, never orphan them.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -107,11 +128,21 @@ def up(
             f"organisation seal key_label {seal.record.key_label}, "
             f"certificate_serial {seal.record.serial}  (for POST /v1/sign)"
         )
-        console.print("admin API token  " + settings.service_token.get_secret_value())
+        console.print(f"portal API       {portal.url}/api/v1  (docs: {portal.url}/docs)")
+        key_file = portal_settings.home / "admin-api-key"
+        if first_admin is not None:
+            console.print(
+                f"portal admin     {first_admin.email}  password {first_admin.password}"
+                "  (shown once)"
+            )
+            console.print(f"portal API key   {first_admin.api_key.secret}")
+        console.print(f"                 (the admin's API key is in {key_file})")
         console.print(
-            f"                 (also in {base / 'service-token'}; the portal and its "
-            "admin account arrive with the portal service)"
+            f"messages         {_cli_command()} outbox  (no mail or SMS gateway: codes and "
+            "links wait there)"
         )
+        console.print("signer admin token " + settings.service_token.get_secret_value())
+        console.print(f"                 (also in {base / 'service-token'})")
         cli = _cli_command()
         console.print(
             f"try              {cli} sign some.pdf --out signed.pdf && {cli} verify signed.pdf"
@@ -137,6 +168,21 @@ def up(
         finally:
             signal.signal(signal.SIGINT, previous)
             stack.close()
+
+
+def _first_admin(settings: PortalSettings, organisation: str) -> FirstAdmin | None:
+    """On the first start: the organisation, its administrator and their API key (the
+    key kept 0600 beside the portal's database for the CLI); None later."""
+    database = open_portal_database(settings.database())
+    try:
+        made = Accounts(sessionmaker(database.engine)).ensure_first_admin(
+            organisation, "admin@signet.local", "Administrator"
+        )
+    finally:
+        database.engine.dispose()
+    if made is not None:
+        embedded.write_private(settings.home / "admin-api-key", made.api_key.secret)
+    return made
 
 
 def _log(message: str) -> None:

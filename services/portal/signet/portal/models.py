@@ -2,6 +2,7 @@
 
 from signet.portal.accounts.models import ApiKey, Organisation, User
 from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, Recipient
+from signet.portal.evidence.models import LedgerEvent
 from signet.portal.identity.models import IdentityCode
 from signet.portal.notifications.models import OutboxMessage
 from signet.portal.schema import Base
@@ -13,6 +14,7 @@ __all__ = [
     "Envelope",
     "EnvelopeField",
     "IdentityCode",
+    "LedgerEvent",
     "Organisation",
     "OutboxMessage",
     "Recipient",

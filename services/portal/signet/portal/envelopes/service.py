@@ -21,11 +21,12 @@ from signet.portal.envelopes import routing
 from signet.portal.envelopes.addressing import addressee
 from signet.portal.envelopes.contracts import EnvelopeCreate
 from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, Recipient
+from signet.portal.evidence.record import NOWHERE, Origin, record_event
 from signet.portal.links import link_token, link_token_hash
 from signet.portal.notifications.outbox import enqueue
 from signet.portal.schema import utc_now
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 #: The notices a routing effect becomes.
 _NOTICES = {
@@ -36,6 +37,23 @@ _NOTICES = {
     routing.NoticeReason.VOIDED: Notice.VOIDED,
     routing.NoticeReason.EXPIRED: Notice.EXPIRED,
 }
+#: The ledger event each action is recorded as.
+_EVENT_TYPES: dict[type[object], str] = {
+    routing.Send: "envelope.sent",
+    routing.Sign: "recipient.signed",
+    routing.Approve: "recipient.approved",
+    routing.Decline: "recipient.declined",
+    routing.Delegate: "recipient.delegated",
+    routing.Forward: "recipient.forwarded",
+    routing.Void: "envelope.voided",
+    routing.Expire: "envelope.expired",
+}
+#: Relationships an API answer shows, loaded with the envelope.
+_WHOLE = (
+    selectinload(Envelope.documents),
+    selectinload(Envelope.recipients),
+    selectinload(Envelope.fields),
+)
 #: Notices that carry the recipient's link.
 _WITH_LINK = {Notice.YOUR_TURN, Notice.COPY, Notice.COMPLETED}
 
@@ -111,6 +129,7 @@ class EnvelopeService:
         documents: Sequence[StoredDocument],
         *,
         idempotency_key: str | None = None,
+        origin: Origin = NOWHERE,
     ) -> str:
         """A draft envelope; the same idempotency key returns the first envelope's id."""
         if not documents:
@@ -171,60 +190,141 @@ class EnvelopeService:
                 )
                 for f in request.fields
             ]  # fmt: skip
+            record_event(
+                session, envelope.id, "envelope.created", sender_id, origin,
+                document_hashes=[d.sha256 for d in documents],
+                details={"title": envelope.title, "policy": f"{policy.name}@{policy.version}",
+                         "recipients": str(len(envelope.recipients))},
+            )  # fmt: skip
             return envelope.id
 
-    def send(self, organisation_id: str, envelope_id: str) -> None:
-        self._act(organisation_id, envelope_id, routing.Send())
+    def existing(self, organisation_id: str, idempotency_key: str) -> str | None:
+        """The envelope an earlier create with this idempotency key made, if any."""
+        with self.sessions() as session:
+            return session.scalar(
+                select(Envelope.id).where(
+                    Envelope.organisation_id == organisation_id,
+                    Envelope.idempotency_key == idempotency_key,
+                )
+            )
 
-    def void(self, organisation_id: str, envelope_id: str) -> None:
-        self._act(organisation_id, envelope_id, routing.Void())
+    def get(self, organisation_id: str, envelope_id: str, sender_id: str | None = None) -> Envelope:
+        """One envelope with its documents, recipients and fields (`sender_id`: only if
+        it is theirs); another organisation's id, or another sender's, is not found."""
+        with self.sessions() as session:
+            query = _visible(organisation_id, sender_id).where(Envelope.id == envelope_id)
+            envelope = session.scalar(query.options(*_WHOLE))
+            if envelope is None:
+                raise NotFound(f"no envelope {envelope_id}")
+            return envelope
+
+    def list(
+        self,
+        organisation_id: str,
+        sender_id: str | None = None,
+        *,
+        status: str | None = None,
+        text: str | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[Envelope]:
+        """Newest first, `limit` at most, after the cursor (created_at, id) of the last seen."""
+        query = _visible(organisation_id, sender_id)
+        if status is not None:
+            query = query.where(Envelope.status == status)
+        if text:
+            pattern = "%" + text.replace("\\", "").replace("%", "").replace("_", "") + "%"
+            query = query.where(
+                Envelope.title.ilike(pattern)
+                | Envelope.id.in_(
+                    select(Recipient.envelope_id).where(
+                        Recipient.name.ilike(pattern)
+                        | Recipient.email.ilike(pattern)
+                        | Recipient.mobile.ilike(pattern)
+                    )
+                )
+            )
+        if after is not None:
+            created, last_id = after
+            query = query.where(
+                (Envelope.created_at < created)
+                | ((Envelope.created_at == created) & (Envelope.id < last_id))
+            )
+        query = query.order_by(Envelope.created_at.desc(), Envelope.id.desc()).limit(limit)
+        with self.sessions() as session:
+            return list(session.scalars(query.options(*_WHOLE)))
+
+    def send(
+        self, organisation_id: str, envelope_id: str, actor: str, origin: Origin = NOWHERE,
+        sender_id: str | None = None,
+    ) -> None:  # fmt: skip
+        self._act(organisation_id, envelope_id, routing.Send(), actor, origin, sender_id)
+
+    def void(
+        self, organisation_id: str, envelope_id: str, actor: str, origin: Origin = NOWHERE,
+        sender_id: str | None = None, reason: str = "",
+    ) -> None:  # fmt: skip
+        self._act(organisation_id, envelope_id, routing.Void(), actor, origin, sender_id,
+                  reason=reason)  # fmt: skip
 
     # -- the recipient's side -------------------------------------------------------------
 
-    def open(self, token: str) -> LinkView:
+    def open(self, token: str, origin: Origin = NOWHERE) -> LinkView:
         """What the link shows; a link opened out of turn says so and enables nothing."""
-        with self.sessions() as session:
+        with self.sessions.begin() as session:
             recipient, envelope = self._by_link(session, token)
-            state = _state(envelope)
+            state = routing_state(envelope)
             try:
                 routing.may_act(state, recipient.id)
                 blocked = None
             except routing.Refused as refused:
                 blocked = refused.code
+            record_event(
+                session, envelope.id, "link.opened", _actor(recipient), origin,
+                details={"recipient": recipient.id, **({"blocked": blocked} if blocked else {})},
+            )  # fmt: skip
             return LinkView(
                 envelope.id, recipient.id, envelope.title, envelope.status,
                 recipient.status, blocked, recipient.identity_verified_at is not None,
             )  # fmt: skip
 
-    def decline(self, token: str, reason: str) -> None:
+    def decline(self, token: str, reason: str, origin: Origin = NOWHERE) -> None:
         with self.sessions.begin() as session:
             recipient, envelope = self._by_link(session, token)
             self._require_identity(recipient)
             recipient.decline_reason = reason
-            self._apply(session, envelope, routing.Decline(recipient.id), reason=reason,
-                        actor=recipient.name)  # fmt: skip
+            self._apply(session, envelope, routing.Decline(recipient.id), _actor(recipient),
+                        origin, reason=reason, actor=recipient.name)  # fmt: skip
 
     # -- internals ------------------------------------------------------------------------
 
-    def _act(self, organisation_id: str, envelope_id: str, action: routing.Action) -> None:
+    def _act(
+        self, organisation_id: str, envelope_id: str, action: routing.Action, actor: str,
+        origin: Origin, sender_id: str | None, **values: str,
+    ) -> None:  # fmt: skip
         with self.sessions.begin() as session:
-            envelope = session.scalar(
-                select(Envelope).where(
-                    Envelope.id == envelope_id, Envelope.organisation_id == organisation_id
-                )
-            )
+            query = _visible(organisation_id, sender_id).where(Envelope.id == envelope_id)
+            envelope = session.scalar(query)
             if envelope is None:
                 raise NotFound(f"no envelope {envelope_id}")
-            self._apply(session, envelope, action)
+            self._apply(session, envelope, action, actor, origin, **values)
 
     def _apply(
-        self, session: Session, envelope: Envelope, action: routing.Action, **values: str
-    ) -> None:
+        self, session: Session, envelope: Envelope, action: routing.Action, who: str,
+        origin: Origin, **values: str,
+    ) -> None:  # fmt: skip
+        """`who` acted (the ledger's actor); `values` fill the notices' templates."""
         try:
-            outcome = routing.apply(_state(envelope), action)
+            outcome = routing.apply(routing_state(envelope), action)
         except routing.Refused as refused:
             raise RoutingRefused(refused) from None
         now = self.clock()
+        details = {"reason": values["reason"]} if values.get("reason") else {}
+        record_event(
+            session, envelope.id, _EVENT_TYPES[type(action)], who, origin,
+            document_hashes=[d.current_sha256 for d in envelope.documents],
+            details=details | {"status": outcome.envelope.status.value},
+        )  # fmt: skip
         if isinstance(action, routing.Send):
             envelope.sent_at = now
         if outcome.envelope.status in routing.TERMINAL:
@@ -302,7 +402,17 @@ class EnvelopeService:
             raise Forbidden("confirm your identity with the code first")
 
 
-def _state(envelope: Envelope) -> routing.Envelope:
+def _visible(organisation_id: str, sender_id: str | None) -> Select[Envelope]:
+    query = select(Envelope).where(Envelope.organisation_id == organisation_id)
+    return query if sender_id is None else query.where(Envelope.sender_id == sender_id)
+
+
+def _actor(recipient: Recipient) -> str:
+    """A recipient in the ledger: their id and how they were reached (not a secret)."""
+    return f"recipient:{recipient.id}"
+
+
+def routing_state(envelope: Envelope) -> routing.Envelope:
     return routing.Envelope(
         routing.EnvelopeStatus(envelope.status),
         tuple(

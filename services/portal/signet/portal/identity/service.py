@@ -18,6 +18,7 @@ from signet.portal.accounts.models import User
 from signet.portal.envelopes.addressing import addressee, recipient_channel
 from signet.portal.envelopes.models import Envelope, Recipient
 from signet.portal.envelopes.service import EnvelopeService
+from signet.portal.evidence.record import NOWHERE, Origin, record_event
 from signet.portal.identity.models import IdentityCode
 from signet.portal.notifications.outbox import Addressee, enqueue
 from signet.portal.schema import utc_now
@@ -53,7 +54,7 @@ class IdentityService:
     def __init__(self, envelopes: EnvelopeService) -> None:
         self.envelopes = envelopes
 
-    def request_code(self, token: str) -> CodeSent:
+    def request_code(self, token: str, origin: Origin = NOWHERE) -> CodeSent:
         with self.envelopes.sessions.begin() as session:
             recipient, envelope = self.envelopes.by_link(session, token)
             if recipient.locked_at is not None:
@@ -75,9 +76,13 @@ class IdentityService:
                 title=envelope.title, code=code,
                 minutes=str(int(CODE_LIFETIME.total_seconds() // 60)),
             )  # fmt: skip
+            record_event(
+                session, envelope.id, "identity.code_sent", f"recipient:{recipient.id}", origin,
+                details={"channel": channel.value, "to": _hide(message.to)},
+            )  # fmt: skip
             return CodeSent(channel, _hide(message.to))
 
-    def verify(self, token: str, presented: str) -> None:
+    def verify(self, token: str, presented: str, origin: Origin = NOWHERE) -> None:
         """Pass the identity check, or raise `CodeRefused` (the attempt is counted)."""
         refusal: CodeRefused | None = None
         with self.envelopes.sessions.begin() as session:
@@ -98,10 +103,18 @@ class IdentityService:
                 purpose=_purpose(recipient), now=self.envelopes.clock(),
             )  # fmt: skip
             row.attempts, row.used = result.record.attempts, result.record.used
+            actor, method = f"recipient:{recipient.id}", f"otp-{row.channel}"
             if result.verdict is CodeVerdict.ACCEPTED:
                 recipient.identity_verified_at = self.envelopes.clock()
-                recipient.identity_method = f"otp-{row.channel}"
+                recipient.identity_method = method
+                record_event(session, envelope.id, "identity.passed", actor, origin,
+                             auth_method=method)  # fmt: skip
                 return
+            outcome = (
+                "identity.locked" if result.verdict is CodeVerdict.LOCKED else "identity.failed"
+            )
+            record_event(session, envelope.id, outcome, actor, origin, auth_method=method,
+                         details={"verdict": result.verdict.value})  # fmt: skip
             if result.verdict is CodeVerdict.LOCKED:
                 recipient.locked_at = utc_now()
                 self._tell_sender(session, recipient, envelope)

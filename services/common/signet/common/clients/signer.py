@@ -1,0 +1,62 @@
+"""The portal's client of the signer: certificates for people, signatures, verification.
+
+Signing a person's or a seal's turn needs the person's activation (DESIGN.md
+"Signature activation"): the client passes what the person typed, never a code of
+its own making; the signer decides.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from signet.common.clients.base import ServiceClient
+from signet.common.contracts.signer import (
+    CertificateInfo,
+    IssueCertificateRequest,
+    SignOptions,
+    VerifyResponse,
+)
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signed revision and what the signer said about it."""
+
+    pdf: bytes
+    certificate_serial: str
+    level: str
+
+
+class SignerClient(ServiceClient):
+    service = "signer"
+
+    def issue_certificate(self, request: IssueCertificateRequest) -> CertificateInfo:
+        response = self.request(
+            "POST", "/v1/certificates", json=request.model_dump(mode="json", exclude_none=True)
+        )
+        return CertificateInfo.model_validate_json(response.content)
+
+    def sign(self, pdf: bytes, options: SignOptions, image: bytes | None = None) -> Signed:
+        files: dict[str, tuple[str, bytes, str]] = {
+            "document": ("document.pdf", pdf, "application/pdf")
+        }
+        if image is not None:
+            files["image"] = ("signature.png", image, "image/png")
+        response = self.request(
+            "POST",
+            "/v1/sign",
+            files=files,
+            data={"options": json.dumps(options.model_dump(mode="json", exclude_none=True))},
+        )
+        return Signed(
+            response.content,
+            response.headers.get("X-Signet-Certificate-Serial", ""),
+            response.headers.get("X-Signet-Signature-Level", ""),
+        )
+
+    def verify(self, pdf: bytes) -> VerifyResponse:
+        response = self.request(
+            "POST", "/v1/verify", files={"document": ("document.pdf", pdf, "application/pdf")}
+        )
+        return VerifyResponse.model_validate_json(response.content)

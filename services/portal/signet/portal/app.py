@@ -1,0 +1,120 @@
+"""The portal's FastAPI application factory (``uvicorn signet.portal.app:create_app``).
+
+One process holds the database (migrated on open), the clients of the signer and
+storage (its own caller token), and the ledger drain thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from signet.common.clients import SignerClient, StorageClient
+from signet.common.errors import SignetError
+from signet.common.gate import GateRules, RequestGate
+from signet.common.http import service_app
+from signet.common.logging import configure_logging
+from signet.common.policies import PolicyDirectory
+from signet.portal.accounts.service import Accounts
+from signet.portal.config import PortalSettings
+from signet.portal.database import open_portal_database
+from signet.portal.envelopes.service import EnvelopeService, PortalKeys
+from signet.portal.evidence.drain import LedgerDrain
+from signet.portal.http import accounts as accounts_api
+from signet.portal.http import envelopes as envelopes_api
+from signet.portal.http import links as links_api
+from signet.portal.http import outbox as outbox_api
+from signet.portal.http.access import KeyAuthorizer
+from signet.portal.http.deps import Portal
+from signet.portal.identity.service import IdentityService
+from signet.portal.policy import policy_chooser
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+
+def build_portal(settings: PortalSettings) -> Portal:
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    database = open_portal_database(settings.database())
+    sessions = sessionmaker(database.engine, expire_on_commit=False)
+    keys = PortalKeys(settings.derived_key("links"), settings.derived_key("codes"))
+    envelopes = EnvelopeService(
+        sessions,
+        policy_chooser(PolicyDirectory(settings.policy_dir)),
+        keys,
+        portal_url=settings.public_url,
+        held=settings.hold_messages,
+    )
+    token = settings.caller_token()
+    storage = StorageClient(settings.storage_url, token)
+    return Portal(
+        settings=settings,
+        accounts=Accounts(sessions),
+        envelopes=envelopes,
+        identity=IdentityService(envelopes),
+        storage=storage,
+        signer=SignerClient(settings.signer_url, token),
+        drain=LedgerDrain(sessions, storage),
+    )
+
+
+def create_app(settings: PortalSettings | None = None) -> FastAPI:
+    settings = settings or PortalSettings()
+    configure_logging(settings.log_level)
+    # httpx logs every request at INFO: the readiness probes' calls would fill the log
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    portal = build_portal(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        portal.drain.start()
+        yield
+        portal.drain.stop()
+        portal.storage.close()
+        portal.signer.close()
+
+    app = service_app("Signet portal", lifespan, service="portal")
+    app.state.portal = portal
+    for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router):
+        app.include_router(router)
+    upload = settings.max_documents * settings.max_document_bytes + 1024 * 1024
+    app.add_middleware(
+        RequestGate,
+        authorize=KeyAuthorizer(portal.accounts),
+        rules=GateRules(default_limit=64 * 1024, limits={"/api/v1/envelopes": upload}),
+    )
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Ready when the database answers and the signer and storage are reachable."""
+        report: dict[str, object] = {"start_nonce": os.environ.get("SIGNET_START_NONCE")}
+        problems = []
+
+        def database() -> None:
+            with portal.envelopes.sessions() as session:
+                session.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(database)
+            report["database"] = "ready"
+        except SQLAlchemyError as exc:
+            report["database"] = "unavailable"
+            problems.append(f"database: {type(exc).__name__}")
+        for name, client in (("signer", portal.signer), ("storage", portal.storage)):
+            try:
+                await run_in_threadpool(client.request, "GET", "/healthz")
+                report[name] = "reachable"
+            except SignetError as exc:
+                report[name] = "unreachable"
+                problems.append(exc.detail)
+        if problems:
+            report |= {"status": "unavailable", "reason": "; ".join(problems)}
+            return JSONResponse(report, status_code=503)
+        return JSONResponse(report | {"status": "ready"})
+
+    return app

@@ -1,0 +1,69 @@
+"""The portal's settings (environment prefix ``SIGNET_PORTAL_``)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+from signet.common.logging import register_secret
+from signet.common.settings import ServiceSettings, signet_home
+
+
+class PortalSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SIGNET_PORTAL_")
+
+    home: Path = Field(default_factory=lambda: signet_home() / "portal")
+    #: SQLAlchemy URL; None: SQLite at `home`/portal.db (the embedded default).
+    database_url: str | None = None
+    #: The address people's links point at (the portal as recipients reach it).
+    public_url: str = "http://127.0.0.1:8103"
+    signer_url: str = "http://127.0.0.1:8101"
+    storage_url: str = "http://127.0.0.1:8102"
+    #: The portal's own caller token for the signer and storage (`signet.common.auth`
+    #: caller ``portal``), or a file holding it (a mounted Secret).
+    service_caller_token: SecretStr | None = None
+    service_caller_token_file: Path | None = None
+    #: The portal's server-side secret (≥ 32 random bytes, hex or text), from which the
+    #: link and code keys are derived; the database never holds it.  A file (a Secret).
+    secret_key_file: Path | None = None
+    secret_key: SecretStr | None = None
+    #: No gateway: every message stays in the outbox for an admin to read (embedded default).
+    hold_messages: bool = True
+    #: Documents of one envelope, and bytes of each (a contract and its annexes).
+    max_documents: int = Field(default=10, ge=1, le=50)
+    max_document_bytes: int = 50 * 1024 * 1024
+    host: str = "127.0.0.1"
+    port: int = 8103
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'portal.db'}"
+
+    def caller_token(self) -> str:
+        """The portal's token for the signer and storage."""
+        if self.service_caller_token is not None:
+            return self.service_caller_token.get_secret_value()
+        if self.service_caller_token_file is not None:
+            token = self.service_caller_token_file.read_text(encoding="utf-8").strip()
+            register_secret(token)
+            return token
+        if self.service_token is not None:
+            return self.service_token.get_secret_value()
+        raise ValueError(
+            "the portal needs its caller token (SIGNET_PORTAL_SERVICE_CALLER_TOKEN_FILE)"
+        )
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for one purpose (links, codes), derived from the secret key with HMAC, so
+        that one secret to keep gives independent keys."""
+        if self.secret_key is not None:
+            secret = self.secret_key.get_secret_value().encode()
+        elif self.secret_key_file is not None:
+            secret = self.secret_key_file.read_bytes().strip()
+        else:
+            raise ValueError("the portal needs its secret key (SIGNET_PORTAL_SECRET_KEY_FILE)")
+        if len(secret) < 32:
+            raise ValueError("the portal's secret key must be at least 32 bytes")
+        return hmac.new(secret, f"signet-portal\x00{purpose}".encode(), hashlib.sha256).digest()

@@ -1,0 +1,51 @@
+"""FastAPI dependencies of the portal's routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from signet.common.clients import SignerClient, StorageClient
+from signet.common.errors import Unauthorized
+from signet.portal.accounts.service import Accounts, Principal
+from signet.portal.config import PortalSettings
+from signet.portal.envelopes.service import EnvelopeService
+from signet.portal.evidence.drain import LedgerDrain
+from signet.portal.evidence.record import Origin
+from signet.portal.identity.service import IdentityService
+
+
+@dataclass
+class Portal:
+    """Everything a request may need, made once per process by the app factory."""
+
+    settings: PortalSettings
+    accounts: Accounts
+    envelopes: EnvelopeService
+    identity: IdentityService
+    storage: StorageClient
+    signer: SignerClient
+    drain: LedgerDrain
+
+
+def get_portal(request: Request) -> Portal:
+    portal: Portal = request.app.state.portal
+    return portal
+
+
+def get_principal(request: Request) -> Principal:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:  # the gate sets it for every keyed route
+        raise Unauthorized("an API key is required")
+    return principal
+
+
+def get_origin(request: Request) -> Origin:
+    client = request.client.host if request.client else None
+    return Origin.of(client, request.headers.get("user-agent"))
+
+
+PortalDep = Annotated[Portal, Depends(get_portal)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+OriginDep = Annotated[Origin, Depends(get_origin)]

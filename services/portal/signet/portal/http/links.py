@@ -1,0 +1,122 @@
+"""The recipient's routes, reached with the link token (no API key): open, prove who
+you are with a code, read the documents, decline.
+
+The token is the credential and names one recipient of one envelope; nothing here
+takes an envelope id.  A link opened out of turn shows whose turn it is and acts on
+nothing; the documents are shown only after the identity check, and only in turn.
+Signing (with the signer's activation) joins these routes next.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from signet.common.errors import Forbidden
+from signet.portal.envelopes import routing
+from signet.portal.envelopes.models import Envelope
+from signet.portal.envelopes.service import routing_state
+from signet.portal.http.deps import OriginDep, PortalDep
+from signet.portal.http.envelopes import document_response
+
+router = APIRouter(prefix="/api/v1/links", tags=["recipient"])
+
+Token = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{20,64}$", description="the link's token")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CodeIn(_In):
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
+class DeclineIn(_In):
+    reason: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")
+
+
+class LinkOut(BaseModel):
+    envelope_id: str
+    recipient_id: str
+    title: str
+    envelope_status: str
+    recipient_status: str
+    #: None when this recipient may act now; else why not (``not_your_turn``, …)
+    blocked: str | None
+    identity_verified: bool
+
+
+class CodeSentOut(BaseModel):
+    channel: str
+    #: where the code went, partly hidden
+    to: str
+
+
+@router.get("/{token}", response_model=LinkOut)
+async def open_link(portal: PortalDep, origin: OriginDep, token: Token) -> LinkOut:
+    view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    portal.drain.poke()
+    return LinkOut(**view.__dict__)
+
+
+@router.post("/{token}/identity/code", response_model=CodeSentOut)
+async def request_identity_code(portal: PortalDep, origin: OriginDep, token: Token) -> CodeSentOut:
+    """A one-time code to the e-mail or mobile the sender entered (never another)."""
+    sent = await run_in_threadpool(portal.identity.request_code, token, origin)
+    portal.drain.poke()
+    return CodeSentOut(channel=sent.channel.value, to=sent.to)
+
+
+@router.post("/{token}/identity/verify", response_model=LinkOut)
+async def verify_identity(
+    portal: PortalDep, origin: OriginDep, token: Token, body: CodeIn
+) -> LinkOut:
+    """Five wrong codes lock the link and tell the sender (403 ``code_locked``)."""
+    try:
+        await run_in_threadpool(portal.identity.verify, token, body.code, origin)
+    finally:
+        portal.drain.poke()
+    view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    return LinkOut(**view.__dict__)
+
+
+@router.get(
+    "/{token}/documents/{index}",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def read_document(portal: PortalDep, token: Token, index: int) -> Response:
+    envelope = await run_in_threadpool(_readable, portal, token)
+    return await document_response(portal, envelope, index)
+
+
+@router.post("/{token}/decline", response_model=LinkOut)
+async def decline(portal: PortalDep, origin: OriginDep, token: Token, body: DeclineIn) -> LinkOut:
+    """Stops the envelope; the sender and every party already reached are told."""
+    await run_in_threadpool(portal.envelopes.decline, token, body.reason, origin)
+    portal.drain.poke()
+    view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    return LinkOut(**view.__dict__)
+
+
+def _readable(portal: PortalDep, token: str) -> Envelope:
+    """The envelope, if this recipient passed the identity check and it is their turn
+    (or they have finished: a signer may read what they signed)."""
+    service = portal.envelopes
+    with service.sessions() as session:
+        recipient, envelope = service.by_link(session, token)
+        if recipient.locked_at is not None:
+            raise Forbidden("this link is locked after too many wrong codes")
+        if recipient.identity_verified_at is None:
+            raise Forbidden("confirm your identity with the code first")
+        if routing.RecipientStatus(recipient.status) not in routing.FINISHED:
+            try:
+                routing.may_act(routing_state(envelope), recipient.id)
+            except routing.Refused as refused:
+                raise Forbidden(refused.detail) from None
+        envelope_id, organisation_id = envelope.id, envelope.organisation_id
+    return service.get(organisation_id, envelope_id)

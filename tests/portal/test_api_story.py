@@ -1,0 +1,376 @@
+"""The portal's REST API through real processes: `signet up` runs signer, storage and
+portal; the tests speak HTTP only, read codes and links from the outbox as a newcomer
+would, and check what reached storage's ledger.
+
+The story so far (signing joins with the signer's activation): a sender creates an
+envelope with a contract and an annex for three parties in mixed order and sends it;
+the approver's link works, a copied link of a later party shows "not your turn" and
+reads nothing; the identity code unlocks the documents; a decline stops the envelope
+and tells everyone; every step is in the timeline and in storage's ledger.  And the
+hostile side of every route: no key, a revoked key, the wrong scope, another
+organisation's or another sender's envelope, a malformed or oversized upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.appliance import SIGNET, Appliance, running_appliance
+from tests.support.pdfs import make_pdf
+
+CONTRACT, ANNEX = make_pdf(2, title="Contract"), make_pdf(1, title="Annex")
+
+
+def _story(**extra: object) -> dict[str, object]:
+    return {
+        "title": "Supply contract 2027 / 供货合同",
+        "message": "Please review and sign.",
+        "recipients": [
+            {"name": "Wang Fang", "email": "wang.fang@acme.example", "role": "approver",
+             "group": 0},
+            {"name": "Li Wei", "mobile": "+8613800000001", "group": 1, "locale": "zh-CN"},
+            {"name": "Ana García", "email": "ana@other.example", "group": 1, "locale": "es"},
+        ],
+        "fields": [
+            {"document": 0, "recipient": 1, "kind": "signature", "page": 2, "x": 50, "y": 80,
+             "width": 160, "height": 50},
+            {"document": 0, "recipient": 2, "kind": "signature", "page": 2, "x": 300, "y": 80,
+             "width": 160, "height": 50},
+            {"document": 0, "recipient": 2, "kind": "date", "page": 2, "x": 300, "y": 60,
+             "width": 100, "height": 14},
+        ],
+        "deadline": "2027-01-31T18:00:00+08:00",
+    } | extra  # fmt: skip
+
+
+def _create(client: httpx.Client, story: dict[str, object], **headers: str) -> httpx.Response:
+    return client.post(
+        "/api/v1/envelopes",
+        data={"envelope": json.dumps(story)},
+        files=[
+            ("documents", ("contract.pdf", CONTRACT, "application/pdf")),
+            ("documents", ("annex 1.pdf", ANNEX, "application/pdf")),
+        ],
+        headers=headers,
+    )
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+    with running_appliance(tmp_path_factory.mktemp("home")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def admin(appliance: Appliance) -> Iterator[httpx.Client]:
+    with appliance.portal(appliance.admin_key()) as client:
+        yield client
+
+
+def _outbox(admin: httpx.Client, envelope_id: str) -> list[dict[str, str]]:
+    response = admin.get("/api/v1/outbox", params={"envelope_id": envelope_id})
+    assert response.status_code == 200, response.text
+    messages: list[dict[str, str]] = response.json()
+    return messages
+
+
+def _link_of(admin: httpx.Client, envelope_id: str, to: str) -> str:
+    for message in _outbox(admin, envelope_id):
+        if message["to"] == to and "/s/" in message["body"]:
+            found = re.search(r"/s/([A-Za-z0-9_-]+)", message["body"])
+            assert found
+            return found.group(1)
+    raise AssertionError(f"no link to {to} in the outbox")
+
+
+def _code_of(admin: httpx.Client, envelope_id: str, to: str) -> str:
+    for message in _outbox(admin, envelope_id):  # newest first
+        if message["to"] == to and message["notice"] == "identity_code":
+            found = re.search(r"\b(\d{6})\b", message["body"])
+            assert found
+            return found.group(1)
+    raise AssertionError(f"no code to {to} in the outbox")
+
+
+def test_signet_up_prints_the_first_admin_once_and_keeps_the_key_private(
+    appliance: Appliance,
+) -> None:
+    output = appliance.output()
+    assert re.search(r"portal admin\s+admin@signet\.local\s+password \S{12,}", output)
+    assert appliance.printed("portal API key") == appliance.admin_key()
+    assert (appliance.home / "portal" / "admin-api-key").stat().st_mode & 0o077 == 0
+    assert (appliance.home / "portal" / "portal.db").stat().st_mode & 0o077 == 0
+    with httpx.Client(base_url=appliance.portal_url) as client:
+        ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["signer"] == ready["storage"] == "reachable"
+
+
+def test_the_story_until_a_decline(appliance: Appliance, admin: httpx.Client) -> None:
+    created = _create(admin, _story(), **{"Idempotency-Key": "story-1"})
+    assert created.status_code == 201, created.text
+    envelope = created.json()
+    envelope_id = envelope["id"]
+    assert envelope["status"] == "draft"
+    assert [d["current_sha256"] for d in envelope["documents"]] == [
+        hashlib.sha256(CONTRACT).hexdigest(),
+        hashlib.sha256(ANNEX).hexdigest(),
+    ]
+    assert [d["pages"] for d in envelope["documents"]] == [2, 1]
+    assert envelope["documents"][1]["name"] == "annex 1.pdf"
+    # the same idempotency key: the same envelope, nothing made twice
+    again = _create(admin, _story(), **{"Idempotency-Key": "story-1"})
+    assert again.status_code == 201 and again.json()["id"] == envelope_id
+
+    sent = admin.post(f"/api/v1/envelopes/{envelope_id}/send")
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["status"] in {"sent", "in_progress"}
+    assert admin.post(f"/api/v1/envelopes/{envelope_id}/send").status_code == 409
+
+    approver = _link_of(admin, envelope_id, "wang.fang@acme.example")
+    recipient = appliance.portal()
+    opened = recipient.get(f"/api/v1/links/{approver}")
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["blocked"] is None and not opened.json()["identity_verified"]
+    # documents only after the identity check
+    assert recipient.get(f"/api/v1/links/{approver}/documents/0").status_code == 403
+    code_sent = recipient.post(f"/api/v1/links/{approver}/identity/code")
+    assert code_sent.status_code == 200, code_sent.text
+    assert code_sent.json()["to"].startswith("w***@")
+    wrong = recipient.post(f"/api/v1/links/{approver}/identity/verify", json={"code": "000000"})
+    code = _code_of(admin, envelope_id, "wang.fang@acme.example")
+    if code == "000000":  # one in a million: the "wrong" code was right
+        pytest.skip("the random code happened to be 000000")
+    assert wrong.status_code == 403 and wrong.json()["error"] == "code_wrong"
+    verified = recipient.post(f"/api/v1/links/{approver}/identity/verify", json={"code": code})
+    assert verified.status_code == 200 and verified.json()["identity_verified"]
+    document = recipient.get(f"/api/v1/links/{approver}/documents/0")
+    assert document.status_code == 200 and document.content == CONTRACT
+    assert document.headers["content-type"] == "application/pdf"
+
+    declined = recipient.post(
+        f"/api/v1/links/{approver}/decline", json={"reason": "price is wrong"}
+    )
+    assert declined.status_code == 200, declined.text
+    assert declined.json()["envelope_status"] == "declined"
+    final = admin.get(f"/api/v1/envelopes/{envelope_id}").json()
+    assert final["status"] == "declined"
+    assert final["recipients"][0]["decline_reason"] == "price is wrong"
+    # a declined envelope takes no more actions
+    assert (
+        recipient.post(f"/api/v1/links/{approver}/decline", json={"reason": "again"}).status_code
+        == 409
+    )
+
+    types = _timeline_in_ledger(admin, envelope_id)
+    for step in ("envelope.created", "envelope.sent", "link.opened", "identity.code_sent",
+                 "identity.failed", "identity.passed", "recipient.declined"):  # fmt: skip
+        assert step in types, types
+
+
+def _timeline_in_ledger(admin: httpx.Client, envelope_id: str) -> list[str]:
+    """The timeline, once every step has its place in storage's ledger (the drain
+    appends after each commit; it is given a few seconds)."""
+    deadline = time.monotonic() + 20
+    while True:
+        events = admin.get(f"/api/v1/envelopes/{envelope_id}/events").json()
+        if all(e["ledger_index"] is not None for e in events) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert all(e["ledger_index"] is not None for e in events), events
+    indexes = [e["ledger_index"] for e in events]
+    assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)
+    return [e["type"] for e in events]
+
+
+def test_a_copied_link_of_a_later_party_shows_whose_turn_and_reads_nothing(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    envelope_id = _create(admin, _story()).json()["id"]
+    admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+    assert not any(m["to"] == "ana@other.example" for m in _outbox(admin, envelope_id))
+    # The approver's link forwarded to someone else still is the approver's: the only
+    # links that exist are for the group whose turn it is.  A made-up token is no link.
+    recipient = appliance.portal()
+    fake = "A" * 43
+    assert recipient.get(f"/api/v1/links/{fake}").json()["error"] == "link_invalid"
+    assert recipient.get(f"/api/v1/links/{fake}/documents/0").status_code == 404
+    assert recipient.post(f"/api/v1/links/{fake}/identity/code").status_code == 404
+
+
+def test_five_wrong_codes_lock_the_link_and_tell_the_sender(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    envelope_id = _create(admin, _story()).json()["id"]
+    admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+    link = _link_of(admin, envelope_id, "wang.fang@acme.example")
+    recipient = appliance.portal()
+    recipient.post(f"/api/v1/links/{link}/identity/code").raise_for_status()
+    real = _code_of(admin, envelope_id, "wang.fang@acme.example")
+    wrong = "111111" if real != "111111" else "222222"
+    answers = [
+        recipient.post(f"/api/v1/links/{link}/identity/verify", json={"code": wrong}).json()
+        for _ in range(5)
+    ]
+    assert answers[-1]["error"] == "code_locked", answers
+    # locked: even the right code no longer opens it
+    after = recipient.post(f"/api/v1/links/{link}/identity/verify", json={"code": real})
+    assert after.status_code == 403 and after.json()["error"] == "code_locked"
+    assert recipient.get(f"/api/v1/links/{link}/documents/0").status_code == 403
+    notices = [m["notice"] for m in _outbox(admin, envelope_id)]
+    assert "locked" in notices
+    assert "identity.locked" in _timeline_in_ledger(admin, envelope_id)
+    # the newcomer's way to read the same outbox: `signet outbox`, from the database
+    shown = subprocess.run(
+        [SIGNET, "outbox", "--envelope", envelope_id, "--json"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
+        | {"SIGNET_HOME": str(appliance.home)},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [m["notice"] for m in lines] == notices
+    assert any(real in m["body"] for m in lines)  # held: the code is readable here
+
+
+# -- hostile callers ----------------------------------------------------------------------
+
+
+def _raw_head(port: int, request_line: str, length: int, key: str | None = None) -> str:
+    """The status line answered to headers announcing `length` bytes, none of them sent:
+    the gate must answer from the headers alone."""
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    head = (
+        f"{request_line} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; "
+        f"boundary=b\r\nContent-Length: {length}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        return sock.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+
+
+def test_no_key_a_bad_key_and_a_revoked_key_are_refused_before_any_work(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    anonymous = appliance.portal()
+    for method, path in (("GET", "/api/v1/envelopes"), ("POST", "/api/v1/envelopes"),
+                         ("GET", "/api/v1/outbox"), ("POST", "/api/v1/keys")):  # fmt: skip
+        answer = anonymous.request(method, path)
+        assert answer.status_code == 401 and answer.json()["error"] == "unauthorized"
+    made = admin.post("/api/v1/keys", json={"name": "erp"}).json()
+    assert made["key"].startswith("sgk_")
+    with appliance.portal(made["key"]) as erp:
+        assert erp.get("/api/v1/envelopes").status_code == 200
+        admin.post(f"/api/v1/keys/{made['id']}/revoke").raise_for_status()
+        assert erp.get("/api/v1/envelopes").status_code == 401
+    with appliance.portal("sgk_" + "x" * 43) as forged:
+        assert forged.get("/api/v1/envelopes").status_code == 401
+    # an oversized upload without a key is refused on its headers, its body never read
+    head = _raw_head(appliance.port + 2, "POST /api/v1/envelopes", 10**10)
+    assert head.startswith("HTTP/1.1 401"), head
+    keys = admin.get("/api/v1/keys").json()
+    assert all("sha256" not in k and "key" not in k for k in keys)
+
+
+def test_scopes_and_ownership(appliance: Appliance, admin: httpx.Client) -> None:
+    reader = admin.post("/api/v1/keys", json={"name": "bi", "scopes": ["envelopes:read"]}).json()
+    with appliance.portal(reader["key"]) as bi:
+        refused = _create(bi, _story())
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+        assert bi.get("/api/v1/outbox").status_code == 403
+        assert bi.post("/api/v1/keys", json={"name": "more"}).status_code == 403
+    # a sender's key sees the sender's envelopes only
+    user = admin.post(
+        "/api/v1/users", json={"email": "sender@acme.example", "name": "Zhao Lei"}
+    ).json()
+    sender_key = admin.post("/api/v1/keys", json={"name": "zhao", "user_id": user["id"]}).json()
+    # and an admin scope is only for an administrator
+    assert (
+        admin.post(
+            "/api/v1/keys", json={"name": "x", "user_id": user["id"], "scopes": ["admin"]}
+        ).status_code
+        == 403
+    )
+    admins_envelope = _create(admin, _story()).json()["id"]
+    with appliance.portal(sender_key["key"]) as sender:
+        own = _create(sender, _story(title="Zhao's NDA")).json()["id"]
+        assert sender.get(f"/api/v1/envelopes/{admins_envelope}").status_code == 404
+        assert sender.post(f"/api/v1/envelopes/{admins_envelope}/void").status_code == 404
+        listed = {e["id"] for e in sender.get("/api/v1/envelopes").json()["items"]}
+        assert listed == {own}
+    assert admin.get(f"/api/v1/envelopes/{own}").status_code == 200  # the admin sees all
+
+
+def test_malformed_and_oversized_uploads_store_nothing(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    def create(files: list[tuple[str, tuple[str, bytes, str]]], story: object) -> httpx.Response:
+        return admin.post("/api/v1/envelopes", data={"envelope": json.dumps(story)}, files=files)
+
+    pdf = [("documents", ("c.pdf", CONTRACT, "application/pdf"))]
+    not_pdf = create([("documents", ("c.pdf", b"hello", "application/pdf"))], _story())
+    assert not_pdf.status_code == 422 and "not a PDF" in not_pdf.json()["detail"]
+    damaged = create([("documents", ("c.pdf", b"%PDF-1.7\n" + b"\x00" * 100, "x"))], _story())
+    assert damaged.status_code == 422 and "damaged" in damaged.json()["detail"]
+    encrypted = create(
+        [("documents", ("c.pdf", make_pdf(1, password="secret"), "application/pdf"))], _story()
+    )
+    assert encrypted.status_code == 422 and "encrypted" in encrypted.json()["detail"]
+    bad_json = admin.post("/api/v1/envelopes", data={"envelope": "{"}, files=pdf)
+    assert bad_json.status_code == 400 and bad_json.json()["error"] == "invalid_request"
+    no_contact = _story(recipients=[{"name": "Nobody"}], fields=[])
+    assert create(pdf, no_contact).status_code == 400
+    control = _story(title="Evil\r\nInjected: header")
+    assert create(pdf, control).status_code == 400
+    # a field on page 3 of a 2-page contract
+    bad_page = _story(fields=[{"document": 0, "recipient": 1, "kind": "signature", "page": 3,
+                               "x": 1, "y": 1, "width": 10, "height": 10}])  # fmt: skip
+    assert create(pdf, bad_page).status_code == 409
+    key = admin.headers["Authorization"].split()[1]
+    huge = _raw_head(appliance.port + 2, "POST /api/v1/envelopes", 10**10, key)
+    assert huge.startswith("HTTP/1.1 413"), huge
+    assert admin.get("/api/v1/envelopes", params={"cursor": "!!"}).status_code == 400
+    assert admin.post("/api/v1/outbox").status_code in {403, 405}
+
+
+def test_listing_pages_with_a_cursor_and_finds_by_party(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    ids = [_create(admin, _story(title=f"Lease {n}")).json()["id"] for n in range(3)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"limit": 2, "q": "Lease"}
+        if cursor:
+            params["cursor"] = cursor
+        page = admin.get("/api/v1/envelopes", params=params).json()
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    by_party = admin.get("/api/v1/envelopes", params={"q": "ana@other", "limit": 200}).json()
+    assert set(ids) <= {e["id"] for e in by_party["items"]}
+    drafts = admin.get("/api/v1/envelopes", params={"status": "draft", "limit": 200}).json()
+    assert all(e["status"] == "draft" for e in drafts["items"])
+
+
+def test_the_portal_database_is_at_the_head_revision(appliance: Appliance) -> None:
+    import sqlalchemy as sa
+    from signet.common.database import current
+    from signet.portal.migrations import PORTAL
+
+    engine = sa.create_engine(f"sqlite:///{Path(appliance.home / 'portal' / 'portal.db')}")
+    try:
+        assert current(engine, PORTAL).at_head
+    finally:
+        engine.dispose()
