@@ -20,6 +20,19 @@ Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256
 #: a path segment and a file name in evidence packages; so never `..`, a slash or a space.
 ENVELOPE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 EnvelopeId = Annotated[str, Field(min_length=1, max_length=64, pattern=ENVELOPE_ID_PATTERN)]
+#: A caller-chosen event id: a UUID, or up to 64 of A-Z a-z 0-9 _ - (case-sensitive).
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+EventId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=EVENT_ID_PATTERN,
+        description="chosen by the caller (a UUID, or up to 64 of A-Z a-z 0-9 _ -): "
+        "sending the same event again with it appends nothing and answers the first "
+        "receipt; the same id with other content is refused (409 event_conflict)",
+    ),
+]
 
 #: Bidirectional formatting characters: invisible, they reorder what a reader sees
 #: (an "Trojan Source" actor name); refused with the C0/C1 controls (CR/LF, NUL, ESC).
@@ -132,6 +145,7 @@ class LedgerEventIn(_Model):
     `details` is a flat map of at most 32 short entries (64 KiB in all, as UTF-8).
     """
 
+    event_id: EventId | None = None
     event_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
     envelope_id: EnvelopeId
     actor: Actor = Field(description="who: user id, email, or service name")
@@ -155,6 +169,12 @@ class LedgerReceipt(_Model):
     index: int
     leaf_hash: str
     time: datetime
+    event_id: str | None = Field(default=None, description="the event's id, when it has one")
+    replayed: bool = Field(
+        default=False,
+        description="true: an event with this id and content was appended before; this is "
+        "its receipt (same index, leaf hash and time) and nothing was appended",
+    )
 
 
 class TreeHead(_Model):

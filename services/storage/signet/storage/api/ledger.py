@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from signet.common.contracts.storage import (
     ConsistencyProof,
@@ -21,12 +21,29 @@ from signet.storage.api.deps import Service
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
 
-@router.post("/events", status_code=201, response_model=LedgerReceipt)
-async def append_event(service: Service, event: LedgerEventIn) -> LedgerReceipt:
-    """Answers once the event is durably in the vault (group commit: no thread waits)."""
+@router.post(
+    "/events",
+    status_code=201,
+    response_model=LedgerReceipt,
+    responses={
+        200: {"model": LedgerReceipt, "description": "replayed: this event id and content "
+              "were appended before; the first receipt, nothing appended"},
+        409: {"description": "event_conflict: the event id is taken by other content"},
+    },
+)  # fmt: skip
+async def append_event(service: Service, event: LedgerEventIn, response: Response) -> LedgerReceipt:
+    """Answers once the event is durably in the vault (group commit: no thread waits).
+
+    With an `event_id`, idempotent: the same event again answers 200 with the first
+    receipt (`replayed`: true) and appends nothing; other content under the same id is
+    409 `event_conflict`.
+    """
     ledger = await run_in_threadpool(lambda: service.ledger)
     receipt = await asyncio.wrap_future(ledger.append(event))
-    metrics.LEDGER_APPENDS.inc()
+    if receipt.replayed:
+        response.status_code = 200
+    else:
+        metrics.LEDGER_APPENDS.inc()
     return receipt
 
 
