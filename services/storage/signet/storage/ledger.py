@@ -392,6 +392,19 @@ class Ledger:
         with self._lock:
             return list(self._by_envelope.get(envelope_id, []))
 
+    def envelope_entries(
+        self, envelope_id: str, *, after: int = -1, limit: int = 1000
+    ) -> tuple[int, list[tuple[int, bytes]], bool]:
+        """(tree size, [(index, leaf)] of the envelope's stored events after `after`, in
+        order, at most `limit`, whether more follow).  Every index is below the size."""
+        with self._lock:
+            size = len(self.tree)
+            indexes = self._by_envelope.get(envelope_id, [])
+            start = bisect.bisect_right(indexes, after)
+            chosen = indexes[start : start + limit]
+            more = start + limit < len(indexes)
+        return size, [(index, self.leaf(index)) for index in chosen], more
+
     def inclusion(self, index: int, tree_size: int | None = None) -> InclusionProof:
         with self._lock:
             size = len(self.tree) if tree_size is None else tree_size

@@ -177,6 +177,41 @@ class LedgerReceipt(_Model):
     )
 
 
+class LedgerEntry(_Model):
+    """One stored event as the ledger keeps it (`GET /v1/ledger/envelopes/{id}/events`).
+
+    Read back from the leaf: fields are as stored (an event stored before a field
+    existed has its default), never re-validated (leaves are immutable)."""
+
+    index: int
+    leaf_hash: str = Field(description="SHA-256 leaf hash (RFC 9162) of the stored leaf")
+    event_id: str | None = None
+    event_type: str
+    envelope_id: str
+    time: datetime = Field(description="when the ledger accepted the event")
+    actor: str
+    ip: str | None = None
+    user_agent: str | None = None
+    document_hashes: list[str] = Field(default_factory=list)
+    auth_method: str | None = None
+    details: dict[str, str] = Field(default_factory=dict)
+    previous: str | None = Field(
+        default=None, description="leaf hash of the envelope's event before this one"
+    )
+
+
+class EnvelopeEvents(_Model):
+    """An envelope's events in ledger order; each leaf's inclusion proof is
+    `GET /v1/ledger/proof/inclusion?index=<index>&tree_size=<tree_size>`."""
+
+    envelope_id: str
+    tree_size: int = Field(description="the ledger's size when read: every event listed is in it")
+    events: list[LedgerEntry]
+    next_after: int | None = Field(
+        default=None, description="more events follow: ask again with after=<this>"
+    )
+
+
 class TreeHead(_Model):
     """A signed tree head: the log's size and root, signed by the ledger seal and timestamped."""
 
