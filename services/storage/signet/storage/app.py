@@ -33,6 +33,8 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", r"/v1/ledger/(tree-head|proof/inclusion|proof/consistency)", Scope.LEDGER_READ),
     rule("GET", r"/v1/ledger/envelopes/[^/]+/events", Scope.LEDGER_READ),
     rule("GET", r"/v1/envelopes/[^/]+/evidence", Scope.EVIDENCE_READ),
+    # sealing writes the package to the vault and its manifest's hash to the ledger
+    rule("POST", r"/v1/envelopes/[^/]+/evidence", Scope.LEDGER_APPEND),
 )
 
 

@@ -63,6 +63,24 @@ def unsafe_character(value: str) -> str | None:
     return None
 
 
+def printable(value: str) -> str:
+    """`value` safe to render as one line of text: each character `unsafe_character` names
+    shown as an escape (``\\n``, ``\\x1b``, ``\\u202e``) instead of acting on the reader.
+
+    For every rendering of stored text (summaries, reports, tables): events stored
+    before the contract refused these characters are kept, and shown, as they are.
+    """
+    if unsafe_character(value) is None:
+        return value
+    out = []
+    for character in value:
+        if unicodedata.category(character) in ("Cc", "Cs") or character in BIDI_CONTROLS:
+            out.append(character.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(character)
+    return "".join(out)
+
+
 def _plain_text(value: str) -> str:
     found = unsafe_character(value)
     if found is not None:
@@ -210,6 +228,20 @@ class EnvelopeEvents(_Model):
     next_after: int | None = Field(
         default=None, description="more events follow: ask again with after=<this>"
     )
+
+
+class EvidenceSeal(_Model):
+    """An envelope's sealed evidence package: made once, kept in the vault, recorded in
+    the ledger (`POST /v1/envelopes/{id}/evidence`)."""
+
+    envelope_id: str
+    package_sha256: Sha256Hex = Field(description="the zip, a vault object (kind evidence)")
+    size: int
+    manifest_sha256: Sha256Hex = Field(description="SHA-256 of its signed manifest.json")
+    created: datetime
+    tree_size: int = Field(description="the signed tree head its proofs lead to")
+    ledger_index: int = Field(description="the `evidence.sealed` event naming the manifest")
+    leaf_hash: str
 
 
 class TreeHead(_Model):
