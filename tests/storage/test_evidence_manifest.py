@@ -12,15 +12,24 @@ import json
 import zipfile
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from signet.signer.service import SignerService
+from signet.storage.app import create_app
+from signet.storage.config import StorageSettings
 from signet.storage.evidence import verify_package
 
+from tests.conftest import SERVICE_TOKEN
+from tests.storage.conftest import new_bucket
 from tests.storage.test_api import (  # noqa: F401  (the `storage` fixture)
+    LEDGER_KEY,
     _envelope_with_evidence,
     _event,
     _rezip,
     storage,
 )
+from tests.support.seaweed import S3Server
 
 
 def _failed(package: bytes, root_pem: bytes) -> dict[str, str]:
@@ -170,3 +179,47 @@ def test_sealing_stores_the_package_once_and_records_its_manifest_in_the_ledger(
     assert storage.post("/v1/envelopes/nothing-here/evidence").status_code == 404
     assert storage.post("/v1/envelopes/%2E%2E/evidence").status_code == 422
     assert storage.get("/v1/envelopes/a%20b/evidence").status_code == 422
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "s3"])
+def test_a_sealed_package_is_the_same_bytes_after_a_restart_on_both_vaults(
+    kind: str,
+    request: pytest.FixtureRequest,
+    signer_service: SignerService,
+    signer_url: str,
+    tmp_path: Path,
+    ca_files: Path,
+) -> None:
+    signer_service.ca.ensure_ledger_seal(LEDGER_KEY)
+    settings = StorageSettings(
+        home=tmp_path / "storage",
+        service_token=SecretStr(SERVICE_TOKEN),
+        signer_url=signer_url,
+        ledger_key_label=LEDGER_KEY,
+        tree_head_interval=0,
+    )
+    if kind == "s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        settings = settings.model_copy(
+            update={
+                "vault": "s3",
+                "s3_endpoint": s3.endpoint,
+                "s3_access_key": SecretStr(s3.access_key),
+                "s3_secret_key": SecretStr(s3.secret_key),
+                "s3_bucket": new_bucket(),
+            }
+        )
+    headers = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    with TestClient(create_app(settings), headers=headers) as client:
+        _envelope_with_evidence(client, "env-R")
+        seal = client.post("/v1/envelopes/env-R/evidence").json()
+        package = client.get("/v1/envelopes/env-R/evidence").content
+        size = client.get("/readyz").json()["ledger_size"]
+    with TestClient(create_app(settings), headers=headers) as client:
+        assert client.get("/v1/envelopes/env-R/evidence").content == package
+        again = client.post("/v1/envelopes/env-R/evidence")
+        assert again.status_code == 200 and again.json() == seal
+        assert client.get("/readyz").json()["ledger_size"] == size  # nothing appended again
+    assert hashlib.sha256(package).hexdigest() == seal["package_sha256"]
+    checks = verify_package(io.BytesIO(package), (ca_files / "root.pem").read_bytes())
+    assert not [c for c in checks if not c.ok], checks

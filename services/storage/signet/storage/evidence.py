@@ -242,6 +242,7 @@ def seal_package(
 def _make_seal(
     envelope_id: str, vault: Vault, ledger: Ledger, signer: TreeHeadSigner, pki: dict[str, bytes]
 ) -> dict[str, Any]:
+    vault.staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=vault.staging) as spool:
         built = build_package(
             envelope_id, vault=vault, ledger=ledger, signer=signer, pki=pki, target=spool,
