@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -113,6 +116,7 @@ def test_the_manifest_is_signed_and_names_itself_when_changed(
 def test_a_package_from_before_signed_manifests_verifies_with_a_warning(
     storage: TestClient,  # noqa: F811
     ca_files: Path,
+    tmp_path: Path,
 ) -> None:
     package = _envelope_with_evidence(storage, "env-O")
     root_pem = (ca_files / "root.pem").read_bytes()
@@ -129,6 +133,18 @@ def test_a_package_from_before_signed_manifests_verifies_with_a_warning(
     entry = next(n for n in zipfile.ZipFile(io.BytesIO(legacy)).namelist() if "entries/" in n)
     failed = _failed(_rezip(legacy, entry, b"{}"), root_pem)
     assert f"{entry} was altered" in failed["package members"]
+
+    # The command line says so, and passes it.
+    path = tmp_path / "legacy.zip"
+    path.write_bytes(legacy)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "signet.cli", "verify-evidence", str(path), "--root",
+         str(ca_files / "root.pem")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" in result.stdout and "unsigned" in result.stdout
 
 
 def test_sealing_stores_the_package_once_and_records_its_manifest_in_the_ledger(
