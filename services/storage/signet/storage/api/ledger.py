@@ -93,9 +93,11 @@ def _entries(ledger: Ledger, envelope_id: str, after: int, limit: int) -> Envelo
     for index, leaf in leaves:
         stored = json.loads(leaf)
         known = {k: v for k, v in stored.items() if k in LedgerEntry.model_fields}
-        events.append(
-            LedgerEntry.model_validate(known | {"index": index, "leaf_hash": leaf_hash(leaf).hex()})
-        )
+        known |= {"index": index, "leaf_hash": leaf_hash(leaf).hex()}
+        try:
+            events.append(LedgerEntry.model_validate(known))
+        except ValueError:  # a leaf from before a bound existed: shown as it is stored
+            events.append(LedgerEntry.model_construct(**known))
     return EnvelopeEvents(
         envelope_id=envelope_id,
         tree_size=size,
