@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from signet.cli import embedded
 from signet.common.errors import SignetError
@@ -89,12 +90,19 @@ def verify_evidence(
     checks = verify_package(package, root.read_bytes())
     table = Table("check", "result", "detail", title=str(package))
     for check in checks:
-        table.add_row(check.what, "[green]ok[/]" if check.ok else "[red]FAILED[/]", check.detail)
+        result = (
+            "[red]FAILED[/]"
+            if not check.ok
+            else "[yellow]warning[/]"
+            if check.warning
+            else "[green]ok[/]"
+        )
+        table.add_row(escape(check.what), result, escape(check.detail))
     console.print(table)
     failed = [c for c in checks if not c.ok]
     if failed:
         console.print(
-            f"[red]{len(failed)} check(s) failed:[/] " + ", ".join(c.what for c in failed)
+            f"[red]{len(failed)} check(s) failed:[/] " + escape(", ".join(c.what for c in failed))
         )
         raise typer.Exit(1)
     console.print("[green]the package is intact and proves what it says[/]")

@@ -31,7 +31,10 @@ ROUTES: tuple[Rule, ...] = (
     rule("POST", r"/v1/objects/[^/]+/retention", Scope.RETENTION),
     rule("POST", r"/v1/ledger/events", Scope.LEDGER_APPEND),
     rule("GET", r"/v1/ledger/(tree-head|proof/inclusion|proof/consistency)", Scope.LEDGER_READ),
+    rule("GET", r"/v1/ledger/envelopes/[^/]+/events", Scope.LEDGER_READ),
     rule("GET", r"/v1/envelopes/[^/]+/evidence", Scope.EVIDENCE_READ),
+    # sealing writes the package to the vault and its manifest's hash to the ledger
+    rule("POST", r"/v1/envelopes/[^/]+/evidence", Scope.LEDGER_APPEND),
 )
 
 

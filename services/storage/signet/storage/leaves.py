@@ -7,12 +7,13 @@ shipped in evidence packages and checked offline by `signet verify-evidence`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Any
 
 from signet.common.contracts.storage import LedgerEventIn, TreeHead
-from signet.common.errors import InvalidRequest
+from signet.common.errors import Conflict, InvalidRequest
 
 #: The largest leaf: the contract's bounds (64 KiB of details, 100 hashes, short
 #: fields) come to well under this; a leaf over it is refused, never stored.
@@ -24,6 +25,16 @@ class InvalidEvent(InvalidRequest):
 
     status_code = 422
     code = "invalid_event"
+
+
+class EventConflict(Conflict):
+    """An event id the ledger holds already, for an event with other content."""
+
+    code = "event_conflict"
+
+
+#: The fields a leaf adds to the event it records (not part of what the caller sent).
+LEAF_FIELDS = ("index", "time", "previous")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -67,9 +78,29 @@ def encode_leaf(
 
 def checked_event(event: LedgerEventIn) -> dict[str, Any]:
     """The event as JSON, validated again by the contract (a caller in this process
-    may have built it with `model_construct`): nothing unchecked reaches an index."""
+    may have built it with `model_construct`): nothing unchecked reaches an index.
+
+    An event without an id has no `event_id` key at all: its leaf is the same bytes
+    as before ids existed."""
     try:
         body = event.model_dump(mode="json")
-        return LedgerEventIn.model_validate(body).model_dump(mode="json")
+        checked = LedgerEventIn.model_validate(body).model_dump(mode="json")
     except ValueError as exc:  # pydantic's ValidationError and serialisation errors
         raise InvalidEvent(f"the event is not valid: {type(exc).__name__}") from None
+    if checked.get("event_id") is None:
+        checked.pop("event_id", None)
+    return checked
+
+
+def content_digest(event: dict[str, Any]) -> bytes:
+    """What "the same event" means for an idempotent append: SHA-256 (first 16 bytes)
+    of the caller's fields, canonical, without the id and without empty values (so an
+    optional field added to the contract later does not make a stored event differ).
+
+    `event` is a checked event or a stored leaf (whose own fields are left out)."""
+    kept = {
+        key: value
+        for key, value in event.items()
+        if key not in LEAF_FIELDS and key != "event_id" and value not in (None, [], {})
+    }
+    return hashlib.sha256(canonical_json(kept)).digest()[:16]

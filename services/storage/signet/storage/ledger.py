@@ -21,6 +21,11 @@ every leaf is its position in the tree, always.  Each leaf also names, as
 first), so an evidence package that leaves one of an envelope's events out fails
 verification.  A log found with a gap when it is rebuilt stays closed until the
 operator records a signed gap marker (`signet.storage.ledger_gaps`).
+
+An event may carry a caller-chosen `event_id`: appending it again (a retry whose
+answer was lost) with the same content answers the first receipt and appends
+nothing; with other content it is refused (409 `event_conflict`).  The id is kept
+in the leaf, so the map of ids is rebuilt with the tree on every start.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, Protocol
 
 from signet.common.contracts.storage import (
     ConsistencyProof,
@@ -46,9 +51,11 @@ from signet.common.contracts.storage import (
 )
 from signet.common.errors import Conflict, NotFound, ServiceUnavailable
 from signet.storage.leaves import (
+    EventConflict,
     InvalidEvent,
     canonical_json,
     checked_event,
+    content_digest,
     encode_leaf,
     tree_head_payload,
 )
@@ -58,11 +65,32 @@ from signet.storage.vault import Vault
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidEvent", "Ledger", "TreeHeadSigner", "canonical_json", "tree_head_payload"]
+__all__ = [
+    "EventConflict",
+    "InvalidEvent",
+    "Ledger",
+    "TreeHeadSigner",
+    "canonical_json",
+    "tree_head_payload",
+]
 
 SEGMENTS = "ledger/segments"
 HEADS = "ledger/heads"
 _MAX_GROUP = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _KnownEvent(NamedTuple):
+    """What an idempotent append needs of an event with an id (no I/O, a few dozen bytes)."""
+
+    digest: bytes
+    position: int
+    #: The time in its leaf, in microseconds since the epoch.
+    micros: int
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 class TreeHeadSigner(Protocol):
@@ -85,6 +113,7 @@ class _Pending:
     envelope_id: str
     time: datetime
     future: Future[LedgerReceipt]
+    event_id: str | None = None
 
 
 class Ledger:
@@ -105,6 +134,9 @@ class Ledger:
         self._by_envelope: dict[str, list[int]] = {}
         #: The leaf hash of each envelope's latest event, acknowledged or pending.
         self._last_leaf: dict[str, bytes] = {}
+        #: Every event id in the log (and pending), and the futures of those pending.
+        self._events: dict[str, _KnownEvent] = {}
+        self._pending_ids: dict[str, Future[LedgerReceipt]] = {}
         #: Signed heads in the vault that do not match the rebuilt tree (after a gap marker).
         self.superseded_heads: list[str] = []
         self._segment_cache: OrderedDict[str, list[bytes]] = OrderedDict()
@@ -152,8 +184,23 @@ class Ledger:
                 envelope = event["envelope_id"]
                 self._by_envelope.setdefault(envelope, []).append(claimed)
                 self._last_leaf[envelope] = hashed
+                self._remember_id(event, claimed)
         self._next_index = len(self.tree)
         log.info("ledger rebuilt from the vault: %d leaves", len(self.tree))
+
+    def _remember_id(self, event: dict[str, Any], index: int) -> None:
+        event_id = event.get("event_id")
+        if not isinstance(event_id, str):
+            return
+        if event_id in self._events:  # only a second writer could have done it: the first stands
+            log.warning(
+                "ledger entry %d repeats the event id of entry %d",
+                index,
+                self._events[event_id].position,
+            )
+            return
+        accepted = datetime.fromisoformat(event["time"])
+        self._events[event_id] = _KnownEvent(content_digest(event), index, _micros(accepted))
 
     def _fill_gap(self, markers: dict[int, GapMarker], claimed: int, where: str) -> None:
         first, count = len(self.tree), claimed - len(self.tree)
@@ -184,19 +231,60 @@ class Ledger:
         """
         body = checked_event(event)
         envelope = body["envelope_id"]
+        event_id: str | None = body.get("event_id")
+        digest = content_digest(body) if event_id is not None else b""
         future: Future[LedgerReceipt] = Future()
         with self._lock:
             if self._failed:
                 raise ServiceUnavailable(f"the ledger stopped appending: {self._failed}")
+            if event_id is not None and event_id in self._events:
+                return self._replay(event_id, digest)
             index = self._next_index
             accepted = datetime.now(UTC)
             leaf = encode_leaf(index, accepted, self._last_leaf.get(envelope), body)
             hashed = leaf_hash(leaf)
             self._next_index = index + 1  # only now: nothing above can fail any more
             self._last_leaf[envelope] = hashed
-            self._pending.append(_Pending(leaf, hashed, index, envelope, accepted, future))
+            if event_id is not None:
+                self._events[event_id] = _KnownEvent(digest, index, _micros(accepted))
+                self._pending_ids[event_id] = future
+            self._pending.append(
+                _Pending(leaf, hashed, index, envelope, accepted, future, event_id)
+            )
             self._wake.notify()
         return future
+
+    def _replay(self, event_id: str, digest: bytes) -> Future[LedgerReceipt]:
+        """The first receipt of `event_id` (under the lock): at once when it is stored,
+        else once its segment is (a retry is never acknowledged before the original)."""
+        known = self._events[event_id]
+        if known.digest != digest:
+            raise EventConflict(
+                f"event {event_id} is entry {known.position} of the ledger, with other content"
+            )
+        replayed: Future[LedgerReceipt] = Future()
+        original = self._pending_ids.get(event_id)
+        if original is not None:
+
+            def relay(done: Future[LedgerReceipt]) -> None:
+                error = done.exception()
+                if error is not None:
+                    replayed.set_exception(error)
+                else:
+                    replayed.set_result(done.result().model_copy(update={"replayed": True}))
+
+            original.add_done_callback(relay)
+            return replayed
+        replayed.set_result(
+            LedgerReceipt(
+                index=known.position,
+                leaf_hash=self.tree.leaf(known.position).hex(),
+                time=_EPOCH + timedelta(microseconds=known.micros),
+                event_id=event_id,
+                replayed=True,
+            )
+        )
+        return replayed
 
     def append_sync(self, event: LedgerEventIn, timeout: float = 30) -> LedgerReceipt:
         return self.append(event).result(timeout)
@@ -222,6 +310,7 @@ class Ledger:
             with self._lock:
                 self._failed = reason
                 stranded, self._pending = self._pending, []
+                self._pending_ids.clear()
             for pending in (*group, *stranded):
                 pending.future.set_exception(ServiceUnavailable(reason))
             return
@@ -236,11 +325,16 @@ class Ledger:
                 hashed = pending.hashed
                 self.tree.append(hashed)
                 self._by_envelope.setdefault(pending.envelope_id, []).append(pending.index)
+                if pending.event_id is not None:
+                    self._pending_ids.pop(pending.event_id, None)
                 receipts.append(
                     (
                         pending,
                         LedgerReceipt(
-                            index=pending.index, leaf_hash=hashed.hex(), time=pending.time
+                            index=pending.index,
+                            leaf_hash=hashed.hex(),
+                            time=pending.time,
+                            event_id=pending.event_id,
                         ),
                     )
                 )
@@ -297,6 +391,19 @@ class Ledger:
     def envelope_indexes(self, envelope_id: str) -> list[int]:
         with self._lock:
             return list(self._by_envelope.get(envelope_id, []))
+
+    def envelope_entries(
+        self, envelope_id: str, *, after: int = -1, limit: int = 1000
+    ) -> tuple[int, list[tuple[int, bytes]], bool]:
+        """(tree size, [(index, leaf)] of the envelope's stored events after `after`, in
+        order, at most `limit`, whether more follow).  Every index is below the size."""
+        with self._lock:
+            size = len(self.tree)
+            indexes = self._by_envelope.get(envelope_id, [])
+            start = bisect.bisect_right(indexes, after)
+            chosen = indexes[start : start + limit]
+            more = start + limit < len(indexes)
+        return size, [(index, self.leaf(index)) for index in chosen], more
 
     def inclusion(self, index: int, tree_size: int | None = None) -> InclusionProof:
         with self._lock:

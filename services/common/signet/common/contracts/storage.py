@@ -20,6 +20,19 @@ Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256
 #: a path segment and a file name in evidence packages; so never `..`, a slash or a space.
 ENVELOPE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 EnvelopeId = Annotated[str, Field(min_length=1, max_length=64, pattern=ENVELOPE_ID_PATTERN)]
+#: A caller-chosen event id: a UUID, or up to 64 of A-Z a-z 0-9 _ - (case-sensitive).
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+EventId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=EVENT_ID_PATTERN,
+        description="chosen by the caller (a UUID, or up to 64 of A-Z a-z 0-9 _ -): "
+        "sending the same event again with it appends nothing and answers the first "
+        "receipt; the same id with other content is refused (409 event_conflict)",
+    ),
+]
 
 #: Bidirectional formatting characters: invisible, they reorder what a reader sees
 #: (an "Trojan Source" actor name); refused with the C0/C1 controls (CR/LF, NUL, ESC).
@@ -48,6 +61,24 @@ def unsafe_character(value: str) -> str | None:
         if category in ("Cc", "Cs") or character in BIDI_CONTROLS:
             return f"U+{ord(character):04X}"
     return None
+
+
+def printable(value: str) -> str:
+    """`value` safe to render as one line of text: each character `unsafe_character` names
+    shown as an escape (``\\n``, ``\\x1b``, ``\\u202e``) instead of acting on the reader.
+
+    For every rendering of stored text (summaries, reports, tables): events stored
+    before the contract refused these characters are kept, and shown, as they are.
+    """
+    if unsafe_character(value) is None:
+        return value
+    out = []
+    for character in value:
+        if unicodedata.category(character) in ("Cc", "Cs") or character in BIDI_CONTROLS:
+            out.append(character.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(character)
+    return "".join(out)
 
 
 def _plain_text(value: str) -> str:
@@ -132,6 +163,7 @@ class LedgerEventIn(_Model):
     `details` is a flat map of at most 32 short entries (64 KiB in all, as UTF-8).
     """
 
+    event_id: EventId | None = None
     event_type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
     envelope_id: EnvelopeId
     actor: Actor = Field(description="who: user id, email, or service name")
@@ -155,6 +187,61 @@ class LedgerReceipt(_Model):
     index: int
     leaf_hash: str
     time: datetime
+    event_id: str | None = Field(default=None, description="the event's id, when it has one")
+    replayed: bool = Field(
+        default=False,
+        description="true: an event with this id and content was appended before; this is "
+        "its receipt (same index, leaf hash and time) and nothing was appended",
+    )
+
+
+class LedgerEntry(_Model):
+    """One stored event as the ledger keeps it (`GET /v1/ledger/envelopes/{id}/events`).
+
+    Read back from the leaf: fields are as stored (an event stored before a field
+    existed has its default), never re-validated (leaves are immutable)."""
+
+    index: int
+    leaf_hash: str = Field(description="SHA-256 leaf hash (RFC 9162) of the stored leaf")
+    event_id: str | None = None
+    event_type: str
+    envelope_id: str
+    time: datetime = Field(description="when the ledger accepted the event")
+    actor: str
+    ip: str | None = None
+    user_agent: str | None = None
+    document_hashes: list[str] = Field(default_factory=list)
+    auth_method: str | None = None
+    details: dict[str, str] = Field(default_factory=dict)
+    previous: str | None = Field(
+        default=None, description="leaf hash of the envelope's event before this one"
+    )
+
+
+class EnvelopeEvents(_Model):
+    """An envelope's events in ledger order; each leaf's inclusion proof is
+    `GET /v1/ledger/proof/inclusion?index=<index>&tree_size=<tree_size>`."""
+
+    envelope_id: str
+    tree_size: int = Field(description="the ledger's size when read: every event listed is in it")
+    events: list[LedgerEntry]
+    next_after: int | None = Field(
+        default=None, description="more events follow: ask again with after=<this>"
+    )
+
+
+class EvidenceSeal(_Model):
+    """An envelope's sealed evidence package: made once, kept in the vault, recorded in
+    the ledger (`POST /v1/envelopes/{id}/evidence`)."""
+
+    envelope_id: str
+    package_sha256: Sha256Hex = Field(description="the zip, a vault object (kind evidence)")
+    size: int
+    manifest_sha256: Sha256Hex = Field(description="SHA-256 of its signed manifest.json")
+    created: datetime
+    tree_size: int = Field(description="the signed tree head its proofs lead to")
+    ledger_index: int = Field(description="the `evidence.sealed` event naming the manifest")
+    leaf_hash: str
 
 
 class TreeHead(_Model):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from signet.common.contracts.storage import (
+    ENVELOPE_ID_PATTERN,
     ConsistencyProof,
+    EnvelopeEvents,
     InclusionProof,
+    LedgerEntry,
     LedgerEventIn,
     LedgerReceipt,
     TreeHead,
@@ -17,16 +21,35 @@ from signet.common.contracts.storage import (
 from signet.common.errors import NotFound
 from signet.storage import metrics
 from signet.storage.api.deps import Service
+from signet.storage.ledger import Ledger
+from signet.storage.merkle import leaf_hash
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
 
-@router.post("/events", status_code=201, response_model=LedgerReceipt)
-async def append_event(service: Service, event: LedgerEventIn) -> LedgerReceipt:
-    """Answers once the event is durably in the vault (group commit: no thread waits)."""
+@router.post(
+    "/events",
+    status_code=201,
+    response_model=LedgerReceipt,
+    responses={
+        200: {"model": LedgerReceipt, "description": "replayed: this event id and content "
+              "were appended before; the first receipt, nothing appended"},
+        409: {"description": "event_conflict: the event id is taken by other content"},
+    },
+)  # fmt: skip
+async def append_event(service: Service, event: LedgerEventIn, response: Response) -> LedgerReceipt:
+    """Answers once the event is durably in the vault (group commit: no thread waits).
+
+    With an `event_id`, idempotent: the same event again answers 200 with the first
+    receipt (`replayed`: true) and appends nothing; other content under the same id is
+    409 `event_conflict`.
+    """
     ledger = await run_in_threadpool(lambda: service.ledger)
     receipt = await asyncio.wrap_future(ledger.append(event))
-    metrics.LEDGER_APPENDS.inc()
+    if receipt.replayed:
+        response.status_code = 200
+    else:
+        metrics.LEDGER_APPENDS.inc()
     return receipt
 
 
@@ -62,3 +85,37 @@ async def consistency(
 ) -> ConsistencyProof:
     ledger = await run_in_threadpool(lambda: service.ledger)
     return ledger.consistency(first, second)
+
+
+def _entries(ledger: Ledger, envelope_id: str, after: int, limit: int) -> EnvelopeEvents:
+    size, leaves, more = ledger.envelope_entries(envelope_id, after=after, limit=limit)
+    events = []
+    for index, leaf in leaves:
+        stored = json.loads(leaf)
+        known = {k: v for k, v in stored.items() if k in LedgerEntry.model_fields}
+        known |= {"index": index, "leaf_hash": leaf_hash(leaf).hex()}
+        try:
+            events.append(LedgerEntry.model_validate(known))
+        except ValueError:  # a leaf from before a bound existed: shown as it is stored
+            events.append(LedgerEntry.model_construct(**known))
+    return EnvelopeEvents(
+        envelope_id=envelope_id,
+        tree_size=size,
+        events=events,
+        next_after=events[-1].index if more and events else None,
+    )
+
+
+@router.get("/envelopes/{envelope_id}/events", response_model=EnvelopeEvents)
+async def envelope_events(
+    service: Service,
+    envelope_id: Annotated[str, Path(max_length=64, pattern=ENVELOPE_ID_PATTERN)],
+    after: Annotated[int, Query(ge=-1, description="only events after this index")] = -1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> EnvelopeEvents:
+    """The envelope's stored events in ledger order (its timeline); none: an empty list.
+
+    Only events durably stored are listed; each is in the tree of `tree_size` leaves.
+    """
+    ledger = await run_in_threadpool(lambda: service.ledger)
+    return await run_in_threadpool(_entries, ledger, envelope_id, after, limit)
