@@ -6,6 +6,10 @@ atomic UPDATE per block) and hands them out in order; a block is never reused.
 
 The token is a CMS SignedData over a TSTInfo with an ESS signing-certificate-v2
 attribute (required by RFC 5816 for SHA-2, checked by `openssl ts -verify`).
+
+Every stamp first asks the time check (`signet.signer.pki.timesource.TimeGuard`):
+a token claims the accuracy of the settings (``tsa_accuracy_ms``) only while the clock
+can show it; otherwise `ClockUnsynchronised` (HTTP 503 ``clock_unsynchronised``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import UTC, datetime
 from asn1crypto import algos, cms, core, tsp, x509
 from signet.signer import der, metrics
 from signet.signer.pki.keys import HsmKey
+from signet.signer.pki.timesource import TimeGuard, TimeStatus, TimeTrust
 from signet.signer.registry import Registry
 
 #: The TSA's policy (under Signet's UUID arc, see `signet.signer.pki.ca`).
@@ -57,11 +62,20 @@ class TsaIdentity:
 
 class TimeStampAuthority:
     def __init__(
-        self, identity: TsaIdentity, serials: SerialAllocator, *, accuracy_ms: int = 500
+        self,
+        identity: TsaIdentity,
+        serials: SerialAllocator,
+        *,
+        accuracy_ms: int = 500,
+        time: TimeGuard | None = None,
     ) -> None:
         self.identity = identity
         self.serials = serials
         self.accuracy_ms = accuracy_ms
+        #: The check before every stamp; its accuracy is the one the tokens claim.
+        self.time = time or TimeGuard(TimeTrust.KERNEL, accuracy_ms)
+        if self.time.accuracy_ms != accuracy_ms:
+            raise ValueError("the time check must enforce the accuracy the tokens claim")
         cert = identity.certificate
         ess = tsp.SigningCertificateV2(
             {
@@ -100,7 +114,10 @@ class TimeStampAuthority:
         self._certificates = der.tlv(0xA0, b"".join(c.dump() for c in identity.chain))
 
     def respond(self, request_der: bytes) -> bytes:
-        """DER TimeStampResp for a DER TimeStampReq; rejections are replies too, never raises."""
+        """DER TimeStampResp for a DER TimeStampReq; rejections are replies too.
+
+        Raises `ClockUnsynchronised` (no reply at all: the caller gets HTTP 503) when the
+        clock cannot show the declared accuracy."""
         try:
             request = tsp.TimeStampReq.load(request_der)
             request.native  # noqa: B018 - forces a full parse so garbage is caught here
@@ -129,7 +146,10 @@ class TimeStampAuthority:
 
         Counted in ``signet_timestamps_total`` (granted, or failed when the HSM or
         the serial allocation fails), both for ``POST /tsa`` and inside signatures.
+        Refused with `ClockUnsynchronised` (counted as ``clock_unsynchronised``) when the
+        time check says the clock cannot show the accuracy.
         """
+        self.time.require()
         try:
             token = self._token(imprint, nonce, include_certs)
         except Exception:
@@ -137,6 +157,10 @@ class TimeStampAuthority:
             raise
         metrics.GRANTED.inc()
         return token
+
+    def time_status(self) -> TimeStatus:
+        """The time check's current verdict (cached like the one each stamp asks for)."""
+        return self.time.status()
 
     def _token(self, imprint: tsp.MessageImprint, nonce: int | None, include_certs: bool) -> bytes:
         parts = [
