@@ -15,6 +15,7 @@ can show it; otherwise `ClockUnsynchronised` (HTTP 503 ``clock_unsynchronised``)
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from signet.signer.registry import Registry
 TSA_POLICY_OID = "2.25.258957351307187465095418553474553367133.2.1"
 ACCEPTED_DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64, "sha3_256": 32, "sha3_512": 64}
 SERIAL_BLOCK = 4096
+log = logging.getLogger(__name__)
 _TST_INFO_OID = core.ObjectIdentifier("1.2.840.113549.1.9.16.1.4").dump()
 _SIGNED_DATA_OID = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
 _MESSAGE_DIGEST_OID = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
@@ -119,10 +121,18 @@ class TimeStampAuthority:
         Raises `ClockUnsynchronised` (no reply at all: the caller gets HTTP 503) when the
         clock cannot show the declared accuracy."""
         try:
-            request = tsp.TimeStampReq.load(request_der)
+            request = tsp.TimeStampReq.load(request_der, strict=True)
             request.native  # noqa: B018 - forces a full parse so garbage is caught here
-        except (ValueError, TypeError, KeyError):
+        except Exception:  # asn1crypto raises several kinds on garbage; all mean "not DER"
             return _rejection("bad_data_format", "request is not a DER TimeStampReq")
+        if request["version"].native != "v1":  # asn1crypto names the one version there is
+            return _rejection("bad_request", f"version {request['version'].native} is not 1")
+        for extension in request["extensions"].native or ():
+            if extension["critical"]:
+                return _rejection(
+                    "unaccepted_extensions",
+                    f"critical extension {extension['extn_id']} is not supported",
+                )
         imprint = request["message_imprint"]
         algorithm = imprint["hash_algorithm"]["algorithm"].native
         expected_length = ACCEPTED_DIGESTS.get(algorithm)
@@ -197,7 +207,10 @@ class TimeStampAuthority:
 
 def _rejection(failure: str, text: str) -> bytes:
     """A rejection reply, counted as ``signet_timestamps_total{outcome="rejected"}``."""
+    # asn1crypto encodes an unknown bit name as no bit at all, silently: refuse that here.
+    assert failure in tsp.PKIFailureInfo._map.values(), failure
     metrics.REJECTED.inc()
+    log.info("TSA request rejected: %s: %s", failure, text)
     # asn1crypto's TimeStampResp insists on a token, which a rejection never has.
     status = tsp.PKIStatusInfo(
         {
