@@ -327,7 +327,9 @@ def test_the_watch_polls_in_the_background(sntp: SntpServer) -> None:
         watch.stop()
 
 
-def test_openssl_shows_the_accuracy_and_policy(signer_url: str, tmp_path: Path) -> None:
+def test_openssl_shows_the_accuracy_and_policy(
+    signer_url: str, ca_files: Path, tmp_path: Path
+) -> None:
     reply = tmp_path / "resp.tsr"
     reply.write_bytes(_stamp(signer_url).content)
     text = subprocess.run(
@@ -340,3 +342,29 @@ def test_openssl_shows_the_accuracy_and_policy(signer_url: str, tmp_path: Path) 
     assert "Status: Granted." in text
     assert "Policy OID: 2.25.258957351307187465095418553474553367133.2.1" in text
     assert "Accuracy: unspecified seconds, 0x01F4 millis, unspecified micros" in text
+    # The TSA certificate names the same policy, and OpenSSL still verifies the token.
+    certificate = subprocess.run(
+        ["openssl", "x509", "-in", str(ca_files / "tsa.pem"), "-noout", "-text"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "Policy: 2.25.258957351307187465095418553474553367133.2.1" in certificate
+    verified = subprocess.run(
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            hashlib.sha256(b"contract").hexdigest(),
+            "-in",
+            str(reply),
+            "-CAfile",
+            str(ca_files / "chain.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert verified.stdout.strip() == "Verification: OK", verified.stderr
