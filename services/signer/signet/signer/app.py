@@ -73,6 +73,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.batch_workers = workers
         stop_on_exit_signals(app.state.batch_watch)
+        service.time  # noqa: B018 - starts the NTP references' watch now, not at a first stamp
         serving.set()
         await run_in_threadpool(start_batch_workers)
         yield
