@@ -19,6 +19,7 @@ import httpx
 import pytest
 from asn1crypto import tsp
 from signet.signer import metrics
+from signet.signer.pki.tables import TimeStatusRecord
 from signet.signer.pki.timesource import (
     ClockReading,
     KernelClock,
@@ -29,6 +30,7 @@ from signet.signer.pki.timesource import (
     split_reference,
 )
 from signet.signer.service import SignerService
+from sqlalchemy import select
 
 from tests.signer.conftest import sign_via_api
 from tests.support.pdfs import make_pdf
@@ -368,3 +370,34 @@ def test_openssl_shows_the_accuracy_and_policy(
         timeout=30,
     )
     assert verified.stdout.strip() == "Verification: OK", verified.stderr
+
+
+def test_the_status_a_token_was_stamped_under_is_in_the_registry(
+    signer_url: str, signer_service: SignerService, install_guard: Install
+) -> None:
+    journal = signer_service.time_journal
+    clock, now = Reading(True, 3_000), Monotonic()
+    install_guard(clock=clock, monotonic=now, record=journal.record, record_every_s=60)
+    first = _granted(_stamp(signer_url))["gen_time"].native
+    recorded = journal.at(first)
+    assert recorded is not None and recorded.state == "synchronised"
+    assert recorded.source == "kernel" and recorded.estimated_error_ms == 3.0
+    assert recorded.accuracy_ms == ACCURACY_MS and recorded.reference_offset_ms is None
+    clock.estimated_error_us = 4_000  # drift alone: no new row within the minute
+    now.now += 5
+    second = _granted(_stamp(signer_url))["gen_time"].native
+    same = journal.at(second)
+    assert same is not None and same.id == recorded.id
+    now.now += 60  # a minute on: the current figure is written again
+    third = _granted(_stamp(signer_url))["gen_time"].native
+    fresh = journal.at(third)
+    assert fresh is not None and fresh.id > recorded.id and fresh.estimated_error_ms == 4.0
+    clock.synchronised = False  # a change: recorded at once, with why
+    now.now += 1
+    _refused(_stamp(signer_url))
+    with signer_service.registry.session() as session:
+        newest = session.scalars(
+            select(TimeStatusRecord).order_by(TimeStatusRecord.id.desc()).limit(1)
+        ).one()
+    assert newest.state == "unsynchronised" and "injected" in newest.problem
+    assert journal.at(first) is not None and journal.at(first).id == recorded.id  # type: ignore[union-attr]

@@ -20,7 +20,7 @@ from signet.signer.database import open_registry
 from signet.signer.pades.engine import PadesEngine
 from signet.signer.pki.ca import CaSettings, CertificateAuthority
 from signet.signer.pki.ocsp import OcspResponder
-from signet.signer.pki.timesource import ReferenceWatch, TimeGuard, TimeTrust
+from signet.signer.pki.timesource import ReferenceWatch, TimeGuard, TimeJournal, TimeTrust
 from signet.signer.pki.tsa import SerialAllocator, TimeStampAuthority, TsaIdentity
 from signet.signer.registry import Registry
 
@@ -91,7 +91,13 @@ class SignerService:
             references=self.references,
             reference_expiry_s=settings.time_reference_expiry_s,
             interval_s=settings.time_check_interval_s,
+            record=self.time_journal.record,
         )
+
+    @cached_property
+    def time_journal(self) -> TimeJournal:
+        """Where the time check's verdicts are kept (the registry, opened when first used)."""
+        return TimeJournal(lambda: self.registry)
 
     @property
     def tsa(self) -> TimeStampAuthority:

@@ -26,17 +26,24 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 import ntplib
 from signet.common.errors import ServiceUnavailable
 from signet.signer import metrics
+from signet.signer.pki.tables import TimeStatusRecord
+from signet.signer.registry import Registry
+from signet.signer.schema import aware
+from sqlalchemy import select
 
 log = logging.getLogger(__name__)
 
@@ -234,9 +241,14 @@ class TimeGuard:
     reference_expiry_s: float = 64.0
     interval_s: float = 1.0
     monotonic: Callable[[], float] = time.monotonic
+    #: Called with a verdict when it changes, and at most every `record_every_s` otherwise
+    #: (`TimeJournal.record`); outside the lock, its failures logged, never raised.
+    record: Callable[[TimeStatus], None] | None = None
+    record_every_s: float = 60.0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _cached: TimeStatus | None = field(default=None, init=False, repr=False)
     _until: float = field(default=float("-inf"), init=False, repr=False)
+    _recorded: float = field(default=float("-inf"), init=False, repr=False)
 
     def status(self) -> TimeStatus:
         now = self.monotonic()
@@ -247,12 +259,23 @@ class TimeGuard:
             if self._cached is not None and now < self._until:
                 return self._cached
             status = self._judge(now)
-            if status.state != (self._cached.state if self._cached else None):
+            changed = self._cached is None or _facts(status) != _facts(self._cached)
+            if self._cached is None or status.state != self._cached.state:
                 level = logging.WARNING if not status.stamping else logging.INFO
                 log.log(level, "TSA time: %s %s", status.state.value, status.problem)
             self._cached, self._until = status, now + self.interval_s
             metrics.time_status(status.stamping, status.estimated_error_ms)
-            return status
+            due = self.record is not None and (
+                changed or now - self._recorded >= self.record_every_s
+            )
+            if due:
+                self._recorded = now
+        if due and self.record is not None:
+            try:
+                self.record(status)
+            except Exception:  # the journal is evidence, not a gate: stamping goes on
+                log.exception("could not record the TSA's time status")
+        return status
 
     def require(self) -> TimeStatus:
         """The current status; `ClockUnsynchronised` when no stamp may be issued."""
@@ -344,6 +367,51 @@ class TimeGuard:
                 f"declared accuracy {self.accuracy_ms} ms"
             )
         return offset_ms, names
+
+
+def _facts(status: TimeStatus) -> tuple[object, ...]:
+    """What makes a verdict worth a journal row when it changes (not the error's drift)."""
+    return (status.state, status.source, status.problem, status.references)
+
+
+class TimeJournal:
+    """Writes verdicts to the signer's registry (``tsa_time_status``) and finds the one a
+    token was stamped under."""
+
+    def __init__(self, registry: Callable[[], Registry]) -> None:
+        self._registry = registry
+        self.process = f"{socket.gethostname()[:80]}/{os.getpid()}"
+
+    def record(self, status: TimeStatus) -> None:
+        with self._registry().session() as session, session.begin():
+            session.add(
+                TimeStatusRecord(
+                    observed_at=datetime.now(UTC),
+                    process=self.process,
+                    state=status.state.value,
+                    source=status.source.value,
+                    accuracy_ms=status.accuracy_ms,
+                    estimated_error_ms=status.estimated_error_ms,
+                    reference_offset_ms=status.reference_offset_ms,
+                    problem=status.problem[:500],
+                )
+            )
+
+    def at(self, when: datetime, process: str | None = None) -> TimeStatusRecord | None:
+        """The newest verdict of `process` (default: this one) at or before `when`."""
+        with self._registry().session() as session:
+            record = session.scalars(
+                select(TimeStatusRecord)
+                .where(
+                    TimeStatusRecord.process == (process or self.process),
+                    TimeStatusRecord.observed_at <= when,
+                )
+                .order_by(TimeStatusRecord.observed_at.desc(), TimeStatusRecord.id.desc())
+                .limit(1)
+            ).first()
+            if record is not None:
+                record.observed_at = aware(record.observed_at) or record.observed_at
+            return record
 
 
 def split_reference(reference: str) -> tuple[str, int]:
