@@ -73,7 +73,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.batch_workers = workers
         stop_on_exit_signals(app.state.batch_watch)
-        service.time  # noqa: B018 - starts the NTP references' watch now, not at a first stamp
+        # the NTP references' watch starts now (its first poll included), not at a stamp
+        await run_in_threadpool(lambda: service.time)
         serving.set()
         await run_in_threadpool(start_batch_workers)
         yield

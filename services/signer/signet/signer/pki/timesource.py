@@ -295,7 +295,9 @@ class TimeGuard:
         warnings: list[str] = []
         error_ms: float | None = None
         if self.trust is TimeTrust.KERNEL:
-            reading = (self.clock or KernelClock()).read()
+            if self.clock is None:
+                self.clock = KernelClock()
+            reading = self.clock.read()
             if reading.estimated_error_us is not None:
                 error_ms = reading.estimated_error_us / 1000
             if not reading.synchronised:
@@ -449,7 +451,10 @@ class ReferenceWatch:
             return [self._latest[r] for r in self.references]
 
     def start(self) -> None:
+        """The first poll here, before returning (at most `timeout_s` per silent reference):
+        a stamp right after start (the CLI signs in process) has answers to judge."""
         if self._thread is None and self.references:
+            self.poll()
             self._thread = threading.Thread(target=self._run, name="tsa-ntp", daemon=True)
             self._thread.start()
 
@@ -473,12 +478,11 @@ class ReferenceWatch:
                 metrics.reference_offset(reference, reading.offset_s)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval_s):
             try:
                 self.poll()
             except Exception:  # never let the watch die silently: the references expire
                 log.exception("NTP reference poll failed")
-            self._stop.wait(self.interval_s)
 
     def _query(self, reference: str) -> ReferenceReading:
         host, port = split_reference(reference)
