@@ -770,6 +770,28 @@ def test_batch_store_readiness_is_a_condition() -> None:
     assert store["reason"] == "ReadinessFailed" and "does not report" not in store["message"]
 
 
+def test_the_signer_pods_get_the_tsa_clock_settings() -> None:
+    def signer_env(spec: ApplianceSpec) -> dict[str, str]:
+        signer = next(
+            o
+            for o in desired_objects("acme", "signet", spec)
+            if o["kind"] == "Deployment" and o["metadata"]["name"] == "acme-signer"
+        )
+        env = signer["spec"]["template"]["spec"]["containers"][0]["env"]
+        return {e["name"]: e.get("value", "") for e in env}
+
+    default = signer_env(ApplianceSpec.model_validate(VENDOR_SPEC))
+    assert default["SIGNET_SIGNER_TIME_TRUST"] == "kernel"
+    assert default["SIGNET_SIGNER_TSA_ACCURACY_MS"] == "500"
+    assert "SIGNET_SIGNER_TIME_REFERENCES" not in default
+    clock = {"accuracyMs": 100, "references": ["ntp1.example.com", "10.0.0.7:123"]}
+    named = signer_env(ApplianceSpec.model_validate({**VENDOR_SPEC, "signer": {"time": clock}}))
+    assert named["SIGNET_SIGNER_TSA_ACCURACY_MS"] == "100"
+    assert named["SIGNET_SIGNER_TIME_REFERENCES"] == '["ntp1.example.com", "10.0.0.7:123"]'
+    with pytest.raises(ValidationError):
+        ApplianceSpec.model_validate({**VENDOR_SPEC, "signer": {"time": {"trust": "sundial"}}})
+
+
 def test_the_tsa_clock_is_a_condition() -> None:
     spec = ApplianceSpec.model_validate(VENDOR_SPEC)
     storage = Readiness(200, RUNNING)
