@@ -97,6 +97,10 @@ def signer_settings(
         callers=caller_entries(("storage", STORAGE_TOKEN), ("portal", PORTAL_TOKEN)),
         public_url=f"http://127.0.0.1:{signer_port}",
         max_document_bytes=64 * 1024 * 1024,
+        # This machine's clock is whatever the test host's is (a container's is often
+        # unsynchronised): the kernel mode is tested with injected readers
+        # (tests/signer/pki/test_tsa_time.py).
+        time_trust="trusted-host",
     )
 
 

@@ -95,6 +95,10 @@ def test_ready_answers_carry_the_nonce_of_the_process_started(appliance: Applian
         assert body is not None
         nonce = appliance.service(module).environ()["SIGNET_START_NONCE"]
         assert body["start_nonce"] == nonce and len(nonce) >= 16
+    # The embedded default trusts the laptop's clock, and its signer says so.
+    signer = appliance.service("signet.signer.app").environ()
+    assert signer["SIGNET_SIGNER_TIME_TRUST"] == "trusted-host"
+    assert (appliance.readyz(appliance.port) or {})["time"] == "trusted-host"
 
 
 def test_a_killed_storage_is_restarted_with_a_new_nonce(appliance: Appliance) -> None:

@@ -770,6 +770,114 @@ def test_batch_store_readiness_is_a_condition() -> None:
     assert store["reason"] == "ReadinessFailed" and "does not report" not in store["message"]
 
 
+def test_the_signer_pods_get_the_tsa_clock_settings() -> None:
+    def signer_env(spec: ApplianceSpec) -> dict[str, str]:
+        signer = next(
+            o
+            for o in desired_objects("acme", "signet", spec)
+            if o["kind"] == "Deployment" and o["metadata"]["name"] == "acme-signer"
+        )
+        env = signer["spec"]["template"]["spec"]["containers"][0]["env"]
+        return {e["name"]: e.get("value", "") for e in env}
+
+    default = signer_env(ApplianceSpec.model_validate(VENDOR_SPEC))
+    assert default["SIGNET_SIGNER_TIME_TRUST"] == "kernel"
+    assert default["SIGNET_SIGNER_TSA_ACCURACY_MS"] == "500"
+    assert "SIGNET_SIGNER_TIME_REFERENCES" not in default
+    clock = {"accuracyMs": 100, "references": ["ntp1.example.com", "10.0.0.7:123"]}
+    named = signer_env(ApplianceSpec.model_validate({**VENDOR_SPEC, "signer": {"time": clock}}))
+    assert named["SIGNET_SIGNER_TSA_ACCURACY_MS"] == "100"
+    assert named["SIGNET_SIGNER_TIME_REFERENCES"] == '["ntp1.example.com", "10.0.0.7:123"]'
+    with pytest.raises(ValidationError):
+        ApplianceSpec.model_validate({**VENDOR_SPEC, "signer": {"time": {"trust": "sundial"}}})
+
+
+def test_the_tsa_clock_is_a_condition() -> None:
+    spec = ApplianceSpec.model_validate(VENDOR_SPEC)
+    storage = Readiness(200, RUNNING)
+    base = {"status": "ready", "hsm": "reachable", "time_accuracy_ms": 500}
+
+    def judged(body: dict[str, Any]) -> dict[str, dict[str, str]]:
+        found = conditions(spec, {"signer": Readiness(200, body), "storage": storage})
+        return {c["type"]: c for c in found}
+
+    good = judged({**base, "time": "synchronised", "time_estimated_error_ms": 1.5})
+    assert good["TimeSynchronized"]["status"] == "True"
+    assert good["TimeSynchronized"]["reason"] == "Synchronised"
+    assert "estimated error 1.5 ms" in good["TimeSynchronized"]["message"]
+    assert "500 ms" in good["TimeSynchronized"]["message"] and good["Ready"]["status"] == "True"
+    near = judged(
+        {
+            **base,
+            "time": "synchronised",
+            "time_estimated_error_ms": 1.5,
+            "time_references": ["ntp1"],
+            "time_reference_offset_ms": 450.0,
+            "time_warning": "the clock is +450.0 ms off reference ntp1, near the accuracy",
+        }
+    )["TimeSynchronized"]
+    assert near["status"] == "True" and near["reason"] == "NearAccuracy"
+    assert "reference offset 450 ms" in near["message"]
+    bad = judged(
+        {
+            **base,
+            "time": "unsynchronised",
+            "time_estimated_error_ms": 16000.0,
+            "time_problem": "the kernel reports the clock unsynchronised",
+        }
+    )
+    assert bad["TimeSynchronized"]["status"] == "False"
+    assert bad["TimeSynchronized"]["reason"] == "ClockUnsynchronised"
+    assert "kernel reports" in bad["TimeSynchronized"]["message"]
+    assert bad["Ready"]["status"] == "False" and "TimeSynchronized" in bad["Ready"]["message"]
+    assert bad["SignerReady"]["status"] == "True"
+    trusted = judged({**base, "time": "trusted-host", "time_estimated_error_ms": None})
+    assert trusted["TimeSynchronized"]["status"] == "Unknown"
+    assert trusted["TimeSynchronized"]["reason"] == "TrustedHost"
+    assert trusted["Ready"]["status"] == "True"
+    older = judged(base)["TimeSynchronized"]
+    assert older["status"] == "Unknown" and older["reason"] == "NotReported"
+
+
+def test_every_change_of_the_time_condition_is_an_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    from signet.operator import handlers
+
+    posted: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(
+        handlers.kopf,
+        "warn",
+        lambda body, *, reason, message: posted.append(("W", reason, message)),
+    )
+    monkeypatch.setattr(
+        handlers.kopf,
+        "info",
+        lambda body, *, reason, message: posted.append(("N", reason, message)),
+    )
+
+    def time(status: str, reason: str) -> list[dict[str, str]]:
+        return [{"type": "TimeSynchronized", "status": status, "reason": reason, "message": "m"}]
+
+    body: Any = {"metadata": {"name": "acme"}}
+    steps = [
+        time("Unknown", "TrustedHost"),
+        time("True", "Synchronised"),
+        time("True", "Synchronised"),  # no change: no Event
+        time("True", "NearAccuracy"),
+        time("False", "ClockUnsynchronised"),
+        time("True", "Synchronised"),
+    ]
+    previous: list[dict[str, Any]] = []
+    for step in steps:
+        handlers._announce_transitions(body, previous, step)
+        previous = step
+    assert [(kind, reason) for kind, reason, _ in posted] == [
+        ("N", "Synchronised"),
+        ("N", "NearAccuracy"),
+        ("W", "ClockUnsynchronised"),
+        ("N", "Recovered"),
+    ]
+
+
 def test_a_batch_claim_not_bound_or_of_another_mode_is_reported() -> None:
     from signet.operator.conditions import batch_claim_pending, batch_claim_refused
 

@@ -217,6 +217,41 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     readiness.write_text(json.dumps(READY))
     wait_for("Ready=True again", lambda: conditions_of(api, "acme")["Ready"]["status"] == "True")
 
+    # The TSA's clock loses its synchronisation: timestamps are refused, a condition and a
+    # Warning Event say why; back in sync, it recovers (a Normal Event).
+    clock = {"time_source": "kernel", "time_accuracy_ms": 500}
+    unsynced = {
+        **READY["signer"][1],
+        **clock,
+        "time": "unsynchronised",
+        "time_estimated_error_ms": 16000.0,
+        "time_problem": "the kernel reports the clock unsynchronised",
+    }
+    readiness.write_text(json.dumps({**READY, "signer": [200, unsynced]}))
+    wait_for(
+        "TimeSynchronized=False",
+        lambda: conditions_of(api, "acme").get("TimeSynchronized", {}).get("status") == "False",
+    )
+    seen = conditions_of(api, "acme")
+    assert seen["TimeSynchronized"]["reason"] == "ClockUnsynchronised"
+    assert seen["Ready"]["status"] == "False" and "TimeSynchronized" in seen["Ready"]["message"]
+    wait_for_warning(core, "ClockUnsynchronised", mentioning="kernel reports")
+    synced = {**READY["signer"][1], **clock, "time": "synchronised", "time_estimated_error_ms": 2.0}
+    readiness.write_text(json.dumps({**READY, "signer": [200, synced]}))
+    wait_for(
+        "TimeSynchronized=True",
+        lambda: conditions_of(api, "acme").get("TimeSynchronized", {}).get("status") == "True",
+    )
+    wait_for(
+        "a Recovered Event for the clock",
+        lambda: any(
+            e.reason == "Recovered" and "TimeSynchronized" in (e.message or "")
+            for e in core.list_namespaced_event(NS).items
+        ),
+    )
+    readiness.write_text(json.dumps(READY))
+    wait_for("Ready=True again", lambda: conditions_of(api, "acme")["Ready"]["status"] == "True")
+
     # From the trial to a vendor HSM and two signers: the change rolls out, the
     # disruption budget switches from "eviction allowed" to "one stays up" (the merge
     # patch clears the other field), and the SoftHSM init container goes away.

@@ -53,6 +53,10 @@ def test_ready_when_hsm_answers(signer_url: str, signer_service: SignerService) 
     assert ready.json()["batch_store"] == "ready"
     assert "batch_directory" not in ready.json() and "batch_store_id" not in ready.json()
     assert found["BatchStoreReady"]["status"] == "True"
+    # The test signer trusts this host's clock (tests/conftest.py): said so, not "True".
+    assert ready.json()["time"] == "trusted-host"
+    assert found["TimeSynchronized"]["status"] == "Unknown"
+    assert found["TimeSynchronized"]["reason"] == "TrustedHost"
 
 
 def test_unreachable_hsm_gives_503_with_a_reason(

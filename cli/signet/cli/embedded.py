@@ -104,6 +104,8 @@ def signer_settings(**overrides: object) -> SignerSettings:
         defaults["service_token"] = ensure_service_token(base)
     if settings.callers_file is None:
         defaults["callers_file"] = callers_file("signer", base)
+    if "SIGNET_SIGNER_TIME_TRUST" not in os.environ:  # a laptop: its clock, unchecked
+        defaults["time_trust"] = "trusted-host"
     return settings.model_copy(update=defaults)
 
 
@@ -122,6 +124,7 @@ def child_environment(settings: SignerSettings) -> dict[str, str]:
         env["SIGNET_SIGNER_CALLERS_FILE"] = str(settings.callers_file)
     env["SIGNET_SIGNER_PUBLIC_URL"] = settings.public_url
     env["SIGNET_SIGNER_PORT"] = str(settings.port)
+    env["SIGNET_SIGNER_TIME_TRUST"] = settings.time_trust
     return env
 
 

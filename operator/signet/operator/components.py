@@ -7,6 +7,7 @@ row, not a rewrite.  Pure data and functions; `desired` builds the objects.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -66,6 +67,11 @@ def _signer_env(name: str, spec: ApplianceSpec) -> list[Manifest]:
     ]
     database = spec.database.url
     env.append(secret_env("SIGNET_SIGNER_DATABASE_URL", database.name, database.key))
+    clock = spec.signer.time
+    env.append({"name": "SIGNET_SIGNER_TSA_ACCURACY_MS", "value": str(clock.accuracy_ms)})
+    env.append({"name": "SIGNET_SIGNER_TIME_TRUST", "value": clock.trust})
+    if clock.references:
+        env.append({"name": "SIGNET_SIGNER_TIME_REFERENCES", "value": json.dumps(clock.references)})
     return env
 
 

@@ -144,6 +144,7 @@ OBSERVED = (
     "CertificatesValid",
     "TreeHeadsPublished",
     "BatchStoreReady",
+    "TimeSynchronized",
 )
 
 
@@ -198,6 +199,7 @@ def observed(
     result.append(_certificates(signer, now))
     result.append(_tree_heads(spec, storage, now))
     result.append(_batch_store(signer))
+    result.append(_time(signer))
     return result
 
 
@@ -209,6 +211,8 @@ def ready(spec: ApplianceSpec, current: list[dict[str, str]]) -> dict[str, str]:
         required.add("CertificatesValid")
     if by_type["BatchStoreReady"]["status"] == FALSE:  # batches refused: documents not there
         required.add("BatchStoreReady")
+    if by_type["TimeSynchronized"]["status"] == FALSE:  # timestamps (B-T and up) refused
+        required.add("TimeSynchronized")
     portal = next(c for c in COMPONENTS if c.name == "portal")
     if portal.installed and spec.portal.enabled:
         required.add("PortalReady")
@@ -273,6 +277,52 @@ def _batch_store(signer: Readiness | None) -> dict[str, str]:
         FALSE,
         _BATCH_STORE_REASONS.get(str(health), "BatchStoreNotReady"),
         str(signer.body.get("batch_store_problem") or f"batch store: {health}"),
+    )
+
+
+def _milliseconds(value: Any) -> str:
+    return f"{float(value):g} ms" if isinstance(value, int | float) else "unknown"
+
+
+def _time(signer: Readiness | None) -> dict[str, str]:
+    """Can the signer's TSA stamp?  From its ``time`` report: the kernel's verdict on the
+    clock and, when the admin named NTP references, the measured offset against them.
+    Unsynchronised, every timestamp (``POST /tsa``, B-T signatures and up) is refused
+    with 503; OCSP, CRLs and B-B signatures go on, so this is not SignerReady."""
+    if signer is None or signer.status_code is None:
+        return condition("TimeSynchronized", UNKNOWN, "SignerNotAnswering")
+    body = signer.body
+    state = body.get("time")
+    if state is None:
+        return condition(
+            "TimeSynchronized", UNKNOWN, "NotReported", "this signer release does not report it"
+        )
+    accuracy = _milliseconds(body.get("time_accuracy_ms"))
+    facts = f"estimated error {_milliseconds(body.get('time_estimated_error_ms'))}"
+    if body.get("time_references"):
+        facts += f", reference offset {_milliseconds(body.get('time_reference_offset_ms'))}"
+    if state == "synchronised":
+        warning = body.get("time_warning")
+        return condition(
+            "TimeSynchronized",
+            TRUE,
+            "NearAccuracy" if warning else "Synchronised",
+            f"{facts}; tokens claim {accuracy}" + (f"; {warning}" if warning else ""),
+        )
+    if state == "trusted-host":
+        return condition(
+            "TimeSynchronized",
+            UNKNOWN,
+            "TrustedHost",
+            f"the signer takes the host's clock unchecked (time trust trusted-host); tokens "
+            f"claim {accuracy}",
+        )
+    return condition(
+        "TimeSynchronized",
+        FALSE,
+        "ClockUnsynchronised",
+        f"timestamps are refused: {body.get('time_problem') or state}; {facts}; tokens "
+        f"claim {accuracy}",
     )
 
 

@@ -306,6 +306,17 @@ def _announce_transitions(
             kopf.warn(body, reason=item["reason"], message=f"{item['type']}: {item['message']}")
         elif item["status"] == "True" and old.get("status") == "False":
             kopf.info(body, reason="Recovered", message=f"{item['type']}: {item['reason']}")
+        elif (
+            item["type"] in _EVERY_CHANGE
+            and old
+            and (old.get("status"), old.get("reason")) != (item["status"], item["reason"])
+        ):
+            kopf.info(body, reason=item["reason"], message=f"{item['type']}: {item['message']}")
+
+
+#: Conditions whose every change is an Event (not only turning False and recovering):
+#: the TSA's time source, whose Unknown (trusted-host) or near-the-limit states matter.
+_EVERY_CHANGE = frozenset({"TimeSynchronized"})
 
 
 @kopf.on.create("signet.dev", "v1alpha1", "appliances")

@@ -73,6 +73,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.batch_workers = workers
         stop_on_exit_signals(app.state.batch_watch)
+        # the NTP references' watch starts now (its first poll included), not at a stamp
+        await run_in_threadpool(lambda: service.time)
         serving.set()
         await run_in_threadpool(start_batch_workers)
         yield
@@ -128,9 +130,14 @@ def create_app(
         certificates' expiry (CertificatesValid), the batch store (BatchStoreReady) and
         the signing policies in force.  A batch store that is missing does not make the
         pod unready: signing, timestamps and OCSP do not need it, only batches do (they
-        answer 503 meanwhile).
+        answer 503 meanwhile).  Nor does an unsynchronised clock (``time``): OCSP, CRLs
+        and B-B signatures go on; timestamps are refused with 503 ``clock_unsynchronised``
+        and the operator's TimeSynchronized condition says why.
         """
-        store = (await run_in_threadpool(service.batch_store.state)).report()
+        store: dict[str, object] = {
+            **(await run_in_threadpool(service.batch_store.state)).report(),
+            **service.time.status().report(),
+        }
         if serving.is_set():
             if store["batch_store"] == "ready":
                 await run_in_threadpool(start_batch_workers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -27,6 +28,20 @@ class SignerSettings(ServiceSettings):
     organization: str = "Signet"
     #: Use this RFC 3161 TSA instead of the built-in one.
     external_tsa_url: str | None = None
+    #: The accuracy every token of the built-in TSA claims (TSTInfo.accuracy, ms); the
+    #: time check refuses stamps when the clock cannot show it (docs/admin/time.md).
+    tsa_accuracy_ms: int = Field(default=500, ge=1, le=60_000)
+    #: `kernel`: stamp only while the kernel says the clock is synchronised within the
+    #: accuracy; `trusted-host`: take the host's clock unchecked (the laptop trial).
+    time_trust: Literal["kernel", "trusted-host"] = "kernel"
+    #: NTP servers (`host`, `host:port`) to cross-check the clock against; none: no check.
+    time_references: list[str] = Field(default_factory=list)
+    #: Seconds between two queries of each reference (a background thread, not per stamp).
+    time_reference_interval_s: float = Field(default=16.0, gt=0, le=3600)
+    #: A reference's last good answer counts this long; past it, and none newer: refuse.
+    time_reference_expiry_s: float = Field(default=64.0, gt=0, le=86_400)
+    #: How long one verdict of the time check is reused (seconds).
+    time_check_interval_s: float = Field(default=1.0, ge=0, le=60)
     host: str = "127.0.0.1"
     port: int = 8101
     #: Batch-sealing threads per signer process (0: this process takes no batch work).

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from signet.common.contracts.signer import CertificateKind, SignatureLevel
 from signet.common.errors import SignetError
 
@@ -38,8 +38,25 @@ SIGNATURE_DURATION = Histogram(
 TIMESTAMPS = Counter(
     "signet_timestamps_total",
     "RFC 3161 tokens of the built-in TSA: granted (for POST /tsa and inside B-T and "
-    "later signatures), rejected (a bad request), failed (the HSM or database failed).",
+    "later signatures), rejected (a bad request), failed (the HSM or database failed), "
+    "clock_unsynchronised (refused: the clock cannot show the declared accuracy).",
     ["outcome"],
+)
+TIME_SYNCHRONISED = Gauge(
+    "signet_tsa_time_synchronised",
+    "1 while the TSA's time check lets stamps be issued (synchronised, or trusted-host), "
+    "0 while it refuses them.",
+)
+CLOCK_ESTIMATED_ERROR = Gauge(
+    "signet_tsa_clock_estimated_error_seconds",
+    "The kernel's estimated error of the clock (adjtimex esterror) at the last time check; "
+    "NaN when not read (trusted-host).",
+)
+REFERENCE_OFFSET = Gauge(
+    "signet_tsa_reference_offset_seconds",
+    "The measured offset of the clock against each NTP reference the admin named "
+    "(the reference's time minus ours), at its last good answer.",
+    ["reference"],
 )
 HSM_ERRORS = Counter(
     "signet_hsm_errors_total",
@@ -69,6 +86,7 @@ _SIGNED = {
 GRANTED = TIMESTAMPS.labels("granted")
 REJECTED = TIMESTAMPS.labels("rejected")
 FAILED = TIMESTAMPS.labels("failed")
+CLOCK_REFUSED = TIMESTAMPS.labels("clock_unsynchronised")
 for _kind in CertificateKind:
     CERTIFICATES_ISSUED.labels(_kind.value)
 for _status in ("good", "revoked", "unknown", "malformed_request"):
@@ -80,6 +98,17 @@ for _operation in ("connect", "ping", "sign", "lookup", "generate_key", "destroy
 def error_code(exc: BaseException) -> str:
     """A bounded label for a failure: the `SignetError` code, else ``internal_error``."""
     return exc.code if isinstance(exc, SignetError) else "internal_error"
+
+
+def time_status(stamping: bool, estimated_error_ms: float | None) -> None:
+    TIME_SYNCHRONISED.set(1 if stamping else 0)
+    CLOCK_ESTIMATED_ERROR.set(
+        float("nan") if estimated_error_ms is None else estimated_error_ms / 1000
+    )
+
+
+def reference_offset(reference: str, offset_s: float) -> None:
+    REFERENCE_OFFSET.labels(reference).set(offset_s)
 
 
 def signature_made(level: SignatureLevel, seconds: float) -> None:

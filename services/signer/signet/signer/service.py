@@ -20,6 +20,7 @@ from signet.signer.database import open_registry
 from signet.signer.pades.engine import PadesEngine
 from signet.signer.pki.ca import CaSettings, CertificateAuthority
 from signet.signer.pki.ocsp import OcspResponder
+from signet.signer.pki.timesource import ReferenceWatch, TimeGuard, TimeJournal, TimeTrust
 from signet.signer.pki.tsa import SerialAllocator, TimeStampAuthority, TsaIdentity
 from signet.signer.registry import Registry
 
@@ -69,6 +70,35 @@ class SignerService:
             )
         return self._ca
 
+    @cached_property
+    def references(self) -> ReferenceWatch | None:
+        """The NTP references' watch (started here), or None when none are named."""
+        if not self.settings.time_references:
+            return None
+        watch = ReferenceWatch(
+            self.settings.time_references, interval_s=self.settings.time_reference_interval_s
+        )
+        watch.start()
+        return watch
+
+    @cached_property
+    def time(self) -> TimeGuard:
+        """The TSA's time check (no HSM needed: readiness reports it even while that is down)."""
+        settings = self.settings
+        return TimeGuard(
+            TimeTrust(settings.time_trust),
+            settings.tsa_accuracy_ms,
+            references=self.references,
+            reference_expiry_s=settings.time_reference_expiry_s,
+            interval_s=settings.time_check_interval_s,
+            record=self.time_journal.record,
+        )
+
+    @cached_property
+    def time_journal(self) -> TimeJournal:
+        """Where the time check's verdicts are kept (the registry, opened when first used)."""
+        return TimeJournal(lambda: self.registry)
+
     @property
     def tsa(self) -> TimeStampAuthority:
         if self._tsa is None:
@@ -76,6 +106,8 @@ class SignerService:
             self._tsa = TimeStampAuthority(
                 TsaIdentity(tsa.certificate, tsa.key, (tsa.certificate, *self.ca.chain())),
                 SerialAllocator(self.registry),
+                accuracy_ms=self.settings.tsa_accuracy_ms,
+                time=self.time,
             )
         return self._tsa
 
@@ -113,5 +145,7 @@ class SignerService:
         self.ca.root  # noqa: B018 - raises ServiceUnavailable when not initialised
 
     def close(self) -> None:
+        if "references" in self.__dict__ and self.references is not None:
+            self.references.stop()
         if self._hsm is not None:
             self._hsm.close()

@@ -111,6 +111,30 @@ class BatchStorageSpec(_Spec):
     )
 
 
+class TimeSpec(_Spec):
+    """The signer's TSA clock (docs/admin/time.md): the accuracy its tokens claim and
+    what it is checked against before every stamp."""
+
+    accuracy_ms: int = Field(
+        default=500,
+        ge=1,
+        le=60_000,
+        description="the accuracy every token claims (TSTInfo.accuracy, milliseconds); "
+        "stamps are refused while the clock cannot show it",
+    )
+    references: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="NTP servers (host or host:port) the clock is cross-checked against; "
+        "empty: the node's kernel status alone",
+    )
+    trust: Literal["kernel", "trusted-host"] = Field(
+        default="kernel",
+        description="kernel: stamp only while the node's kernel says the clock is "
+        "synchronised within the accuracy; trusted-host: take it unchecked (trials only)",
+    )
+
+
 class SignerComponentSpec(ComponentSpec):
     """The signer's pods, and the volume their batch documents live on."""
 
@@ -133,6 +157,7 @@ class SignerComponentSpec(ComponentSpec):
     )
 
     batch_storage: BatchStorageSpec = Field(default_factory=BatchStorageSpec)
+    time: TimeSpec = Field(default_factory=TimeSpec)
 
     @property
     def batch_access_mode(self) -> VolumeAccessMode:

@@ -36,6 +36,7 @@ from signet.hsm import Hsm, KeyAlgorithm, KeyExists, KeyNotFound
 from signet.signer import metrics
 from signet.signer.pki.keys import HsmKey
 from signet.signer.pki.purposes import KeyPurposes
+from signet.signer.pki.tsa import TSA_POLICY_OID
 from signet.signer.pki.x509 import (
     build_certificate,
     build_crl,
@@ -538,6 +539,8 @@ class CertificateAuthority:
         exts.append(extension("key_usage", {"digital_signature", "non_repudiation"}, critical=True))
         if kind is CertificateKind.TSA:
             exts.append(extension("extended_key_usage", ["time_stamping"], critical=True))
+            # the policy its tokens are issued under (TSTInfo.policy), for relying parties
+            exts.append(extension("certificate_policies", [{"policy_identifier": TSA_POLICY_OID}]))
             return exts
         exts.append(extension("extended_key_usage", list(DOCUMENT_SIGNING_EKU)))
         if email:

@@ -6,11 +6,16 @@ atomic UPDATE per block) and hands them out in order; a block is never reused.
 
 The token is a CMS SignedData over a TSTInfo with an ESS signing-certificate-v2
 attribute (required by RFC 5816 for SHA-2, checked by `openssl ts -verify`).
+
+Every stamp first asks the time check (`signet.signer.pki.timesource.TimeGuard`):
+a token claims the accuracy of the settings (``tsa_accuracy_ms``) only while the clock
+can show it; otherwise `ClockUnsynchronised` (HTTP 503 ``clock_unsynchronised``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +23,14 @@ from datetime import UTC, datetime
 from asn1crypto import algos, cms, core, tsp, x509
 from signet.signer import der, metrics
 from signet.signer.pki.keys import HsmKey
+from signet.signer.pki.timesource import TimeGuard, TimeStatus, TimeTrust
 from signet.signer.registry import Registry
 
 #: The TSA's policy (under Signet's UUID arc, see `signet.signer.pki.ca`).
 TSA_POLICY_OID = "2.25.258957351307187465095418553474553367133.2.1"
 ACCEPTED_DIGESTS = {"sha256": 32, "sha384": 48, "sha512": 64, "sha3_256": 32, "sha3_512": 64}
 SERIAL_BLOCK = 4096
+log = logging.getLogger(__name__)
 _TST_INFO_OID = core.ObjectIdentifier("1.2.840.113549.1.9.16.1.4").dump()
 _SIGNED_DATA_OID = core.ObjectIdentifier("1.2.840.113549.1.7.2").dump()
 _MESSAGE_DIGEST_OID = core.ObjectIdentifier("1.2.840.113549.1.9.4").dump()
@@ -57,11 +64,20 @@ class TsaIdentity:
 
 class TimeStampAuthority:
     def __init__(
-        self, identity: TsaIdentity, serials: SerialAllocator, *, accuracy_ms: int = 500
+        self,
+        identity: TsaIdentity,
+        serials: SerialAllocator,
+        *,
+        accuracy_ms: int = 500,
+        time: TimeGuard | None = None,
     ) -> None:
         self.identity = identity
         self.serials = serials
         self.accuracy_ms = accuracy_ms
+        #: The check before every stamp; its accuracy is the one the tokens claim.
+        self.time = time or TimeGuard(TimeTrust.KERNEL, accuracy_ms)
+        if self.time.accuracy_ms != accuracy_ms:
+            raise ValueError("the time check must enforce the accuracy the tokens claim")
         cert = identity.certificate
         ess = tsp.SigningCertificateV2(
             {
@@ -100,12 +116,23 @@ class TimeStampAuthority:
         self._certificates = der.tlv(0xA0, b"".join(c.dump() for c in identity.chain))
 
     def respond(self, request_der: bytes) -> bytes:
-        """DER TimeStampResp for a DER TimeStampReq; rejections are replies too, never raises."""
+        """DER TimeStampResp for a DER TimeStampReq; rejections are replies too.
+
+        Raises `ClockUnsynchronised` (no reply at all: the caller gets HTTP 503) when the
+        clock cannot show the declared accuracy."""
         try:
-            request = tsp.TimeStampReq.load(request_der)
+            request = tsp.TimeStampReq.load(request_der, strict=True)
             request.native  # noqa: B018 - forces a full parse so garbage is caught here
-        except (ValueError, TypeError, KeyError):
+        except Exception:  # asn1crypto raises several kinds on garbage; all mean "not DER"
             return _rejection("bad_data_format", "request is not a DER TimeStampReq")
+        if request["version"].native != "v1":  # asn1crypto names the one version there is
+            return _rejection("bad_request", f"version {request['version'].native} is not 1")
+        for extension in request["extensions"].native or ():
+            if extension["critical"]:
+                return _rejection(
+                    "unaccepted_extensions",
+                    f"critical extension {extension['extn_id']} is not supported",
+                )
         imprint = request["message_imprint"]
         algorithm = imprint["hash_algorithm"]["algorithm"].native
         expected_length = ACCEPTED_DIGESTS.get(algorithm)
@@ -129,7 +156,10 @@ class TimeStampAuthority:
 
         Counted in ``signet_timestamps_total`` (granted, or failed when the HSM or
         the serial allocation fails), both for ``POST /tsa`` and inside signatures.
+        Refused with `ClockUnsynchronised` (counted as ``clock_unsynchronised``) when the
+        time check says the clock cannot show the accuracy.
         """
+        self.time.require()
         try:
             token = self._token(imprint, nonce, include_certs)
         except Exception:
@@ -137,6 +167,10 @@ class TimeStampAuthority:
             raise
         metrics.GRANTED.inc()
         return token
+
+    def time_status(self) -> TimeStatus:
+        """The time check's current verdict (cached like the one each stamp asks for)."""
+        return self.time.status()
 
     def _token(self, imprint: tsp.MessageImprint, nonce: int | None, include_certs: bool) -> bytes:
         parts = [
@@ -173,7 +207,10 @@ class TimeStampAuthority:
 
 def _rejection(failure: str, text: str) -> bytes:
     """A rejection reply, counted as ``signet_timestamps_total{outcome="rejected"}``."""
+    # asn1crypto encodes an unknown bit name as no bit at all, silently: refuse that here.
+    assert failure in tsp.PKIFailureInfo._map.values(), failure
     metrics.REJECTED.inc()
+    log.info("TSA request rejected: %s: %s", failure, text)
     # asn1crypto's TimeStampResp insists on a token, which a rejection never has.
     status = tsp.PKIStatusInfo(
         {
