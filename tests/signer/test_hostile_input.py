@@ -19,6 +19,7 @@ from signet.signer.pades import engine
 from signet.signer.service import SignerService
 
 from tests.signer.conftest import sign_via_api
+from tests.support import hostile_pdfs
 from tests.support.pdfs import make_pdf, make_png
 
 APPEARANCE = {"page": 1, "rect": [72, 72, 272, 152]}
@@ -111,3 +112,48 @@ def test_the_shared_image_is_decoded_once_for_many_documents(
         assert signed.count(b"/Subtype /Image") >= 1
     assert engine.metrics_decoded[0] - decodes == 1
     assert engine.metrics_decoded[1] - reuses == 2
+
+
+# -- 2. deeply nested PDFs ---------------------------------------------------------------------
+
+HOSTILE_PDFS = {
+    "arrays-x10000": hostile_pdfs.deep_arrays(10_000),
+    "dictionaries-x10000": hostile_pdfs.deep_dictionaries(10_000),
+    "page-tree-x5000": hostile_pdfs.deep_page_tree(5_000),
+    "cyclic-page-tree": hostile_pdfs.cyclic_page_tree(),
+}
+
+
+@pytest.mark.parametrize("level", ["B-B", "B-T"])
+@pytest.mark.parametrize("name", list(HOSTILE_PDFS))
+def test_a_deeply_nested_pdf_is_refused_to_sign_with_422(
+    name: str, level: str, signer_client: httpx.Client, issue: Callable[..., str]
+) -> None:
+    """B-B may take the fast path (our own parser), B-T with an appearance pyHanko's."""
+    extra: dict[str, object] = {"appearance": APPEARANCE} if level == "B-T" else {}
+    response = sign_via_api(signer_client, HOSTILE_PDFS[name], issue("Deep"), level=level, **extra)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "unprocessable_document"
+    assert "malformed PDF" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_PDFS))
+def test_a_deeply_nested_pdf_is_refused_to_verify_with_422_or_reported(
+    name: str, signer_client: httpx.Client
+) -> None:
+    response = signer_client.post(
+        "/v1/verify", files={"document": ("d.pdf", HOSTILE_PDFS[name], "application/pdf")}
+    )
+    if response.status_code == 200:  # nothing deep on the path to the signatures: no signature
+        assert response.json()["signatures"] == []
+        assert response.json()["valid"] is False
+    else:
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "unprocessable_document"
+
+
+def test_the_server_still_signs_after_the_hostile_pdfs(
+    signer_client: httpx.Client, issue: Callable[..., str]
+) -> None:
+    response = sign_via_api(signer_client, make_pdf(1), issue("After"), level="B-B")
+    assert response.status_code == 200, response.text

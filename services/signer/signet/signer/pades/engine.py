@@ -209,7 +209,10 @@ class PadesEngine:
         """
         started = time.perf_counter()
         try:
-            self._sign_stream(source, output, issued, options, image)
+            try:
+                self._sign_stream(source, output, issued, options, image)
+            except RecursionError as exc:  # [[[[...]]]] x 10 000, a page tree 5 000 deep
+                raise UnprocessableDocument("malformed PDF: objects nested too deeply") from exc
         except Exception as exc:
             metrics.signature_failed(options.level, exc)
             raise
