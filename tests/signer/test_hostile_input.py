@@ -7,13 +7,18 @@ lists them.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import logging
+import random
 import struct
 import zlib
 from collections.abc import Callable
 
 import httpx
 import pytest
+from asn1crypto import ocsp
 from signet.common.contracts.signer import SignOptions
 from signet.signer.pades import engine
 from signet.signer.service import SignerService
@@ -157,3 +162,113 @@ def test_the_server_still_signs_after_the_hostile_pdfs(
 ) -> None:
     response = sign_via_api(signer_client, make_pdf(1), issue("After"), level="B-B")
     assert response.status_code == 200, response.text
+
+
+# -- 3. malformed OCSP requests ----------------------------------------------------------------
+
+
+def _ocsp_request(signer_service: SignerService, **changes: object) -> ocsp.OCSPRequest:
+    issuer = signer_service.ca.issuing.certificate
+    cert_id: dict[str, object] = {
+        "hash_algorithm": {"algorithm": "sha256"},
+        "issuer_name_hash": hashlib.sha256(issuer.subject.dump()).digest(),
+        "issuer_key_hash": hashlib.sha256(issuer.public_key["public_key"].contents[1:]).digest(),
+        "serial_number": 12345,
+    }
+    cert_id.update(changes.pop("cert_id", {}))  # type: ignore[call-overload]
+    tbs: dict[str, object] = {"request_list": [{"req_cert": cert_id}], **changes}
+    return ocsp.OCSPRequest({"tbs_request": tbs})
+
+
+def _ocsp_status(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/ocsp-response"
+    status: str = ocsp.OCSPResponse.load(response.content)["response_status"].native
+    return status
+
+
+def _malformed_requests(signer_service: SignerService) -> dict[str, bytes]:
+    good = _ocsp_request(signer_service).dump()
+    return {
+        "empty": b"",
+        "garbage": b"GET / HTTP/1.1\r\n\r\n",
+        "truncated": good[: len(good) // 2],
+        "trailing-bytes": good + b"\0\0\0",
+        "wrong-version": _ocsp_request(signer_service, version=7).dump(),
+        "no-cert-ids": ocsp.OCSPRequest({"tbs_request": {"request_list": []}}).dump(),
+        "a-sequence-of-nothing": b"\x30\x00",
+        "huge-length": b"\x30\x84\x7f\xff\xff\xff" + b"\0" * 16,
+        "deep-nesting": b"\x30\x80" * 5000 + b"\0\0" * 5000,
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty",
+        "garbage",
+        "truncated",
+        "trailing-bytes",
+        "wrong-version",
+        "no-cert-ids",
+        "a-sequence-of-nothing",
+        "huge-length",
+        "deep-nesting",
+    ],
+)
+def test_a_malformed_ocsp_request_gets_malformed_request(
+    case: str, signer_client: httpx.Client, signer_service: SignerService
+) -> None:
+    body = _malformed_requests(signer_service)[case]
+    response = signer_client.post(
+        "/ocsp", content=body, headers={"Content-Type": "application/ocsp-request"}
+    )
+    assert _ocsp_status(response) == "malformed_request"
+    encoded = base64.b64encode(body).decode() or "AA=="
+    assert _ocsp_status(signer_client.get(f"/ocsp/{encoded}")) == "malformed_request"
+
+
+def test_an_unknown_hash_algorithm_gets_unknown_not_an_error(
+    signer_client: httpx.Client, signer_service: SignerService
+) -> None:
+    request = _ocsp_request(signer_service, cert_id={"hash_algorithm": {"algorithm": "md5"}})
+    response = signer_client.post("/ocsp", content=request.dump())
+    assert _ocsp_status(response) == "successful"
+    basic = ocsp.OCSPResponse.load(response.content)["response_bytes"]["response"].parsed
+    single = basic["tbs_response_data"]["responses"][0]
+    assert single["cert_status"].name == "unknown"
+
+
+def test_a_malformed_ocsp_request_is_logged_on_one_line_without_its_bytes(
+    signer_service: SignerService, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = b"\x30\x10" + b"SECRET-BYTES-XY!"
+    with caplog.at_level(logging.INFO, logger="signet.signer.pki.ocsp"):
+        answer = signer_service.ocsp.respond(secret)
+    assert ocsp.OCSPResponse.load(answer)["response_status"].native == "malformed_request"
+    lines = [r.getMessage() for r in caplog.records if r.name == "signet.signer.pki.ocsp"]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert "malformed" in lines[0] and "18 bytes" in lines[0]
+    assert "SECRET" not in lines[0] and "\\x30" not in lines[0] and "3010" not in lines[0]
+
+
+def test_random_bytes_never_make_the_ocsp_responder_fail(
+    signer_client: httpx.Client, signer_service: SignerService
+) -> None:
+    """Fuzz: random bytes and bit flips of a good request; every answer is an OCSPResponse."""
+    rng = random.Random(24)
+    good = _ocsp_request(signer_service).dump()
+    for n in range(300):
+        if n % 2:
+            body = rng.randbytes(rng.randrange(0, 200))
+        else:
+            flipped = bytearray(good)
+            for _ in range(rng.randrange(1, 4)):
+                flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+            body = bytes(flipped)
+        answer = signer_service.ocsp.respond(body)  # in-process: 300 requests in a second
+        status = ocsp.OCSPResponse.load(answer)["response_status"].native
+        assert status in ("malformed_request", "successful"), (n, body.hex())
+    for _ in range(20):  # and a few through the HTTP app
+        response = signer_client.post("/ocsp", content=rng.randbytes(rng.randrange(1, 100)))
+        assert _ocsp_status(response) in ("malformed_request", "successful")
