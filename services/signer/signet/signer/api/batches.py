@@ -22,6 +22,7 @@ from signet.common.http import file_download
 from signet.signer.api.batch_form import receive_batch
 from signet.signer.api.deps import Service
 from signet.signer.batch.wait import FinishWatch
+from signet.signer.pades.engine import check_image
 from signet.signer.service import SignerService
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -93,6 +94,8 @@ async def create_batch(
             parsed = SignOptions.model_validate_json(form.options)
         except ValidationError as exc:
             raise InvalidRequest(f"options: {exc.errors()[0]['msg']}") from exc
+        if form.image is not None:
+            check_image(form.image)  # refused at the door, not document by document later
         serial = await run_in_threadpool(_certificate_serial, service, parsed)
         status, created = await run_in_threadpool(
             functools.partial(

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from signet.common.contracts.signer import SignOptions, VerifyResponse
 from signet.common.errors import InvalidRequest, PayloadTooLarge
 from signet.signer.api.deps import Service, read_limited
+from signet.signer.pades.engine import check_image
 from signet.signer.pades.validation import verify_pdf
 from signet.signer.pki.ca import Issued
 from signet.signer.service import SignerService
@@ -75,6 +76,8 @@ async def sign(
     if document.size is not None and document.size > limit:
         raise PayloadTooLarge(f"the document is {document.size} bytes; the limit is {limit}")
     png = await read_limited(image, _IMAGE_LIMIT, "the image") if image is not None else None
+    if png is not None:
+        check_image(png)  # header only: a bomb or garbage is refused before any signing
     # The upload is already spooled to disk when large; the signed copy is too, so a
     # 200 MB contract never sits in memory (the signature itself is a few KB).
     output = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)  # noqa: SIM115

@@ -15,6 +15,7 @@ import io
 import secrets
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -208,7 +209,10 @@ class PadesEngine:
         """
         started = time.perf_counter()
         try:
-            self._sign_stream(source, output, issued, options, image)
+            try:
+                self._sign_stream(source, output, issued, options, image)
+            except RecursionError as exc:  # [[[[...]]]] x 10 000, a page tree 5 000 deep
+                raise UnprocessableDocument("malformed PDF: objects nested too deeply") from exc
         except Exception as exc:
             metrics.signature_failed(options.level, exc)
             raise
@@ -358,14 +362,88 @@ def _free_field_name(taken: set[str]) -> str:
     return f"Signature{n}"
 
 
-def _image(png: bytes) -> PdfImage:
+MAX_IMAGE_PIXELS = 16_000_000
+"""The appearance image's cap, checked from the header before any pixel is decoded."""
+
+
+class ImageTooLarge(UnprocessableDocument):
+    code = "image_too_large"
+
+
+class ImageUnreadable(UnprocessableDocument):
+    code = "image_unreadable"
+
+
+_IMAGE_FORMATS = ("PNG", "JPEG")
+_decoded_lock = threading.Lock()
+_decoded: dict[str, Any] = {}  # sha256 of the bytes -> decoded PIL image (at most a few)
+
+
+def check_image(data: bytes) -> tuple[int, int]:
+    """The image's (width, height), read from its header only; refuses a bomb or garbage.
+
+    ``Image.open`` is lazy: it parses the header and decodes nothing, so a 100 000 x
+    100 000 PNG of a few kilobytes is refused here without allocating its 40 GB.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL's own guard, a second line behind ours
     try:
-        picture = Image.open(io.BytesIO(png))
-        picture.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidRequest(f"the signature image is not a readable PNG/JPEG: {exc}") from exc
-    if picture.width * picture.height > 16_000_000:
-        raise InvalidRequest("the signature image is larger than 16 megapixels")
-    return PdfImage(picture)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=_IMAGE_FORMATS) as picture:
+                width, height = picture.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(
+            f"the signature image is larger than {MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+        ) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageUnreadable("the signature image is not a readable PNG/JPEG") from exc
+    if width <= 0 or height <= 0:
+        raise ImageUnreadable("the signature image has no pixels")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(
+            f"the signature image is {width} x {height} pixels, larger than "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+        )
+    return width, height
+
+
+def decoded_image(data: bytes) -> Any:
+    """The PIL image of `data`, decoded once per process for the same bytes.
+
+    A batch seals every document with one shared image: its pixels are decoded for the
+    first document and reused (``PdfImage`` is made per document; it holds the writer).
+    """
+    key = hashlib.sha256(data).hexdigest()
+    with _decoded_lock:
+        cached = _decoded.get(key)
+    if cached is not None:
+        metrics_decoded[1] += 1
+        return cached
+    check_image(data)
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            picture = Image.open(io.BytesIO(data), formats=_IMAGE_FORMATS)
+            picture.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge("the signature image is too large") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageUnreadable("the signature image is not a readable PNG/JPEG") from exc
+    metrics_decoded[0] += 1
+    with _decoded_lock:
+        if len(_decoded) >= 4:
+            _decoded.clear()
+        _decoded[key] = picture
+    return picture
+
+
+metrics_decoded = [0, 0]
+"""[decodes, reuses] of `decoded_image` in this process (tests read it)."""
+
+
+def _image(png: bytes) -> PdfImage:
+    return PdfImage(decoded_image(png))

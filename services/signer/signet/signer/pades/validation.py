@@ -55,6 +55,13 @@ def summarise(cert: x509.Certificate) -> CertificateSummary:
 def verify_pdf(document: bytes, context: ValidationContext) -> VerifyResponse:
     """Validate every signature and document timestamp in `document`."""
     try:
+        return _verify_pdf(document, context)
+    except RecursionError as exc:  # crafted deep nesting: a refusal, not a 500
+        raise UnprocessableDocument("malformed PDF: objects nested too deeply") from exc
+
+
+def _verify_pdf(document: bytes, context: ValidationContext) -> VerifyResponse:
+    try:
         reader = PdfFileReader(io.BytesIO(document), strict=False)
         if reader.encrypted:
             raise UnprocessableDocument("encrypted PDF: cannot verify without the password")

@@ -9,7 +9,9 @@ responder certificate.  Every request answers: malformed input gets
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from asn1crypto import core, ocsp
 from signet.signer import metrics
@@ -17,6 +19,8 @@ from signet.signer.pki.ca import CertificateAuthority, Issued, serial_hex
 
 RESPONSE_VALIDITY = timedelta(hours=12)
 CLOCK_SKEW = timedelta(minutes=5)
+
+_log = logging.getLogger(__name__)
 #: Which status a response about several certificates is counted under (the worst).
 _SEVERITY = {"good": 0, "unknown": 1, "revoked": 2}
 
@@ -26,27 +30,56 @@ def _key_hash(issued: Issued, algorithm: str) -> bytes:
     return hashlib.new(algorithm, public_key).digest()
 
 
+class _Malformed(ValueError):
+    """A request that parses but is not one we can answer (its message is the reason)."""
+
+
+def _parse(request_der: bytes) -> tuple[list[ocsp.CertId], Any]:
+    """The request's CertIDs and nonce extension, every field read now, not lazily later."""
+    if not request_der:
+        raise _Malformed("empty body")
+    request = ocsp.OCSPRequest.load(request_der, strict=True)  # trailing bytes refused
+    tbs = request["tbs_request"]
+    if tbs["version"].native != "v1":
+        raise _Malformed("not a v1 request")
+    cert_ids = [item["req_cert"] for item in tbs["request_list"]]
+    if not cert_ids:
+        raise _Malformed("no certificate named")
+    for cert_id in cert_ids:
+        _ = cert_id.native  # forces the whole CertID to parse (hash OID, hashes, serial)
+        if not isinstance(cert_id["serial_number"].native, int):
+            raise _Malformed("serial number is not an integer")
+    # Echo the nonce extension byte for byte (RFC 8954).
+    nonce = next(
+        (
+            ocsp.ResponseDataExtension.load(ext.dump())
+            for ext in tbs["request_extensions"]
+            if ext["extn_id"].native == "nonce"
+        ),
+        None,
+    )
+    if nonce is not None:
+        _ = nonce.native
+    _ = request.native  # and everything else (signature, extensions)
+    return cert_ids, nonce
+
+
 class OcspResponder:
     def __init__(self, ca: CertificateAuthority) -> None:
         self.ca = ca
 
     def respond(self, request_der: bytes) -> bytes:
+        """The DER OCSPResponse for `request_der`; never raises on what a client sent.
+
+        Anything that does not parse completely as a v1 OCSPRequest naming at least one
+        certificate answers ``malformedRequest`` (RFC 6960 §2.3), logged on one line with
+        its size and the parser's complaint, never its bytes.
+        """
         try:
-            request = ocsp.OCSPRequest.load(request_der)
-            tbs = request["tbs_request"]
-            cert_ids = [item["req_cert"] for item in tbs["request_list"]]
-            # Echo the nonce extension byte for byte (RFC 8954).
-            nonce = next(
-                (
-                    ocsp.ResponseDataExtension.load(ext.dump())
-                    for ext in tbs["request_extensions"]
-                    if ext["extn_id"].native == "nonce"
-                ),
-                None,
-            )
-            if not cert_ids:
-                raise ValueError("empty request")
-        except (ValueError, TypeError, KeyError):
+            cert_ids, nonce = _parse(request_der)
+        except Exception as exc:  # asn1crypto raises many kinds on hostile DER
+            reason = type(exc).__name__ if not isinstance(exc, _Malformed) else str(exc)
+            _log.info("ocsp: malformed request (%d bytes): %s", len(request_der), reason)
             metrics.OCSP_RESPONSES.labels("malformed_request").inc()
             malformed: bytes = ocsp.OCSPResponse({"response_status": "malformed_request"}).dump()
             return malformed

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from signet.common.contracts.storage import ObjectKind
+from signet.common.contracts.storage import ENVELOPE_ID_PATTERN, ObjectKind
 
 _OBJECT_INFO = {"$ref": "#/components/schemas/ObjectInfo"}
 _ERROR = {
@@ -76,9 +76,18 @@ PATHS: dict[str, dict[str, Any]] = {
             ),
             "operationId": "put_object",
             "parameters": [
-                _header("Content-Type", "kept with the object"),
+                _header(
+                    "Content-Type",
+                    "kept with the object (type/subtype; parameters dropped)",
+                    maxLength=255,
+                ),
                 _header("X-Signet-Kind", "what the object is", enum=[k.value for k in ObjectKind]),
-                _header("X-Signet-Envelope", "the envelope it belongs to", maxLength=64),
+                _header(
+                    "X-Signet-Envelope",
+                    "the envelope it belongs to",
+                    maxLength=64,
+                    pattern=ENVELOPE_ID_PATTERN,
+                ),
                 _header(
                     "X-Signet-Sha256",
                     "the SHA-256 the client expects: other bytes are refused and nothing is stored",
@@ -100,7 +109,10 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
                 "400": _error("the body's SHA-256 is not the one in X-Signet-Sha256"),
                 "413": _error("larger than the service's object limit"),
-                "422": _error("a header outside its allowed values"),
+                "422": _error(
+                    "a header outside its allowed values (invalid_request), "
+                    "or an empty body (empty_object)"
+                ),
                 **_COMMON_ERRORS,
             },
         }

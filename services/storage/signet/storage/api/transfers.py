@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from signet.common.contracts.storage import ObjectInfo, ObjectKind
+from signet.common.contracts.storage import ENVELOPE_ID_PATTERN, ObjectInfo, ObjectKind
 from signet.common.errors import PayloadTooLarge, SignetError
 from signet.common.metrics import MetricsMiddleware
 from signet.storage import metrics
@@ -153,11 +154,15 @@ class ObjectTransfers:
                 f"X-Signet-Kind must be one of {', '.join(_KINDS)}, not {kind_value[:40]!r}"
             )
         envelope = headers.get(b"x-signet-envelope")
-        if envelope is not None and len(envelope) > 64:
-            raise InvalidHeader("X-Signet-Envelope is at most 64 characters")
+        if envelope is not None and not _ENVELOPE_ID.fullmatch(envelope):
+            raise InvalidHeader(
+                "X-Signet-Envelope must be 1 to 64 of A-Z a-z 0-9 . _ : - (a letter or digit first)"
+            )
         announced = headers.get(b"x-signet-sha256")
         expected = check_sha256(announced.decode("latin-1")) if announced is not None else None
-        content_type = headers.get(b"content-type", b"application/octet-stream").decode("latin-1")
+        content_type = _content_type(headers.get(b"content-type", b"application/octet-stream"))
+        if declared == b"0":
+            raise EmptyObject("an object needs at least one byte; the body is empty")
         vault = service.vault
         buffer = UploadBuffer(vault.staging, limit=limit)
         try:
@@ -177,13 +182,15 @@ class ObjectTransfers:
                     if pending_size >= CHUNK and buffer.size + pending_size > IN_MEMORY:
                         await run_in_threadpool(buffer.write, pending)
                         pending, pending_size = [], 0
+            if buffer.size + pending_size == 0:
+                raise EmptyObject("an object needs at least one byte; the body is empty")
             if buffer.size + pending_size > CHUNK:
                 upload = await run_in_threadpool(_received, buffer, pending, expected)
             else:  # hashing up to a chunk costs less than a thread hop
                 upload = _received(buffer, pending, expected)
             info, created = await vault.put_upload_async(
                 upload,
-                content_type=content_type.split(";")[0].strip(),
+                content_type=content_type,
                 kind=kind,
                 envelope_id=envelope.decode("latin-1") if envelope is not None else None,
             )
@@ -209,6 +216,32 @@ class ObjectTransfers:
             return 200, _headers(await vault.head_async(sha256)), b""
         info, body = await vault.read_async(sha256)
         return 200, _headers(info), body
+
+
+class EmptyObject(SignetError):
+    """A PUT without a byte: the vault never stores an empty object."""
+
+    status_code = 422
+    code = "empty_object"
+
+
+#: The envelope id the ledger and evidence packages use (`ENVELOPE_ID_PATTERN`), as bytes.
+_ENVELOPE_ID = re.compile(ENVELOPE_ID_PATTERN.encode())
+#: A media type without its parameters: type/subtype, RFC 6838 characters.
+_MEDIA_TYPE = re.compile(
+    rb"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
+CONTENT_TYPE_MAX = 255
+
+
+def _content_type(value: bytes) -> str:
+    """The media type of a Content-Type header, parameters dropped; refused when odd."""
+    if len(value) > CONTENT_TYPE_MAX:
+        raise InvalidHeader(f"Content-Type is at most {CONTENT_TYPE_MAX} characters")
+    media_type = value.split(b";")[0].strip()
+    if not _MEDIA_TYPE.fullmatch(media_type):
+        raise InvalidHeader("Content-Type must be a media type (type/subtype)")
+    return media_type.decode("ascii")
 
 
 def _allow(method: str, allowed: tuple[str, ...]) -> None:
