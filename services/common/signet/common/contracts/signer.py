@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -97,6 +98,33 @@ def _verified_at(value: datetime) -> datetime:
     return value
 
 
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256, lowercase hex")]
+Mobile = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", examples=["+8613800000000"])]
+
+
+class ContactChannel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class Contact(_Model):
+    """Where a key's activation codes go: bound to the key when it is enrolled (a person's
+    or a seal keeper's key) or named in the event certificate; never given by a sign
+    request (DESIGN.md, "Signature activation")."""
+
+    channel: ContactChannel
+    address: str = Field(min_length=3, max_length=254, examples=["li.wei@example.com"])
+
+    @model_validator(mode="after")
+    def _address_fits(self) -> Contact:
+        if self.channel is ContactChannel.SMS:
+            if not re.fullmatch(r"\+[1-9][0-9]{6,14}", self.address):
+                raise ValueError("an SMS contact is a mobile number in E.164 (+8613800000000)")
+        elif not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", self.address):
+            raise ValueError("an e-mail contact needs a valid address")
+        return self
+
+
 class SubjectIdentity(_Model):
     """Who the certificate names.  Shown to everyone who validates the signature."""
 
@@ -135,6 +163,11 @@ class IssueCertificateRequest(_Model):
     )
     validity_days: int | None = Field(default=None, ge=1, le=3650)
     identity_verification: IdentityVerification | None = None
+    contact: Contact | None = Field(
+        default=None,
+        description="an event certificate's activation contact (required for kind event): "
+        "the e-mail or mobile the identity check used, named in the certificate",
+    )
 
     @model_validator(mode="after")
     def _event_needs_verification(self) -> IssueCertificateRequest:
@@ -210,6 +243,90 @@ class FieldPlacement(_Model):
     rect: tuple[float, float, float, float]
 
 
+class KeyEnrolment(_Model):
+    """An admin binds a person's or seal keeper's key to the contact that will receive
+    its activation codes (recorded; a later enrolment replaces it, also recorded)."""
+
+    certificate_serial: HexSerial | None = None
+    key_label: str | None = Field(default=None, max_length=64)
+    contact: Contact
+
+    @model_validator(mode="after")
+    def _one_key(self) -> KeyEnrolment:
+        if (self.certificate_serial is None) == (self.key_label is None):
+            raise ValueError("give exactly one of certificate_serial or key_label")
+        return self
+
+
+class ActivationRequest(_Model):
+    """The portal asks for an activation before a person signs: which key, and the
+    SHA-256 of every exact revision this one code will allow the key to sign."""
+
+    certificate_serial: HexSerial | None = None
+    key_label: str | None = Field(default=None, max_length=64)
+    document_sha256: list[Sha256Hex] = Field(min_length=1, max_length=50)
+    locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    #: shown in the message so the person knows what they confirm ("Lease 2027", ...)
+    purpose: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ActivationRequest:
+        if (self.certificate_serial is None) == (self.key_label is None):
+            raise ValueError("give exactly one of certificate_serial or key_label")
+        return self
+
+
+class ActivationChallenge(_Model):
+    """What the portal may know of an activation: never the code."""
+
+    activation_id: str
+    channel: ContactChannel
+    #: the contact, partly hidden ("l***@example.com", "+86*******0000")
+    to: str
+    expires_at: datetime
+    attempts_left: int
+
+
+class ActivationProof(_Model):
+    """What the person typed, relayed by the portal with the sign request."""
+
+    activation_id: str = Field(min_length=1, max_length=64)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
+class ActivationRecord(_Model):
+    """The evidence of one activation, once it was used to sign."""
+
+    activation_id: str
+    certificate_serial: HexSerial
+    method: str = Field(examples=["sms-otp", "email-otp"])
+    channel: ContactChannel
+    to: str
+    document_sha256: list[Sha256Hex]
+    issued_at: datetime
+    verified_at: datetime | None
+
+
+class TextStamp(_Model):
+    """Text written into the revision being signed (a date, text or initials field's
+    value), so that the signature covers it."""
+
+    page: int = Field(default=1, description="1 = first page, -1 = last page")
+    rect: tuple[float, float, float, float]
+    text: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")
+
+
+class CompleteOptions(_Model):
+    """`POST /v1/complete`: make a finished document B-LTA (every signature's validation
+    data in the DSS, then a document timestamp)."""
+
+    timestamp_authority: str | None = Field(
+        default=None,
+        max_length=63,
+        description="a configured TSA's name; None: the appliance's own",
+    )
+
+
 class SignOptions(_Model):
     """Everything about one signature except the document and the image."""
 
@@ -227,6 +344,27 @@ class SignOptions(_Model):
         max_length=100,
         description="empty signature fields for later signers, created in this revision; "
         "needed after a certification signature, which forbids new fields",
+    )
+    also_on: list[Appearance] = Field(
+        default_factory=list,
+        max_length=50,
+        description="more places for the same signature's appearance (a recipient with "
+        "several signature fields: several appearances, one signature)",
+    )
+    stamps: list[TextStamp] = Field(
+        default_factory=list,
+        max_length=200,
+        description="field values (date, text, initials) written into the signed revision",
+    )
+    activation: ActivationProof | None = Field(
+        default=None,
+        description="required for a person's or an event key: the activation the signer "
+        "issued for this document's SHA-256, with the code the person typed",
+    )
+    timestamp_authority: str | None = Field(
+        default=None,
+        max_length=63,
+        description="a configured TSA's name; None: the appliance's own",
     )
 
     @model_validator(mode="after")
