@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from signet.common.clients.base import ServiceClient
 from signet.common.contracts.signer import (
+    ActivationChallenge,
+    ActivationRecord,
+    ActivationRequest,
     CertificateInfo,
     IssueCertificateRequest,
     SignOptions,
@@ -26,6 +30,8 @@ class Signed:
     pdf: bytes
     certificate_serial: str
     level: str
+    #: the activation that allowed it (X-Signet-Activation), for the ledger
+    activation_id: str | None = None
 
 
 class SignerClient(ServiceClient):
@@ -53,7 +59,21 @@ class SignerClient(ServiceClient):
             response.content,
             response.headers.get("X-Signet-Certificate-Serial", ""),
             response.headers.get("X-Signet-Signature-Level", ""),
+            response.headers.get("X-Signet-Activation"),
         )
+
+    def request_activation(self, request: ActivationRequest) -> ActivationChallenge:
+        """Ask the signer to send the key holder a code for these documents; the
+        signer sends it to the key's bound contact itself."""
+        response = self.request(
+            "POST", "/v1/activations", json=request.model_dump(mode="json", exclude_none=True)
+        )
+        return ActivationChallenge.model_validate_json(response.content)
+
+    def activation(self, activation_id: str) -> ActivationRecord:
+        """The evidence of a used activation (never the code)."""
+        response = self.request("GET", f"/v1/activations/{quote(activation_id, safe='')}")
+        return ActivationRecord.model_validate_json(response.content)
 
     def verify(self, pdf: bytes) -> VerifyResponse:
         response = self.request(
