@@ -30,6 +30,7 @@ from alembic.script import ScriptDirectory
 from signet.common import database
 from signet.common.database import SchemaState
 from signet.signer import schema
+from signet.signer.activation import tables as activation_tables
 from signet.signer.batch import tables as batch_tables
 from signet.signer.pki import tables as pki_tables
 from sqlalchemy import MetaData, inspect
@@ -60,7 +61,12 @@ _SPOOL = "0002"
 
 #: Every module that declares tables of the signer database on `schema.Base`: the one
 #: list a new wing's table module is added to (importing a module registers its tables).
-TABLE_MODULES: tuple[ModuleType, ...] = (schema, batch_tables, pki_tables)
+TABLE_MODULES: tuple[ModuleType, ...] = (
+    schema,
+    batch_tables,
+    pki_tables,
+    activation_tables,
+)
 
 
 def models() -> MetaData:

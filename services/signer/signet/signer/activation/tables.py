@@ -1,0 +1,54 @@
+"""The activation wing's tables: key enrolments (a key's bound contact, every change
+kept) and activations (a code's HMAC, its digests, which of them were signed).
+
+Rows are never deleted: an activation is evidence of a signature for as long as the
+signature is shown; enrolments say who bound which contact, and when.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from signet.signer.schema import Base
+from sqlalchemy import Boolean, DateTime, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+__all__ = ["ActivationRow", "Base", "EnrolmentRow"]
+
+
+class EnrolmentRow(Base):
+    """One binding of a key to a contact; the newest row per key is in force."""
+
+    __tablename__ = "key_enrolments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    certificate_serial: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(254))
+    enrolled_by: Mapped[str] = mapped_column(String(128))
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    previous_channel: Mapped[str | None] = mapped_column(String(8))
+    previous_address: Mapped[str | None] = mapped_column(String(254))
+
+
+class ActivationRow(Base):
+    """An activation as `signet.signer.activation.rules.Activation` keeps it."""
+
+    __tablename__ = "activations"
+
+    activation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    certificate_serial: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(254))
+    #: JSON lists of lowercase hex SHA-256s
+    document_sha256: Mapped[str] = mapped_column(Text)
+    used_sha256: Mapped[str] = mapped_column(Text)
+    code_digest: Mapped[str] = mapped_column(String(64))
+    code_purpose: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    code_used: Mapped[bool] = mapped_column(Boolean)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: when the event key behind it was destroyed (NULL: not an event key, or not yet)
+    spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
