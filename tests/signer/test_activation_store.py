@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -45,3 +45,14 @@ def test_attempts_and_used_digests_survive_storage(tmp_path: Path) -> None:
         store.redeem(good, certificate_serial="ab", document_sha256=DOC, now=T0)
     again = store.get(activation.activation_id)
     assert again is not None and again.spent(T0) and again.verified_at == T0
+
+
+def test_expired_and_finished_activations_are_swept_once(tmp_path: Path) -> None:
+    store = ActivationStore(open_registry_at(tmp_path / "signer.db"), PEPPER)
+    _, live = new_activation(PEPPER, "ab", MAIL, [DOC], now=T0)
+    store.add(live)
+    assert store.to_spend(T0) == []
+    later = T0 + timedelta(minutes=5)
+    assert [a.activation_id for a in store.to_spend(later)] == [live.activation_id]
+    store.mark_spent(live.activation_id, later)
+    assert store.to_spend(later) == []

@@ -89,6 +89,21 @@ class ActivationStore:
             raise outcome.refusal
         return outcome.activation
 
+    def to_spend(self, now: datetime) -> list[rules.Activation]:
+        """Activations not yet marked spent that can sign nothing more (every digest
+        used, or expired): the sweep destroys an event key behind each, then calls
+        `mark_spent`."""
+        with self.registry.session() as session:
+            rows = session.scalars(select(ActivationRow).where(ActivationRow.spent_at.is_(None)))
+            found = [_activation(row) for row in rows]
+        return [activation for activation in found if activation.spent(now)]
+
+    def mark_spent(self, activation_id: str, now: datetime) -> None:
+        with self.registry.session() as session, session.begin():
+            row = session.get(ActivationRow, activation_id)
+            if row is not None and row.spent_at is None:
+                row.spent_at = now
+
 
 def _row(activation: rules.Activation) -> ActivationRow:
     return ActivationRow(
