@@ -76,7 +76,8 @@ def running_appliance(home: Path, **env: str) -> Iterator[Appliance]:
     appliance = Appliance(process, port, home, log, extra_env=dict(env))
     try:
         deadline = time.monotonic() + 150
-        while "Signet is up" not in appliance.output():
+        # the banner's last line: every line before it (credentials, keys) is printed
+        while "Ctrl-C stops the appliance" not in appliance.output():
             assert process.poll() is None, appliance.output()
             assert time.monotonic() < deadline, appliance.output()
             time.sleep(0.3)

@@ -14,6 +14,7 @@ from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
 from signet.portal.identity.service import IdentityService
+from signet.portal.notifications.dispatch import Dispatcher, DispatcherThread
 
 
 @dataclass
@@ -27,6 +28,9 @@ class Portal:
     storage: StorageClient
     signer: SignerClient
     drain: LedgerDrain
+    dispatcher: Dispatcher
+    #: the thread that sends queued messages; None when messages are held
+    dispatching: DispatcherThread | None
 
 
 def get_portal(request: Request) -> Portal:
