@@ -109,3 +109,31 @@ def test_resend_is_for_admins_and_for_failed_messages_only(appliance: Appliance)
 def _state(admin: httpx.Client, envelope_id: str, message_id: str) -> str:
     outbox = admin.get("/api/v1/outbox", params={"envelope_id": envelope_id}).json()
     return str(next(m["state"] for m in outbox if m["id"] == message_id))
+
+
+def test_remind_sends_the_current_link_again_and_refuses_what_it_must(
+    appliance: Appliance, mailbox: Mailbox
+) -> None:
+    with appliance.portal(appliance.admin_key()) as admin:
+        envelope_id = _create(admin, _story()).json()["id"]
+        before = len(mailbox.messages)  # the module's mailbox holds earlier tests' mail
+        admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+        first = _mail_to(mailbox, "wang.fang@acme.example", r"/s/([A-Za-z0-9_-]{43})", before)
+        seen = len(mailbox.messages)
+        reminded = admin.post(f"/api/v1/envelopes/{envelope_id}/remind")
+        assert reminded.status_code == 200, reminded.text
+        assert len(reminded.json()["reminded"]) == 1  # the approver: only her turn
+        again = _mail_to(mailbox, "wang.fang@acme.example", r"/s/([A-Za-z0-9_-]{43})", seen)
+        assert again == first  # the same link, still working
+        reader = admin.post(
+            "/api/v1/keys", json={"name": "bi", "scopes": ["envelopes:read"]}
+        ).json()["key"]
+        path = f"/api/v1/envelopes/{envelope_id}/remind"
+        with appliance.portal() as nobody, appliance.portal(reader) as bi:
+            assert nobody.post(path).status_code == 401
+            assert bi.post(path).status_code == 403
+        unknown = f"/api/v1/envelopes/{'0' * 8}-0000-0000-0000-{'0' * 12}/remind"
+        assert admin.post(unknown).status_code == 404
+        admin.post(f"/api/v1/envelopes/{envelope_id}/void").raise_for_status()
+        finished = admin.post(path)
+        assert finished.status_code == 409 and finished.json()["error"] == "conflict"

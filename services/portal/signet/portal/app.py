@@ -28,6 +28,7 @@ from signet.portal.accounts.service import Accounts
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.addressing import current_link_token
+from signet.portal.envelopes.deadlines import DeadlineThread, DeadlineWatch
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.http import accounts as accounts_api
@@ -74,6 +75,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         drain=LedgerDrain(sessions, storage),
         dispatcher=dispatcher,
         dispatching=None if held else DispatcherThread(dispatcher),
+        deadlines=DeadlineThread(DeadlineWatch(envelopes), settings.deadline_check_seconds),
     )
 
 
@@ -100,7 +102,9 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         portal.drain.start()
         if portal.dispatching is not None:
             portal.dispatching.start()
+        portal.deadlines.start()
         yield
+        portal.deadlines.stop()
         if portal.dispatching is not None:
             portal.dispatching.stop()
         portal.drain.stop()

@@ -40,6 +40,8 @@ class PortalSettings(ServiceSettings):
     #: Keep every message in the outbox for an admin to read, sending none.  Default:
     #: held when neither a mail server nor an SMS gateway is configured (embedded).
     hold_messages: bool | None = None
+    #: How often deadlines and reminders are looked at (seconds).
+    deadline_check_seconds: float = Field(default=30.0, gt=0, le=3600)
     #: Documents of one envelope, and bytes of each (a contract and its annexes).
     max_documents: int = Field(default=10, ge=1, le=50)
     max_document_bytes: int = 50 * 1024 * 1024

@@ -55,7 +55,7 @@ _WHOLE = (
     selectinload(Envelope.fields),
 )
 #: Notices that carry the recipient's link.
-_WITH_LINK = {Notice.YOUR_TURN, Notice.COPY, Notice.COMPLETED}
+_WITH_LINK = {Notice.YOUR_TURN, Notice.REMINDER, Notice.COPY, Notice.COMPLETED}
 
 
 class RoutingRefused(SignetError):
@@ -266,6 +266,41 @@ class EnvelopeService:
     ) -> None:  # fmt: skip
         self._act(organisation_id, envelope_id, routing.Void(), actor, origin, sender_id,
                   reason=reason)  # fmt: skip
+
+    def expire(self, organisation_id: str, envelope_id: str) -> None:
+        """The deadline passed: the envelope stops and everyone is told (the deadline
+        watch calls this; an envelope already finished is refused, changing nothing)."""
+        self._act(organisation_id, envelope_id, routing.Expire(), "system:deadline", NOWHERE,
+                  None)  # fmt: skip
+
+    def remind(
+        self, organisation_id: str, envelope_id: str, actor: str, origin: Origin = NOWHERE,
+        sender_id: str | None = None, only: frozenset[str] | None = None,
+    ) -> tuple[str, ...]:  # fmt: skip
+        """Remind everyone whose turn it is (or those of them in `only`), with their
+        current link; their ids."""
+        with self.sessions.begin() as session:
+            query = _visible(organisation_id, sender_id).where(Envelope.id == envelope_id)
+            envelope = session.scalar(query)
+            if envelope is None:
+                raise NotFound(f"no envelope {envelope_id}")
+            if routing.EnvelopeStatus(envelope.status) not in routing.OPEN:
+                raise Conflict(f"the envelope is {envelope.status}: there is nobody to remind")
+            active = [
+                r
+                for r in envelope.recipients
+                if r.status == routing.RecipientStatus.ACTIVE.value
+                and r.locked_at is None
+                and (only is None or r.id in only)
+            ]
+            policy = self.policy(envelope.policy_name)
+            for recipient in active:
+                self._notify(session, envelope, recipient, Notice.REMINDER, policy)
+            record_event(
+                session, envelope.id, "envelope.reminded", actor, origin,
+                details={"recipients": ",".join(r.id for r in active)},
+            )  # fmt: skip
+            return tuple(r.id for r in active)
 
     # -- the recipient's side -------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from signet.common.clients import SignerClient, StorageClient
 from signet.common.errors import Unauthorized
 from signet.portal.accounts.service import Accounts, Principal
 from signet.portal.config import PortalSettings
+from signet.portal.envelopes.deadlines import DeadlineThread
 from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
@@ -31,6 +32,8 @@ class Portal:
     dispatcher: Dispatcher
     #: the thread that sends queued messages; None when messages are held
     dispatching: DispatcherThread | None
+    #: expiry at the deadline and the policy's reminders
+    deadlines: DeadlineThread
 
 
 def get_portal(request: Request) -> Portal:

@@ -154,6 +154,27 @@ async def void_envelope(
     return await _out(portal, principal, envelope_id)
 
 
+class RemindOut(BaseModel):
+    #: the recipients reminded: everyone whose turn it is
+    reminded: list[str]
+
+
+@router.post("/{envelope_id}/remind", response_model=RemindOut)
+async def remind(
+    portal: PortalDep, principal: PrincipalDep, origin: OriginDep, envelope_id: str
+) -> RemindOut:
+    """Send everyone whose turn it is their link again (409 once the envelope is
+    finished); the policy's own reminders go without asking."""
+    reminded = await run_in_threadpool(
+        lambda: portal.envelopes.remind(
+            principal.organisation_id, envelope_id, principal.user_id, origin,
+            _own(principal),
+        )
+    )  # fmt: skip
+    portal.drain.poke()
+    return RemindOut(reminded=list(reminded))
+
+
 @router.get("/{envelope_id}/events", response_model=list[EventOut])
 async def envelope_events(
     portal: PortalDep, principal: PrincipalDep, envelope_id: str
