@@ -23,6 +23,7 @@ from signet.common.policies import PolicyDirectory
 from signet.portal.accounts.service import Accounts
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
+from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.http import accounts as accounts_api
@@ -57,6 +58,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         accounts=Accounts(sessions),
         envelopes=envelopes,
         identity=IdentityService(envelopes),
+        filling=FieldFilling(envelopes),
         storage=storage,
         signer=SignerClient(settings.signer_url, token),
         drain=LedgerDrain(sessions, storage),

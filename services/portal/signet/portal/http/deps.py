@@ -10,6 +10,7 @@ from signet.common.clients import SignerClient, StorageClient
 from signet.common.errors import Unauthorized
 from signet.portal.accounts.service import Accounts, Principal
 from signet.portal.config import PortalSettings
+from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
@@ -24,6 +25,7 @@ class Portal:
     accounts: Accounts
     envelopes: EnvelopeService
     identity: IdentityService
+    filling: FieldFilling
     storage: StorageClient
     signer: SignerClient
     drain: LedgerDrain

@@ -4,7 +4,8 @@ you are with a code, read the documents, decline.
 The token is the credential and names one recipient of one envelope; nothing here
 takes an envelope id.  A link opened out of turn shows whose turn it is and acts on
 nothing; the documents are shown only after the identity check, and only in turn.
-Signing (with the signer's activation) joins these routes next.
+Approvers approve here; signers fill their fields here.  Signing (with the signer's
+activation) joins these routes next.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from signet.common.errors import Forbidden
 from signet.portal.envelopes import routing
 from signet.portal.envelopes.models import Envelope
@@ -37,6 +38,24 @@ class CodeIn(_In):
 
 class DeclineIn(_In):
     reason: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")
+
+
+class FieldValueIn(_In):
+    #: a date (YYYY-MM-DD), a text or initials (a string), or a checkbox (true/false)
+    value: StrictStr | StrictBool
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> object:
+        if isinstance(value, str) and len(value) > 2000:
+            raise ValueError("at most 2000 characters")
+        return value
+
+
+class FieldValueOut(BaseModel):
+    id: str
+    kind: str
+    value: str
 
 
 class LinkOut(BaseModel):
@@ -98,6 +117,30 @@ async def read_document(portal: PortalDep, token: Token, index: int) -> Response
 async def decline(portal: PortalDep, origin: OriginDep, token: Token, body: DeclineIn) -> LinkOut:
     """Stops the envelope; the sender and every party already reached are told."""
     await run_in_threadpool(portal.envelopes.decline, token, body.reason, origin)
+    portal.drain.poke()
+    view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    return LinkOut(**view.__dict__)
+
+
+FieldId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="the field's id")]
+
+
+@router.put("/{token}/fields/{field_id}", response_model=FieldValueOut)
+async def fill_field(
+    portal: PortalDep, origin: OriginDep, token: Token, field_id: FieldId, body: FieldValueIn
+) -> FieldValueOut:
+    """A date, text, initials or checkbox field of this recipient, in turn and after the
+    identity check; the value is stamped into the revision their signature covers."""
+    field = await run_in_threadpool(portal.filling.fill, token, field_id, body.value, origin)
+    portal.drain.poke()
+    assert field.value is not None
+    return FieldValueOut(id=field.id, kind=field.kind, value=field.value["value"])
+
+
+@router.post("/{token}/approve", response_model=LinkOut)
+async def approve(portal: PortalDep, origin: OriginDep, token: Token) -> LinkOut:
+    """An approver's yes; routing goes on to the next group (a rejection is decline)."""
+    await run_in_threadpool(portal.envelopes.approve, token, origin)
     portal.drain.poke()
     view = await run_in_threadpool(portal.envelopes.open, token, origin)
     return LinkOut(**view.__dict__)
