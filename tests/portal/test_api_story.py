@@ -374,3 +374,64 @@ def test_the_portal_database_is_at_the_head_revision(appliance: Appliance) -> No
         assert current(engine, PORTAL).at_head
     finally:
         engine.dispose()
+
+
+def _verify(appliance: Appliance, admin: httpx.Client, envelope_id: str, token: str,
+            to: str) -> None:  # fmt: skip
+    with appliance.portal() as recipient:
+        assert recipient.post(f"/api/v1/links/{token}/identity/code").status_code == 200
+        code = _code_of(admin, envelope_id, to)
+        verified = recipient.post(f"/api/v1/links/{token}/identity/verify", json={"code": code})
+        assert verified.status_code == 200, verified.text
+
+
+def test_the_approver_approves_and_signers_fill_only_their_own_fields(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    envelope = _create(admin, _story()).json()
+    envelope_id = envelope["id"]
+    admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+    (date_field,) = [f for f in envelope["fields"] if f["kind"] == "date"]
+    signature = next(f for f in envelope["fields"] if f["kind"] == "signature")
+    approver = _link_of(admin, envelope_id, "wang.fang@acme.example")
+    recipient = appliance.portal()
+    assert recipient.post(f"/api/v1/links/{approver}/approve").status_code == 403  # identity
+    _verify(appliance, admin, envelope_id, approver, "wang.fang@acme.example")
+    approved = recipient.post(f"/api/v1/links/{approver}/approve")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["recipient_status"] == "approved"
+    assert approved.json()["envelope_status"] == "in_progress"
+    assert recipient.post(f"/api/v1/links/{approver}/approve").status_code == 409
+
+    ana = _link_of(admin, envelope_id, "ana@other.example")
+    li = _link_of(admin, envelope_id, "+8613800000001")
+    url = f"/api/v1/links/{ana}/fields/{date_field['id']}"
+    assert recipient.put(url, json={"value": "2027-01-15"}).status_code == 403  # identity
+    _verify(appliance, admin, envelope_id, ana, "ana@other.example")
+    _verify(appliance, admin, envelope_id, li, "+8613800000001")
+    filled = recipient.put(url, json={"value": "2027-01-15"})
+    assert filled.status_code == 200, filled.text
+    assert filled.json() == {"id": date_field["id"], "kind": "date", "value": "2027-01-15"}
+    # hostile: another recipient's link, a signature field, a bad value, oversized,
+    # malformed JSON, an unknown link, no link at all
+    other = recipient.put(f"/api/v1/links/{li}/fields/{date_field['id']}", json={"value": "x"})
+    assert other.status_code == 404 and other.json()["error"] == "not_found"
+    sig = recipient.put(f"/api/v1/links/{ana}/fields/{signature['id']}", json={"value": "x"})
+    assert sig.status_code == 422 and sig.json()["error"] == "field_value_invalid"
+    assert recipient.put(url, json={"value": "2027-02-30"}).status_code == 422
+    assert recipient.put(url, json={"value": "9" * 5000}).status_code == 422
+    assert recipient.put(url, json={"value": "2027-01-15", "x": 1}).status_code == 422
+    malformed = recipient.put(
+        url, content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 422 and "error" in malformed.json()
+    unknown = recipient.put(f"/api/v1/links/{'A' * 43}/fields/{date_field['id']}",
+                            json={"value": "2027-01-15"})  # fmt: skip
+    assert unknown.status_code == 404 and unknown.json()["error"] == "link_invalid"
+    assert recipient.put(f"/api/v1/links/fields/{date_field['id']}",
+                         json={"value": "2027-01-15"}).status_code == 401  # fmt: skip
+    final = admin.get(f"/api/v1/envelopes/{envelope_id}").json()
+    values = {f["id"]: f["value"] for f in final["fields"]}
+    assert values[date_field["id"]] == "2027-01-15" and values[signature["id"]] is None
+    types = _timeline_in_ledger(admin, envelope_id)
+    assert "recipient.approved" in types and types.count("field.filled") == 1
