@@ -41,8 +41,8 @@ from signet.common.errors import InvalidRequest, UnprocessableDocument
 #: names another TTF/OTF/TTC (the first face of a collection is used).
 DEFAULT_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 
-# fontTools logs every table it subsets at INFO, for every signature
-logging.getLogger("fontTools").setLevel(logging.WARNING)
+# fontTools logs every table it subsets (and drops FFTM, a FontForge timestamp) per signature
+logging.getLogger("fontTools").setLevel(logging.ERROR)
 
 #: Widget flags: Print (4) and Locked (128): shown, printed, not movable or editable.
 _WIDGET_FLAGS = 4 | 128
