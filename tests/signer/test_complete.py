@@ -27,6 +27,7 @@ from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
 from signet.common.contracts.signer import CompleteOptions, SignOptions
+from signet.signer.pades.complete import complete_pdf
 from signet.signer.pades.engine import PadesEngine
 from signet.signer.service import SignerService
 
@@ -208,6 +209,6 @@ def test_a_named_tsa_is_reached_over_http_for_sign_and_complete(
     )  # fmt: skip
     assert "Verification: OK" in result.stdout, result.stdout + result.stderr
 
-    completed = engine.complete(signed, CompleteOptions(timestamp_authority="house"))
+    completed = complete_pdf(engine, signed, CompleteOptions(timestamp_authority="house"))
     kinds = [s.sig_object_type for s in PdfFileReader(io.BytesIO(completed)).embedded_signatures]
     assert [str(k) for k in kinds] == ["/Sig", "/DocTimeStamp"]

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from signet.common.contracts.signer import CompleteOptions
 from signet.common.errors import InvalidRequest
 from signet.signer.api.deps import Service, read_limited
+from signet.signer.pades.complete import complete_pdf
 
 router = APIRouter(prefix="/v1", tags=["signing"])
 
@@ -30,12 +31,18 @@ async def complete(
     document: Annotated[UploadFile, File(description="the signed PDF to complete")],
     options: Annotated[str, Form(description="CompleteOptions as JSON")] = "{}",
 ) -> Response:
+    """Make a finished document PAdES B-LTA: one more revision with every signature's
+    certificates and CRLs in the DSS, then a document timestamp (from
+    `timestamp_authority`, a configured TSA's name, or the appliance's own). Every
+    signature must be valid, intact and trusted first: otherwise 422 `signature_invalid`
+    naming the field; a PDF without signatures is 422 `no_signatures`; an unknown TSA
+    name 422 `timestamp_authority_unknown`. `options` may be omitted (`{}`)."""
     try:
         parsed = CompleteOptions.model_validate_json(options)
     except ValidationError as exc:
         raise InvalidRequest(f"options: {exc.errors()[0]['msg']}") from exc
     pdf = await read_limited(document, service.settings.max_document_bytes, "the document")
-    completed = await run_in_threadpool(service.engine.complete, pdf, parsed)
+    completed = await run_in_threadpool(complete_pdf, service.engine, pdf, parsed)
     return Response(
         completed, media_type="application/pdf", headers={"X-Signet-Signature-Level": "B-LTA"}
     )

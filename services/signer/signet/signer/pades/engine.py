@@ -31,12 +31,7 @@ from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
-from signet.common.contracts.signer import (
-    CompleteOptions,
-    DocMdpPermission,
-    SignatureLevel,
-    SignOptions,
-)
+from signet.common.contracts.signer import DocMdpPermission, SignatureLevel, SignOptions
 from signet.common.errors import InvalidRequest, ServiceUnavailable, UnprocessableDocument
 from signet.signer import der, metrics
 from signet.signer.pades import appearance as placed
@@ -182,12 +177,6 @@ class PadesEngine:
         if url is None:
             raise TimestampAuthorityUnknown(f"no timestamp authority named {name!r} is configured")
         return HTTPTimeStamper(url, timeout=30)
-
-    def complete(self, document: bytes, options: CompleteOptions) -> bytes:
-        """`document` made B-LTA: validation data of every signature, a document timestamp."""
-        from signet.signer.pades.complete import complete_pdf
-
-        return complete_pdf(self, document, options)
 
     def validation_context(self) -> ValidationContext:
         """Trust our root; revocation from our own current CRLs, never fetched."""
