@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from asn1crypto import cms
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESPassed
@@ -27,11 +28,13 @@ from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
 from signet.common.contracts.signer import CompleteOptions, SignOptions
+from signet.common.errors import ServiceUnavailable
+from signet.signer.config import SignerSettings
 from signet.signer.pades.complete import complete_pdf
 from signet.signer.pades.engine import PadesEngine
 from signet.signer.service import SignerService
 
-from tests.conftest import STORAGE_TOKEN
+from tests.conftest import STORAGE_TOKEN, free_port
 from tests.signer.conftest import pdfsig, sign_via_api
 from tests.support.pdfs import make_pdf, make_png
 
@@ -212,3 +215,28 @@ def test_a_named_tsa_is_reached_over_http_for_sign_and_complete(
     completed = complete_pdf(engine, signed, CompleteOptions(timestamp_authority="house"))
     kinds = [s.sig_object_type for s in PdfFileReader(io.BytesIO(completed)).embedded_signatures]
     assert [str(k) for k in kinds] == ["/Sig", "/DocTimeStamp"]
+
+
+def test_named_tsas_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "SIGNET_SIGNER_TIMESTAMP_AUTHORITIES", '{"qtsp": "https://tsa.example/rfc3161"}'
+    )
+    assert SignerSettings().timestamp_authorities == {"qtsp": "https://tsa.example/rfc3161"}
+
+
+def test_an_unreachable_named_tsa_answers_503(
+    signer_client: httpx.Client, signer_service: SignerService, issue: Callable[..., str]
+) -> None:
+    port = free_port()  # nothing listens there
+    engine = PadesEngine.create(
+        signer_service.ca, signer_service.tsa, None, {"down": f"http://127.0.0.1:{port}/tsa"}
+    )
+    issued = signer_service.ca.signing_material(issue("Down Tsa"))
+    options = SignOptions.model_validate(
+        {"certificate_serial": issued.record.serial, "timestamp_authority": "down"}
+    )
+    with pytest.raises(ServiceUnavailable):
+        engine.sign(make_pdf(), issued, options)
+    pdf, _ = _three_signatures(signer_client, issue)
+    with pytest.raises(ServiceUnavailable):
+        complete_pdf(engine, pdf, CompleteOptions(timestamp_authority="down"))
