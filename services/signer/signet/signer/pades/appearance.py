@@ -20,6 +20,7 @@ import functools
 import io
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,14 +73,26 @@ class EmbeddedFont(FontEngineFactory):
         self.size = size
 
     def create_font_engine(self, writer: BasePdfFileWriter, obj_stream: Any = None) -> FontEngine:
-        if obj_stream is None and writer.stream_xrefs:
-            obj_stream = writer.prepare_object_stream()  # type: ignore[no-untyped-call]
-        return _Accumulator(
-            writer=writer,
-            font_handle=io.BytesIO(_font_bytes(self.path)),
-            font_size=self.size,
-            obj_stream=obj_stream,
-        )
+        """One engine per writer and font: every widget of a signature shares it, so the
+        revision embeds one subset with all their glyphs (written when the writer
+        finishes), and the 5 MB font is parsed once per signature, not once per widget."""
+        engines = _engines.setdefault(writer, {})
+        engine = engines.get(self.path)
+        if engine is None:
+            if obj_stream is None and writer.stream_xrefs:
+                obj_stream = writer.prepare_object_stream()  # type: ignore[no-untyped-call]
+            engine = engines[self.path] = _Accumulator(
+                writer=writer,
+                font_handle=io.BytesIO(_font_bytes(self.path)),
+                font_size=self.size,
+                obj_stream=obj_stream,
+            )
+        return engine
+
+
+_engines: weakref.WeakKeyDictionary[BasePdfFileWriter, dict[str, FontEngine]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _accumulator_class() -> type[Any]:
