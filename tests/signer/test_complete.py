@@ -27,6 +27,8 @@ from pyhanko.sign.validation.policy_decl import (
 from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
+from signet.common.clients.base import RemoteError
+from signet.common.clients.signer import SignerClient
 from signet.common.contracts.signer import CompleteOptions, SignOptions
 from signet.common.errors import ServiceUnavailable
 from signet.signer.config import SignerSettings
@@ -34,7 +36,7 @@ from signet.signer.pades.complete import complete_pdf
 from signet.signer.pades.engine import PadesEngine
 from signet.signer.service import SignerService
 
-from tests.conftest import STORAGE_TOKEN, free_port
+from tests.conftest import PORTAL_TOKEN, STORAGE_TOKEN, free_port
 from tests.signer.conftest import pdfsig, sign_via_api
 from tests.support.pdfs import make_pdf, make_png
 
@@ -240,3 +242,17 @@ def test_an_unreachable_named_tsa_answers_503(
     pdf, _ = _three_signatures(signer_client, issue)
     with pytest.raises(ServiceUnavailable):
         complete_pdf(engine, pdf, CompleteOptions(timestamp_authority="down"))
+
+
+def test_the_portal_completes_through_its_client(
+    signer_client: httpx.Client, signer_url: str, issue: Callable[..., str]
+) -> None:
+    """The portal's own token carries document:sign; `SignerClient.complete` answers the PDF
+    and passes a refusal on with its status and code."""
+    pdf, _ = _three_signatures(signer_client, issue)
+    client = SignerClient(signer_url, PORTAL_TOKEN)
+    completed = client.complete(pdf, CompleteOptions())
+    assert completed.startswith(pdf) and b"/DocTimeStamp" in completed
+    with pytest.raises(RemoteError) as refused:
+        client.complete(make_pdf(), CompleteOptions())
+    assert refused.value.status_code == 422 and refused.value.code == "no_signatures"
