@@ -256,3 +256,21 @@ def test_the_portal_completes_through_its_client(
     with pytest.raises(RemoteError) as refused:
         client.complete(make_pdf(), CompleteOptions())
     assert refused.value.status_code == 422 and refused.value.code == "no_signatures"
+
+
+def test_completing_again_renews_the_archive_timestamp(
+    signer_client: httpx.Client, issue: Callable[..., str]
+) -> None:
+    """A B-LTA signature, completed, then completed again: each adds a document timestamp
+    and every earlier one stays valid (the renewal before a TSA's algorithms weaken)."""
+    signed = sign_via_api(signer_client, make_pdf(), issue("Lta Person"), level="B-LTA")
+    assert signed.status_code == 200, signed.text
+    once = _complete(signer_client, signed.content)
+    assert once.status_code == 200, once.text
+    twice = _complete(signer_client, once.content)
+    assert twice.status_code == 200, twice.text
+    report = signer_client.post(
+        "/v1/verify", files={"document": ("d.pdf", twice.content, "application/pdf")}
+    ).json()
+    assert [s["kind"] for s in report["signatures"]] == ["signature"] + ["document-timestamp"] * 3
+    assert report["valid"] is True
