@@ -5,9 +5,11 @@ values written into its own revision (`SignOptions.stamps`: a date, a text, init
 Both become extra widget annotations of the one signature field (its ``/Kids``), each
 with a fixed appearance stream and the Locked flag, created in the revision the
 signature covers.  Why widgets and not page content: pyHanko's difference analysis
-(and Acrobat's) accepts a new signature field with widgets on any page as form
-filling, so every EARLIER signature stays valid; new page content would count as
-"other" modifications and break them.
+accepts a new signature field with widgets on any page as form filling, so every
+EARLIER signature stays valid; new page content would count as "other" modifications
+and break them.  poppler 22.12 (pdfsig) cannot validate a field with several widgets
+(it looks for /V on each widget): the signature with them is valid for pyHanko only;
+earlier and later signatures stay valid for both.
 
 Text is set in an embedded, subsetted OpenType font with CJK glyphs (WenQuanYi Micro
 Hei, Debian's ``fonts-wqy-microhei``): pyHanko's default Courier has no CJK at all.
