@@ -435,3 +435,34 @@ def test_the_approver_approves_and_signers_fill_only_their_own_fields(
     assert values[date_field["id"]] == "2027-01-15" and values[signature["id"]] is None
     types = _timeline_in_ledger(admin, envelope_id)
     assert "recipient.approved" in types and types.count("field.filled") == 1
+
+
+def test_activation_only_in_turn_after_the_identity_check_with_one_certificate(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    envelope_id = _create(admin, _story()).json()["id"]
+    admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+    approver = _link_of(admin, envelope_id, "wang.fang@acme.example")
+    recipient = appliance.portal()
+    # an approver approves; before that, no signer of group 1 may ask for a code
+    _verify(appliance, admin, envelope_id, approver, "wang.fang@acme.example")
+    refused = recipient.post(f"/api/v1/links/{approver}/activation")
+    assert refused.status_code == 403 and "approver" in refused.json()["detail"]
+    assert recipient.post(f"/api/v1/links/{'B' * 43}/activation").status_code == 404
+    recipient.post(f"/api/v1/links/{approver}/approve").raise_for_status()
+    ana = _link_of(admin, envelope_id, "ana@other.example")
+    assert recipient.post(f"/api/v1/links/{ana}/activation").status_code == 403  # identity
+    _verify(appliance, admin, envelope_id, ana, "ana@other.example")
+    answers = [recipient.post(f"/api/v1/links/{ana}/activation") for _ in range(2)]
+    for answer in answers:
+        if answer.status_code == 200:  # the signer's activation routes are there
+            challenge = answer.json()
+            assert challenge["channel"] == "email" and challenge["to"].startswith("a***@")
+            assert challenge["attempts_left"] > 0 and "code" not in challenge
+        else:  # not yet on this signer: its refusal is passed on, as JSON, never a 500
+            assert 400 <= answer.status_code < 500 and "error" in answer.json(), answer.text
+    types = _timeline_in_ledger(admin, envelope_id)
+    # one event certificate for the step, however often the code is asked for
+    assert types.count("recipient.certificate_issued") == 1, types
+    if answers[0].status_code == 200:
+        assert types.count("recipient.activation_requested") == 2

@@ -25,6 +25,7 @@ from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
+from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.http import accounts as accounts_api
 from signet.portal.http import envelopes as envelopes_api
@@ -53,14 +54,16 @@ def build_portal(settings: PortalSettings) -> Portal:
     )
     token = settings.caller_token()
     storage = StorageClient(settings.storage_url, token)
+    signer = SignerClient(settings.signer_url, token)
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
         envelopes=envelopes,
         identity=IdentityService(envelopes),
         filling=FieldFilling(envelopes),
+        signing=SigningService(envelopes, signer),
         storage=storage,
-        signer=SignerClient(settings.signer_url, token),
+        signer=signer,
         drain=LedgerDrain(sessions, storage),
     )
 

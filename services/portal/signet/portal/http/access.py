@@ -26,7 +26,11 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ("GET HEAD", r"/healthz|/readyz|/metrics", None),
         ("GET HEAD", r"/docs|/docs/oauth2-redirect|/redoc|/openapi\.json", None),
         ("GET", rf"/api/v1/links/{_LINK}(/documents/[0-9]{{1,2}})?", None),
-        ("POST", rf"/api/v1/links/{_LINK}/(identity/code|identity/verify|decline|approve)", None),
+        (
+            "POST",
+            rf"/api/v1/links/{_LINK}/(identity/code|identity/verify|decline|approve|activation)",
+            None,
+        ),
         ("PUT", rf"/api/v1/links/{_LINK}/fields/{_ID}", None),
         ("POST", r"/api/v1/envelopes", PortalScope.ENVELOPES_WRITE),
         ("GET", r"/api/v1/envelopes", PortalScope.ENVELOPES_READ),

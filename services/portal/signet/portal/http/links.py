@@ -4,12 +4,13 @@ you are with a code, read the documents, decline.
 The token is the credential and names one recipient of one envelope; nothing here
 takes an envelope id.  A link opened out of turn shows whose turn it is and acts on
 nothing; the documents are shown only after the identity check, and only in turn.
-Approvers approve here; signers fill their fields here.  Signing (with the signer's
-activation) joins these routes next.
+Approvers approve here; signers fill their fields and ask for the signer's activation
+here.  The signature itself (``/sign``) joins these routes next.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -56,6 +57,15 @@ class FieldValueOut(BaseModel):
     id: str
     kind: str
     value: str
+
+
+class ActivationOut(BaseModel):
+    activation_id: str
+    channel: str
+    #: where the signer sent the code, partly hidden
+    to: str
+    expires_at: datetime
+    attempts_left: int
 
 
 class LinkOut(BaseModel):
@@ -144,6 +154,21 @@ async def approve(portal: PortalDep, origin: OriginDep, token: Token) -> LinkOut
     portal.drain.poke()
     view = await run_in_threadpool(portal.envelopes.open, token, origin)
     return LinkOut(**view.__dict__)
+
+
+@router.post("/{token}/activation", response_model=ActivationOut)
+async def request_activation(portal: PortalDep, origin: OriginDep, token: Token) -> ActivationOut:
+    """In turn and after the identity check: the signer sends the person a code for the
+    exact revisions they are about to sign (the portal never sees it)."""
+    try:
+        challenge = await run_in_threadpool(portal.signing.request_activation, token, origin)
+    finally:
+        portal.drain.poke()
+    return ActivationOut(
+        activation_id=challenge.activation_id, channel=challenge.channel.value,
+        to=challenge.to, expires_at=challenge.expires_at,
+        attempts_left=challenge.attempts_left,
+    )  # fmt: skip
 
 
 def _readable(portal: PortalDep, token: str) -> Envelope:
