@@ -13,6 +13,7 @@ organisation's or another sender's envelope, a malformed or oversized upload.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -466,3 +467,53 @@ def test_activation_only_in_turn_after_the_identity_check_with_one_certificate(
     assert types.count("recipient.certificate_issued") == 1, types
     if answers[0].status_code == 200:
         assert types.count("recipient.activation_requested") == 2
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+def _sign_body(image: bytes = PNG, **extra: str) -> dict[str, str]:
+    body = {"activation_id": "a" * 32, "code": "123456", "image": base64.b64encode(image).decode()}
+    return body | extra
+
+
+def test_signing_refusals_sign_nothing(appliance: Appliance, admin: httpx.Client) -> None:
+    """Out of turn, before the identity check, before an activation, with a bad image or
+    body, after a void: each refused, and every document's hash stays what it was."""
+    envelope = _create(admin, _story()).json()
+    envelope_id = envelope["id"]
+    hashes = [d["current_sha256"] for d in envelope["documents"]]
+    admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+    recipient = appliance.portal()
+    approver = _link_of(admin, envelope_id, "wang.fang@acme.example")
+    _verify(appliance, admin, envelope_id, approver, "wang.fang@acme.example")
+    as_approver = recipient.post(f"/api/v1/links/{approver}/sign", json=_sign_body())
+    assert as_approver.status_code == 403 and "approver" in as_approver.json()["detail"]
+    recipient.post(f"/api/v1/links/{approver}/approve").raise_for_status()
+    ana = _link_of(admin, envelope_id, "ana@other.example")
+    li = _link_of(admin, envelope_id, "+8613800000001")
+    url = f"/api/v1/links/{ana}/sign"
+    assert recipient.post(url, json=_sign_body()).status_code == 403  # identity first
+    _verify(appliance, admin, envelope_id, ana, "ana@other.example")
+    early = recipient.post(url, json=_sign_body())
+    assert early.status_code == 409 and "activation" in early.json()["detail"]
+    not_png = recipient.post(url, json=_sign_body(b"GIF89a" + bytes(64)))
+    assert not_png.status_code == 422 and not_png.json()["error"] == "image_invalid"
+    big = recipient.post(url, json=_sign_body(PNG + bytes(170 * 1024)))
+    assert big.status_code == 422
+    huge = recipient.post(url, json=_sign_body(PNG + bytes(300 * 1024)))
+    assert huge.status_code == 413
+    assert recipient.post(url, json=_sign_body(code="12345")).status_code == 422
+    assert recipient.post(url, json=_sign_body() | {"level": "B-B"}).status_code == 422
+    malformed = recipient.post(url, content=b"{", headers={"content-type": "application/json"})
+    assert malformed.status_code == 422 and "error" in malformed.json()
+    assert recipient.post("/api/v1/links/sign", json=_sign_body()).status_code == 401
+    assert recipient.post(f"/api/v1/links/{'C' * 43}/sign", json=_sign_body()).status_code == 404
+    admin.post(f"/api/v1/envelopes/{envelope_id}/void").raise_for_status()
+    _verify(appliance, admin, envelope_id, li, "+8613800000001")
+    for token in (ana, li):
+        voided = recipient.post(f"/api/v1/links/{token}/sign", json=_sign_body())
+        assert voided.status_code == 403, voided.text
+    final = admin.get(f"/api/v1/envelopes/{envelope_id}").json()
+    assert [d["current_sha256"] for d in final["documents"]] == hashes
+    assert "document.signed" not in _timeline_in_ledger(admin, envelope_id)

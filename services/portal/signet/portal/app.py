@@ -25,6 +25,7 @@ from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
+from signet.portal.envelopes.signature import SignatureStep
 from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.http import accounts as accounts_api
@@ -38,6 +39,9 @@ from signet.portal.policy import policy_chooser
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
+
+#: the recipient routes' body limit: the sign request carries a base64 PNG (160 KiB)
+LINK_BODY_MAX = 256 * 1024
 
 
 def build_portal(settings: PortalSettings) -> Portal:
@@ -62,6 +66,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         identity=IdentityService(envelopes),
         filling=FieldFilling(envelopes),
         signing=SigningService(envelopes, signer),
+        signature=SignatureStep(envelopes, signer, storage),
         storage=storage,
         signer=signer,
         drain=LedgerDrain(sessions, storage),
@@ -91,7 +96,10 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     app.add_middleware(
         RequestGate,
         authorize=KeyAuthorizer(portal.accounts),
-        rules=GateRules(default_limit=64 * 1024, limits={"/api/v1/envelopes": upload}),
+        rules=GateRules(
+            default_limit=64 * 1024,
+            limits={"/api/v1/envelopes": upload, "/api/v1/links/*": LINK_BODY_MAX},
+        ),
     )
 
     @app.get("/readyz", tags=["health"])

@@ -306,6 +306,13 @@ class EnvelopeService:
             self._apply(session, envelope, routing.Approve(recipient.id), _actor(recipient),
                         origin, actor=recipient.name)  # fmt: skip
 
+    def apply_action(
+        self, session: Session, envelope: Envelope, action: routing.Action, who: str,
+        origin: Origin, **values: str,
+    ) -> None:  # fmt: skip
+        """A routing action inside the caller's transaction (the signing step's)."""
+        self._apply(session, envelope, action, who, origin, **values)
+
     # -- internals ------------------------------------------------------------------------
 
     def _act(

@@ -28,7 +28,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ("GET", rf"/api/v1/links/{_LINK}(/documents/[0-9]{{1,2}})?", None),
         (
             "POST",
-            rf"/api/v1/links/{_LINK}/(identity/code|identity/verify|decline|approve|activation)",
+            rf"/api/v1/links/{_LINK}/(identity/code|identity/verify|decline|approve|activation|sign)",
             None,
         ),
         ("PUT", rf"/api/v1/links/{_LINK}/fields/{_ID}", None),

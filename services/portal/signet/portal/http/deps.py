@@ -12,6 +12,7 @@ from signet.portal.accounts.service import Accounts, Principal
 from signet.portal.config import PortalSettings
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService
+from signet.portal.envelopes.signature import SignatureStep
 from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
@@ -28,6 +29,7 @@ class Portal:
     identity: IdentityService
     filling: FieldFilling
     signing: SigningService
+    signature: SignatureStep
     storage: StorageClient
     signer: SignerClient
     drain: LedgerDrain

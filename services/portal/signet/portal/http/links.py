@@ -21,6 +21,7 @@ from signet.common.errors import Forbidden
 from signet.portal.envelopes import routing
 from signet.portal.envelopes.models import Envelope
 from signet.portal.envelopes.service import routing_state
+from signet.portal.envelopes.signature import IMAGE_MAX, decoded_png
 from signet.portal.http.deps import OriginDep, PortalDep
 from signet.portal.http.envelopes import document_response
 
@@ -57,6 +58,13 @@ class FieldValueOut(BaseModel):
     id: str
     kind: str
     value: str
+
+
+class SignIn(_In):
+    activation_id: str = Field(min_length=1, max_length=64)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+    #: the handwritten signature, a PNG in base64 (at most 160 KiB decoded)
+    image: str = Field(min_length=8, max_length=4 * (IMAGE_MAX // 3) + 4)
 
 
 class ActivationOut(BaseModel):
@@ -169,6 +177,22 @@ async def request_activation(portal: PortalDep, origin: OriginDep, token: Token)
         to=challenge.to, expires_at=challenge.expires_at,
         attempts_left=challenge.attempts_left,
     )  # fmt: skip
+
+
+@router.post("/{token}/sign", response_model=LinkOut)
+async def sign(portal: PortalDep, origin: OriginDep, token: Token, body: SignIn) -> LinkOut:
+    """One signature per document with the activation code the signer sent; the next
+    group gets its links.  A wrong code is the signer's refusal (403), nothing changed;
+    a repeated request after success answers the same and signs nothing twice."""
+    image = decoded_png(body.image)
+    try:
+        await run_in_threadpool(
+            portal.signature.sign, token, body.activation_id, body.code, image, origin
+        )
+    finally:
+        portal.drain.poke()
+    view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    return LinkOut(**view.__dict__)
 
 
 def _readable(portal: PortalDep, token: str) -> Envelope:
