@@ -394,7 +394,10 @@ def test_the_approver_approves_and_signers_fill_only_their_own_fields(
     envelope_id = envelope["id"]
     admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
     (date_field,) = [f for f in envelope["fields"] if f["kind"] == "date"]
-    signature = next(f for f in envelope["fields"] if f["kind"] == "signature")
+    ana_id = envelope["recipients"][2]["id"]
+    signature = next(
+        f for f in envelope["fields"] if f["kind"] == "signature" and f["recipient_id"] == ana_id
+    )
     approver = _link_of(admin, envelope_id, "wang.fang@acme.example")
     recipient = appliance.portal()
     assert recipient.post(f"/api/v1/links/{approver}/approve").status_code == 403  # identity
