@@ -565,7 +565,7 @@ def _simulate_activation(appliance: Appliance, recipient_name: str) -> str:
             )  # fmt: skip
     finally:
         engine.dispose()
-    return activation_id
+    return str(activation_id)
 
 
 def test_a_signer_signs_with_their_fields_stamped_and_only_once(
@@ -575,7 +575,7 @@ def test_a_signer_signs_with_their_fields_stamped_and_only_once(
     story["recipients"][2]["name"] = "Ana Signs"  # type: ignore[index]
     # Ana's fields on the annex only: this signer destroys an event key after its first
     # signature, so one event certificate cannot yet sign two documents (see the report)
-    kept = [f for f in story["fields"] if f["recipient"] != 2]  # type: ignore[attr-defined, index]
+    kept = [f for f in story["fields"] if f["recipient"] != 2]  # type: ignore[attr-defined]
     story["fields"] = [*kept, *[
         {"document": 1, "recipient": 2, "kind": kind, "page": 1, "x": 50, "y": 100 + 40 * i,
          "width": 140, "height": 24}
@@ -624,7 +624,8 @@ def test_a_signer_signs_with_their_fields_stamped_and_only_once(
 
     (embedded,) = PdfFileReader(io.BytesIO(pdf.content)).embedded_signatures
     status = validate_pdf_signature(embedded)
-    assert status.intact and status.valid and status.coverage.name == "ENTIRE_FILE"
+    assert status.intact and status.valid and status.coverage is not None
+    assert status.coverage.name == "ENTIRE_FILE"
     assert embedded.field_name == "Signature 3"
     types = _timeline_in_ledger(admin, envelope_id)
     assert types.count("document.signed") == 1 and types.count("recipient.signed") == 1
