@@ -629,3 +629,49 @@ def test_a_signer_signs_with_their_fields_stamped_and_only_once(
     assert embedded.field_name == "Signature 3"
     types = _timeline_in_ledger(admin, envelope_id)
     assert types.count("document.signed") == 1 and types.count("recipient.signed") == 1
+
+
+def test_the_last_signature_completes_the_envelope_to_b_lta_with_sealed_evidence(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    story = _story()
+    story["recipients"] = [  # an approver, then one signer: the signer's act is the last
+        {"name": "Wang Fang", "email": "wang.fang@acme.example", "role": "approver"},
+        {"name": "Ana Completes", "email": "ana.c@other.example", "group": 1},
+    ]
+    story["fields"] = [
+        {"document": 1, "recipient": 1, "kind": kind, "page": 1, "x": 50, "y": 100 + 40 * i,
+         "width": 140, "height": 24}
+        for i, kind in enumerate(["signature", "date"])
+    ]  # fmt: skip
+    envelope = _create(admin, story).json()
+    envelope_id = envelope["id"]
+    admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+    recipient = appliance.portal()
+    approver = _link_of(admin, envelope_id, "wang.fang@acme.example")
+    _verify(appliance, admin, envelope_id, approver, "wang.fang@acme.example")
+    recipient.post(f"/api/v1/links/{approver}/approve").raise_for_status()
+    ana = _link_of(admin, envelope_id, "ana.c@other.example")
+    _verify(appliance, admin, envelope_id, ana, "ana.c@other.example")
+    assert recipient.post(f"/api/v1/links/{ana}/activation").status_code == 403  # not yet
+    body = _sign_body(
+        _handwriting(), activation_id=_simulate_activation(appliance, "Ana Completes")
+    )
+    signed = recipient.post(f"/api/v1/links/{ana}/sign", json=body)
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["envelope_status"] == "completed"
+    types = _timeline_in_ledger(admin, envelope_id)
+    assert types.count("document.completed") == 1 and types[-1] == "envelope.completed", types
+    final = admin.get(f"/api/v1/envelopes/{envelope_id}/documents/1")
+    assert final.status_code == 200
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    kinds = [s.sig_object.get("/Type") for s in
+             PdfFileReader(io.BytesIO(final.content)).embedded_signatures]  # fmt: skip
+    assert kinds[-1] == "/DocTimeStamp" and len(kinds) == 2, kinds  # B-LTA: the last step
+    # a retry finds nothing left to do and changes nothing
+    again = admin.post(f"/api/v1/envelopes/{envelope_id}/complete")
+    assert again.status_code == 200, again.text
+    assert _timeline_in_ledger(admin, envelope_id).count("envelope.completed") == 1
+    completed = [m for m in _outbox(admin, envelope_id) if m["notice"] == "completed"]
+    assert {m["to"] for m in completed} >= {"wang.fang@acme.example", "ana.c@other.example"}

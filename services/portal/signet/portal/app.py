@@ -23,6 +23,7 @@ from signet.common.policies import PolicyDirectory
 from signet.portal.accounts.service import Accounts
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
+from signet.portal.envelopes.completion import Completion
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
 from signet.portal.envelopes.signature import SignatureStep
@@ -67,6 +68,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         filling=FieldFilling(envelopes),
         signing=SigningService(envelopes, signer),
         signature=SignatureStep(envelopes, signer, storage),
+        completion=Completion(envelopes, signer, storage),
         storage=storage,
         signer=signer,
         drain=LedgerDrain(sessions, storage),

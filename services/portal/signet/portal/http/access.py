@@ -39,7 +39,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
             rf"/api/v1/envelopes/{_ID}(/events|/documents/[0-9]{{1,2}})?",
             PortalScope.ENVELOPES_READ,
         ),
-        ("POST", rf"/api/v1/envelopes/{_ID}/(send|void)", PortalScope.ENVELOPES_WRITE),
+        ("POST", rf"/api/v1/envelopes/{_ID}/(send|void|complete)", PortalScope.ENVELOPES_WRITE),
         ("GET", r"/api/v1/outbox", PortalScope.ADMIN),
         ("GET POST", r"/api/v1/keys", PortalScope.ADMIN),
         ("POST", rf"/api/v1/keys/{_ID}/revoke", PortalScope.ADMIN),

@@ -10,6 +10,7 @@ from signet.common.clients import SignerClient, StorageClient
 from signet.common.errors import Unauthorized
 from signet.portal.accounts.service import Accounts, Principal
 from signet.portal.config import PortalSettings
+from signet.portal.envelopes.completion import Completion
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.envelopes.signature import SignatureStep
@@ -30,6 +31,7 @@ class Portal:
     filling: FieldFilling
     signing: SigningService
     signature: SignatureStep
+    completion: Completion
     storage: StorageClient
     signer: SignerClient
     drain: LedgerDrain

@@ -154,6 +154,20 @@ async def void_envelope(
     return await _out(portal, principal, envelope_id)
 
 
+@router.post("/{envelope_id}/complete", response_model=EnvelopeOut)
+async def complete_envelope(
+    portal: PortalDep, principal: PrincipalDep, envelope_id: str
+) -> EnvelopeOut:
+    """Finish a completion that failed half-way (B-LTA, final revisions, sealed
+    evidence); idempotent, and a no-op for an envelope that is not completing."""
+    await _out(portal, principal, envelope_id)  # visible to this key, or 404
+    try:
+        await run_in_threadpool(portal.completion.run, envelope_id)
+    finally:
+        portal.drain.poke()
+    return await _out(portal, principal, envelope_id)
+
+
 @router.get("/{envelope_id}/events", response_model=list[EventOut])
 async def envelope_events(
     portal: PortalDep, principal: PrincipalDep, envelope_id: str

@@ -10,6 +10,7 @@ here.  The signature itself (``/sign``) joins these routes next.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Path
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
-from signet.common.errors import Forbidden
+from signet.common.errors import Forbidden, SignetError
 from signet.portal.envelopes import routing
 from signet.portal.envelopes.models import Envelope
 from signet.portal.envelopes.service import routing_state
@@ -26,6 +27,7 @@ from signet.portal.http.deps import OriginDep, PortalDep
 from signet.portal.http.envelopes import document_response
 
 router = APIRouter(prefix="/api/v1/links", tags=["recipient"])
+log = logging.getLogger(__name__)
 
 Token = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{20,64}$", description="the link's token")]
 
@@ -161,6 +163,7 @@ async def approve(portal: PortalDep, origin: OriginDep, token: Token) -> LinkOut
     await run_in_threadpool(portal.envelopes.approve, token, origin)
     portal.drain.poke()
     view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    await finish(portal, view.envelope_id)
     return LinkOut(**view.__dict__)
 
 
@@ -192,7 +195,19 @@ async def sign(portal: PortalDep, origin: OriginDep, token: Token, body: SignIn)
     finally:
         portal.drain.poke()
     view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    await finish(portal, view.envelope_id)
     return LinkOut(**view.__dict__)
+
+
+async def finish(portal: PortalDep, envelope_id: str) -> None:
+    """Completion after the last party acted; a failure leaves the envelope completing
+    (logged), and the sender's ``POST /envelopes/{id}/complete`` finishes it later."""
+    try:
+        await run_in_threadpool(portal.completion.run, envelope_id)
+    except SignetError as exc:
+        log.warning("completion of %s waits: %s", envelope_id, exc)
+    finally:
+        portal.drain.poke()
 
 
 def _readable(portal: PortalDep, token: str) -> Envelope:
