@@ -654,6 +654,9 @@ def test_the_last_signature_completes_the_envelope_to_b_lta_with_sealed_evidence
     ana = _link_of(admin, envelope_id, "ana.c@other.example")
     _verify(appliance, admin, envelope_id, ana, "ana.c@other.example")
     assert recipient.post(f"/api/v1/links/{ana}/activation").status_code == 403  # not yet
+    early = admin.get(f"/api/v1/envelopes/{envelope_id}/evidence")
+    assert early.status_code == 409 and early.json()["error"] == "conflict"
+    assert recipient.post(f"/api/v1/envelopes/{envelope_id}/complete").status_code == 401
     body = _sign_body(
         _handwriting(), activation_id=_simulate_activation(appliance, "Ana Completes")
     )
@@ -673,5 +676,16 @@ def test_the_last_signature_completes_the_envelope_to_b_lta_with_sealed_evidence
     again = admin.post(f"/api/v1/envelopes/{envelope_id}/complete")
     assert again.status_code == 200, again.text
     assert _timeline_in_ledger(admin, envelope_id).count("envelope.completed") == 1
+    evidence = admin.get(f"/api/v1/envelopes/{envelope_id}/evidence")
+    assert evidence.status_code == 200, evidence.text
+    package = appliance.home / "evidence.zip"
+    package.write_bytes(evidence.content)
+    checked = subprocess.run(
+        [str(SIGNET), "verify-evidence", str(package), "--root",
+         str(appliance.home / "signer" / "ca" / "root.pem")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert appliance.portal().get(f"/api/v1/envelopes/{envelope_id}/evidence").status_code == 401
     completed = [m for m in _outbox(admin, envelope_id) if m["notice"] == "completed"]
     assert {m["to"] for m in completed} >= {"wang.fang@acme.example", "ana.c@other.example"}

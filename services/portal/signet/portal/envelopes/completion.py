@@ -48,6 +48,11 @@ class Completion:
                 return False
             return not _events(session, envelope_id, "envelope.completed")
 
+    def sealed(self, envelope_id: str) -> bool:
+        """Whether completion finished: the evidence is sealed and recorded."""
+        with self.envelopes.sessions() as session:
+            return bool(_events(session, envelope_id, "envelope.completed"))
+
     def run(self, envelope_id: str, origin: Origin = NOWHERE) -> bool:
         """Finish what is left; True once the envelope is completed with sealed evidence."""
         if not self.due(envelope_id):

@@ -36,7 +36,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ("GET", r"/api/v1/envelopes", PortalScope.ENVELOPES_READ),
         (
             "GET",
-            rf"/api/v1/envelopes/{_ID}(/events|/documents/[0-9]{{1,2}})?",
+            rf"/api/v1/envelopes/{_ID}(/events|/evidence|/documents/[0-9]{{1,2}})?",
             PortalScope.ENVELOPES_READ,
         ),
         ("POST", rf"/api/v1/envelopes/{_ID}/(send|void|complete)", PortalScope.ENVELOPES_WRITE),
