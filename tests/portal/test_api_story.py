@@ -672,6 +672,8 @@ def test_the_last_signature_completes_the_envelope_to_b_lta_with_sealed_evidence
     kinds = [s.sig_object.get("/Type") for s in
              PdfFileReader(io.BytesIO(final.content)).embedded_signatures]  # fmt: skip
     assert kinds[-1] == "/DocTimeStamp" and len(kinds) == 2, kinds  # B-LTA: the last step
+    mine = recipient.get(f"/api/v1/links/{ana}/documents/1")  # the signer's link, after
+    assert mine.status_code == 200 and mine.content == final.content
     # a retry finds nothing left to do and changes nothing
     again = admin.post(f"/api/v1/envelopes/{envelope_id}/complete")
     assert again.status_code == 200, again.text
