@@ -691,3 +691,43 @@ def test_the_last_signature_completes_the_envelope_to_b_lta_with_sealed_evidence
     assert appliance.portal().get(f"/api/v1/envelopes/{envelope_id}/evidence").status_code == 401
     completed = [m for m in _outbox(admin, envelope_id) if m["notice"] == "completed"]
     assert {m["to"] for m in completed} >= {"wang.fang@acme.example", "ana.c@other.example"}
+
+
+def test_two_documents_with_one_event_key_sign_nothing_and_a_new_certificate_follows(
+    appliance: Appliance, admin: httpx.Client
+) -> None:
+    """This signer destroys an event key after its first signature, so the second
+    document is refused: the portal records nothing (both hashes stay), and forgets
+    the used certificate, so the next activation issues a fresh one.  When the signer
+    lets one activation's key sign all its digests, this test is to become the
+    two-document success."""
+    story = _story()
+    story["recipients"] = [
+        {"name": "Wang Fang", "email": "wang.fang@acme.example", "role": "approver"},
+        {"name": "Ana Twice", "email": "ana.t@other.example", "group": 1},
+    ]
+    story["fields"] = [
+        {"document": d, "recipient": 1, "kind": "signature", "page": 1, "x": 50, "y": 100,
+         "width": 140, "height": 40}
+        for d in (0, 1)
+    ]  # fmt: skip
+    envelope = _create(admin, story).json()
+    envelope_id = envelope["id"]
+    before = [d["current_sha256"] for d in envelope["documents"]]
+    admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+    recipient = appliance.portal()
+    approver = _link_of(admin, envelope_id, "wang.fang@acme.example")
+    _verify(appliance, admin, envelope_id, approver, "wang.fang@acme.example")
+    recipient.post(f"/api/v1/links/{approver}/approve").raise_for_status()
+    ana = _link_of(admin, envelope_id, "ana.t@other.example")
+    _verify(appliance, admin, envelope_id, ana, "ana.t@other.example")
+    recipient.post(f"/api/v1/links/{ana}/activation")
+    body = _sign_body(_handwriting(), activation_id=_simulate_activation(appliance, "Ana Twice"))
+    refused = recipient.post(f"/api/v1/links/{ana}/sign", json=body)
+    assert refused.status_code == 409 and "already used" in refused.json()["detail"]
+    after = admin.get(f"/api/v1/envelopes/{envelope_id}").json()
+    assert [d["current_sha256"] for d in after["documents"]] == before
+    assert after["recipients"][1]["status"] == "active"
+    recipient.post(f"/api/v1/links/{ana}/activation")
+    types = _timeline_in_ledger(admin, envelope_id)
+    assert types.count("recipient.certificate_issued") == 2 and "document.signed" not in types

@@ -19,6 +19,7 @@ import binascii
 from dataclasses import dataclass, field
 
 from signet.common.clients import SignerClient, StorageClient
+from signet.common.clients.base import RemoteError
 from signet.common.contracts.signer import (
     ActivationProof,
     Appearance,
@@ -107,10 +108,24 @@ class SignatureStep:
         signed: list[tuple[_Plan, str, str]] = []
         for plan in step.plans:
             pdf = self.storage.get(plan.before)
-            result = self.signer.sign(pdf, plan.options, image)
+            try:
+                result = self.signer.sign(pdf, plan.options, image)
+            except RemoteError as refused:
+                if refused.status_code == 409 and signed:
+                    # the event key signed once and is gone (this signer's rule): the
+                    # next activation issues a new certificate; nothing was recorded
+                    self._forget_certificate(step)
+                raise
             info = self.storage.put(result.pdf, ObjectKind.REVISION, envelope_id=step.envelope_id)
             signed.append((plan, info.sha256, result.certificate_serial))
         self._record(token, step, signed, activation_id, origin)
+
+    def _forget_certificate(self, step: _Step) -> None:
+        with self.envelopes.sessions.begin() as session:
+            recipient = session.get(Recipient, step.recipient_id)
+            if recipient is not None and recipient.certificate_serial == step.certificate_serial:
+                recipient.certificate_serial = recipient.activation_id = None
+                recipient.activation_sha256 = None
 
     def _plan(self, token: str, activation_id: str, code: str) -> _Step | None:
         service = self.envelopes
