@@ -111,6 +111,9 @@ def _accumulator_class() -> type[Any]:
             self._to_thousandths = 1000 / self.units_per_em
             self.hb_font.scale = (1000, 1000)
             self.units_per_em = 1000
+            # the subset keeps the font's own head.modified instead of "now": the same
+            # glyphs give the same bytes (and the file tells nothing of the signing time)
+            self.tt.recalcTimestamp = False
 
         def _get_cid_and_width(self, glyph_id: int) -> tuple[int, int]:
             cached: tuple[int, int] | None = self._glyphs.get(glyph_id)
