@@ -30,6 +30,7 @@ import pytest
 
 from tests.support.appliance import SIGNET, Appliance, running_appliance
 from tests.support.pdfs import make_pdf
+from tests.support.postgres import start_postgres
 
 CONTRACT, ANNEX = make_pdf(2, title="Contract"), make_pdf(1, title="Annex")
 
@@ -68,10 +69,26 @@ def _create(client: httpx.Client, story: dict[str, object], **headers: str) -> h
     )
 
 
-@pytest.fixture(scope="module")
-def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
-    with running_appliance(tmp_path_factory.mktemp("home")) as running:
-        yield running
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def appliance(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Appliance]:
+    """The whole story on both tiers: the embedded default's SQLite, and the cluster's
+    PostgreSQL (the portal's database only; the signer's tier has its own tests)."""
+    if request.param == "sqlite":
+        with running_appliance(tmp_path_factory.mktemp("home")) as running:
+            yield running
+        return
+    server = start_postgres()
+    try:
+        url = server.create_database("portal")
+        with running_appliance(
+            tmp_path_factory.mktemp("home-pg"), SIGNET_PORTAL_DATABASE_URL=url
+        ) as running:
+            running.tier = "postgresql"
+            yield running
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +129,11 @@ def test_signet_up_prints_the_first_admin_once_and_keeps_the_key_private(
     assert re.search(r"portal admin\s+admin@signet\.local\s+password \S{12,}", output)
     assert appliance.printed("portal API key") == appliance.admin_key()
     assert (appliance.home / "portal" / "admin-api-key").stat().st_mode & 0o077 == 0
-    assert (appliance.home / "portal" / "portal.db").stat().st_mode & 0o077 == 0
+    database = appliance.home / "portal" / "portal.db"
+    if appliance.tier == "sqlite":
+        assert database.stat().st_mode & 0o077 == 0
+    else:
+        assert not database.exists()  # the portal's rows are in PostgreSQL
     with httpx.Client(base_url=appliance.portal_url) as client:
         ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["signer"] == ready["storage"] == "reachable"
@@ -236,7 +257,8 @@ def test_five_wrong_codes_lock_the_link_and_tell_the_sender(
     shown = subprocess.run(
         [SIGNET, "outbox", "--envelope", envelope_id, "--json"],
         env={k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")}
-        | {"SIGNET_HOME": str(appliance.home)},
+        | {"SIGNET_HOME": str(appliance.home)}
+        | appliance.extra_env,
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     lines = [json.loads(line) for line in shown.stdout.splitlines()]
@@ -371,7 +393,10 @@ def test_the_portal_database_is_at_the_head_revision(appliance: Appliance) -> No
     from signet.common.database import current
     from signet.portal.migrations import PORTAL
 
-    engine = sa.create_engine(f"sqlite:///{Path(appliance.home / 'portal' / 'portal.db')}")
+    url = appliance.extra_env.get(
+        "SIGNET_PORTAL_DATABASE_URL", f"sqlite:///{Path(appliance.home / 'portal' / 'portal.db')}"
+    )
+    engine = sa.create_engine(url)
     try:
         assert current(engine, PORTAL).at_head
     finally:
@@ -540,7 +565,10 @@ def _simulate_activation(appliance: Appliance, recipient_name: str) -> str:
     so the test stands in for the challenge; the signing pipeline after it is real."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(f"sqlite:///{appliance.home / 'portal' / 'portal.db'}")
+    url = appliance.extra_env.get(
+        "SIGNET_PORTAL_DATABASE_URL", f"sqlite:///{appliance.home / 'portal' / 'portal.db'}"
+    )
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
         with engine.begin() as connection:
             recipient_id, envelope_id = connection.execute(
@@ -560,8 +588,8 @@ def _simulate_activation(appliance: Appliance, recipient_name: str) -> str:
             activation_id = "sim" + recipient_id.replace("-", "")[:29]
             connection.execute(
                 sa.text("UPDATE recipients SET activation_id = :a, activation_sha256 = :d "
-                        "WHERE id = :r"),
-                {"a": activation_id, "d": json.dumps(digests), "r": recipient_id},
+                        "WHERE id = :r").bindparams(sa.bindparam("d", type_=sa.JSON)),
+                {"a": activation_id, "d": digests, "r": recipient_id},
             )  # fmt: skip
     finally:
         engine.dispose()

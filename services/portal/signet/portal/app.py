@@ -19,10 +19,15 @@ from signet.common.errors import SignetError
 from signet.common.gate import GateRules, RequestGate
 from signet.common.http import service_app
 from signet.common.logging import configure_logging
+from signet.common.notify import Channel
+from signet.common.notify.messages import Transport
+from signet.common.notify.sms import SmsGateway
+from signet.common.notify.smtp import SmtpTransport
 from signet.common.policies import PolicyDirectory
 from signet.portal.accounts.service import Accounts
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
+from signet.portal.envelopes.addressing import current_link_token
 from signet.portal.envelopes.completion import Completion
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
@@ -36,6 +41,7 @@ from signet.portal.http import outbox as outbox_api
 from signet.portal.http.access import KeyAuthorizer
 from signet.portal.http.deps import Portal
 from signet.portal.identity.service import IdentityService
+from signet.portal.notifications.dispatch import Dispatcher, DispatcherThread
 from signet.portal.policy import policy_chooser
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,16 +61,22 @@ def build_portal(settings: PortalSettings) -> Portal:
         policy_chooser(PolicyDirectory(settings.policy_dir)),
         keys,
         portal_url=settings.public_url,
-        held=settings.hold_messages,
+        held=settings.messages_held,
     )
     token = settings.caller_token()
     storage = StorageClient(settings.storage_url, token)
     signer = SignerClient(settings.signer_url, token)
+    dispatcher = Dispatcher(
+        sessions,
+        transports(settings),
+        lambda session, recipient_id: current_link_token(session, keys.link_key, recipient_id),
+    )
+    held = settings.messages_held
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
         envelopes=envelopes,
-        identity=IdentityService(envelopes),
+        identity=IdentityService(envelopes, deliver=None if held else dispatcher.deliver_now),
         filling=FieldFilling(envelopes),
         signing=SigningService(envelopes, signer),
         signature=SignatureStep(envelopes, signer, storage),
@@ -72,7 +84,20 @@ def build_portal(settings: PortalSettings) -> Portal:
         storage=storage,
         signer=signer,
         drain=LedgerDrain(sessions, storage),
+        dispatcher=dispatcher,
+        dispatching=None if held else DispatcherThread(dispatcher),
     )
+
+
+def transports(settings: PortalSettings) -> dict[Channel, Transport]:
+    """The gateways the admin configured; a channel without one fails its messages
+    with that reason (never pretends to send)."""
+    found: dict[Channel, Transport] = {}
+    if settings.smtp is not None:
+        found[Channel.EMAIL] = SmtpTransport(settings.smtp)
+    if settings.sms is not None:
+        found[Channel.SMS] = SmsGateway(settings.sms)
+    return found
 
 
 def create_app(settings: PortalSettings | None = None) -> FastAPI:
@@ -85,7 +110,11 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         portal.drain.start()
+        if portal.dispatching is not None:
+            portal.dispatching.start()
         yield
+        if portal.dispatching is not None:
+            portal.dispatching.stop()
         portal.drain.stop()
         portal.storage.close()
         portal.signer.close()

@@ -41,6 +41,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ),
         ("POST", rf"/api/v1/envelopes/{_ID}/(send|void|complete)", PortalScope.ENVELOPES_WRITE),
         ("GET", r"/api/v1/outbox", PortalScope.ADMIN),
+        ("POST", rf"/api/v1/outbox/{_ID}/resend", PortalScope.ADMIN),
         ("GET POST", r"/api/v1/keys", PortalScope.ADMIN),
         ("POST", rf"/api/v1/keys/{_ID}/revoke", PortalScope.ADMIN),
         ("POST", r"/api/v1/users", PortalScope.ADMIN),

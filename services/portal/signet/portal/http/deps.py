@@ -18,6 +18,7 @@ from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
 from signet.portal.identity.service import IdentityService
+from signet.portal.notifications.dispatch import Dispatcher, DispatcherThread
 
 
 @dataclass
@@ -35,6 +36,9 @@ class Portal:
     storage: StorageClient
     signer: SignerClient
     drain: LedgerDrain
+    dispatcher: Dispatcher
+    #: the thread that sends queued messages; None when messages are held
+    dispatching: DispatcherThread | None
 
 
 def get_portal(request: Request) -> Portal:

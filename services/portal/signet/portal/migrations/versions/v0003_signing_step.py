@@ -1,7 +1,7 @@
 """The recipient's signing step: their event certificate and their pending activation.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-07 11:55:00
 
 Why: the portal asks the signer for an event certificate once per recipient and step,
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
