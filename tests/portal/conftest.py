@@ -84,7 +84,7 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def portal_world(tmp_path: Path) -> Iterator[World]:
     database = open_portal_database(f"sqlite:///{tmp_path / 'portal.db'}")
     sessions = sessionmaker(database.engine, expire_on_commit=False)
     with sessions.begin() as session:
@@ -110,3 +110,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     identity = IdentityService(envelopes, deliver=dispatcher.deliver_now)
     yield World(envelopes, identity, dispatcher, clock, org_id, sender_id, port)
     database.engine.dispose()
+
+
+# the tuple-shaped world of the service-level tests, for the modules that share it
+from tests.portal.test_envelope_service import world  # noqa: E402
+
+__all__ = ["DOC", "KEYS", "POLICY", "Clock", "World", "portal_world", "world"]

@@ -31,6 +31,12 @@ def held(world: World) -> World:
     return world
 
 
+@pytest.fixture
+def world(portal_world: World) -> World:
+    """This module's world: the migrated portal with its dispatcher (tests/portal/conftest)."""
+    return portal_world
+
+
 def _send(world: World, **extra: object) -> str:
     story = EnvelopeCreate.model_validate(
         {

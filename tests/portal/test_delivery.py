@@ -27,6 +27,12 @@ from tests.portal.conftest import DOC, KEYS, World
 from tests.support.mail import smtp_server
 
 
+@pytest.fixture
+def world(portal_world: World) -> World:
+    """This module's world: the migrated portal with its dispatcher (tests/portal/conftest)."""
+    return portal_world
+
+
 def _text(mail: EmailMessage) -> str:
     return str(mail.get_content())
 

@@ -28,8 +28,12 @@ from signet.portal.accounts.service import Accounts
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.addressing import current_link_token
+from signet.portal.envelopes.completion import Completion
 from signet.portal.envelopes.deadlines import DeadlineThread, DeadlineWatch
+from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
+from signet.portal.envelopes.signature import SignatureStep
+from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.http import accounts as accounts_api
 from signet.portal.http import envelopes as envelopes_api
@@ -43,6 +47,9 @@ from signet.portal.policy import policy_chooser
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
+
+#: the recipient routes' body limit: the sign request carries a base64 PNG (160 KiB)
+LINK_BODY_MAX = 256 * 1024
 
 
 def build_portal(settings: PortalSettings) -> Portal:
@@ -59,6 +66,7 @@ def build_portal(settings: PortalSettings) -> Portal:
     )
     token = settings.caller_token()
     storage = StorageClient(settings.storage_url, token)
+    signer = SignerClient(settings.signer_url, token)
     dispatcher = Dispatcher(
         sessions,
         transports(settings),
@@ -70,8 +78,12 @@ def build_portal(settings: PortalSettings) -> Portal:
         accounts=Accounts(sessions),
         envelopes=envelopes,
         identity=IdentityService(envelopes, deliver=None if held else dispatcher.deliver_now),
+        filling=FieldFilling(envelopes),
+        signing=SigningService(envelopes, signer),
+        signature=SignatureStep(envelopes, signer, storage),
+        completion=Completion(envelopes, signer, storage),
         storage=storage,
-        signer=SignerClient(settings.signer_url, token),
+        signer=signer,
         drain=LedgerDrain(sessions, storage),
         dispatcher=dispatcher,
         dispatching=None if held else DispatcherThread(dispatcher),
@@ -119,7 +131,10 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     app.add_middleware(
         RequestGate,
         authorize=KeyAuthorizer(portal.accounts),
-        rules=GateRules(default_limit=64 * 1024, limits={"/api/v1/envelopes": upload}),
+        rules=GateRules(
+            default_limit=64 * 1024,
+            limits={"/api/v1/envelopes": upload, "/api/v1/links/*": LINK_BODY_MAX},
+        ),
     )
 
     @app.get("/readyz", tags=["health"])

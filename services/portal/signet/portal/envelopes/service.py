@@ -331,6 +331,23 @@ class EnvelopeService:
             self._apply(session, envelope, routing.Decline(recipient.id), _actor(recipient),
                         origin, reason=reason, actor=recipient.name)  # fmt: skip
 
+    def approve(self, token: str, origin: Origin = NOWHERE) -> None:
+        """An approver's yes (no signature image); their rejection is `decline`."""
+        with self.sessions.begin() as session:
+            recipient, envelope = self._by_link(session, token)
+            self._require_identity(recipient)
+            if recipient.role != routing.RecipientRole.APPROVER.value:
+                raise Forbidden("only an approver approves; a signer signs")
+            self._apply(session, envelope, routing.Approve(recipient.id), _actor(recipient),
+                        origin, actor=recipient.name)  # fmt: skip
+
+    def apply_action(
+        self, session: Session, envelope: Envelope, action: routing.Action, who: str,
+        origin: Origin, **values: str,
+    ) -> None:  # fmt: skip
+        """A routing action inside the caller's transaction (the signing step's)."""
+        self._apply(session, envelope, action, who, origin, **values)
+
     # -- internals ------------------------------------------------------------------------
 
     def _act(
@@ -379,9 +396,11 @@ class EnvelopeService:
                     self._notify(session, envelope, by_id[recipient_id], _NOTICES[effect.reason],
                                  policy, **values)  # fmt: skip
             else:
-                # routing.Complete follows only a signature or an approval, which this
-                # service cannot record yet (signing arrives with signature activation)
-                raise AssertionError(f"unexpected effect {effect!r}")
+                # completion (B-LTA, sealed evidence) is not built yet: the ledger says
+                # it is due, so a completion job can find every envelope owed one
+                hashes = [d.current_sha256 for d in envelope.documents]
+                record_event(session, envelope.id, "envelope.completion_due", who, origin,
+                             document_hashes=hashes)  # fmt: skip
 
     def _notify(
         self, session: Session, envelope: Envelope, recipient: Recipient, notice: Notice,

@@ -10,8 +10,12 @@ from signet.common.clients import SignerClient, StorageClient
 from signet.common.errors import Unauthorized
 from signet.portal.accounts.service import Accounts, Principal
 from signet.portal.config import PortalSettings
+from signet.portal.envelopes.completion import Completion
 from signet.portal.envelopes.deadlines import DeadlineThread
+from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService
+from signet.portal.envelopes.signature import SignatureStep
+from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
 from signet.portal.identity.service import IdentityService
@@ -26,6 +30,10 @@ class Portal:
     accounts: Accounts
     envelopes: EnvelopeService
     identity: IdentityService
+    filling: FieldFilling
+    signing: SigningService
+    signature: SignatureStep
+    completion: Completion
     storage: StorageClient
     signer: SignerClient
     drain: LedgerDrain
