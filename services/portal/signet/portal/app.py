@@ -29,7 +29,7 @@ from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.addressing import current_link_token
 from signet.portal.envelopes.completion import Completion
-from signet.portal.envelopes.deadlines import DeadlineThread, DeadlineWatch
+from signet.portal.envelopes.deadlines import DeadlineWatch
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
 from signet.portal.envelopes.signature import SignatureStep
@@ -42,7 +42,8 @@ from signet.portal.http import outbox as outbox_api
 from signet.portal.http.access import KeyAuthorizer
 from signet.portal.http.deps import Portal
 from signet.portal.identity.service import IdentityService
-from signet.portal.notifications.dispatch import Dispatcher, DispatcherThread
+from signet.portal.notifications.dispatch import Dispatcher
+from signet.portal.periodic import PeriodicThread
 from signet.portal.policy import policy_chooser
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -73,6 +74,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         lambda session, recipient_id: current_link_token(session, keys.link_key, recipient_id),
     )
     held = settings.messages_held
+    watch = DeadlineWatch(envelopes)
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
@@ -86,8 +88,8 @@ def build_portal(settings: PortalSettings) -> Portal:
         signer=signer,
         drain=LedgerDrain(sessions, storage),
         dispatcher=dispatcher,
-        dispatching=None if held else DispatcherThread(dispatcher),
-        deadlines=DeadlineThread(DeadlineWatch(envelopes), settings.deadline_check_seconds),
+        dispatching=None if held else PeriodicThread("outbox-dispatcher", dispatcher.run_due, 1.0),
+        deadlines=PeriodicThread("deadlines", watch.look, settings.deadline_check_seconds),
     )
 
 

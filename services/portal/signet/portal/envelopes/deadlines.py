@@ -11,7 +11,6 @@ groups before theirs finished, whichever is later.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -39,6 +38,11 @@ class DeadlineWatch:
     def run_once(self) -> tuple[int, int]:
         """Expire what is overdue, then send the reminders that are due: (expired, reminded)."""
         return self.expire_overdue(), self.remind_due()
+
+    def look(self) -> None:
+        """One pass for `PeriodicThread` (None: what was found is no reason to look
+        again before the next interval)."""
+        self.run_once()
 
     def expire_overdue(self) -> int:
         with self.envelopes.sessions() as session:
@@ -124,28 +128,3 @@ def _reminders_sent(session: Session, recipient_id: str) -> int:
         )
     )
     return int(count or 0)
-
-
-class DeadlineThread:
-    """Runs `DeadlineWatch.run_once` every `interval` seconds until stopped."""
-
-    def __init__(self, watch: DeadlineWatch, interval: float = 30.0) -> None:
-        self.watch, self.interval = watch, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.watch.run_once()
-            except Exception:  # the database may be briefly unavailable; never die
-                log.exception("the deadline watch failed; trying again")
-            self._stop.wait(self.interval)

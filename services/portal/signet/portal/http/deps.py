@@ -11,7 +11,6 @@ from signet.common.errors import Unauthorized
 from signet.portal.accounts.service import Accounts, Principal
 from signet.portal.config import PortalSettings
 from signet.portal.envelopes.completion import Completion
-from signet.portal.envelopes.deadlines import DeadlineThread
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.envelopes.signature import SignatureStep
@@ -19,7 +18,8 @@ from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
 from signet.portal.identity.service import IdentityService
-from signet.portal.notifications.dispatch import Dispatcher, DispatcherThread
+from signet.portal.notifications.dispatch import Dispatcher
+from signet.portal.periodic import PeriodicThread
 
 
 @dataclass
@@ -39,9 +39,9 @@ class Portal:
     drain: LedgerDrain
     dispatcher: Dispatcher
     #: the thread that sends queued messages; None when messages are held
-    dispatching: DispatcherThread | None
+    dispatching: PeriodicThread | None
     #: expiry at the deadline and the policy's reminders
-    deadlines: DeadlineThread
+    deadlines: PeriodicThread
 
 
 def get_portal(request: Request) -> Portal:

@@ -23,7 +23,6 @@ the same time.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -234,29 +233,3 @@ class ResendRefused(Conflict):
             if code
             else f"only a failed message can be resent; this one is {state}"
         )
-
-
-class DispatcherThread:
-    """Runs `Dispatcher.run_due` every `interval` seconds until stopped."""
-
-    def __init__(self, dispatcher: Dispatcher, interval: float = 1.0) -> None:
-        self.dispatcher, self.interval = dispatcher, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox-dispatcher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                while self.dispatcher.run_due() and not self._stop.is_set():
-                    pass
-            except Exception:  # the database may be briefly unavailable; never die
-                log.exception("outbox dispatch failed; trying again")
-            self._stop.wait(self.interval)
