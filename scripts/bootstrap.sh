@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(softhsm2 poppler-utils libnss3-tools postgresql qpdf)
+DEBIAN_PACKAGES=(softhsm2 poppler-utils libnss3-tools postgresql qpdf fonts-wqy-microhei)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -192,3 +192,29 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
     assert "Signet is up" not in output
     assert not (home / "softhsm").exists(), "refused before any work"
     assert time.monotonic() - started < 30
+
+
+def test_up_with_the_s3_vault_says_so(tmp_path: Path) -> None:
+    """The banner names the vault the admin configured (it said "filesystem vault" for
+    every vault), checked against a real S3 server with Object Lock."""
+    from tests.support.appliance import running_appliance
+    from tests.support.seaweed import start_seaweedfs, stop
+
+    (tmp_path / "seaweedfs").mkdir()
+    s3, weed = start_seaweedfs(tmp_path / "seaweedfs")
+    try:
+        env = {
+            "SIGNET_STORAGE_VAULT": "s3",
+            "SIGNET_STORAGE_S3_ENDPOINT": s3.endpoint,
+            "SIGNET_STORAGE_S3_ACCESS_KEY": s3.access_key,
+            "SIGNET_STORAGE_S3_SECRET_KEY": s3.secret_key,
+            "SIGNET_STORAGE_S3_BUCKET": "signet-up-banner",
+        }
+        with running_appliance(tmp_path / "home", **env) as appliance:
+            output = appliance.output()
+            assert f"S3 vault {s3.endpoint}/signet-up-banner with Object Lock" in output
+            assert "filesystem vault" not in output
+            storage = httpx.get(f"http://127.0.0.1:{appliance.port + 1}/readyz").json()
+            assert storage["status"] == "ready" and storage["vault"] == "s3"
+    finally:
+        stop(weed)

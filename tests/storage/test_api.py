@@ -204,6 +204,10 @@ def test_evidence_package_verifies_offline_and_names_any_tampering(
     assert sum(n.startswith("documents/") for n in names) == 2
     summary = zipfile.ZipFile(io.BytesIO(package)).read("summary.txt").decode()
     assert "bob@example.com" in summary and "document.signed" in summary
+    chinese = zipfile.ZipFile(io.BytesIO(package)).read("summary.zh-CN.txt").decode()
+    assert chinese.startswith("信封 ") and "操作者 bob@example.com" in chinese
+    spanish = zipfile.ZipFile(io.BytesIO(package)).read("summary.es.txt").decode()
+    assert spanish.startswith("Paquete de evidencias") and "por bob@example.com" in spanish
 
     # Any byte of any member, changed: the member is named.
     for member in names:
@@ -230,6 +234,8 @@ def test_evidence_package_verifies_offline_and_names_any_tampering(
         f"ledger entry {index}",
         "envelope events complete",  # the next event names the true entry's hash
         "summary.txt",  # rendered from the forged entry, it no longer says what is written
+        "summary.zh-CN.txt",  # and so in every language the package has
+        "summary.es.txt",
     ]
     assert "manifest.json does not match its signature" in failed[0].detail
     assert "not in the signed tree" in failed[1].detail

@@ -145,6 +145,25 @@ def test_a_package_from_before_signed_manifests_verifies_with_a_warning(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning" in result.stdout and "unsigned" in result.stdout
+    # for machines: one JSON document, the same verdict, the same exit codes
+    as_json = subprocess.run(
+        [sys.executable, "-m", "signet.cli", "verify-evidence", str(path), "--root",
+         str(ca_files / "root.pem"), "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert as_json.returncode == 0, as_json.stderr
+    verdict = json.loads(as_json.stdout)
+    assert verdict["intact"] is True and verdict["failed"] == []
+    assert [c["check"] for c in verdict["checks"] if c["warning"]] == ["manifest signature"]
+    path.write_bytes(_rezip(legacy, entry, b"{}"))
+    broken = subprocess.run(
+        [sys.executable, "-m", "signet.cli", "verify-evidence", str(path), "--root",
+         str(ca_files / "root.pem"), "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert broken.returncode == 1
+    verdict = json.loads(broken.stdout)
+    assert verdict["intact"] is False and "package members" in verdict["failed"]
 
 
 def test_sealing_stores_the_package_once_and_records_its_manifest_in_the_ledger(

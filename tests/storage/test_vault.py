@@ -386,3 +386,16 @@ async def test_s3_event_loop_path_reports_an_unreachable_store_as_503(
             await vault.head_async(sha)
     finally:
         await close_loop_sessions()
+
+
+def test_the_content_type_survives_retention_and_legal_hold(vault: Vault) -> None:
+    """An S3 store may rewrite an object's Content-Type when its retention or legal hold
+    changes (SeaweedFS makes it application/octet-stream): Signet keeps its own copy."""
+    sha = _put(vault, os.urandom(1000))
+    later = (vault.head(sha).retain_until + timedelta(days=30)).replace(microsecond=0)
+    vault.extend_retention(sha, later)
+    assert vault.head(sha).content_type == "application/pdf"
+    vault.set_legal_hold(sha, True)
+    vault.set_legal_hold(sha, False)
+    assert vault.head(sha).content_type == "application/pdf"
+    assert vault.read(sha)[0].content_type == "application/pdf"

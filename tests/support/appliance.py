@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -27,6 +27,10 @@ class Appliance:
     port: int
     home: Path
     log: Path
+    #: the portal's database: "sqlite" (the embedded default) or "postgresql"
+    tier: str = "sqlite"
+    #: the environment `signet up` was given beyond SIGNET_HOME (a CLI beside it needs it)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def portal_url(self) -> str:
@@ -69,10 +73,11 @@ def running_appliance(home: Path, **env: str) -> Iterator[Appliance]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    appliance = Appliance(process, port, home, log)
+    appliance = Appliance(process, port, home, log, extra_env=dict(env))
     try:
         deadline = time.monotonic() + 150
-        while "Signet is up" not in appliance.output():
+        # the banner's last line: every line before it (credentials, keys) is printed
+        while "Ctrl-C stops the appliance" not in appliance.output():
             assert process.poll() is None, appliance.output()
             assert time.monotonic() < deadline, appliance.output()
             time.sleep(0.3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -85,9 +86,27 @@ def verify_evidence(
             exists=True, dir_okay=False, help="the root CA certificate you trust (PEM/DER)"
         ),
     ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON document for machines (exit code the same)")
+    ] = False,
 ) -> None:
     """Check an evidence package offline: hashes, proofs, tree-head signature, timestamp."""
     checks = verify_package(package, root.read_bytes())
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        verdict = {
+            "package": str(package),
+            "intact": not failed,
+            "checks": [
+                {"check": c.what, "ok": c.ok, "warning": c.warning, "detail": c.detail}
+                for c in checks
+            ],
+            "failed": [c.what for c in failed],
+        }
+        print(json.dumps(verdict, ensure_ascii=False, indent=2))
+        if failed:
+            raise typer.Exit(1)
+        return
     table = Table("check", "result", "detail", title=str(package))
     for check in checks:
         result = (
@@ -99,7 +118,6 @@ def verify_evidence(
         )
         table.add_row(escape(check.what), result, escape(check.detail))
     console.print(table)
-    failed = [c for c in checks if not c.ok]
     if failed:
         console.print(
             f"[red]{len(failed)} check(s) failed:[/] " + escape(", ".join(c.what for c in failed))

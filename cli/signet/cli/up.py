@@ -26,6 +26,7 @@ from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.signer.pki.ca import fingerprint
 from signet.storage.api.splice import SPLICE_PROTOCOL
+from signet.storage.config import StorageSettings
 from sqlalchemy.orm import sessionmaker
 
 console = Console(soft_wrap=True)
@@ -119,7 +120,7 @@ def up(
         )
         console.print(f"signer API       {url}  (docs: {url}/docs)")
         console.print(
-            f"storage API      {storage_url}  (filesystem vault, "
+            f"storage API      {storage_url}  ({_vault_label(storage_settings)}, "
             f"{storage_settings.retention_years}-year retention, evidence ledger)"
         )
         console.print(f"root CA          {settings.home / 'ca' / 'root.pem'}")
@@ -168,6 +169,13 @@ def up(
         finally:
             signal.signal(signal.SIGINT, previous)
             stack.close()
+
+
+def _vault_label(settings: StorageSettings) -> str:
+    """What the vault is, as the admin configured it (S3 names its endpoint and bucket)."""
+    if settings.vault == "s3":
+        return f"S3 vault {settings.s3_endpoint}/{settings.s3_bucket} with Object Lock"
+    return "filesystem vault"
 
 
 def _first_admin(settings: PortalSettings, organisation: str) -> FirstAdmin | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+from pyhanko.pdf_utils.reader import PdfFileReader
 from signet.common.contracts.signer import CertificateKind, SignatureLevel, SignOptions
 from signet.signer.batch import results as batch_results
 from signet.signer.batch.guard import MARKER, BatchStoreGuard
@@ -20,6 +21,7 @@ from signet.signer.batch.results import Pack, Packed
 from signet.signer.batch.store import BatchStore
 from signet.signer.batch.worker import CLAIM_SIZE, SYNC_ATTEMPTS, BatchWorker, _Retry
 from signet.signer.database import open_registry_at
+from signet.signer.pki.timesource import ClockReading, TimeGuard, TimeTrust
 from signet.signer.service import SignerService
 
 from tests.signer.batch.test_batches import _packs, _results, _rows, _signature_count
@@ -341,3 +343,46 @@ def test_a_missing_appearance_image_on_a_store_gone_postpones(
     group = worker._groups.get_nowait()
     assert group is not None and group.outcomes == [] and group.written == []
     assert _states(store, batch_id) == {"pending": 3}
+
+
+class _UnsynchronisedKernel:
+    """An injected `adjtimex` answer: the clock is not synchronised (ClockReader)."""
+
+    def read(self) -> ClockReading:
+        return ClockReading(False, None, "injected: unsynchronised")
+
+
+def test_an_unsynchronised_clock_postpones_a_b_t_batch_and_never_weakens_it(
+    own_service: SignerService,
+    worker: BatchWorker,
+    issue: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """B-T needs the TSA, which refuses while the clock is unsynchronised: the documents
+    wait (pending, none failed, none sealed without a timestamp) and are sealed at B-T
+    once the clock is trusted again."""
+    store = own_service.batches
+    serial = issue("Clock Seal", CertificateKind.SEAL)
+    sources = [make_pdf(1, title=f"T {i}") for i in range(6)]
+    status, _ = store.create(
+        [(f"t{i}.pdf", io.BytesIO(d)) for i, d in enumerate(sources)],
+        SignOptions(certificate_serial=serial, level=SignatureLevel.B_T),
+        serial,
+        max_document_bytes=10**6,
+    )
+    refusing = TimeGuard(TimeTrust.KERNEL, 500, clock=_UnsynchronisedKernel(), interval_s=0)
+    with monkeypatch.context() as patch:
+        patch.setattr(own_service.tsa, "time", refusing)
+        claims = store.claim(worker.worker, CLAIM_SIZE)
+        assert len(claims) == 6
+        worker._work(claims)
+        group = worker._groups.get_nowait()
+        if group is not None:
+            worker._commit(group)
+        assert _states(store, status.id) == {"pending": 6}
+    _run(worker)  # the session's own guard (the host trusted) again
+    assert _states(store, status.id) == {"done": 6}
+    for signed in _results(store, status.id).values():
+        (signature,) = PdfFileReader(io.BytesIO(signed)).embedded_signatures
+        unsigned = signature.signer_info["unsigned_attrs"]
+        assert "signature_time_stamp_token" in [a["type"].native for a in unsigned]

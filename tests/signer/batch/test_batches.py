@@ -653,6 +653,8 @@ def test_worker_killed_inside_a_group_loses_nothing_and_lists_nothing_twice(
         "SIGNET_SIGNER_HSM_MODULE": str(signer_settings.hsm_module),
         "SIGNET_SIGNER_HSM_TOKEN_LABEL": signer_settings.hsm_token_label,
         "SIGNET_SIGNER_HSM_PIN": signer_settings.hsm_pin.get_secret_value(),
+        # as the session's signer: this machine's kernel clock may be unsynchronised
+        "SIGNET_SIGNER_TIME_TRUST": signer_settings.time_trust,
     }
     child = subprocess.run(
         [

@@ -19,11 +19,21 @@ from signet.common.errors import SignetError
 from signet.common.gate import GateRules, RequestGate
 from signet.common.http import service_app
 from signet.common.logging import configure_logging
+from signet.common.notify import Channel
+from signet.common.notify.messages import Transport
+from signet.common.notify.sms import SmsGateway
+from signet.common.notify.smtp import SmtpTransport
 from signet.common.policies import PolicyDirectory
 from signet.portal.accounts.service import Accounts
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
+from signet.portal.envelopes.addressing import current_link_token
+from signet.portal.envelopes.completion import Completion
+from signet.portal.envelopes.deadlines import DeadlineWatch
+from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
+from signet.portal.envelopes.signature import SignatureStep
+from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.http import accounts as accounts_api
 from signet.portal.http import envelopes as envelopes_api
@@ -32,10 +42,15 @@ from signet.portal.http import outbox as outbox_api
 from signet.portal.http.access import KeyAuthorizer
 from signet.portal.http.deps import Portal
 from signet.portal.identity.service import IdentityService
+from signet.portal.notifications.dispatch import Dispatcher
+from signet.portal.periodic import PeriodicThread
 from signet.portal.policy import policy_chooser
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
+
+#: the recipient routes' body limit: the sign request carries a base64 PNG (160 KiB)
+LINK_BODY_MAX = 256 * 1024
 
 
 def build_portal(settings: PortalSettings) -> Portal:
@@ -48,19 +63,45 @@ def build_portal(settings: PortalSettings) -> Portal:
         policy_chooser(PolicyDirectory(settings.policy_dir)),
         keys,
         portal_url=settings.public_url,
-        held=settings.hold_messages,
+        held=settings.messages_held,
     )
     token = settings.caller_token()
     storage = StorageClient(settings.storage_url, token)
+    signer = SignerClient(settings.signer_url, token)
+    dispatcher = Dispatcher(
+        sessions,
+        transports(settings),
+        lambda session, recipient_id: current_link_token(session, keys.link_key, recipient_id),
+    )
+    held = settings.messages_held
+    watch = DeadlineWatch(envelopes)
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
         envelopes=envelopes,
-        identity=IdentityService(envelopes),
+        identity=IdentityService(envelopes, deliver=None if held else dispatcher.deliver_now),
+        filling=FieldFilling(envelopes),
+        signing=SigningService(envelopes, signer),
+        signature=SignatureStep(envelopes, signer, storage),
+        completion=Completion(envelopes, signer, storage),
         storage=storage,
-        signer=SignerClient(settings.signer_url, token),
+        signer=signer,
         drain=LedgerDrain(sessions, storage),
+        dispatcher=dispatcher,
+        dispatching=None if held else PeriodicThread("outbox-dispatcher", dispatcher.run_due, 1.0),
+        deadlines=PeriodicThread("deadlines", watch.look, settings.deadline_check_seconds),
     )
+
+
+def transports(settings: PortalSettings) -> dict[Channel, Transport]:
+    """The gateways the admin configured; a channel without one fails its messages
+    with that reason (never pretends to send)."""
+    found: dict[Channel, Transport] = {}
+    if settings.smtp is not None:
+        found[Channel.EMAIL] = SmtpTransport(settings.smtp)
+    if settings.sms is not None:
+        found[Channel.SMS] = SmsGateway(settings.sms)
+    return found
 
 
 def create_app(settings: PortalSettings | None = None) -> FastAPI:
@@ -73,7 +114,13 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         portal.drain.start()
+        if portal.dispatching is not None:
+            portal.dispatching.start()
+        portal.deadlines.start()
         yield
+        portal.deadlines.stop()
+        if portal.dispatching is not None:
+            portal.dispatching.stop()
         portal.drain.stop()
         portal.storage.close()
         portal.signer.close()
@@ -86,7 +133,10 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     app.add_middleware(
         RequestGate,
         authorize=KeyAuthorizer(portal.accounts),
-        rules=GateRules(default_limit=64 * 1024, limits={"/api/v1/envelopes": upload}),
+        rules=GateRules(
+            default_limit=64 * 1024,
+            limits={"/api/v1/envelopes": upload, "/api/v1/links/*": LINK_BODY_MAX},
+        ),
     )
 
     @app.get("/readyz", tags=["health"])

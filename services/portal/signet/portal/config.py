@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from signet.common.logging import register_secret
+from signet.common.notify.sms import SmsSettings
+from signet.common.notify.smtp import SmtpSettings
 from signet.common.settings import ServiceSettings, signet_home
 
 
@@ -30,13 +32,27 @@ class PortalSettings(ServiceSettings):
     #: link and code keys are derived; the database never holds it.  A file (a Secret).
     secret_key_file: Path | None = None
     secret_key: SecretStr | None = None
-    #: No gateway: every message stays in the outbox for an admin to read (embedded default).
-    hold_messages: bool = True
+    #: The mail server (JSON in ``SIGNET_PORTAL_SMTP``: host, port, security, username,
+    #: password, sender, ca_file); None: no e-mail leaves the machine.
+    smtp: SmtpSettings | None = None
+    #: The SMS gateway (JSON in ``SIGNET_PORTAL_SMS``, `signet.common.notify.sms`).
+    sms: SmsSettings | None = None
+    #: Keep every message in the outbox for an admin to read, sending none.  Default:
+    #: held when neither a mail server nor an SMS gateway is configured (embedded).
+    hold_messages: bool | None = None
+    #: How often deadlines and reminders are looked at (seconds).
+    deadline_check_seconds: float = Field(default=30.0, gt=0, le=3600)
     #: Documents of one envelope, and bytes of each (a contract and its annexes).
     max_documents: int = Field(default=10, ge=1, le=50)
     max_document_bytes: int = 50 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8103
+
+    @property
+    def messages_held(self) -> bool:
+        if self.hold_messages is not None:
+            return self.hold_messages
+        return self.smtp is None and self.sms is None
 
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'portal.db'}"

@@ -28,6 +28,10 @@ class SignerSettings(ServiceSettings):
     organization: str = "Signet"
     #: Use this RFC 3161 TSA instead of the built-in one.
     external_tsa_url: str | None = None
+    #: Named external RFC 3161 TSAs a sign or complete request may pick by name
+    #: (`timestamp_authority`); JSON in the environment:
+    #: ``SIGNET_SIGNER_TIMESTAMP_AUTHORITIES='{"qtsp": "https://tsa.example/rfc3161"}'``.
+    timestamp_authorities: dict[str, str] = Field(default_factory=dict)
     #: The accuracy every token of the built-in TSA claims (TSTInfo.accuracy, ms); the
     #: time check refuses stamps when the clock cannot show it (docs/admin/time.md).
     tsa_accuracy_ms: int = Field(default=500, ge=1, le=60_000)

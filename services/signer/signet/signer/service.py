@@ -134,7 +134,12 @@ class SignerService:
     @property
     def engine(self) -> PadesEngine:
         if self._engine is None:
-            self._engine = PadesEngine.create(self.ca, self.tsa, self.settings.external_tsa_url)
+            self._engine = PadesEngine.create(
+                self.ca,
+                self.tsa,
+                self.settings.external_tsa_url,
+                self.settings.timestamp_authorities,
+            )
         return self._engine
 
     def check_ready(self) -> None:

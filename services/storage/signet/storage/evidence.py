@@ -5,7 +5,8 @@ A package is a zip:
     manifest.json              what the package is, and the SHA-256 of every other member
     manifest.p7s               CMS signature over manifest.json by the ledger seal, with a
                                signature timestamp (`signet.storage.evidence_manifest`)
-    summary.txt                the story in plain words, for people
+    summary.txt                the story in plain words, for people (and in Chinese and
+    summary.zh-CN.txt …es.txt  Spanish), each rendered again and compared by the verifier
     documents/<sha256>.pdf     every document the envelope's events name
     ledger/entries/<n>.json    the envelope's ledger leaves, byte for byte
     ledger/proofs.json         an RFC 9162 inclusion proof of each leaf
@@ -79,7 +80,7 @@ from signet.storage.evidence_reading import (
     chain_problems,
     entry_index,
 )
-from signet.storage.evidence_summary import summary_text
+from signet.storage.evidence_summary import SUMMARY_LOCALES, summary_name, summary_text
 from signet.storage.ledger import Ledger, TreeHeadSigner, canonical_json, tree_head_payload
 from signet.storage.merkle import leaf_hash, verify_inclusion
 from signet.storage.vault import ObjectNotFound, Vault
@@ -148,8 +149,11 @@ def build_package(
         for name, data in sorted(pki.items()):
             add(f"pki/{name}", data)
         listed = [(name, d["size"], d["kind"]) for name, d in documents.items()]
-        summary = summary_text(envelope_id, entries, listed, head, created, complete=sealed)
-        add("summary.txt", summary.encode())
+        for locale in ("en", *SUMMARY_LOCALES):
+            summary = summary_text(
+                envelope_id, entries, listed, head, created, complete=sealed, locale=locale
+            )
+            add(summary_name(locale), summary.encode())
         manifest = manifest_bytes(
             {
                 "format": FORMAT,
@@ -479,6 +483,10 @@ def _verify(reader: PackageReader, root_pem: bytes, checks: list[Check]) -> None
     if signed:
         checks.append(_check_statements(manifest, head, leaves, sizes))
         checks.append(_check_summary(manifest, head, leaves, read("summary.txt")))
+        for locale in SUMMARY_LOCALES:  # packages made before they existed lack them
+            if summary_name(locale) in names:
+                translated = read(summary_name(locale))
+                checks.append(_check_summary(manifest, head, leaves, translated, locale))
 
 
 def _check_statements(
@@ -510,9 +518,14 @@ def _check_statements(
 
 
 def _check_summary(
-    manifest: dict[str, Any], head: TreeHead, leaves: dict[int, bytes], summary: bytes
+    manifest: dict[str, Any],
+    head: TreeHead,
+    leaves: dict[int, bytes],
+    summary: bytes,
+    locale: str = "en",
 ) -> Check:
-    """summary.txt, rendered again from the signed data; any other text is named."""
+    """A summary, rendered again from the signed data; any other text is named."""
+    member = summary_name(locale)
     try:
         documents = [
             (name, int(d["size"]), str(d["kind"])) for name, d in manifest["documents"].items()
@@ -524,18 +537,19 @@ def _check_summary(
             head,
             datetime.fromisoformat(manifest["created"]),
             complete=bool(manifest.get("sealed")),
+            locale=locale,
         ).encode()
     except (KeyError, TypeError, ValueError, AttributeError):
-        return Check("summary.txt", False, "cannot be rendered from the manifest")
+        return Check(member, False, "cannot be rendered from the manifest")
     if summary == expected:
-        return Check("summary.txt", True, "agrees with the signed manifest and ledger entries")
+        return Check(member, True, "agrees with the signed manifest and ledger entries")
     got, want = summary.decode("utf-8", "replace").splitlines(), expected.decode().splitlines()
     line = next(
         (n for n, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
         min(len(got), len(want)),
     )
     return Check(
-        "summary.txt",
+        member,
         False,
         f"disagrees with the signed manifest and ledger entries from line {line + 1}: "
         + printable(repr(got[line] if line < len(got) else ""))[:200],

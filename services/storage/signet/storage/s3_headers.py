@@ -25,7 +25,7 @@ def new_object(
     info = new_object_info(upload, content_type, kind, envelope_id, years)
     headers = put_headers(
         content_type,
-        metadata(kind, info.created_at, upload.sha256, envelope_id),
+        metadata(kind, info.created_at, upload.sha256, envelope_id, content_type),
         info.retain_until,
         bytes.fromhex(upload.sha256),
     )
@@ -33,13 +33,22 @@ def new_object(
 
 
 def metadata(
-    kind: ObjectKind, created_at: datetime, sha256: str, envelope_id: str | None
+    kind: ObjectKind,
+    created_at: datetime,
+    sha256: str,
+    envelope_id: str | None,
+    content_type: str | None = None,
 ) -> dict[str, str]:
+    """Signet's own facts of an object.  The content type is kept here too because a store
+    may rewrite the object's Content-Type when its retention or legal hold changes
+    (SeaweedFS makes it application/octet-stream): this copy is the one served."""
     metadata = {
         "signet-kind": kind.value,
         "signet-created": created_at.isoformat(),
         "signet-sha256": sha256,
     }
+    if content_type is not None and content_type.isascii():
+        metadata["signet-content-type"] = content_type
     if envelope_id:
         metadata["signet-envelope"] = envelope_id
     return metadata
@@ -82,7 +91,8 @@ def object_info(
     return ObjectInfo(
         sha256=sha256,
         size=int(headers.get("content-length", 0)),
-        content_type=headers.get("content-type", "application/octet-stream"),
+        content_type=headers.get(f"{META}signet-content-type")
+        or headers.get("content-type", "application/octet-stream"),
         kind=ObjectKind(headers.get(f"{META}signet-kind", "original")),
         envelope_id=headers.get(f"{META}signet-envelope"),
         created_at=datetime.fromisoformat(headers.get(f"{META}signet-created", now().isoformat())),

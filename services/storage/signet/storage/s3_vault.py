@@ -215,7 +215,7 @@ class S3Vault(Vault):
                 io.BytesIO(upload.data),
                 upload.size,
                 content_type=content_type,
-                metadata=metadata(kind, info.created_at, upload.sha256, envelope_id),
+                metadata=metadata(kind, info.created_at, upload.sha256, envelope_id, content_type),
                 retention=Retention(COMPLIANCE, info.retain_until),
             )
             return info, True

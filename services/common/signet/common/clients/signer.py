@@ -17,6 +17,7 @@ from signet.common.contracts.signer import (
     ActivationRecord,
     ActivationRequest,
     CertificateInfo,
+    CompleteOptions,
     IssueCertificateRequest,
     SignOptions,
     VerifyResponse,
@@ -80,3 +81,14 @@ class SignerClient(ServiceClient):
             "POST", "/v1/verify", files={"document": ("document.pdf", pdf, "application/pdf")}
         )
         return VerifyResponse.model_validate_json(response.content)
+
+    def complete(self, pdf: bytes, options: CompleteOptions) -> bytes:
+        """The finished document made B-LTA (`POST /v1/complete`): every signature's
+        validation data and a document timestamp, as one more revision."""
+        response = self.request(
+            "POST",
+            "/v1/complete",
+            files={"document": ("document.pdf", pdf, "application/pdf")},
+            data={"options": options.model_dump_json(exclude_none=True)},
+        )
+        return response.content

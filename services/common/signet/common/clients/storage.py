@@ -6,6 +6,7 @@ import hashlib
 
 from signet.common.clients.base import ServiceClient
 from signet.common.contracts.storage import (
+    EvidenceSeal,
     InclusionProof,
     LedgerEventIn,
     LedgerReceipt,
@@ -59,3 +60,8 @@ class StorageClient(ServiceClient):
 
     def evidence(self, envelope_id: str) -> bytes:
         return self.request("GET", f"/v1/envelopes/{envelope_id}/evidence").content
+
+    def seal_evidence(self, envelope_id: str) -> EvidenceSeal:
+        """Seal the envelope's evidence package once; again: the same seal (idempotent)."""
+        response = self.request("POST", f"/v1/envelopes/{envelope_id}/evidence")
+        return EvidenceSeal.model_validate_json(response.content)

@@ -101,6 +101,12 @@ class Recipient(Base):
     locked_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     decline_reason: Mapped[str | None] = mapped_column(Text)
+    #: the event certificate the signer issued for this recipient's signing step
+    certificate_serial: Mapped[str | None] = mapped_column(String(64))
+    #: the activation pending for this step and the SHA-256 of the revisions it allows
+    activation_id: Mapped[str | None] = mapped_column(String(64))
+    activation_sha256: Mapped[list[str] | None] = mapped_column(JSON)
+    activation_requested_at: Mapped[datetime | None]
 
 
 class EnvelopeField(Base):

@@ -55,7 +55,7 @@ _WHOLE = (
     selectinload(Envelope.fields),
 )
 #: Notices that carry the recipient's link.
-_WITH_LINK = {Notice.YOUR_TURN, Notice.COPY, Notice.COMPLETED}
+_WITH_LINK = {Notice.YOUR_TURN, Notice.REMINDER, Notice.COPY, Notice.COMPLETED}
 
 
 class RoutingRefused(SignetError):
@@ -267,6 +267,41 @@ class EnvelopeService:
         self._act(organisation_id, envelope_id, routing.Void(), actor, origin, sender_id,
                   reason=reason)  # fmt: skip
 
+    def expire(self, organisation_id: str, envelope_id: str) -> None:
+        """The deadline passed: the envelope stops and everyone is told (the deadline
+        watch calls this; an envelope already finished is refused, changing nothing)."""
+        self._act(organisation_id, envelope_id, routing.Expire(), "system:deadline", NOWHERE,
+                  None)  # fmt: skip
+
+    def remind(
+        self, organisation_id: str, envelope_id: str, actor: str, origin: Origin = NOWHERE,
+        sender_id: str | None = None, only: frozenset[str] | None = None,
+    ) -> tuple[str, ...]:  # fmt: skip
+        """Remind everyone whose turn it is (or those of them in `only`), with their
+        current link; their ids."""
+        with self.sessions.begin() as session:
+            query = _visible(organisation_id, sender_id).where(Envelope.id == envelope_id)
+            envelope = session.scalar(query)
+            if envelope is None:
+                raise NotFound(f"no envelope {envelope_id}")
+            if routing.EnvelopeStatus(envelope.status) not in routing.OPEN:
+                raise Conflict(f"the envelope is {envelope.status}: there is nobody to remind")
+            active = [
+                r
+                for r in envelope.recipients
+                if r.status == routing.RecipientStatus.ACTIVE.value
+                and r.locked_at is None
+                and (only is None or r.id in only)
+            ]
+            policy = self.policy(envelope.policy_name)
+            for recipient in active:
+                self._notify(session, envelope, recipient, Notice.REMINDER, policy)
+            record_event(
+                session, envelope.id, "envelope.reminded", actor, origin,
+                details={"recipients": ",".join(r.id for r in active)},
+            )  # fmt: skip
+            return tuple(r.id for r in active)
+
     # -- the recipient's side -------------------------------------------------------------
 
     def open(self, token: str, origin: Origin = NOWHERE) -> LinkView:
@@ -295,6 +330,23 @@ class EnvelopeService:
             recipient.decline_reason = reason
             self._apply(session, envelope, routing.Decline(recipient.id), _actor(recipient),
                         origin, reason=reason, actor=recipient.name)  # fmt: skip
+
+    def approve(self, token: str, origin: Origin = NOWHERE) -> None:
+        """An approver's yes (no signature image); their rejection is `decline`."""
+        with self.sessions.begin() as session:
+            recipient, envelope = self._by_link(session, token)
+            self._require_identity(recipient)
+            if recipient.role != routing.RecipientRole.APPROVER.value:
+                raise Forbidden("only an approver approves; a signer signs")
+            self._apply(session, envelope, routing.Approve(recipient.id), _actor(recipient),
+                        origin, actor=recipient.name)  # fmt: skip
+
+    def apply_action(
+        self, session: Session, envelope: Envelope, action: routing.Action, who: str,
+        origin: Origin, **values: str,
+    ) -> None:  # fmt: skip
+        """A routing action inside the caller's transaction (the signing step's)."""
+        self._apply(session, envelope, action, who, origin, **values)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -344,9 +396,11 @@ class EnvelopeService:
                     self._notify(session, envelope, by_id[recipient_id], _NOTICES[effect.reason],
                                  policy, **values)  # fmt: skip
             else:
-                # routing.Complete follows only a signature or an approval, which this
-                # service cannot record yet (signing arrives with signature activation)
-                raise AssertionError(f"unexpected effect {effect!r}")
+                # completion (B-LTA, sealed evidence) is not built yet: the ledger says
+                # it is due, so a completion job can find every envelope owed one
+                hashes = [d.current_sha256 for d in envelope.documents]
+                record_event(session, envelope.id, "envelope.completion_due", who, origin,
+                             document_hashes=hashes)  # fmt: skip
 
     def _notify(
         self, session: Session, envelope: Envelope, recipient: Recipient, notice: Notice,

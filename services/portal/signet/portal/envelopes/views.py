@@ -49,6 +49,8 @@ class FieldOut(_Out):
     height: float
     required: bool
     label: str | None
+    #: what the recipient filled in (date, text, initials, checkbox), once they have
+    value: str | None = None
 
 
 class EnvelopeOut(_Out):
@@ -91,7 +93,8 @@ class EnvelopeOut(_Out):
             fields=[
                 FieldOut(id=f.id, document=position[f.document_id], recipient_id=f.recipient_id,
                          kind=f.kind, page=f.page, x=f.x, y=f.y, width=f.width,
-                         height=f.height, required=f.required, label=f.label)
+                         height=f.height, required=f.required, label=f.label,
+                         value=(f.value or {}).get("value"))
                 for f in envelope.fields
             ],
         )  # fmt: skip

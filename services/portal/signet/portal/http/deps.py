@@ -10,10 +10,16 @@ from signet.common.clients import SignerClient, StorageClient
 from signet.common.errors import Unauthorized
 from signet.portal.accounts.service import Accounts, Principal
 from signet.portal.config import PortalSettings
+from signet.portal.envelopes.completion import Completion
+from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService
+from signet.portal.envelopes.signature import SignatureStep
+from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
 from signet.portal.identity.service import IdentityService
+from signet.portal.notifications.dispatch import Dispatcher
+from signet.portal.periodic import PeriodicThread
 
 
 @dataclass
@@ -24,9 +30,18 @@ class Portal:
     accounts: Accounts
     envelopes: EnvelopeService
     identity: IdentityService
+    filling: FieldFilling
+    signing: SigningService
+    signature: SignatureStep
+    completion: Completion
     storage: StorageClient
     signer: SignerClient
     drain: LedgerDrain
+    dispatcher: Dispatcher
+    #: the thread that sends queued messages; None when messages are held
+    dispatching: PeriodicThread | None
+    #: expiry at the deadline and the policy's reminders
+    deadlines: PeriodicThread
 
 
 def get_portal(request: Request) -> Portal:

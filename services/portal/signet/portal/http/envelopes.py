@@ -18,7 +18,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from signet.common.contracts.storage import ObjectKind
-from signet.common.errors import InvalidRequest, NotFound, PayloadTooLarge, summarize_validation
+from signet.common.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    summarize_validation,
+)
 from signet.portal.envelopes.contracts import EnvelopeCreate
 from signet.portal.envelopes.documents import document_name, page_count
 from signet.portal.envelopes.models import Envelope
@@ -152,6 +158,61 @@ async def void_envelope(
     )  # fmt: skip
     portal.drain.poke()
     return await _out(portal, principal, envelope_id)
+
+
+class RemindOut(BaseModel):
+    #: the recipients reminded: everyone whose turn it is
+    reminded: list[str]
+
+
+@router.post("/{envelope_id}/remind", response_model=RemindOut)
+async def remind(
+    portal: PortalDep, principal: PrincipalDep, origin: OriginDep, envelope_id: str
+) -> RemindOut:
+    """Send everyone whose turn it is their link again (409 once the envelope is
+    finished); the policy's own reminders go without asking."""
+    reminded = await run_in_threadpool(
+        lambda: portal.envelopes.remind(
+            principal.organisation_id, envelope_id, principal.user_id, origin,
+            _own(principal),
+        )
+    )  # fmt: skip
+    portal.drain.poke()
+    return RemindOut(reminded=list(reminded))
+
+
+@router.post("/{envelope_id}/complete", response_model=EnvelopeOut)
+async def complete_envelope(
+    portal: PortalDep, principal: PrincipalDep, envelope_id: str
+) -> EnvelopeOut:
+    """Finish a completion that failed half-way (B-LTA, final revisions, sealed
+    evidence); idempotent, and a no-op for an envelope that is not completing."""
+    await _out(portal, principal, envelope_id)  # visible to this key, or 404
+    try:
+        await run_in_threadpool(portal.completion.run, envelope_id)
+    finally:
+        portal.drain.poke()
+    return await _out(portal, principal, envelope_id)
+
+
+@router.get(
+    "/{envelope_id}/evidence",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+async def envelope_evidence(
+    portal: PortalDep, principal: PrincipalDep, envelope_id: str
+) -> Response:
+    """The sealed evidence package, as storage keeps it (409 before completion)."""
+    await _out(portal, principal, envelope_id)  # visible to this key, or 404
+    if await run_in_threadpool(portal.completion.due, envelope_id) or not await run_in_threadpool(
+        portal.completion.sealed, envelope_id
+    ):
+        raise Conflict("the evidence is sealed when the envelope completes")
+    data = await run_in_threadpool(portal.storage.evidence, envelope_id)
+    disposition = f'attachment; filename="evidence-{envelope_id}.zip"'
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": disposition})  # fmt: skip
 
 
 @router.get("/{envelope_id}/events", response_model=list[EventOut])

@@ -4,25 +4,30 @@ you are with a code, read the documents, decline.
 The token is the credential and names one recipient of one envelope; nothing here
 takes an envelope id.  A link opened out of turn shows whose turn it is and acts on
 nothing; the documents are shown only after the identity check, and only in turn.
-Signing (with the signer's activation) joins these routes next.
+Approvers approve here; signers fill their fields and ask for the signer's activation
+here.  The signature itself (``/sign``) joins these routes next.
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
-from signet.common.errors import Forbidden
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from signet.common.errors import Forbidden, SignetError
 from signet.portal.envelopes import routing
 from signet.portal.envelopes.models import Envelope
 from signet.portal.envelopes.service import routing_state
+from signet.portal.envelopes.signature import IMAGE_MAX, decoded_png
 from signet.portal.http.deps import OriginDep, PortalDep
 from signet.portal.http.envelopes import document_response
 
 router = APIRouter(prefix="/api/v1/links", tags=["recipient"])
+log = logging.getLogger(__name__)
 
 Token = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{20,64}$", description="the link's token")]
 
@@ -37,6 +42,40 @@ class CodeIn(_In):
 
 class DeclineIn(_In):
     reason: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")
+
+
+class FieldValueIn(_In):
+    #: a date (YYYY-MM-DD), a text or initials (a string), or a checkbox (true/false)
+    value: StrictStr | StrictBool
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> object:
+        if isinstance(value, str) and len(value) > 2000:
+            raise ValueError("at most 2000 characters")
+        return value
+
+
+class FieldValueOut(BaseModel):
+    id: str
+    kind: str
+    value: str
+
+
+class SignIn(_In):
+    activation_id: str = Field(min_length=1, max_length=64)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+    #: the handwritten signature, a PNG in base64 (at most 160 KiB decoded)
+    image: str = Field(min_length=8, max_length=4 * (IMAGE_MAX // 3) + 4)
+
+
+class ActivationOut(BaseModel):
+    activation_id: str
+    channel: str
+    #: where the signer sent the code, partly hidden
+    to: str
+    expires_at: datetime
+    attempts_left: int
 
 
 class LinkOut(BaseModel):
@@ -101,6 +140,74 @@ async def decline(portal: PortalDep, origin: OriginDep, token: Token, body: Decl
     portal.drain.poke()
     view = await run_in_threadpool(portal.envelopes.open, token, origin)
     return LinkOut(**view.__dict__)
+
+
+FieldId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="the field's id")]
+
+
+@router.put("/{token}/fields/{field_id}", response_model=FieldValueOut)
+async def fill_field(
+    portal: PortalDep, origin: OriginDep, token: Token, field_id: FieldId, body: FieldValueIn
+) -> FieldValueOut:
+    """A date, text, initials or checkbox field of this recipient, in turn and after the
+    identity check; the value is stamped into the revision their signature covers."""
+    field = await run_in_threadpool(portal.filling.fill, token, field_id, body.value, origin)
+    portal.drain.poke()
+    assert field.value is not None
+    return FieldValueOut(id=field.id, kind=field.kind, value=field.value["value"])
+
+
+@router.post("/{token}/approve", response_model=LinkOut)
+async def approve(portal: PortalDep, origin: OriginDep, token: Token) -> LinkOut:
+    """An approver's yes; routing goes on to the next group (a rejection is decline)."""
+    await run_in_threadpool(portal.envelopes.approve, token, origin)
+    portal.drain.poke()
+    view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    await finish(portal, view.envelope_id)
+    return LinkOut(**view.__dict__)
+
+
+@router.post("/{token}/activation", response_model=ActivationOut)
+async def request_activation(portal: PortalDep, origin: OriginDep, token: Token) -> ActivationOut:
+    """In turn and after the identity check: the signer sends the person a code for the
+    exact revisions they are about to sign (the portal never sees it)."""
+    try:
+        challenge = await run_in_threadpool(portal.signing.request_activation, token, origin)
+    finally:
+        portal.drain.poke()
+    return ActivationOut(
+        activation_id=challenge.activation_id, channel=challenge.channel.value,
+        to=challenge.to, expires_at=challenge.expires_at,
+        attempts_left=challenge.attempts_left,
+    )  # fmt: skip
+
+
+@router.post("/{token}/sign", response_model=LinkOut)
+async def sign(portal: PortalDep, origin: OriginDep, token: Token, body: SignIn) -> LinkOut:
+    """One signature per document with the activation code the signer sent; the next
+    group gets its links.  A wrong code is the signer's refusal (403), nothing changed;
+    a repeated request after success answers the same and signs nothing twice."""
+    image = decoded_png(body.image)
+    try:
+        await run_in_threadpool(
+            portal.signature.sign, token, body.activation_id, body.code, image, origin
+        )
+    finally:
+        portal.drain.poke()
+    view = await run_in_threadpool(portal.envelopes.open, token, origin)
+    await finish(portal, view.envelope_id)
+    return LinkOut(**view.__dict__)
+
+
+async def finish(portal: PortalDep, envelope_id: str) -> None:
+    """Completion after the last party acted; a failure leaves the envelope completing
+    (logged), and the sender's ``POST /envelopes/{id}/complete`` finishes it later."""
+    try:
+        await run_in_threadpool(portal.completion.run, envelope_id)
+    except SignetError as exc:
+        log.warning("completion of %s waits: %s", envelope_id, exc)
+    finally:
+        portal.drain.poke()
 
 
 def _readable(portal: PortalDep, token: str) -> Envelope:

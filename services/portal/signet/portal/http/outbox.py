@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
+from signet.common.errors import NotFound
 from signet.portal.http.deps import PortalDep, PrincipalDep
 from signet.portal.notifications.models import OutboxMessage
 from sqlalchemy import select
@@ -55,21 +56,36 @@ async def outbox(
         with portal.envelopes.sessions() as session:
             return list(session.scalars(query))
 
-    return [
-        MessageOut(
-            id=m.id,
-            envelope_id=m.envelope_id,
-            recipient_id=m.recipient_id,
-            notice=m.notice,
-            channel=m.channel,
-            to=m.to,
-            subject=m.subject,
-            body=m.body,
-            state=m.state,
-            detail=m.detail,
-            attempts=m.attempts,
-            created_at=m.created_at,
-            updated_at=m.updated_at,
-        )
-        for m in await run_in_threadpool(rows)
-    ]
+    return [_out(m) for m in await run_in_threadpool(rows)]
+
+
+@router.post("/outbox/{message_id}/resend", response_model=MessageOut)
+async def resend(
+    portal: PortalDep,
+    principal: PrincipalDep,
+    message_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
+) -> MessageOut:
+    """Queue a failed message again (not a one-time code: the person asks for a new
+    one); 409 for any other state."""
+    row = await run_in_threadpool(portal.dispatcher.resend, message_id, principal.organisation_id)
+    if row is None:
+        raise NotFound("no such message")
+    return _out(row)
+
+
+def _out(m: OutboxMessage) -> MessageOut:
+    return MessageOut(
+        id=m.id,
+        envelope_id=m.envelope_id,
+        recipient_id=m.recipient_id,
+        notice=m.notice,
+        channel=m.channel,
+        to=m.to,
+        subject=m.subject,
+        body=m.body,
+        state=m.state,
+        detail=m.detail,
+        attempts=m.attempts,
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )

@@ -8,11 +8,12 @@ and check once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from signet.common.contracts.appliance import IdentityCheck
 from signet.common.errors import Forbidden, SignetError
-from signet.common.notify import Channel, Notice
+from signet.common.notify import Channel, DeliveryState, Message, Notice
 from signet.common.otp import CODE_LIFETIME, CodeVerdict, IssuedCode, check_code, issue_code
 from signet.portal.accounts.models import User
 from signet.portal.envelopes.addressing import addressee, recipient_channel
@@ -20,7 +21,7 @@ from signet.portal.envelopes.models import Envelope, Recipient
 from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.evidence.record import NOWHERE, Origin, record_event
 from signet.portal.identity.models import IdentityCode
-from signet.portal.notifications.outbox import Addressee, enqueue
+from signet.portal.notifications.outbox import Addressee, enqueue, enqueue_message
 from signet.portal.schema import utc_now
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,17 +45,37 @@ class CodeRefused(SignetError):
 
 
 @dataclass(frozen=True)
+class _RecordedCode:
+    channel: Channel
+    to: str
+    message_id: str | None
+    message: Message
+
+
+@dataclass(frozen=True)
 class CodeSent:
     channel: Channel
     #: the address, partly hidden, for the page to say where the code went
     to: str
 
 
+#: Sends a code's message once, right after the commit that recorded it (the
+#: dispatcher's `deliver_now`); None when messages are held in the outbox.
+DeliverNow = Callable[[str, Message], object]
+
+
 class IdentityService:
-    def __init__(self, envelopes: EnvelopeService) -> None:
-        self.envelopes = envelopes
+    def __init__(self, envelopes: EnvelopeService, deliver: DeliverNow | None = None) -> None:
+        self.envelopes, self.deliver = envelopes, deliver
 
     def request_code(self, token: str, origin: Origin = NOWHERE) -> CodeSent:
+        sent = self._record_code(token, origin)
+        if self.deliver is not None and sent.message_id is not None:
+            # after the commit: a code is never sent for a request that was rolled back
+            self.deliver(sent.message_id, sent.message)
+        return CodeSent(sent.channel, sent.to)
+
+    def _record_code(self, token: str, origin: Origin) -> _RecordedCode:
         with self.envelopes.sessions.begin() as session:
             recipient, envelope = self.envelopes.by_link(session, token)
             if recipient.locked_at is not None:
@@ -70,7 +91,7 @@ class IdentityService:
                     created_at=self.envelopes.clock(),
                 )
             )  # fmt: skip
-            message = enqueue(
+            row, message = enqueue_message(
                 session, addressee(recipient, channel), Notice.IDENTITY_CODE,
                 held=self.envelopes.held, organisation_id=envelope.organisation_id, secret=code,
                 title=envelope.title, code=code,
@@ -78,9 +99,11 @@ class IdentityService:
             )  # fmt: skip
             record_event(
                 session, envelope.id, "identity.code_sent", f"recipient:{recipient.id}", origin,
-                details={"channel": channel.value, "to": _hide(message.to)},
+                details={"channel": channel.value, "to": _hide(row.to)},
             )  # fmt: skip
-            return CodeSent(channel, _hide(message.to))
+            session.flush()  # the row's id, for the send after the commit
+            held = row.state == DeliveryState.HELD.value
+            return _RecordedCode(channel, _hide(row.to), None if held else row.id, message)
 
     def verify(self, token: str, presented: str, origin: Origin = NOWHERE) -> None:
         """Pass the identity check, or raise `CodeRefused` (the attempt is counted)."""

@@ -1,7 +1,10 @@
 """The outbox: one row per message, with the state a server reported.
 
 The body is what `signet.common.notify.Message.stored_body` allows: a one-time code
-or a link token is kept only while the message is `held` (no gateway configured).
+or a link token is kept readable only while the message is `held` (no gateway
+configured).  With a gateway the dispatcher (`signet.portal.notifications.dispatch`)
+derives a link again when it sends, and a code is sent once, right after the commit
+that made it, from memory.
 """
 
 from __future__ import annotations
@@ -30,5 +33,10 @@ class OutboxMessage(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: a queued message is due from then (retries back off); None for a one-time code,
+    #: which is sent once from memory and never by the periodic dispatcher
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    #: when a dispatcher took it (state `sending`); a crash leaves it to be taken again
+    claimed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)

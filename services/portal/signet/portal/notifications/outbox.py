@@ -22,6 +22,10 @@ from signet.portal.notifications.models import OutboxMessage
 from signet.portal.schema import utc_now
 from sqlalchemy.orm import Session
 
+#: Notices whose body holds a one-time code: never stored readable once a gateway
+#: carries them, never retried (the person asks for a new code).
+ONE_TIME_CODES = frozenset({Notice.IDENTITY_CODE, Notice.INTENT_CODE})
+
 
 @dataclass(frozen=True)
 class Addressee:
@@ -44,9 +48,30 @@ def enqueue(
     secret: str | None = None,
     **values: str,
 ) -> OutboxMessage:
+    row, _ = enqueue_message(
+        session, addressee, notice, held=held, organisation_id=organisation_id, secret=secret,
+        **values,
+    )  # fmt: skip
+    return row
+
+
+def enqueue_message(
+    session: Session,
+    addressee: Addressee,
+    notice: Notice,
+    *,
+    held: bool,
+    organisation_id: str,
+    secret: str | None = None,
+    **values: str,
+) -> tuple[OutboxMessage, Message]:
+    """Record one message; the row, and the message in clear (for `deliver_now`)."""
     subject, body = render(notice, addressee.locale, **values)
     message = Message(addressee.channel, addressee.to, subject, body, addressee.locale, secret)
     state = DeliveryState.HELD if held else DeliveryState.QUEUED
+    # a code is sent once, from memory, by its caller after the commit (`Dispatcher.
+    # deliver_now`); everything else is the periodic dispatcher's, due at once
+    due = None if held or notice in ONE_TIME_CODES else utc_now()
     row = OutboxMessage(
         organisation_id=organisation_id,
         envelope_id=addressee.envelope_id,
@@ -61,6 +86,7 @@ def enqueue(
         detail="kept in the outbox: no gateway configured" if held else "",
         created_at=utc_now(),
         updated_at=utc_now(),
+        next_attempt_at=due,
     )
     session.add(row)
-    return row
+    return row, message

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -28,12 +29,12 @@ from pyhanko.sign.general import SigningError
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, Signer
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
-from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from signet.common.contracts.signer import DocMdpPermission, SignatureLevel, SignOptions
 from signet.common.errors import InvalidRequest, ServiceUnavailable, UnprocessableDocument
 from signet.signer import der, metrics
+from signet.signer.pades import appearance as placed
 from signet.signer.pades import fastpdf
 from signet.signer.pades.fastcms import (
     CmsTemplate,
@@ -152,15 +153,30 @@ class PadesEngine:
     fast_cms: bool = True
     #: Write invisible seals on plain documents directly (`signet.signer.pades.fastpdf`).
     fast_pdf: bool = True
+    #: Named external RFC 3161 TSAs a request may pick (name -> URL).
+    authorities: Mapping[str, str] = field(default_factory=dict)
     _templates: dict[bytes, CmsTemplate] = field(default_factory=dict, repr=False)
     _templates_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def create(
-        cls, ca: CertificateAuthority, tsa: TimeStampAuthority, external_tsa_url: str | None = None
+        cls,
+        ca: CertificateAuthority,
+        tsa: TimeStampAuthority,
+        external_tsa_url: str | None = None,
+        authorities: Mapping[str, str] | None = None,
     ) -> PadesEngine:
         stamper = HTTPTimeStamper(external_tsa_url) if external_tsa_url else LocalTimeStamper(tsa)
-        return cls(ca, stamper)
+        return cls(ca, stamper, authorities=dict(authorities or {}))
+
+    def timestamper_for(self, name: str | None) -> TimeStamper:
+        """The TSA a request named (`SignerSettings.timestamp_authorities`); None: ours."""
+        if name is None:
+            return self.timestamper
+        url = self.authorities.get(name)
+        if url is None:
+            raise TimestampAuthorityUnknown(f"no timestamp authority named {name!r} is configured")
+        return HTTPTimeStamper(url, timeout=30)
 
     def validation_context(self) -> ValidationContext:
         """Trust our root; revocation from our own current CRLs, never fetched."""
@@ -233,7 +249,15 @@ class PadesEngine:
         if level is not SignatureLevel.B_B:
             reserved += 6144
         reserved += reserved % 2  # pyHanko wants an even size (hex digits come in pairs)
-        if self.fast_pdf and self.fast_cms and fastpdf.applies(options, image):
+        timestamper = self.timestamper_for(options.timestamp_authority)
+        if (
+            self.fast_pdf
+            and self.fast_cms
+            and options.timestamp_authority is None
+            and not options.stamps
+            and not options.also_on
+            and fastpdf.applies(options, image)
+        ):
             local_tsa = (
                 self.timestamper.tsa if isinstance(self.timestamper, LocalTimeStamper) else None
             )
@@ -300,19 +324,24 @@ class PadesEngine:
                 lines.append("%(ts)s")
             if appearance.text:
                 lines.append(appearance.text.replace("%", "%%"))
-            style = TextStampStyle(
+            style = placed.SignatureStyle(
                 stamp_text="\n".join(lines) or " ",
                 timestamp_format="%Y-%m-%d %H:%M:%S UTC",
                 border_width=0,
                 background=_image(image) if image else None,
                 background_opacity=1.0,
+                text_box_style=placed.text_box_style(),
             )
+            if appearance.text:
+                placed.check_text(appearance.text)
         elif image is not None:
             raise InvalidRequest("an image needs an appearance (page and rect)")
+        if options.stamps or options.also_on:
+            field_spec, style = placed.prepare_field(writer, field_name, existing, options, style)
         pdf_signer = signers.PdfSigner(
             meta,
             signer=signer,
-            timestamper=self.timestamper if level is not SignatureLevel.B_B else None,
+            timestamper=timestamper if level is not SignatureLevel.B_B else None,
             stamp_style=style,
             new_field_spec=field_spec,
         )
@@ -364,6 +393,10 @@ def _free_field_name(taken: set[str]) -> str:
 
 MAX_IMAGE_PIXELS = 16_000_000
 """The appearance image's cap, checked from the header before any pixel is decoded."""
+
+
+class TimestampAuthorityUnknown(UnprocessableDocument):
+    code = "timestamp_authority_unknown"
 
 
 class ImageTooLarge(UnprocessableDocument):
