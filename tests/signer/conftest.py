@@ -13,6 +13,7 @@ from signet.common.contracts.signer import CertificateKind, IssueCertificateRequ
 from signet.signer.batch.worker import BatchWorker
 from signet.signer.service import SignerService
 
+from tests.support.activation import ACTIVATED_KINDS, kind_of, try_activate
 from tests.support.postgres import PostgresServer, start_postgres
 
 
@@ -55,8 +56,21 @@ def nssdb(ca_files: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def sign_via_api(
-    client: httpx.Client, pdf: bytes, serial: str, *, image: bytes | None = None, **options: object
+    client: httpx.Client,
+    pdf: bytes,
+    serial: str,
+    *,
+    image: bytes | None = None,
+    activate: bool = True,
+    **options: object,
 ) -> httpx.Response:
+    """POST /v1/sign; a person's or event key is activated first (the code read from
+    the signer's outbox) unless `activate` is False or `options` carry an activation.
+    `client` must be the admin's (it enrols and reads the outbox)."""
+    if activate and "activation" not in options and kind_of(client, serial) in ACTIVATED_KINDS:
+        proof = try_activate(client, serial, pdf)
+        if proof is not None:
+            options["activation"] = proof
     files: dict[str, tuple[str, bytes, str]] = {"document": ("doc.pdf", pdf, "application/pdf")}
     if image is not None:
         files["image"] = ("sig.png", image, "image/png")

@@ -44,7 +44,9 @@ def test_attempts_and_used_digests_survive_storage(tmp_path: Path) -> None:
     with pytest.raises(ActivationUsed):
         store.redeem(good, certificate_serial="ab", document_sha256=DOC, now=T0)
     again = store.get(activation.activation_id)
-    assert again is not None and again.spent(T0) and again.verified_at == T0
+    assert again is not None and again.verified_at == T0 and not again.spent(T0)
+    signed = store.signed(activation.activation_id, DOC)
+    assert signed.signed_sha256 == {DOC} and signed.spent(T0)
 
 
 def test_expired_and_finished_activations_are_swept_once(tmp_path: Path) -> None:
@@ -52,7 +54,7 @@ def test_expired_and_finished_activations_are_swept_once(tmp_path: Path) -> None
     _, live = new_activation(PEPPER, "ab", MAIL, [DOC], now=T0)
     store.add(live)
     assert store.to_spend(T0) == []
-    later = T0 + timedelta(minutes=5)
+    later = T0 + timedelta(minutes=6)
     assert [a.activation_id for a in store.to_spend(later)] == [live.activation_id]
     store.mark_spent(live.activation_id, later)
     assert store.to_spend(later) == []

@@ -13,6 +13,7 @@ from signet.common.contracts.signer import CertificateKind
 from signet.signer.service import SignerService
 
 from tests.signer.conftest import pdfsig, sign_via_api
+from tests.support.activation import activate
 from tests.support.pdfs import make_pdf, make_png
 
 
@@ -213,18 +214,25 @@ def test_event_certificate_signs_exactly_once(signer_client: httpx.Client) -> No
                 "reference": "env-1/rcpt-2",
                 "verified_at": "2026-11-25T08:00:00Z",
             },
+            "contact": {"channel": "sms", "address": "+8613800000000"},
         },
     )
     assert issued.status_code == 201, issued.text
     serial = issued.json()["serial"]
-    first = sign_via_api(signer_client, make_pdf(), serial, level="B-B")
-    assert first.status_code == 200
-    again = sign_via_api(signer_client, make_pdf(), serial, level="B-B")
+    pdf = make_pdf()
+    proof = activate(signer_client, serial, pdf)
+    first = sign_via_api(signer_client, pdf, serial, level="B-B", activation=proof)
+    assert first.status_code == 200, first.text
+    assert first.headers["X-Signet-Activation"] == proof["activation_id"]
+    # its one document signed, the key is gone: nothing more signs with it
+    again = sign_via_api(signer_client, pdf, serial, level="B-B", activation=proof)
     assert again.status_code == 409
     assert "already used" in again.json()["detail"]
     info = signer_client.get(f"/v1/certificates/{serial}").json()
     assert info["key_destroyed"] is True
-    assert "sms-otp" in _policy_text(info["pem"])
+    text = _policy_text(info["pem"])
+    assert "sms-otp" in text
+    assert "URI:tel:+8613800000000" in text  # where the code went, for every validator
 
 
 def _policy_text(pem_text: str) -> str:

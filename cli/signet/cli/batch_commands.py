@@ -60,8 +60,11 @@ def seal_batch(
     except SignetError as exc:
         err.print(f"[red]error:[/] {exc.detail}")
         raise typer.Exit(2) from exc
-    if issued.record.kind == CertificateKind.EVENT:
-        err.print("[red]error:[/] an event certificate signs once; use a seal or person key")
+    if issued.record.kind in (CertificateKind.EVENT, CertificateKind.PERSON):
+        err.print(
+            f"[red]error:[/] a {issued.record.kind} key signs only what its holder confirms "
+            "(an activation code per signature, through the portal): seal with a seal key"
+        )
         raise typer.Exit(2)
     service.close()
 

@@ -18,6 +18,7 @@ def _event(subject: dict[str, object], verified_at: str) -> dict[str, object]:
         "kind": "event",
         "subject": subject,
         "identity_verification": {"method": "sms-otp", "verified_at": verified_at},
+        "contact": {"channel": "sms", "address": "+8613800000000"},
     }
 
 

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+from signet.common.notify.sms import SmsSettings
+from signet.common.notify.smtp import SmtpSettings
 from signet.common.settings import ServiceSettings, signet_home
 from signet.hsm import SOFTHSM_MODULE
 
@@ -52,6 +54,15 @@ class SignerSettings(ServiceSettings):
     batch_workers: int = Field(default=1, ge=0, le=8)
     #: Where batch documents wait and signed results are kept; default: `home`/batches.
     batch_directory: Path | None = None
+    #: Where activation codes go by e-mail (JSON in ``SIGNET_SIGNER_SMTP``, see
+    #: `signet.common.notify.smtp`); with neither gateway, codes are held in the
+    #: signer's outbox for an admin (the embedded default, docs/admin/activation.md).
+    smtp: SmtpSettings | None = None
+    #: The SMS gateway for activation codes (JSON in ``SIGNET_SIGNER_SMS``).
+    sms: SmsSettings | None = None
+    #: The key activation codes are kept under (HMAC), shared by every signer replica;
+    #: default: a random one made once in `home`/activation-pepper (mode 0600).
+    activation_pepper: SecretStr | None = None
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'signer.db'}"

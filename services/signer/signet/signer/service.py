@@ -7,22 +7,39 @@ when the HSM is unreachable, and recovers by itself when it comes back.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
+from signet.common.contracts.signer import SignOptions
+from signet.common.notify import Channel, Transport
+from signet.common.notify.sms import SmsGateway
+from signet.common.notify.smtp import SmtpTransport
 from signet.hsm import Hsm, HsmConfig, HsmUnavailable, load_pin
 from signet.signer import metrics
+from signet.signer.activation.outbox import Outbox
+from signet.signer.activation.service import ActivationService, load_pepper, needs_activation
+from signet.signer.activation.store import ActivationStore
 from signet.signer.batch.guard import BatchStoreGuard
 from signet.signer.batch.store import BatchStore
 from signet.signer.config import SignerSettings
 from signet.signer.database import open_registry
 from signet.signer.pades.engine import PadesEngine
-from signet.signer.pki.ca import CaSettings, CertificateAuthority
+from signet.signer.pki.ca import CaSettings, CertificateAuthority, Issued
 from signet.signer.pki.ocsp import OcspResponder
 from signet.signer.pki.timesource import ReferenceWatch, TimeGuard, TimeJournal, TimeTrust
 from signet.signer.pki.tsa import SerialAllocator, TimeStampAuthority, TsaIdentity
 from signet.signer.registry import Registry
+
+
+@dataclass(frozen=True)
+class DocumentSigned:
+    issued: Issued
+    #: the holder's activation that allowed it (person and event keys), else None
+    activation_id: str | None
 
 
 class SignerService:
@@ -141,6 +158,56 @@ class SignerService:
                 self.settings.timestamp_authorities,
             )
         return self._engine
+
+    @cached_property
+    def activations(self) -> ActivationService:
+        settings = self.settings
+        found: dict[Channel, Transport] = {}
+        if settings.smtp is not None:
+            found[Channel.EMAIL] = SmtpTransport(settings.smtp)
+        if settings.sms is not None:
+            found[Channel.SMS] = SmsGateway(settings.sms)
+        configured = settings.activation_pepper
+        pepper = load_pepper(configured.get_secret_value() if configured else None, settings.home)
+        return ActivationService(
+            ActivationStore(self.registry, pepper), Outbox(self.registry, found), lambda: self.ca
+        )
+
+    def material(self, options: SignOptions) -> Issued:
+        ca = self.ca
+        if options.certificate_serial:
+            return ca.signing_material(options.certificate_serial)
+        return ca.signing_material_for_key(options.key_label or "")
+
+    def sign_document(
+        self,
+        document: BinaryIO,
+        output: BinaryIO,
+        options: SignOptions,
+        image: bytes | None = None,
+    ) -> DocumentSigned:
+        """Sign one document, with the holder's activation when the key needs one.
+
+        The activation is checked before any signing work; the document's SHA-256 is
+        read from its spool in 1 MiB chunks (never into memory whole)."""
+        issued = self.material(options)
+        if not needs_activation(issued.record):
+            self.engine.sign_stream(document, output, issued, options, image)
+            return DocumentSigned(issued, None)
+        start = document.tell()
+        digest = hashlib.sha256()
+        while chunk := document.read(1024 * 1024):
+            digest.update(chunk)
+        document.seek(start)
+        sha256 = digest.hexdigest()
+        activation = self.activations.authorise(issued.record, options.activation, sha256)
+        try:
+            self.engine.sign_stream(document, output, issued, options, image)
+        except BaseException:
+            self.activations.failed(activation, sha256)
+            raise
+        self.activations.signed(issued.record, activation.activation_id, sha256)
+        return DocumentSigned(issued, activation.activation_id)
 
     def check_ready(self) -> None:
         """Raise unless the HSM answers and the CA is initialised."""

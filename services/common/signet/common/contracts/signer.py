@@ -176,6 +176,10 @@ class IssueCertificateRequest(_Model):
                 raise ValueError("an event certificate needs identity_verification")
             if self.key_label is not None:
                 raise ValueError("an event certificate always gets a fresh key")
+            if self.contact is None:
+                raise ValueError(
+                    "an event certificate needs the contact its activation codes go to"
+                )
         return self
 
 
@@ -256,6 +260,35 @@ class KeyEnrolment(_Model):
         if (self.certificate_serial is None) == (self.key_label is None):
             raise ValueError("give exactly one of certificate_serial or key_label")
         return self
+
+
+class EnrolmentInfo(_Model):
+    """A key's contact as bound now, for an administrator (the contact in full)."""
+
+    certificate_serial: HexSerial
+    key_label: str
+    contact: Contact
+    enrolled_by: str
+    enrolled_at: datetime
+    #: the contact this enrolment replaced, if any
+    previous: Contact | None = None
+
+
+class SignerOutboxEntry(_Model):
+    """One activation code's message in the signer's outbox (`GET /v1/outbox`).  The
+    body shows the code only while the message is `held` (no gateway configured)."""
+
+    id: int
+    activation_id: str
+    channel: ContactChannel
+    to: str
+    locale: str
+    subject: str
+    body: str
+    state: str = Field(examples=["held", "accepted", "failed"])
+    detail: str
+    created_at: datetime
+    updated_at: datetime
 
 
 class ActivationRequest(_Model):

@@ -67,7 +67,18 @@ class KeyNotEnrolled(Conflict):
     code = "key_not_enrolled"
 
 
+class ActivationRequired(ActivationRefused):
+    code = "activation_required"
+
+
+class KeyNotActivatable(Conflict):
+    code = "key_not_activatable"
+
+
 METHODS = {ContactChannel.SMS: "sms-otp", ContactChannel.EMAIL: "email-otp"}
+#: An expired activation's event key is destroyed only this long after the expiry, so a
+#: signature whose code was checked just before it can still finish.
+SPEND_GRACE = timedelta(minutes=1)
 
 
 def mask_contact(contact: Contact) -> str:
@@ -97,7 +108,10 @@ class Activation:
     code: IssuedCode
     issued_at: datetime
     verified_at: datetime | None = None
+    #: digests whose code check passed (each passes once)
     used_sha256: frozenset[str] = field(default_factory=frozenset)
+    #: digests actually signed (a check whose signing failed is given back)
+    signed_sha256: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def purpose(self) -> str:
@@ -126,8 +140,12 @@ class Activation:
 
     def spent(self, now: datetime) -> bool:
         """Whether an event key behind this activation must now be destroyed: every
-        digest signed, or the code expired (used or not) so nothing more can sign."""
-        return set(self.document_sha256) <= self.used_sha256 or now >= self.code.expires_at
+        digest signed, or the code expired (used or not, `SPEND_GRACE` ago) so nothing
+        more can sign with it."""
+        return (
+            set(self.document_sha256) <= self.signed_sha256
+            or now >= self.code.expires_at + SPEND_GRACE
+        )
 
 
 def new_activation(

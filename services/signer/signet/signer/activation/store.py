@@ -41,6 +41,27 @@ class ActivationStore:
             )
         return previous
 
+    def enrolment(self, serial: str) -> tuple[Contact, str, datetime, Contact | None] | None:
+        """The binding in force: contact, who bound it, when, and the contact it replaced."""
+        with self.registry.session() as session:
+            row = session.scalars(
+                select(EnrolmentRow)
+                .where(EnrolmentRow.certificate_serial == serial)
+                .order_by(EnrolmentRow.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            previous = (
+                Contact(channel=ContactChannel(row.previous_channel), address=row.previous_address)
+                if row.previous_channel and row.previous_address
+                else None
+            )
+            when = aware(row.enrolled_at)
+            assert when is not None
+            contact = Contact(channel=ContactChannel(row.channel), address=row.address)
+            return contact, row.enrolled_by, when, previous
+
     def contact_for(self, serial: str) -> Contact | None:
         with self.registry.session() as session:
             row = session.scalars(
@@ -89,6 +110,25 @@ class ActivationStore:
             raise outcome.refusal
         return outcome.activation
 
+    def give_back(self, activation_id: str, document_sha256: str) -> None:
+        """The signature a passed check allowed failed (HSM down, a bad document): the
+        digest may be signed again with the same code while it lives."""
+        with self.registry.session() as session, session.begin():
+            row = session.get(ActivationRow, activation_id, with_for_update=True)
+            if row is not None:
+                used = set(json.loads(row.used_sha256)) - {document_sha256}
+                row.used_sha256 = json.dumps(sorted(used))
+
+    def signed(self, activation_id: str, document_sha256: str) -> rules.Activation:
+        """Record that the digest was signed; the activation as it is now (so the caller
+        sees whether every digest is signed and an event key must be destroyed)."""
+        with self.registry.session() as session, session.begin():
+            row = session.get(ActivationRow, activation_id, with_for_update=True)
+            assert row is not None
+            done = set(json.loads(row.signed_sha256)) | {document_sha256}
+            row.signed_sha256 = json.dumps(sorted(done))
+            return _activation(row)
+
     def to_spend(self, now: datetime) -> list[rules.Activation]:
         """Activations not yet marked spent that can sign nothing more (every digest
         used, or expired): the sweep destroys an event key behind each, then calls
@@ -113,6 +153,7 @@ def _row(activation: rules.Activation) -> ActivationRow:
         address=activation.contact.address,
         document_sha256=json.dumps(list(activation.document_sha256)),
         used_sha256=json.dumps(sorted(activation.used_sha256)),
+        signed_sha256=json.dumps(sorted(activation.signed_sha256)),
         code_digest=activation.code.digest,
         code_purpose=activation.code.purpose,
         expires_at=activation.code.expires_at,
@@ -137,4 +178,5 @@ def _activation(row: ActivationRow) -> rules.Activation:
         issued_at=issued_at,
         verified_at=aware(row.verified_at),
         used_sha256=frozenset(json.loads(row.used_sha256)),
+        signed_sha256=frozenset(json.loads(row.signed_sha256)),
     )

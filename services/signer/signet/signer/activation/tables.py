@@ -1,5 +1,6 @@
 """The activation wing's tables: key enrolments (a key's bound contact, every change
-kept) and activations (a code's HMAC, its digests, which of them were signed).
+kept), activations (a code's HMAC, its digests, which of them were signed) and the
+signer's outbox (each activation code's message and what became of it).
 
 Rows are never deleted: an activation is evidence of a signature for as long as the
 signature is shown; enrolments say who bound which contact, and when.
@@ -13,7 +14,7 @@ from signet.signer.schema import Base
 from sqlalchemy import Boolean, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-__all__ = ["ActivationRow", "Base", "EnrolmentRow"]
+__all__ = ["ActivationRow", "Base", "EnrolmentRow", "OutboxRow"]
 
 
 class EnrolmentRow(Base):
@@ -43,6 +44,7 @@ class ActivationRow(Base):
     #: JSON lists of lowercase hex SHA-256s
     document_sha256: Mapped[str] = mapped_column(Text)
     used_sha256: Mapped[str] = mapped_column(Text)
+    signed_sha256: Mapped[str] = mapped_column(Text, default="[]")
     code_digest: Mapped[str] = mapped_column(String(64))
     code_purpose: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -52,3 +54,24 @@ class ActivationRow(Base):
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: when the event key behind it was destroyed (NULL: not an event key, or not yet)
     spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxRow(Base):
+    """One activation code's message: sent once from memory when the activation is
+    made, never retried (the person asks for a new code).  The body keeps the code
+    readable only while `held` (no gateway: the admin relays it), masked otherwise."""
+
+    __tablename__ = "signer_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    activation_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    to: Mapped[str] = mapped_column(String(254))
+    locale: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -40,8 +40,11 @@ def _certificate_serial(service: SignerService, options: SignOptions) -> str:
         if options.certificate_serial
         else ca.signing_material_for_key(options.key_label or "")
     )
-    if issued.record.kind == CertificateKind.EVENT:
-        raise InvalidRequest("an event certificate signs once; a batch needs a seal or person key")
+    if issued.record.kind in (CertificateKind.EVENT, CertificateKind.PERSON):
+        raise InvalidRequest(
+            f"a {issued.record.kind} key signs only what its holder confirms, one activation "
+            "at a time: a batch needs a seal key"
+        )
     return issued.record.serial
 
 

@@ -14,6 +14,11 @@ router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
 @router.post("", status_code=201, response_model=CertificateInfo)
 async def issue(request: IssueCertificateRequest, service: Service) -> CertificateInfo:
     issued = await run_in_threadpool(service.ca.issue, request)
+    if request.contact is not None and issued.record.kind == "event":
+        # the event key's codes go only to the contact its certificate names
+        await run_in_threadpool(
+            service.activations.bind_event_contact, issued.record.serial, request.contact
+        )
     return service.ca.info(issued.record)
 
 

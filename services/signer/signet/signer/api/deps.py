@@ -56,6 +56,10 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", r"/v1/certificates/[^/]+", Scope.CERTIFICATE_READ),
     rule("POST", r"/v1/certificates/[^/]+/revoke", Scope.CERTIFICATE_REVOKE),
     rule("POST", r"/v1/sign", Scope.DOCUMENT_SIGN),
+    # the portal asks for a holder's activation and reads its record (never the code);
+    # enrolments and the outbox (contacts, held codes) are left to admin
+    rule("POST", r"/v1/activations", Scope.DOCUMENT_SIGN),
+    rule("GET", r"/v1/activations/[^/]+", Scope.DOCUMENT_SIGN),
     rule("POST", r"/v1/complete", Scope.DOCUMENT_SIGN),
     rule("POST", r"/v1/verify", Scope.DOCUMENT_VERIFY),
     rule("POST", r"/v1/batches", Scope.BATCH),

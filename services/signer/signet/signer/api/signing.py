@@ -21,8 +21,6 @@ from signet.common.errors import InvalidRequest, PayloadTooLarge
 from signet.signer.api.deps import Service, read_limited
 from signet.signer.pades.engine import check_image
 from signet.signer.pades.validation import verify_pdf
-from signet.signer.pki.ca import Issued
-from signet.signer.service import SignerService
 
 router = APIRouter(prefix="/v1", tags=["signing"])
 _IMAGE_LIMIT = 8 * 1024 * 1024
@@ -30,24 +28,6 @@ _IMAGE_LIMIT = 8 * 1024 * 1024
 
 #: Signed documents up to this size are answered from memory, larger ones from a temp file.
 _IN_MEMORY = 16 * 1024 * 1024
-
-
-def _sign(
-    service: SignerService,
-    document: BinaryIO,
-    output: BinaryIO,
-    options: SignOptions,
-    image: bytes | None,
-) -> Issued:
-    ca = service.ca
-    issued = (
-        ca.signing_material(options.certificate_serial)
-        if options.certificate_serial
-        else ca.signing_material_for_key(options.key_label or "")
-    )
-    service.engine.sign_stream(document, output, issued, options, image)
-    ca.spend_event_key(issued)
-    return issued
 
 
 def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
@@ -82,16 +62,18 @@ async def sign(
     # 200 MB contract never sits in memory (the signature itself is a few KB).
     output = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)  # noqa: SIM115
     try:
-        issued = await run_in_threadpool(
-            _sign, service, document.file, cast(BinaryIO, output), parsed, png
+        done = await run_in_threadpool(
+            service.sign_document, document.file, cast(BinaryIO, output), parsed, png
         )
     except BaseException:
         output.close()
         raise
     headers = {
-        "X-Signet-Certificate-Serial": issued.record.serial,
+        "X-Signet-Certificate-Serial": done.issued.record.serial,
         "X-Signet-Signature-Level": parsed.level.value,
     }
+    if done.activation_id is not None:
+        headers["X-Signet-Activation"] = done.activation_id
     size = output.tell()
     if size <= _IN_MEMORY:
         output.seek(0)

@@ -9,6 +9,7 @@ All private keys live in the HSM; certificates and revocations in `Registry`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -26,6 +27,8 @@ from signet.common.contracts.signer import (
     POLICY_ARC,
     CertificateInfo,
     CertificateKind,
+    Contact,
+    ContactChannel,
     IssueCertificateRequest,
     KeyPurpose,
     RevocationReason,
@@ -228,6 +231,7 @@ class CertificateAuthority:
             email=subject.email,
             validity=validity,
             verification=verification,
+            contact=request.contact if kind is CertificateKind.EVENT else None,
         )
 
     def revoke(self, serial: str, reason: RevocationReason) -> CertificateRecord:
@@ -347,12 +351,14 @@ class CertificateAuthority:
             serial = record.serial
         return self._load_material(serial, KeyPurpose.LEDGER_SEAL)
 
-    def spend_event_key(self, issued: Issued) -> None:
-        """Destroy an event key after its one signature (sole control ends with the event)."""
-        if issued.record.kind == CertificateKind.EVENT:
-            with metrics.hsm_operation("destroy_key"):
-                self.hsm.destroy_key(issued.key.label)
-            self.registry.mark_key_destroyed(issued.record.serial, now())
+    def spend_event_key(self, record: CertificateRecord) -> None:
+        """Destroy an event key when its event is over (sole control ends with it): its
+        activation signed every document it named, or expired.  A key already gone
+        (a sweep that ran twice) is recorded as destroyed all the same."""
+        if record.kind == CertificateKind.EVENT and record.key_destroyed_at is None:
+            with metrics.hsm_operation("destroy_key"), contextlib.suppress(KeyNotFound):
+                self.hsm.destroy_key(record.key_label)
+            self.registry.mark_key_destroyed(record.serial, now())
 
     # -- revocation data ------------------------------------------------------------------
 
@@ -447,6 +453,7 @@ class CertificateAuthority:
         validity: timedelta | None = None,
         verification: dict[str, Any] | None = None,
         ledger: bool = False,
+        contact: Contact | None = None,
     ) -> Issued:
         with metrics.hsm_operation("lookup"):
             public_key = keys.PublicKeyInfo.load(self.hsm.find_key(key.label).public_key_der)
@@ -455,7 +462,7 @@ class CertificateAuthority:
         not_after = not_before + (validity or _VALIDITY[kind])
         if issuer is not None:
             not_after = min(not_after, issuer.record.not_after)
-        extensions = self._profile(kind, public_key, issuer, email, verification)
+        extensions = self._profile(kind, public_key, issuer, email, verification, contact)
         if ledger:
             extensions = _ledger_profile(extensions)
         cert = build_certificate(
@@ -491,6 +498,7 @@ class CertificateAuthority:
         issuer: Issued | None,
         email: str | None,
         verification: dict[str, Any] | None,
+        contact: Contact | None = None,
     ) -> list[dict[str, Any]]:
         ski = key_identifier(public_key)
         exts = [extension("key_identifier", ski)]
@@ -543,10 +551,8 @@ class CertificateAuthority:
             exts.append(extension("certificate_policies", [{"policy_identifier": TSA_POLICY_OID}]))
             return exts
         exts.append(extension("extended_key_usage", list(DOCUMENT_SIGNING_EKU)))
-        if email:
-            exts.append(
-                extension("subject_alt_name", [x509.GeneralName(name="rfc822_name", value=email)])
-            )
+        if alt_names := _alt_names(email, contact):
+            exts.append(extension("subject_alt_name", alt_names))
         policy: dict[str, Any] = {"policy_identifier": LONG_TERM_POLICY_OID}
         if kind is CertificateKind.EVENT and verification:
             notice = (
@@ -569,6 +575,20 @@ class CertificateAuthority:
             }
         exts.append(extension("certificate_policies", [policy]))
         return exts
+
+
+def _alt_names(email: str | None, contact: Contact | None) -> list[x509.GeneralName]:
+    """The subject's e-mail, and an event certificate's activation contact: whoever
+    validates the signature sees where the signer sent the code (a mobile as a
+    ``tel:`` URI, RFC 3966)."""
+    names = [x509.GeneralName(name="rfc822_name", value=email)] if email else []
+    if contact is not None and contact.channel is ContactChannel.SMS:
+        names.append(
+            x509.GeneralName(name="uniform_resource_identifier", value=f"tel:{contact.address}")
+        )
+    elif contact is not None and contact.address.lower() != (email or "").lower():
+        names.append(x509.GeneralName(name="rfc822_name", value=contact.address))
+    return names
 
 
 def _ledger_profile(extensions: list[dict[str, Any]]) -> list[dict[str, Any]]:

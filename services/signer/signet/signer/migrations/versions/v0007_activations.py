@@ -1,4 +1,4 @@
-"""Signature activation: key enrolments and activations
+"""Signature activation: key enrolments, activations and the signer's outbox
 (`signet.signer.activation.tables`).
 
 Revision ID: 0007
@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("address", sa.String(length=254), nullable=False),
         sa.Column("document_sha256", sa.Text(), nullable=False),
         sa.Column("used_sha256", sa.Text(), nullable=False),
+        sa.Column("signed_sha256", sa.Text(), nullable=False),
         sa.Column("code_digest", sa.String(length=64), nullable=False),
         sa.Column("code_purpose", sa.String(length=128), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
@@ -54,9 +55,29 @@ def upgrade() -> None:
     )
     op.create_index("ix_activations_certificate_serial", "activations", ["certificate_serial"])
     op.create_index("ix_activations_expires_at", "activations", ["expires_at"])
+    op.create_table(
+        "signer_outbox",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("activation_id", sa.String(length=64), nullable=False),
+        sa.Column("channel", sa.String(length=8), nullable=False),
+        sa.Column("to", sa.String(length=254), nullable=False),
+        sa.Column("locale", sa.String(length=16), nullable=False),
+        sa.Column("subject", sa.String(length=300), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("provider_id", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_signer_outbox_activation_id", "signer_outbox", ["activation_id"])
+    op.create_index("ix_signer_outbox_state", "signer_outbox", ["state"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_signer_outbox_state", table_name="signer_outbox")
+    op.drop_index("ix_signer_outbox_activation_id", table_name="signer_outbox")
+    op.drop_table("signer_outbox")
     op.drop_index("ix_activations_expires_at", table_name="activations")
     op.drop_index("ix_activations_certificate_serial", table_name="activations")
     op.drop_table("activations")
