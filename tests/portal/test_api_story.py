@@ -559,41 +559,32 @@ def test_signing_refusals_sign_nothing(appliance: Appliance, admin: httpx.Client
     assert "document.signed" not in _timeline_in_ledger(admin, envelope_id)
 
 
-def _simulate_activation(appliance: Appliance, recipient_name: str) -> str:
-    """What a successful ``/activation`` keeps on the recipient, written directly: this
-    branch's signer has no activation routes yet (they come from branch ``activation``),
-    so the test stands in for the challenge; the signing pipeline after it is real."""
+def _activate(appliance: Appliance, token: str) -> dict[str, str]:
+    """The recipient asks for the activation (the signer sends the code itself) and
+    reads the code where they would find it on the embedded default: the signer's
+    outbox, read here from the signer's database as ``signet outbox`` does."""
+    import re
+
     import sqlalchemy as sa
 
+    asked = appliance.portal().post(f"/api/v1/links/{token}/activation")
+    assert asked.status_code == 200, asked.text
+    activation_id = asked.json()["activation_id"]
     url = appliance.extra_env.get(
-        "SIGNET_PORTAL_DATABASE_URL", f"sqlite:///{appliance.home / 'portal' / 'portal.db'}"
+        "SIGNET_SIGNER_DATABASE_URL", f"sqlite:///{appliance.home / 'signer' / 'signer.db'}"
     )
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
         with engine.begin() as connection:
-            recipient_id, envelope_id = connection.execute(
-                sa.text("SELECT id, envelope_id FROM recipients WHERE name = :n"),
-                {"n": recipient_name},
-            ).one()
-            holding = connection.scalars(
-                sa.text("SELECT DISTINCT document_id FROM fields WHERE recipient_id = :r"),
-                {"r": recipient_id},
-            ).all()
-            digests = [
-                sha for doc_id, sha in connection.execute(
-                    sa.text("SELECT id, current_sha256 FROM documents WHERE envelope_id = :e "
-                            "ORDER BY position"), {"e": envelope_id},
-                ) if doc_id in holding
-            ]  # fmt: skip
-            activation_id = "sim" + recipient_id.replace("-", "")[:29]
-            connection.execute(
-                sa.text("UPDATE recipients SET activation_id = :a, activation_sha256 = :d "
-                        "WHERE id = :r").bindparams(sa.bindparam("d", type_=sa.JSON)),
-                {"a": activation_id, "d": digests, "r": recipient_id},
-            )  # fmt: skip
+            body = connection.execute(
+                sa.text("SELECT body FROM signer_outbox WHERE activation_id = :a"),
+                {"a": activation_id},
+            ).scalar_one()
     finally:
         engine.dispose()
-    return str(activation_id)
+    found = re.search(r"\b([0-9]{6})\b", body)
+    assert found, body
+    return {"activation_id": activation_id, "code": found.group(1)}
 
 
 def test_a_signer_signs_with_their_fields_stamped_and_only_once(
@@ -626,12 +617,15 @@ def test_a_signer_signs_with_their_fields_stamped_and_only_once(
             if value is not None:
                 url = f"/api/v1/links/{ana}/fields/{f['id']}"
                 assert recipient.put(url, json={"value": value}).status_code == 200
-    asked = recipient.post(f"/api/v1/links/{ana}/activation")
-    assert asked.status_code == 403, asked.text  # see _simulate_activation
-    activation_id = _simulate_activation(appliance, "Ana Signs")
-    body = _sign_body(_handwriting(), activation_id=activation_id)
+    proof = _activate(appliance, ana)
+    body = _sign_body(_handwriting(), **proof)
     wrong = recipient.post(f"/api/v1/links/{ana}/sign", json=_sign_body(activation_id="x" * 32))
     assert wrong.status_code == 403 and "activation" in wrong.json()["detail"]
+    # the right activation, a wrong code: the signer refuses and counts it
+    bad_code = f"{(int(proof['code']) + 1) % 10**6:06d}"
+    mistyped = recipient.post(f"/api/v1/links/{ana}/sign", json=body | {"code": bad_code})
+    assert mistyped.status_code == 403, mistyped.text
+    assert mistyped.json()["error"] == "activation_code_wrong", mistyped.text
     signed = recipient.post(f"/api/v1/links/{ana}/sign", json=body)
     assert signed.status_code == 200, signed.text
     assert signed.json()["recipient_status"] == "signed"
@@ -681,13 +675,10 @@ def test_the_last_signature_completes_the_envelope_to_b_lta_with_sealed_evidence
     recipient.post(f"/api/v1/links/{approver}/approve").raise_for_status()
     ana = _link_of(admin, envelope_id, "ana.c@other.example")
     _verify(appliance, admin, envelope_id, ana, "ana.c@other.example")
-    assert recipient.post(f"/api/v1/links/{ana}/activation").status_code == 403  # not yet
     early = admin.get(f"/api/v1/envelopes/{envelope_id}/evidence")
     assert early.status_code == 409 and early.json()["error"] == "conflict"
     assert recipient.post(f"/api/v1/envelopes/{envelope_id}/complete").status_code == 401
-    body = _sign_body(
-        _handwriting(), activation_id=_simulate_activation(appliance, "Ana Completes")
-    )
+    body = _sign_body(_handwriting(), **_activate(appliance, ana))
     signed = recipient.post(f"/api/v1/links/{ana}/sign", json=body)
     assert signed.status_code == 200, signed.text
     assert signed.json()["envelope_status"] == "completed"
@@ -721,14 +712,11 @@ def test_the_last_signature_completes_the_envelope_to_b_lta_with_sealed_evidence
     assert {m["to"] for m in completed} >= {"wang.fang@acme.example", "ana.c@other.example"}
 
 
-def test_two_documents_with_one_event_key_sign_nothing_and_a_new_certificate_follows(
+def test_one_activation_signs_both_documents_with_one_event_key(
     appliance: Appliance, admin: httpx.Client
 ) -> None:
-    """This signer destroys an event key after its first signature, so the second
-    document is refused: the portal records nothing (both hashes stay), and forgets
-    the used certificate, so the next activation issues a fresh one.  When the signer
-    lets one activation's key sign all its digests, this test is to become the
-    two-document success."""
+    """A signer with fields on two documents: one code covers both revisions, the one
+    event key signs both, and only then is it destroyed."""
     story = _story()
     story["recipients"] = [
         {"name": "Wang Fang", "email": "wang.fang@acme.example", "role": "approver"},
@@ -749,13 +737,12 @@ def test_two_documents_with_one_event_key_sign_nothing_and_a_new_certificate_fol
     recipient.post(f"/api/v1/links/{approver}/approve").raise_for_status()
     ana = _link_of(admin, envelope_id, "ana.t@other.example")
     _verify(appliance, admin, envelope_id, ana, "ana.t@other.example")
-    recipient.post(f"/api/v1/links/{ana}/activation")
-    body = _sign_body(_handwriting(), activation_id=_simulate_activation(appliance, "Ana Twice"))
-    refused = recipient.post(f"/api/v1/links/{ana}/sign", json=body)
-    assert refused.status_code == 409 and "already used" in refused.json()["detail"]
+    proof = _activate(appliance, ana)
+    signed = recipient.post(f"/api/v1/links/{ana}/sign", json=_sign_body(_handwriting(), **proof))
+    assert signed.status_code == 200, signed.text
     after = admin.get(f"/api/v1/envelopes/{envelope_id}").json()
-    assert [d["current_sha256"] for d in after["documents"]] == before
-    assert after["recipients"][1]["status"] == "active"
-    recipient.post(f"/api/v1/links/{ana}/activation")
+    hashes = [d["current_sha256"] for d in after["documents"]]
+    assert hashes[0] != before[0] and hashes[1] != before[1]
+    assert after["status"] == "completed"
     types = _timeline_in_ledger(admin, envelope_id)
-    assert types.count("recipient.certificate_issued") == 2 and "document.signed" not in types
+    assert types.count("document.signed") == 2 and types.count("recipient.certificate_issued") == 1

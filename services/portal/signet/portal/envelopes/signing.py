@@ -78,12 +78,7 @@ class SigningService:
             certificate_serial=serial, document_sha256=step.digests,
             locale=step.locale if len(step.locale) in {2, 5} else "en", purpose=step.title,
         )  # fmt: skip
-        # SignerClient.request_activation arrives with the signer's activation routes;
-        # until then the contract's route is called through the client's pool directly
-        response = self.signer.request(
-            "POST", "/v1/activations", json=request.model_dump(mode="json", exclude_none=True)
-        )
-        challenge = ActivationChallenge.model_validate_json(response.content)
+        challenge = self.signer.request_activation(request)
         with self.envelopes.sessions.begin() as session:
             recipient = session.get(Recipient, step.recipient_id)
             assert recipient is not None
