@@ -177,3 +177,22 @@ def test_verify_of_a_foreign_signature_is_a_verdict_in_words(
     assert result.returncode == 1, (command, result.stdout, result.stderr)  # not OK, no crash
     assert "Somebody Else" in result.stdout
     assert "not issued by this appliance" in result.stdout, result.stdout
+
+
+def test_ca_init_prints_each_fingerprint_whole_on_a_narrow_terminal(tmp_path: Path) -> None:
+    """The admin compares the root's fingerprint out of band: a cell cut to the
+    terminal's width ("ee2e42f7…") was useless on an 80-column terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNET_")} | {
+        "SIGNET_HOME": str(tmp_path / "home"),
+        "SIGNET_SIGNER_TIME_TRUST": "trusted-host",
+        "COLUMNS": "80",
+    }
+    env.pop("SOFTHSM2_CONF", None)
+    signet = str(Path(sys.executable).parent / "signet")
+    result = subprocess.run(
+        [signet, "ca", "init"], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    printed = re.findall(r"^(\w+)\s+SHA-256 ([0-9a-f]{64})$", result.stdout, re.MULTILINE)
+    assert [role for role, _ in printed] == ["root", "issuing", "tsa"], result.stdout
+    assert "…" not in result.stdout

@@ -64,15 +64,14 @@ def ca_init(
     except SignetError as exc:
         raise _fail(exc) from exc
     write_ca_files(service.settings.home / "ca", issued)
-    table = Table("role", "subject", "SHA-256 fingerprint", "valid until")
+    table = Table("role", "subject", "valid until")
     for item in issued:
-        table.add_row(
-            item.record.kind,
-            item.record.subject,
-            fingerprint(item.certificate),
-            f"{item.record.not_after:%Y-%m-%d}",
-        )
+        table.add_row(item.record.kind, item.record.subject, f"{item.record.not_after:%Y-%m-%d}")
     console.print(table)
+    # Outside the table: a table cell is cut to the terminal's width ("ee2e42f7…"), and
+    # a fingerprint is only worth anything whole (the admin compares it out of band).
+    for item in issued:
+        console.print(f"{item.record.kind:<8} SHA-256 {fingerprint(item.certificate)}")
     state = "already initialised, nothing changed" if was_ready and not force else "created"
     console.print(f"CA {state}; certificates in {service.settings.home / 'ca'}")
 
