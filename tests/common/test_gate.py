@@ -122,3 +122,28 @@ def test_a_chunked_body_is_counted(gated: int) -> None:
 def test_a_body_within_the_limit_is_read(gated: int) -> None:
     status, _ = _raw(gated, _head("/echo", 10, token=SERVICE_TOKEN), b"0123456789")
     assert status == "HTTP/1.1 200 OK"
+
+
+def _refused(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("signet_gate_refused_total", {"reason": reason}) or 0.0
+
+
+def test_each_refusal_is_counted_by_reason(gated: int) -> None:
+    """signet_gate_refused_total{reason} in /metrics: which guard refused, not just 4xx."""
+    before = {r: _refused(r) for r in ("no_token", "too_large", "slow_body")}
+    status, _ = _raw(gated, _head("/echo", 10, token=None), b"0123456789")
+    assert status == "HTTP/1.1 401 Unauthorized"
+    status, _ = _raw(gated, _head("/echo", 5000, token=SERVICE_TOKEN), b"{")
+    assert status == "HTTP/1.1 413 Request Entity Too Large"  # declared: refused unread
+    status, _ = _raw(gated, _head("/echo", 1000, token=SERVICE_TOKEN), b'{"a"')
+    assert status == "HTTP/1.1 408 Request Timeout"
+    status, _ = _raw(gated, _head("/echo", 10, token=SERVICE_TOKEN), b"0123456789")
+    assert status == "HTTP/1.1 200 OK"  # an accepted request counts nowhere
+    after = {r: _refused(r) for r in before}
+    assert {r: after[r] - before[r] for r in before} == {
+        "no_token": 1,
+        "too_large": 1,
+        "slow_body": 1,
+    }

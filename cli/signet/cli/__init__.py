@@ -1,1 +1,24 @@
-"""The `signet` command line."""
+"""The `signet` command line.
+
+Quiet by default: a newcomer's terminal shows Signet's own output, not the libraries'
+warnings (pyHanko imports DSA, which `cryptography` deprecates, and says so on every
+run).  The filter is set here, in the package's first module, because those warnings
+fire at import time, before any command runs; `--verbose` anywhere on the command line
+keeps them (`signet.cli.main.main` removes the flag before Typer parses).  Only the
+`signet` command itself is quietened: importing this package elsewhere (tests) changes
+nothing.
+"""
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+VERBOSE = "--verbose" in sys.argv[1:]
+
+if not VERBOSE and Path(sys.argv[0]).name in {"signet", "__main__.py"}:
+    warnings.simplefilter("ignore")
+    # pyHanko logs a foreign signature's failed path building with a traceback; the
+    # verdict is in the report, so the log is for --verbose only.
+    for name in ("pyhanko", "pyhanko_certvalidator"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -6,6 +6,8 @@ by registering their sub-apps here.
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from signet.cli import (
     batch_commands,
@@ -40,4 +42,6 @@ app.command("outbox")(portal_commands.outbox)
 
 
 def main() -> None:
+    # `--verbose` was read by signet.cli (warnings shown); Typer must not see it.
+    sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != "--verbose"]
     app()

@@ -65,15 +65,14 @@ def ca_init(
     except SignetError as exc:
         raise _fail(exc) from exc
     write_ca_files(service.settings.home / "ca", issued)
-    table = Table("role", "subject", "SHA-256 fingerprint", "valid until")
+    table = Table("role", "subject", "valid until")
     for item in issued:
-        table.add_row(
-            item.record.kind,
-            item.record.subject,
-            fingerprint(item.certificate),
-            f"{item.record.not_after:%Y-%m-%d}",
-        )
+        table.add_row(item.record.kind, item.record.subject, f"{item.record.not_after:%Y-%m-%d}")
     console.print(table)
+    # Outside the table: a table cell is cut to the terminal's width ("ee2e42f7…"), and
+    # a fingerprint is only worth anything whole (the admin compares it out of band).
+    for item in issued:
+        console.print(f"{item.record.kind:<8} SHA-256 {fingerprint(item.certificate)}")
     state = "already initialised, nothing changed" if was_ready and not force else "created"
     console.print(f"CA {state}; certificates in {service.settings.home / 'ca'}")
 
@@ -213,6 +212,26 @@ def verify(
     raise typer.Exit(0 if report.valid else 1)
 
 
+#: pyHanko's AdES indications as a reader says them (the JSON report keeps the codes).
+_INDICATIONS = {
+    "chain_constraints_failure": "signer certificate not issued by this appliance's root",
+    "no_certificate_chain_found": "signer certificate not issued by this appliance's root",
+    "revoked_no_pox": "the signer's certificate is revoked",
+    "expired": "the signer's certificate had expired",
+    "not_yet_valid": "the signer's certificate was not yet valid",
+    "try_later": "revocation status not available yet; try later",
+    "cryptographic_constraints_failure": "algorithm or key size not accepted",
+    "signed_data_not_found": "the signed data is missing",
+}
+
+
+def _in_words(problem: str | None) -> str | None:
+    """A validation code in words; a sentence already in words passes unchanged."""
+    if problem is None:
+        return None
+    return _INDICATIONS.get(problem, problem.replace("_", " ") if " " not in problem else problem)
+
+
 def _print_report(report: VerifyResponse) -> None:
     if not report.signatures:
         console.print("[red]no signatures in this document[/]")
@@ -220,7 +239,9 @@ def _print_report(report: VerifyResponse) -> None:
     table = Table("field", "kind", "signer", "time", "OK", "problem")
     for sig in report.signatures:
         when = sig.timestamp.time if sig.timestamp else sig.signing_time
-        problem = sig.trust_problem or ("" if sig.intact else "document changed after signing")
+        problem = _in_words(sig.trust_problem) or (
+            "" if sig.intact else "document changed after signing"
+        )
         if sig.modifications == "other":
             problem = problem or "disallowed modification after signing"
         table.add_row(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from signet.common.errors import PayloadTooLarge, SignetError, Unauthorized
+from signet.common.metrics import GATE_REFUSED
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Seconds a client may stay silent in the middle of a request body.
@@ -56,6 +57,15 @@ class GateRules:
 
 def _matches(rule: str, path: str) -> bool:
     return path.startswith(rule[:-1]) if rule.endswith("*") else path == rule
+
+
+#: The gate's refusals as signet_gate_refused_total's reason label.
+_REASONS = {
+    "unauthorized": "no_token",
+    "forbidden": "wrong_scope",
+    "payload_too_large": "too_large",
+    "request_timeout": "slow_body",
+}
 
 
 class RequestGate:
@@ -104,6 +114,7 @@ class _Body:
             async with asyncio.timeout(self.idle):
                 message = await self.receive()
         except TimeoutError:
+            GATE_REFUSED.labels(reason="slow_body").inc()
             raise RequestTimeout(
                 f"the request body stalled for more than {self.idle:g} s"
             ) from None
@@ -111,6 +122,7 @@ class _Body:
             self.complete = not message.get("more_body", False)
             self.seen += len(message.get("body", b""))
             if self.limit is not None and self.seen > self.limit:
+                GATE_REFUSED.labels(reason="too_large").inc()
                 raise PayloadTooLarge(f"the request body is larger than {self.limit} bytes")
         return message
 
@@ -125,6 +137,7 @@ def _content_length(raw: bytes | None) -> int | None:
 
 
 async def _refuse(send: Send, error: SignetError) -> None:
+    GATE_REFUSED.labels(reason=_REASONS.get(error.code, error.code)).inc()
     body = json.dumps({"error": error.code, "detail": error.detail}).encode()
     headers = [
         (b"content-type", b"application/json"),

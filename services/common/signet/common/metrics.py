@@ -85,6 +85,15 @@ HTTP_REQUESTS = Counter(
     "HTTP requests answered, by service, method, route template and status code.",
     ["service", "method", "route", "status"],
 )
+#: Requests the gate (signet.common.gate) refused before the route ran, by why:
+#: no_token (401), wrong_scope (403), too_large (413), slow_body (408).  A rising
+#: count is someone probing or a client misconfigured; the HTTP counter shows the
+#: same answers by route, this one says which guard gave them.
+GATE_REFUSED = Counter(
+    "signet_gate_refused_total",
+    "Requests the request gate refused before any work, by reason.",
+    ["reason"],
+)
 HTTP_DURATION = Histogram(
     "signet_http_request_duration_seconds",
     "Time from receiving a request to sending the last byte of its answer.",
