@@ -16,7 +16,15 @@ from signet.common.gate import GateRules, RequestGate
 from signet.common.http import service_app
 from signet.common.logging import configure_logging
 from signet.common.policies import PolicyDirectory
-from signet.signer.api import batches, certificates, completion, pki, seals, signing
+from signet.signer.api import (
+    batches,
+    certificates,
+    completion,
+    pki,
+    preservation,
+    seals,
+    signing,
+)
 from signet.signer.api.deps import ROUTES
 from signet.signer.batch.wait import FinishWatch, stop_on_exit_signals
 from signet.signer.batch.worker import BatchWorker
@@ -102,6 +110,7 @@ def create_app(
     app.include_router(certificates.router)
     app.include_router(signing.router)
     app.include_router(completion.router)
+    app.include_router(preservation.router)
     app.include_router(batches.router, dependencies=[Depends(batch_store_ready)])
     app.include_router(seals.router)
     # Outermost: the caller's token and scope (`deps.ROUTES`) before any body is read.

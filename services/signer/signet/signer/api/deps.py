@@ -57,6 +57,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("POST", r"/v1/certificates/[^/]+/revoke", Scope.CERTIFICATE_REVOKE),
     rule("POST", r"/v1/sign", Scope.DOCUMENT_SIGN),
     rule("POST", r"/v1/complete", Scope.DOCUMENT_SIGN),
+    rule("POST", r"/v1/documents/renew", Scope.DOCUMENT_RENEW),
     rule("POST", r"/v1/verify", Scope.DOCUMENT_VERIFY),
     rule("POST", r"/v1/batches", Scope.BATCH),
     rule("GET", r"/v1/batches/[^/]+(/results)?", Scope.BATCH),
