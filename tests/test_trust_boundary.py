@@ -52,6 +52,7 @@ SIGNER_ROUTES: list[tuple[str, str, frozenset[str]]] = [
     ("POST", "/v1/certificates/01/revoke", frozenset({ADMIN})),
     ("POST", "/v1/sign", frozenset({ADMIN, PORTAL})),
     ("POST", "/v1/verify", frozenset({ADMIN, PORTAL})),
+    ("POST", "/v1/documents/renew", frozenset({ADMIN, STORAGE})),
     ("POST", "/v1/batches", frozenset({ADMIN, PORTAL})),
     ("GET", "/v1/batches/b-1", frozenset({ADMIN, PORTAL})),
     ("GET", "/v1/batches/b-1/results", frozenset({ADMIN, PORTAL})),

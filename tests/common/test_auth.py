@@ -105,6 +105,7 @@ def test_the_embedded_installation_gives_each_service_only_its_own(
     assert {e["caller"]: set(e["scopes"]) for e in signer}["storage"] == {
         "signer:timestamp",
         "signer:digest-sign",
+        "signer:document-renew",
     }
     assert own not in (tmp_path / "callers" / "signer.json").read_text()
     for path in (tmp_path / "tokens" / "storage", tmp_path / "callers" / "signer.json"):

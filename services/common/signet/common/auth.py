@@ -40,6 +40,8 @@ class Scope(StrEnum):
     DOCUMENT_SIGN = "signer:sign"
     DOCUMENT_VERIFY = "signer:verify"
     BATCH = "signer:batch"
+    #: Renew a retained document's archive-timestamp chain (storage's preservation job).
+    DOCUMENT_RENEW = "signer:document-renew"
     VAULT_WRITE = "storage:vault-write"
     VAULT_READ = "storage:vault-read"
     LEGAL_HOLD = "storage:legal-hold"
@@ -53,8 +55,9 @@ class Scope(StrEnum):
 
 #: The least privilege of each known caller (what `signet up` and the operator grant).
 CALLER_SCOPES: Mapping[str, frozenset[Scope]] = {
-    # storage seals and timestamps its ledger's tree heads, nothing else
-    "storage": frozenset({Scope.TIMESTAMP, Scope.DIGEST_SIGN}),
+    # storage seals and timestamps its ledger's tree heads and renews retained
+    # documents' archive timestamps (preservation), nothing else
+    "storage": frozenset({Scope.TIMESTAMP, Scope.DIGEST_SIGN, Scope.DOCUMENT_RENEW}),
     # the portal runs envelopes: person/event certificates, signing (each with the
     # person's activation), verification, and the documents and events of the vault;
     # never revocation, legal hold or retention

@@ -22,6 +22,7 @@ from signet.signer.api import (
     certificates,
     completion,
     pki,
+    preservation,
     seals,
     signing,
 )
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(signing.router)
     app.include_router(activations.router)
     app.include_router(completion.router)
+    app.include_router(preservation.router)
     app.include_router(batches.router, dependencies=[Depends(batch_store_ready)])
     app.include_router(seals.router)
     # Outermost: the caller's token and scope (`deps.ROUTES`) before any body is read.

@@ -61,6 +61,7 @@ ROUTES: tuple[Rule, ...] = (
     rule("POST", r"/v1/activations", Scope.DOCUMENT_SIGN),
     rule("GET", r"/v1/activations/[^/]+", Scope.DOCUMENT_SIGN),
     rule("POST", r"/v1/complete", Scope.DOCUMENT_SIGN),
+    rule("POST", r"/v1/documents/renew", Scope.DOCUMENT_RENEW),
     rule("POST", r"/v1/verify", Scope.DOCUMENT_VERIFY),
     rule("POST", r"/v1/batches", Scope.BATCH),
     rule("GET", r"/v1/batches/[^/]+(/results)?", Scope.BATCH),
