@@ -710,6 +710,49 @@ def test_the_last_signature_completes_the_envelope_to_b_lta_with_sealed_evidence
     assert appliance.portal().get(f"/api/v1/envelopes/{envelope_id}/evidence").status_code == 401
     completed = [m for m in _outbox(admin, envelope_id) if m["notice"] == "completed"]
     assert {m["to"] for m in completed} >= {"wang.fang@acme.example", "ana.c@other.example"}
+    _check_certificate(appliance, admin, envelope_id, ana, final, package)
+
+
+def _check_certificate(
+    appliance: Appliance, admin: httpx.Client, envelope_id: str, link: str,
+    final: httpx.Response, package: Path,
+) -> None:  # fmt: skip
+    """The certificate of completion: sealed by the platform (pdfsig), names the party,
+    the final document's hash and the ledger, in three languages with CJK glyphs
+    embedded, the same for the sender and the party, and inside the evidence package."""
+    import zipfile
+
+    certificate = admin.get(f"/api/v1/envelopes/{envelope_id}/certificate")
+    assert certificate.status_code == 200, certificate.text
+    assert certificate.headers["content-type"] == "application/pdf"
+    sha = certificate.headers["x-signet-sha256"]
+    assert hashlib.sha256(certificate.content).hexdigest() == sha
+    assert appliance.portal().get(f"/api/v1/links/{link}/certificate").content == (
+        certificate.content
+    )
+    assert appliance.portal().get(f"/api/v1/envelopes/{envelope_id}/certificate").status_code == (
+        401
+    )
+    path = appliance.home / "certificate.pdf"
+    path.write_bytes(certificate.content)
+    pdfsig = subprocess.run(["pdfsig", "-nocert", str(path)], capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    assert "Signature is Valid." in pdfsig.stdout, pdfsig.stdout
+    assert "Certificate of completion" in pdfsig.stdout, pdfsig.stdout
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
+                          text=True, timeout=60, check=True).stdout  # fmt: skip
+    assert "完成证书" in text and "Certificado de finalización" in text, text
+    assert "Ana Completes" in text and envelope_id in text
+    assert final.headers["x-signet-sha256"] in text.replace("\n", "")
+    assert "email-otp" in text  # the signer's record of the intent check
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True,
+                           timeout=60, check=True).stdout  # fmt: skip
+    assert "WenQuanYi" in fonts and " yes yes yes " in fonts, fonts
+    with zipfile.ZipFile(package) as archive:
+        assert f"documents/{sha}.pdf" in archive.namelist()
+    types = _timeline_in_ledger(admin, envelope_id)
+    assert types.count("certificate.issued") == 1
+    assert types.index("certificate.issued") < types.index("envelope.completed")
 
 
 def test_one_activation_signs_both_documents_with_one_event_key(

@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -28,7 +29,7 @@ from signet.portal.accounts.service import Accounts
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.addressing import current_link_token
-from signet.portal.envelopes.completion import Completion
+from signet.portal.envelopes.completion import Completion, CompletionSweep
 from signet.portal.envelopes.deadlines import DeadlineWatch
 from signet.portal.envelopes.filling import FieldFilling
 from signet.portal.envelopes.service import EnvelopeService, PortalKeys
@@ -75,6 +76,11 @@ def build_portal(settings: PortalSettings) -> Portal:
     )
     held = settings.messages_held
     watch = DeadlineWatch(envelopes)
+    completion = Completion(
+        envelopes, signer, storage,
+        seal_label=settings.seal_key_label, font=settings.certificate_font,
+    )  # fmt: skip
+    sweep = CompletionSweep(completion, grace=timedelta(seconds=settings.completion_grace_seconds))
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
@@ -83,13 +89,14 @@ def build_portal(settings: PortalSettings) -> Portal:
         filling=FieldFilling(envelopes),
         signing=SigningService(envelopes, signer),
         signature=SignatureStep(envelopes, signer, storage),
-        completion=Completion(envelopes, signer, storage),
+        completion=completion,
         storage=storage,
         signer=signer,
         drain=LedgerDrain(sessions, storage),
         dispatcher=dispatcher,
         dispatching=None if held else PeriodicThread("outbox-dispatcher", dispatcher.run_due, 1.0),
         deadlines=PeriodicThread("deadlines", watch.look, settings.deadline_check_seconds),
+        completions=PeriodicThread("completions", sweep.step, settings.completion_check_seconds),
     )
 
 
@@ -117,7 +124,9 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         if portal.dispatching is not None:
             portal.dispatching.start()
         portal.deadlines.start()
+        portal.completions.start()
         yield
+        portal.completions.stop()
         portal.deadlines.stop()
         if portal.dispatching is not None:
             portal.dispatching.stop()

@@ -40,6 +40,16 @@ class PortalSettings(ServiceSettings):
     #: Keep every message in the outbox for an admin to read, sending none.  Default:
     #: held when neither a mail server nor an SMS gateway is configured (embedded).
     hold_messages: bool | None = None
+    #: The platform's seal (an HSM key label at the signer) that seals certificates of
+    #: completion; `signet up` makes ``signet-default-seal``.
+    seal_key_label: str = Field(default="signet-default-seal", min_length=1, max_length=64)
+    #: The font certificates of completion are set in (needs CJK glyphs).
+    certificate_font: Path = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+    #: How often envelopes left completing (a crash, a service away) are looked for.
+    completion_check_seconds: float = Field(default=15.0, gt=0, le=3600)
+    #: How long after its last party acted an envelope is left to the request that
+    #: completes it, before the sweep takes it over (seconds).
+    completion_grace_seconds: float = Field(default=20.0, ge=0, le=3600)
     #: How often deadlines and reminders are looked at (seconds).
     deadline_check_seconds: float = Field(default=30.0, gt=0, le=3600)
     #: Documents of one envelope, and bytes of each (a contract and its annexes).

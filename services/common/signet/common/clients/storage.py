@@ -12,6 +12,7 @@ from signet.common.contracts.storage import (
     LedgerReceipt,
     ObjectInfo,
     ObjectKind,
+    TreeHead,
 )
 
 
@@ -60,6 +61,11 @@ class StorageClient(ServiceClient):
 
     def evidence(self, envelope_id: str) -> bytes:
         return self.request("GET", f"/v1/envelopes/{envelope_id}/evidence").content
+
+    def tree_head(self) -> TreeHead:
+        """A tree head signed now, for the current size of the ledger."""
+        response = self.request("GET", "/v1/ledger/tree-head", params={"fresh": "true"})
+        return TreeHead.model_validate_json(response.content)
 
     def seal_evidence(self, envelope_id: str) -> EvidenceSeal:
         """Seal the envelope's evidence package once; again: the same seal (idempotent)."""

@@ -124,6 +124,8 @@ class ObjectKind(StrEnum):
     REPORT = "report"
     LEDGER = "ledger"
     EVIDENCE = "evidence"
+    #: an envelope's certificate of completion (a sealed PDF)
+    CERTIFICATE = "certificate"
 
 
 class ObjectInfo(_Model):

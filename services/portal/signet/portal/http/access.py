@@ -25,7 +25,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
     for methods, path, needed in (
         ("GET HEAD", r"/healthz|/readyz|/metrics", None),
         ("GET HEAD", r"/docs|/docs/oauth2-redirect|/redoc|/openapi\.json", None),
-        ("GET", rf"/api/v1/links/{_LINK}(/documents/[0-9]{{1,2}})?", None),
+        ("GET", rf"/api/v1/links/{_LINK}(/documents/[0-9]{{1,2}}|/certificate)?", None),
         (
             "POST",
             rf"/api/v1/links/{_LINK}/(identity/code|identity/verify|decline|approve|activation|sign)",
@@ -36,7 +36,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ("GET", r"/api/v1/envelopes", PortalScope.ENVELOPES_READ),
         (
             "GET",
-            rf"/api/v1/envelopes/{_ID}(/events|/evidence|/documents/[0-9]{{1,2}})?",
+            rf"/api/v1/envelopes/{_ID}(/events|/evidence|/certificate|/documents/[0-9]{{1,2}})?",
             PortalScope.ENVELOPES_READ,
         ),
         (

@@ -42,6 +42,8 @@ class Portal:
     dispatching: PeriodicThread | None
     #: expiry at the deadline and the policy's reminders
     deadlines: PeriodicThread
+    #: finishes every envelope left completing (a crash, a service away)
+    completions: PeriodicThread
 
 
 def get_portal(request: Request) -> Portal:

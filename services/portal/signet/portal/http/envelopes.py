@@ -215,6 +215,29 @@ async def envelope_evidence(
                     headers={"Content-Disposition": disposition})  # fmt: skip
 
 
+@router.get(
+    "/{envelope_id}/certificate",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def envelope_certificate(
+    portal: PortalDep, principal: PrincipalDep, envelope_id: str
+) -> Response:
+    """The certificate of completion, sealed by the platform (409 before completion)."""
+    await _out(portal, principal, envelope_id)  # visible to this key, or 404
+    return await certificate_response(portal, envelope_id)
+
+
+async def certificate_response(portal: PortalDep, envelope_id: str) -> Response:
+    sha256 = await run_in_threadpool(portal.completion.certificate_sha256, envelope_id)
+    if sha256 is None:
+        raise Conflict("the certificate of completion is made when the envelope completes")
+    data = await run_in_threadpool(portal.storage.get, sha256)
+    disposition = f'attachment; filename="certificate-{envelope_id}.pdf"'
+    headers = {"Content-Disposition": disposition, "X-Signet-Sha256": sha256}
+    return Response(data, media_type="application/pdf", headers=headers)
+
+
 @router.get("/{envelope_id}/events", response_model=list[EventOut])
 async def envelope_events(
     portal: PortalDep, principal: PrincipalDep, envelope_id: str

@@ -24,7 +24,7 @@ from signet.portal.envelopes.models import Envelope
 from signet.portal.envelopes.service import routing_state
 from signet.portal.envelopes.signature import IMAGE_MAX, decoded_png
 from signet.portal.http.deps import OriginDep, PortalDep
-from signet.portal.http.envelopes import document_response
+from signet.portal.http.envelopes import certificate_response, document_response
 
 router = APIRouter(prefix="/api/v1/links", tags=["recipient"])
 log = logging.getLogger(__name__)
@@ -131,6 +131,17 @@ async def verify_identity(
 async def read_document(portal: PortalDep, token: Token, index: int) -> Response:
     envelope = await run_in_threadpool(_readable, portal, token)
     return await document_response(portal, envelope, index)
+
+
+@router.get(
+    "/{token}/certificate",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def read_certificate(portal: PortalDep, token: Token) -> Response:
+    """The certificate of completion, for a party of the completed envelope."""
+    envelope = await run_in_threadpool(_readable, portal, token)
+    return await certificate_response(portal, envelope.id)
 
 
 @router.post("/{token}/decline", response_model=LinkOut)
