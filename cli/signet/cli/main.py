@@ -13,6 +13,7 @@ from signet.cli import (
     batch_commands,
     batch_store_commands,
     db_commands,
+    demo,
     hsm_commands,
     operator_commands,
     portal_commands,
@@ -39,6 +40,7 @@ app.command("seal-batch")(batch_commands.seal_batch)
 app.command("verify-evidence")(storage_commands.verify_evidence)
 app.command("up")(up.up)
 app.command("outbox")(portal_commands.outbox)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -109,7 +109,10 @@ class SignatureStep:
         for plan in step.plans:
             pdf = self.storage.get(plan.before)
             try:
-                result = self.signer.sign(pdf, plan.options, image)
+                # a document holding only this recipient's text or initials fields is
+                # signed without an image: the handwriting goes where a signature field is
+                shown = image if plan.options.appearance is not None else None
+                result = self.signer.sign(pdf, plan.options, shown)
             except RemoteError as refused:
                 if refused.status_code == 409 and signed:
                     # the event key signed once and is gone (this signer's rule): the
