@@ -12,13 +12,15 @@ expired (tests/signer/test_tsa_rollover.py).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
 from datetime import timedelta
 from pathlib import Path
 
-from asn1crypto import cms
+from asn1crypto import cms, ocsp
+from freezegun import freeze_time
 from pyhanko.pdf_utils.reader import PdfFileReader
 from signet.common.contracts.signer import SignatureLevel, SignOptions
 from signet.hsm.softhsm import ensure_dev_token
@@ -41,6 +43,18 @@ def timestamp_serials(pdf: bytes) -> list[str]:
         sid = signed_data["signer_infos"][0]["sid"].chosen
         serials.append(format(sid["serial_number"].native, "x"))
     return serials
+
+
+def _ocsp_request(service: SignerService, serial: int) -> bytes:
+    issuer = service.ca.issuing.certificate
+    cert_id = {
+        "hash_algorithm": {"algorithm": "sha256"},
+        "issuer_name_hash": hashlib.sha256(issuer.subject.dump()).digest(),
+        "issuer_key_hash": hashlib.sha256(issuer.public_key["public_key"].contents[1:]).digest(),
+        "serial_number": serial,
+    }
+    request = ocsp.OCSPRequest({"tbs_request": {"request_list": [{"req_cert": cert_id}]}})
+    return bytes(request.dump())
 
 
 def main(directory: Path) -> None:
@@ -84,6 +98,14 @@ def main(directory: Path) -> None:
         "stamper_serial": format(service.tsa.identity.certificate.serial_number, "x"),
     }
     (directory / "facts.json").write_text(json.dumps(facts, indent=2))
+    # What a validator fetches when it validates, ten minutes after the first TSA
+    # certificate expired: the root's CRL and an OCSP answer for the current TSA
+    # certificate, made then (the HSM signs whatever the clock says).
+    with freeze_time(first_tsa.record.not_after + timedelta(minutes=9)):
+        service.ca._crls.clear()
+        (directory / "future-root.crl").write_bytes(service.ca.crl("root"))
+        request = _ocsp_request(service, second_tsa.certificate.serial_number)
+        (directory / "future-tsa.ocsp").write_bytes(service.ocsp.respond(request))
     service.close()
 
 
