@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from asn1crypto import crl, ocsp, x509
+from asn1crypto import crl, ocsp, pem, x509
 from freezegun import freeze_time
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESPassed
@@ -45,6 +45,8 @@ from pyhanko_certvalidator.policy_decl import (
 )
 from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
+
+from tests.support.pdfs import make_pdf
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,3 +185,39 @@ def test_without_the_renewal_the_signature_is_not_passed_in_the_future(
 )
 def test_with_the_renewal_the_signature_is_passed_in_the_future(scenario: Scenario) -> None:
     assert _ades_at_the_future(scenario, "renewed") is AdESPassed.OK
+
+
+def test_cli_rotate_tsa_then_sign_and_verify(tmp_path: Path) -> None:
+    """`signet ca rotate-tsa` on a real installation: the old certificate stays in the CA
+    files, a document timestamped before the rollover still verifies, and one signed
+    after carries a token of the new key."""
+    from tests.signer.test_health_and_cli import _signet
+
+    home = tmp_path / "home"
+    assert _signet(home, "ca", "init").returncode == 0
+    ca = home / "signer" / "ca"
+    before = (ca / "tsa.pem").read_bytes()
+    document = tmp_path / "contract.pdf"
+    document.write_bytes(make_pdf())
+    old_signed = tmp_path / "old.pdf"
+    signed = _signet(home, "sign", str(document), "--out", str(old_signed), "--level", "B-LTA")
+    assert signed.returncode == 0, signed.stderr
+
+    rotated = _signet(home, "ca", "rotate-tsa", "--validity-days", "30")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "TSA rolled over" in rotated.stdout and "2 TSA certificates" in rotated.stdout
+    assert (ca / "tsa.pem").read_bytes() != before
+    kept = sorted(p.name for p in ca.glob("tsa-*.pem") if p.name != "tsa-all.pem")
+    assert len(kept) == 2
+    assert before in [(ca / name).read_bytes() for name in kept]
+    assert (ca / "tsa-all.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 2
+
+    assert _signet(home, "verify", str(old_signed)).returncode == 0  # the old TSA still counts
+    new_signed = tmp_path / "new.pdf"
+    signed = _signet(home, "sign", str(document), "--out", str(new_signed), "--level", "B-LTA")
+    assert signed.returncode == 0, signed.stderr
+    assert _signet(home, "verify", str(new_signed)).returncode == 0
+    new_tsa = x509.Certificate.load(pem.unarmor((ca / "tsa.pem").read_bytes())[2]).serial_number
+    from tests.support.preservation_scenario import timestamp_serials
+
+    assert timestamp_serials(new_signed.read_bytes()) == [format(new_tsa, "x")]
