@@ -111,3 +111,34 @@ def test_a_rolled_over_document_is_renewed_once_into_a_new_object(
     result = waiting.run()
     assert (result.renewed, result.waiting_for_rollover) == (0, 1)
     assert ledger.size == size
+
+
+def test_storage_renews_over_http_with_its_own_token(
+    signer_url: str, signer_service: SignerService
+) -> None:
+    """What the job calls in a deployment: storage's SignerClient, storage's token."""
+    from signet.common.errors import ServiceUnavailable
+    from signet.storage.signer_client import SignerClient
+
+    from tests.conftest import PORTAL_TOKEN, STORAGE_TOKEN
+
+    client = SignerClient(signer_url, STORAGE_TOKEN, key_label="unused")
+    try:
+        current = client.tsa_certificate()
+        assert current.dump() == signer_service.ca.tsa.certificate.dump()
+        pdf = _b_lta(signer_service, "Over HTTP")
+        renewed = client.renew(pdf)
+        assert renewed.startswith(pdf)
+        stamp = last_timestamp(renewed)
+        assert stamp is not None and stamp.certificate.dump() == current.dump()
+        with pytest.raises(ServiceUnavailable, match="422"):
+            client.renew(make_pdf())  # unsigned: no_signatures
+    finally:
+        client.close()
+    portal = SignerClient(signer_url, PORTAL_TOKEN, key_label="unused")
+    try:
+        with pytest.raises(ServiceUnavailable, match="403"):
+            portal.renew(pdf)  # only storage preserves
+        assert portal.tsa_certificate().dump() == current.dump()  # public, like root.cer
+    finally:
+        portal.close()
