@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("signer", "storage", "operator", "tsa", "workflow")
+SUITES = ("signer", "storage", "operator", "tsa", "preservation", "workflow")
 
 
 def main(names: list[str]) -> None:

@@ -30,6 +30,8 @@ def test_ready_when_hsm_answers(signer_url: str, signer_service: SignerService) 
     assert reported["seal readiness-seal"]["serial"] == seal.record.serial
     assert not any(name.startswith(("person", "event")) for name in reported)
     assert reported["tsa"]["serial"] == signer_service.ca.tsa.record.serial
+    assert "signet ca rotate-tsa" in reported["tsa"]["step"]  # named when the rollover is due
+    assert reported["tsa"]["rollover_due"] < reported["tsa"]["not_after"]
     from signet.common.contracts.appliance import ApplianceSpec
     from signet.operator.conditions import Readiness, conditions
 

@@ -17,6 +17,7 @@ from signet.cli import (
     hsm_commands,
     operator_commands,
     portal_commands,
+    preserve_commands,
     signer_commands,
     storage_commands,
     up,
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(hsm_commands.app, name="hsm")
 app.add_typer(signer_commands.ca_app, name="ca")
+signer_commands.ca_app.command("rotate-tsa")(preserve_commands.rotate_tsa)
 app.add_typer(signer_commands.signer_app, name="signer")
 signer_commands.signer_app.add_typer(batch_store_commands.batch_store_app, name="batch-store")
 app.add_typer(storage_commands.storage_app, name="storage")

@@ -17,7 +17,8 @@ from signet.common.errors import summarize_validation
 from signet.operator.desired import COMPONENTS
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
-#: Certificates expiring within this window turn CertificatesValid False (ExpiringSoon).
+#: Certificates expiring within this window turn CertificatesValid False (ExpiringSoon);
+#: a TSA certificate past its reported ``rollover_due`` turns it False (RolloverDue).
 EXPIRY_WARNING = timedelta(days=30)
 #: Entries left without a signed tree head for this many publication intervals are stale.
 STALE_INTERVALS = 3
@@ -383,23 +384,33 @@ def _certificates(signer: Readiness | None, now: datetime) -> dict[str, str]:
     reported = signer.body.get("certificates")
     if not isinstance(reported, list) or not reported:
         return condition("CertificatesValid", UNKNOWN, "NotReported")
-    expired, soon = [], []
+    expired, soon, due = [], [], []
     first: tuple[datetime, str] | None = None
     for item in reported:
         not_after = _parse_time(item.get("not_after"))
         name = str(item.get("name", "?"))
         if not_after is None:
             continue
+        # the TSA's entry names the preservation step due before it expires (issue 19)
+        step = f": {item['step']}" if item.get("step") else ""
+        rollover = _parse_time(item.get("rollover_due")) if item.get("rollover_due") else None
         if first is None or not_after < first[0]:
             first = (not_after, name)
         if not_after <= now:
-            expired.append(f"{name} (expired {not_after:%Y-%m-%d})")
+            expired.append(f"{name} (expired {not_after:%Y-%m-%d}){step}")
         elif not_after - now <= EXPIRY_WARNING:
-            soon.append(f"{name} (expires {not_after:%Y-%m-%d}, in {(not_after - now).days} days)")
+            days = (not_after - now).days
+            soon.append(f"{name} (expires {not_after:%Y-%m-%d}, in {days} days){step}")
+        elif rollover is not None and rollover <= now:
+            due.append(
+                f"{name} (expires {not_after:%Y-%m-%d}, rollover due {rollover:%Y-%m-%d}){step}"
+            )
     if expired:
         return condition("CertificatesValid", FALSE, "Expired", "; ".join(expired + soon))
     if soon:
         return condition("CertificatesValid", FALSE, "ExpiringSoon", "; ".join(soon))
+    if due:  # a warning like ExpiringSoon: signing goes on, preservation must start
+        return condition("CertificatesValid", FALSE, "RolloverDue", "; ".join(due))
     message = f"next expiry: {first[1]} on {first[0]:%Y-%m-%d}" if first else ""
     return condition("CertificatesValid", TRUE, "Valid", message)
 

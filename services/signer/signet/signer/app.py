@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -30,6 +31,7 @@ from signet.signer.api.deps import ROUTES
 from signet.signer.batch.wait import FinishWatch, stop_on_exit_signals
 from signet.signer.batch.worker import BatchWorker
 from signet.signer.config import SignerSettings
+from signet.signer.pki.rotation import rollover_report
 from signet.signer.service import SignerService
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -157,6 +159,7 @@ def create_app(
                 pause_batch_workers()
         try:
             service.check_ready()
+            service.tsa  # noqa: B018 - notices a rollover made by another process
             ca = service.ca
             certificates = [
                 {
@@ -166,6 +169,9 @@ def create_app(
                 }
                 for name, issued in (("root", ca.root), ("issuing", ca.issuing), ("tsa", ca.tsa))
             ]
+            certificates[-1] |= rollover_report(
+                ca.tsa.record, timedelta(days=settings.tsa_rollover_margin_days)
+            )
             certificates += [
                 {
                     "name": f"seal {record.key_label}",

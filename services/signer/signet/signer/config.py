@@ -37,6 +37,12 @@ class SignerSettings(ServiceSettings):
     #: The accuracy every token of the built-in TSA claims (TSTInfo.accuracy, ms); the
     #: time check refuses stamps when the clock cannot show it (docs/admin/time.md).
     tsa_accuracy_ms: int = Field(default=500, ge=1, le=60_000)
+    #: How long each TSA certificate is valid, in seconds (the ceremony's and every
+    #: rollover's; default six years): docs/admin/preservation.md.
+    tsa_validity_s: int = Field(default=6 * 365 * 86_400, ge=60)
+    #: Readiness names the rollover due this many days before the TSA certificate
+    #: expires (the preservation job's margin: every document renewed in time).
+    tsa_rollover_margin_days: int = Field(default=365, ge=0, le=3650)
     #: `kernel`: stamp only while the kernel says the clock is synchronised within the
     #: accuracy; `trusted-host`: take the host's clock unchecked (the laptop trial).
     time_trust: Literal["kernel", "trusted-host"] = "kernel"

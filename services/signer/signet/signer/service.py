@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
@@ -27,9 +28,10 @@ from signet.signer.batch.guard import BatchStoreGuard
 from signet.signer.batch.store import BatchStore
 from signet.signer.config import SignerSettings
 from signet.signer.database import open_registry
-from signet.signer.pades.engine import PadesEngine
-from signet.signer.pki.ca import CaSettings, CertificateAuthority, Issued
+from signet.signer.pades.engine import LocalTimeStamper, PadesEngine
+from signet.signer.pki.ca import CaSettings, CertificateAuthority, Issued, serial_hex
 from signet.signer.pki.ocsp import OcspResponder
+from signet.signer.pki.rotation import TsaWatch, forget_tsa, rotate_tsa
 from signet.signer.pki.timesource import ReferenceWatch, TimeGuard, TimeJournal, TimeTrust
 from signet.signer.pki.tsa import SerialAllocator, TimeStampAuthority, TsaIdentity
 from signet.signer.registry import Registry
@@ -82,7 +84,9 @@ class SignerService:
                 self.hsm,
                 self.registry,
                 CaSettings(
-                    public_url=self.settings.public_url, organization=self.settings.organization
+                    public_url=self.settings.public_url,
+                    organization=self.settings.organization,
+                    tsa_validity=timedelta(seconds=self.settings.tsa_validity_s),
                 ),
             )
         return self._ca
@@ -116,8 +120,19 @@ class SignerService:
         """Where the time check's verdicts are kept (the registry, opened when first used)."""
         return TimeJournal(lambda: self.registry)
 
+    @cached_property
+    def tsa_watch(self) -> TsaWatch:
+        return TsaWatch(self.registry)
+
     @property
     def tsa(self) -> TimeStampAuthority:
+        """The built-in TSA with the current TSA key; after a rollover (this process or
+        another: `signet ca rotate-tsa`) the next stamp uses the new key."""
+        if self._tsa is not None and self.tsa_watch.rotated(
+            serial_hex(self._tsa.identity.certificate.serial_number)
+        ):
+            forget_tsa(self.ca)
+            self._tsa = None
         if self._tsa is None:
             tsa = self.ca.tsa
             self._tsa = TimeStampAuthority(
@@ -127,6 +142,13 @@ class SignerService:
                 time=self.time,
             )
         return self._tsa
+
+    def rotate_tsa(self, validity: timedelta | None = None) -> Issued:
+        """Roll the TSA key over (`signet.signer.pki.rotation`); this process stamps with
+        the new key from its next stamp on."""
+        issued = rotate_tsa(self.ca, validity=validity)
+        self._tsa = None
+        return issued
 
     @property
     def batch_directory(self) -> Path:
@@ -150,10 +172,14 @@ class SignerService:
 
     @property
     def engine(self) -> PadesEngine:
+        tsa = self.tsa
+        stamper = self._engine.timestamper if self._engine is not None else None
+        if isinstance(stamper, LocalTimeStamper) and stamper.tsa is not tsa:
+            self._engine = None  # rolled over: a new engine stamps with the new key
         if self._engine is None:
             self._engine = PadesEngine.create(
                 self.ca,
-                self.tsa,
+                tsa,
                 self.settings.external_tsa_url,
                 self.settings.timestamp_authorities,
             )

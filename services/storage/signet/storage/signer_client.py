@@ -11,7 +11,7 @@ import base64
 import secrets
 
 import httpx
-from asn1crypto import tsp
+from asn1crypto import tsp, x509
 from signet.common.contracts.signer import DigestSignature
 from signet.common.errors import ServiceUnavailable
 
@@ -73,6 +73,16 @@ class SignerClient:
                 ("root.crl", "/ca/root.crl"),
             )
         }
+
+    def renew(self, pdf: bytes) -> bytes:
+        """`POST /v1/documents/renew`: the PDF with one more archive timestamp (the
+        preservation job, `signet.storage.preservation`)."""
+        files = {"document": ("document.pdf", pdf, "application/pdf")}
+        return self._post("/v1/documents/renew", files=files, timeout=300).content
+
+    def tsa_certificate(self) -> x509.Certificate:
+        """The signer's current TSA certificate (`GET /ca/tsa.cer`)."""
+        return x509.Certificate.load(self._get("/ca/tsa.cer").content)
 
     def _post(self, path: str, **kwargs: object) -> httpx.Response:
         try:

@@ -45,7 +45,7 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
 #: CRLs, OCSP, the TSA and the CA certificates are public: validators must reach them.
 ROUTES: tuple[Rule, ...] = (
     *PUBLIC_HEALTH,
-    rule("GET", r"/ca/(crl|issuing\.crl|root\.crl|root\.cer|issuing\.cer)", None),
+    rule("GET", r"/ca/(crl|issuing\.crl|root\.crl|root\.cer|issuing\.cer|tsa\.cer)", None),
     rule("POST", r"/ocsp", None),
     rule("GET", r"/ocsp/.+", None),
     # RFC 3161 clients (validators' tools, other systems) carry no token, as for OCSP;

@@ -41,6 +41,14 @@ async def issuing_certificate(service: Service) -> Response:
     return Response(service.ca.issuing.certificate.dump(), media_type="application/pkix-cert")
 
 
+@router.get("/ca/tsa.cer", summary="The TSA certificate that stamps now, DER")
+async def tsa_certificate(service: Service) -> Response:
+    """After a rollover (`signet ca rotate-tsa`) this is the new certificate; storage's
+    preservation job renews every document whose last timestamp is by another."""
+    der = await run_in_threadpool(lambda: service.tsa.identity.certificate.dump())
+    return Response(der, media_type="application/pkix-cert")
+
+
 @router.post("/ocsp", summary="RFC 6960 OCSP responder")
 async def ocsp(request: Request, service: Service) -> Response:
     body = await read_body_limited(request, _SMALL)

@@ -44,6 +44,7 @@ from signet.signer.pades.fastcms import (
 )
 from signet.signer.pki.ca import CertificateAuthority, Issued
 from signet.signer.pki.keys import HsmKey
+from signet.signer.pki.rotation import tsa_certificates
 from signet.signer.pki.tsa import TimeStampAuthority
 
 _DOCMDP = {
@@ -179,10 +180,11 @@ class PadesEngine:
         return HTTPTimeStamper(url, timeout=30)
 
     def validation_context(self) -> ValidationContext:
-        """Trust our root; revocation from our own current CRLs, never fetched."""
+        """Trust our root; revocation from our own current CRLs, never fetched.  Every TSA
+        certificate is listed, the rolled-over ones too (`signet.signer.pki.rotation`)."""
         return ValidationContext(
             trust_roots=[self.ca.root.certificate],
-            other_certs=[self.ca.issuing.certificate, self.ca.tsa.certificate],
+            other_certs=[self.ca.issuing.certificate, *tsa_certificates(self.ca.registry)],
             crls=self.ca.crls(),
             allow_fetching=False,
             revocation_mode="hard-fail",

@@ -81,6 +81,9 @@ class CaSettings:
     public_url: str
     organization: str = "Signet"
     country: str | None = None
+    #: How long a TSA certificate is valid (the ceremony's and each rollover's; see
+    #: `signet.signer.pki.rotation`): shorter than the retention, so preservation renews.
+    tsa_validity: timedelta = _VALIDITY[CertificateKind.TSA]
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,11 @@ class CertificateAuthority:
         )
         tsa_key = self._new_key(TSA_LABEL, algorithm, KeyPurpose.TSA)
         tsa = self._issue(
-            CertificateKind.TSA, self._name(f"{org} Time-Stamping Authority"), tsa_key, issuing
+            CertificateKind.TSA,
+            self._name(f"{org} Time-Stamping Authority"),
+            tsa_key,
+            issuing,
+            validity=self.settings.tsa_validity,
         )
         return [root, issuing, tsa]
 
@@ -186,7 +193,8 @@ class CertificateAuthority:
             record = self.registry.latest(kind)
             if record is None:
                 raise ServiceUnavailable("the CA is not initialised: run `signet ca init`")
-            key = HsmKey.lookup(self.hsm, label)
+            # the record's own label: a rolled-over TSA key is not the ceremony's `label`
+            key = HsmKey.lookup(self.hsm, record.key_label or label)
             cached = Issued(x509.Certificate.load(record.der), key, record)
             self._cache[kind] = cached
         return cached
