@@ -739,6 +739,11 @@ def _check_certificate(
                             timeout=60, check=False)  # fmt: skip
     assert "Signature is Valid." in pdfsig.stdout, pdfsig.stdout
     assert "Certificate of completion" in pdfsig.stdout, pdfsig.stdout
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    kinds = [s.sig_object.get("/Type") for s in
+             PdfFileReader(io.BytesIO(certificate.content)).embedded_signatures]  # fmt: skip
+    assert kinds[-1] == "/DocTimeStamp" and len(kinds) == 2, kinds  # the seal, then B-LTA
     text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True,
                           text=True, timeout=60, check=True).stdout  # fmt: skip
     assert "完成证书" in text and "Certificado de finalización" in text, text

@@ -33,9 +33,10 @@ from signet.common.errors import SignetError
 from signet.storage.ledger import Ledger
 from signet.storage.vault import ObjectNotFound, Vault
 
-#: Vault objects that hold signed PDFs (originals are unsigned; reports, ledger segments
+#: Vault objects that hold signed PDFs (revisions, finals, certificates of completion;
+#: originals are unsigned; reports, ledger segments
 #: and evidence packages are not PDFs the signer timestamps).
-SIGNED_KINDS = (ObjectKind.REVISION, ObjectKind.FINAL)
+SIGNED_KINDS = (ObjectKind.REVISION, ObjectKind.FINAL, ObjectKind.CERTIFICATE)
 #: The default margin: renew a year before the last timestamp's certificate expires.
 DEFAULT_MARGIN = timedelta(days=365)
 RECORD_PREFIX = "preserved/"

@@ -36,12 +36,11 @@ from signet.common.contracts.signer import (
 )
 from signet.common.contracts.storage import ObjectKind
 from signet.common.errors import SignetError
-from signet.portal.envelopes import routing
+from signet.portal.envelopes import certificate, routing
+from signet.portal.envelopes.facts import CompletionFacts, gather
 from signet.portal.envelopes.models import Document, Envelope
 from signet.portal.envelopes.service import EnvelopeService
-from signet.portal.evidence import certificate
 from signet.portal.evidence.drain import drain_once
-from signet.portal.evidence.facts import CompletionFacts, gather
 from signet.portal.evidence.models import LedgerEvent
 from signet.portal.evidence.record import NOWHERE, Origin, record_event
 from signet.portal.schema import utc_now
@@ -143,7 +142,7 @@ class Completion:
             pass
 
     def _certificate(self, envelope_id: str, origin: Origin) -> str:
-        """Make, seal (platform seal, B-T) and store the certificate; record it once."""
+        """Make, seal (platform seal, then B-LTA) and store the certificate; record it once."""
         head = self.storage.tree_head()
         with self.envelopes.sessions() as session:
             facts = gather(session, envelope_id, self._activation)
@@ -157,7 +156,10 @@ class Completion:
                 reason="Certificate of completion · 完成证书 · Certificado de finalización",
             ),
         )  # fmt: skip
-        info = self.storage.put(sealed.pdf, ObjectKind.CERTIFICATE, envelope_id=envelope_id)
+        # B-LTA like the documents: its validation data inside, and a document
+        # timestamp that storage's preservation job renews before it expires
+        lasting = self.signer.complete(sealed.pdf, CompleteOptions())
+        info = self.storage.put(lasting, ObjectKind.CERTIFICATE, envelope_id=envelope_id)
         with self.envelopes.sessions.begin() as session:
             first = _events(session, envelope_id, "certificate.issued")
             if first:  # a concurrent completion recorded its own first: that one counts

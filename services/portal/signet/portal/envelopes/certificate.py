@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
-from signet.portal.evidence.facts import Check, CompletionFacts, PartyFacts
+from signet.portal.envelopes.facts import Check, CompletionFacts, PartyFacts
 
 #: Debian 12's ``fonts-wqy-microhei`` (Latin + CJK), as the signer's stamps use it.
 DEFAULT_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
