@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -253,4 +252,7 @@ def _print_report(report: VerifyResponse) -> None:
             problem,
         )
     console.print(table)
-    console.print(json.dumps({"valid": report.valid, "sha256": report.document_sha256}))
+    # Words, not JSON: a JSON line after the table broke scripts that read stdout as a
+    # table and confused readers; the machine-readable report is `--json` alone.
+    verdict = "[green]valid[/]" if report.valid else "[red]not valid[/]"
+    console.print(f"document {verdict}  SHA-256 {report.document_sha256}")
