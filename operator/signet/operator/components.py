@@ -47,6 +47,9 @@ class Component:
     public: bool = False
     needs_api_token: bool = False
     env: Callable[[str, ApplianceSpec], list[Manifest]] = field(default=lambda _n, _s: [])
+    #: the top-level spec fields (camelCase) this component's pods read: only a change to
+    #: one of them rolls this component out (`workloads.config_hash`)
+    settings: tuple[str, ...] = ("image",)
 
 
 def _signer_env(name: str, spec: ApplianceSpec) -> list[Manifest]:
@@ -106,6 +109,7 @@ COMPONENTS: tuple[Component, ...] = (
         replicas=lambda spec: spec.signer.replicas,
         callers=("storage", "portal"),
         env=_signer_env,
+        settings=("image", "organization", "publicUrl", "signer", "hsm", "database"),
     ),
     Component(
         "storage",
@@ -118,6 +122,7 @@ COMPONENTS: tuple[Component, ...] = (
         callers=("portal",),
         needs_api_token=True,  # the tree-head publisher's Lease
         env=_storage_env,
+        settings=("image", "storage", "objectStore", "treeHeadIntervalSeconds"),
     ),
     Component(
         "portal",
@@ -128,6 +133,7 @@ COMPONENTS: tuple[Component, ...] = (
         enabled=lambda spec: spec.portal.enabled,
         replicas=lambda spec: spec.portal.replicas,
         public=True,
+        settings=("image", "portal", "database"),
     ),
 )
 
