@@ -149,3 +149,62 @@ def test_helm_refuses_short_retention_at_render_time(
     with pytest.raises(client.ApiException) as nothing:
         appliance(api, "signet")  # the refused release created no Appliance
     assert nothing.value.status == 404
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        (
+            {"appliance": {"create": True, "spec": {"objectStore": {"retentionYear": 3}}}},
+            "retentionYear",
+        ),
+        ({"operater": {"replicas": 1}}, "operater"),
+        ({"appliance": {"create": True, "spec": {"signer": {"replicas": 2}}}}, "replicas"),
+    ],
+    ids=["nested-typo", "top-level-typo", "softhsm-two-signers"],
+)
+def test_helm_refuses_typos_naming_the_key(
+    api: client.ApiClient, kubeconfig: Path, values: dict[str, Any], key: str
+) -> None:
+    """A typo anywhere installs nothing, and Helm's message names it (values schema)."""
+    answer = helm.install(CHART, "typo", NS, values, kubeconfig, memory_driver=False)
+    assert not answer["ok"] and key in answer["error"], answer
+    with pytest.raises(client.ApiException) as nothing:
+        appliance(api, "signet")
+    assert nothing.value.status == 404
+
+
+def test_notes_name_every_secret_and_the_first_admin_command(
+    api: client.ApiClient, kubeconfig: Path
+) -> None:
+    values = {
+        "defaultSigningPolicy": {"create": False, "name": "default"},  # the release's own
+        "appliance": {
+            "create": True,
+            "name": "notes",
+            "spec": {
+                "portal": {
+                    "enabled": True,
+                    "hostname": "contracts.example.com",
+                    "database": {"name": "portal-db", "key": "url"},
+                    "smtp": {
+                        "host": "mail.example.com",
+                        "sender": "signet@example.com",
+                        "credentials": "smtp-login",
+                    },
+                }
+            },
+        },
+    }
+    answer = helm.install(CHART, "notes", NS, values, kubeconfig, memory_driver=True)
+    assert answer["ok"], answer
+    notes = answer["notes"]
+    for secret in (
+        "signet-minio",
+        "signet-database",
+        "portal-db",
+        "smtp-login",
+        "notes-portal-tls",
+    ):
+        assert secret in notes, secret
+    assert "get secret notes-portal-first-admin -o jsonpath='{.data.password}'" in notes

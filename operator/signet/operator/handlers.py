@@ -131,7 +131,11 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
                 RECONCILES.labels(_OUTCOMES.get(why["reason"], "refused")).inc()
     if why is not None and (announce or was.get("reason") != why["reason"]):
         kopf.warn(body, reason=why["reason"], message=why["message"])
-    current = observed(spec, cluster.probe_all(name, namespace, spec))
+    answers = cluster.probe_all(name, namespace, spec)
+    current = observed(spec, answers)
+    storage = answers.get("storage")
+    if storage is not None and isinstance(storage.body.get("retention_years"), int):
+        patch.status["retentionYears"] = storage.body["retention_years"]  # in force
     if spec is not None and why is None:
         status = [ready(spec, current), *current]
         _announce_transitions(body, previous, status)
