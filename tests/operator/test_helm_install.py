@@ -10,6 +10,7 @@ against the Kubernetes schemas.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,34 @@ def test_notes_name_every_secret_and_the_first_admin_command(
     ):
         assert secret in notes, secret
     assert "get secret notes-portal-first-admin -o jsonpath='{.data.password}'" in notes
+
+
+def test_monitoring_servicemonitors_and_dashboard(api: client.ApiClient, kubeconfig: Path) -> None:
+    values = {
+        "defaultSigningPolicy": {"create": False, "name": "default"},
+        "monitoring": {
+            "serviceMonitors": {"enabled": True, "labels": {"release": "kube-prometheus"}},
+            "dashboard": {"enabled": True},
+        },
+    }
+    answer = helm.install(CHART, "watched", NS, values, kubeconfig, memory_driver=True)
+    assert answer["ok"], answer
+    objects = [o for o in yaml.safe_load_all(answer["manifest"]) if o]
+    monitors = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceMonitor"}
+    assert set(monitors) == {"signet-signer", "signet-storage", "signet-portal"}
+    signer = monitors["signet-signer"]
+    assert signer["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert signer["spec"]["endpoints"][0]["port"] == "metrics"  # never the API port
+    assert signer["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "signer"
+    (dashboard,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = json.loads(dashboard["data"]["signet.json"])["panels"]
+    exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
+    # every metric the dashboard plots is one a service registers
+    names = set(re.findall(r"signet_[a-z_]+", exprs))
+    source = "".join(
+        p.read_text() for p in Path(CHART).parents[1].glob("services/*/signet/**/*.py")
+    ) + "".join(p.read_text() for p in Path(CHART).parents[1].glob("operator/signet/**/*.py"))
+    assert names and all(f'"{n}"' in source for n in names), names - {
+        n for n in names if f'"{n}"' in source
+    }

@@ -70,6 +70,8 @@ BUILTIN = {
     "networking.k8s.io/v1/ingresses": ("Ingress", "ingress"),
     # a cluster with cert-manager: the portal's Certificate
     "cert-manager.io/v1/certificates": ("Certificate", "certificate"),
+    # a cluster with the Prometheus Operator: the chart's ServiceMonitors
+    "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", "servicemonitor"),
     "rbac.authorization.k8s.io/v1/roles": ("Role", "role"),
     "rbac.authorization.k8s.io/v1/rolebindings": ("RoleBinding", "rolebinding"),
     "coordination.k8s.io/v1/leases": ("Lease", "lease"),
