@@ -247,3 +247,121 @@ def test_a_file_registry_is_what_the_service_accepts(
     assert client.post("/v1/digests/sign", json={}, headers=ok).status_code == 403
     admin = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
     assert client.get("/v1/certificates/01", headers=admin).status_code == 401
+
+
+# --- The network boundary: what the operator's NetworkPolicies let through. ----------
+# A small evaluator of NetworkPolicy semantics (the ones the operator uses: pod and
+# namespace selectors by matchLabels, ipBlock CIDRs, TCP ports) over its desired objects.
+
+Pod = tuple[dict[str, str], dict[str, str]]  # (namespace labels, pod labels)
+
+
+def _matches(selector: dict[str, object] | None, labels: dict[str, str]) -> bool:
+    wanted = (selector or {}).get("matchLabels", {})
+    assert isinstance(wanted, dict)
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _peer_admits(peer: dict[str, object], pod: Pod, own_namespace: dict[str, str]) -> bool:
+    if "ipBlock" in peer:
+        return False
+    namespace, labels = pod
+    if "namespaceSelector" in peer:
+        if not _matches(peer["namespaceSelector"], namespace):  # type: ignore[arg-type]
+            return False
+    elif namespace != own_namespace:
+        return False
+    return "podSelector" not in peer or _matches(peer["podSelector"], labels)  # type: ignore[arg-type]
+
+
+def _ingress_allowed(policy: dict[str, object], pod: Pod, port: int, ns: dict[str, str]) -> bool:
+    rules = policy["ingress"]
+    assert isinstance(rules, list)
+    return any(
+        any(p["port"] == port for p in rule["ports"])
+        and any(_peer_admits(peer, pod, ns) for peer in rule["from"])
+        for rule in rules
+    )
+
+
+def _spec_with_portal() -> object:
+    from signet.common.contracts.appliance import ApplianceSpec
+
+    return ApplianceSpec.model_validate(
+        {
+            "publicUrl": "https://sign.example.com",
+            "hsm": {"softhsm": True},
+            "objectStore": {
+                "endpoint": "minio.minio.svc:9000",
+                "accessKey": {"name": "m", "key": "a"},
+                "secretKey": {"name": "m", "key": "s"},
+            },
+            "database": {"url": {"name": "pg", "key": "url"}},
+            "metrics": {
+                "scraper": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                }
+            },
+            "portal": {
+                "enabled": True,
+                "hostname": "contracts.example.com",
+                "database": {"name": "pdb", "key": "url"},
+                "egress": [{"cidrs": ["10.1.0.25/32"], "ports": [587]}],
+            },
+        }
+    )
+
+
+def test_the_scraper_reaches_every_metrics_port_and_no_api_port() -> None:
+    from signet.operator.desired import COMPONENTS, desired_objects
+
+    spec = _spec_with_portal()
+    objects = desired_objects("acme", "signet", spec)  # type: ignore[arg-type]
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    own = {"kubernetes.io/metadata.name": "signet"}
+    scraper: Pod = (
+        {"kubernetes.io/metadata.name": "mon"},
+        {"app.kubernetes.io/name": "prometheus"},
+    )
+    ingress_nginx: Pod = ({"kubernetes.io/metadata.name": "ingress-nginx"}, {"app": "nginx"})
+    stranger: Pod = ({"kubernetes.io/metadata.name": "other"}, {"app": "x"})
+    for component in COMPONENTS:
+        policy = policies[f"acme-{component.name}"]
+        assert _ingress_allowed(policy, scraper, component.metrics_port, own), component.name
+        assert not _ingress_allowed(policy, scraper, component.port, own), component.name
+        assert not _ingress_allowed(policy, stranger, component.port, own), component.name
+        # the ingress controller reaches the portal's API port, and nothing else
+        reaches = _ingress_allowed(policy, ingress_nginx, component.port, own)
+        assert reaches == (component.name == "portal"), component.name
+
+
+def test_the_portal_leaves_only_for_what_its_policy_lists() -> None:
+    from signet.operator.desired import desired_objects
+
+    spec = _spec_with_portal()
+    objects = desired_objects("acme", "signet", spec)  # type: ignore[arg-type]
+    (portal,) = [
+        o["spec"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "acme-portal"
+    ]
+    allowed = set()
+    for rule in portal["egress"]:
+        ports = tuple(sorted(p["port"] for p in rule.get("ports", [])))
+        for peer in rule.get("to", [{"anywhere": True}]):
+            if "ipBlock" in peer:
+                allowed.add((peer["ipBlock"]["cidr"], ports))
+            elif "podSelector" in peer:
+                allowed.add(
+                    (peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"], ports)
+                )
+            else:
+                allowed.add(("any", ports))
+    assert allowed == {
+        ("any", (53, 53)),  # DNS (UDP and TCP)
+        ("signer", (8101,)),
+        ("storage", (8102,)),
+        ("any", (5432,)),  # PostgreSQL
+        ("10.1.0.25/32", (587,)),  # the mail relay the admin listed
+    }

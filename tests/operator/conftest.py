@@ -55,6 +55,8 @@ READY: dict[str, Any] = {
             "tree_head_interval_seconds": 60,
         },
     ],
+    # asked only of an Appliance whose portal is enabled
+    "portal": [200, {"status": "ready", "database": "ready"}],
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,12 @@ def test_values_schema_accepts_the_defaults_and_refuses_short_retention() -> Non
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     signer = values["appliance"]["spec"]["signer"]
     assert signer["batchStorage"] == {"size": "10Gi"}
+    # several signers need a vendor HSM (SoftHSM's token is one volume's files)
+    values["appliance"]["spec"]["hsm"] = {
+        "moduleImage": "registry.example.com/luna-client:10.7",
+        "modulePath": "/usr/lib/libCryptoki2_64.so",
+        "pin": {"name": "hsm-pin", "key": "pin"},
+    }
     for fine in (
         {"replicas": 1, "batchStorage": {"accessMode": "ReadWriteOnce"}},
         {"replicas": 3, "batchStorage": {"accessMode": "ReadWriteMany", "size": "1Ti"}},
@@ -135,3 +142,63 @@ def test_component_commands_exist_in_the_cli() -> None:
         )
         assert result.returncode == 0, (component.name, result.stderr)
         assert "--port" in result.stdout and "--metrics-port" in result.stdout
+
+
+def test_values_schema_is_what_the_models_generate() -> None:
+    """The Appliance and SigningPolicy parts come from the models (`signet operator crds`)."""
+    from signet.operator.values_schema import values_schema
+
+    committed = json.loads((CHART / "values.schema.json").read_text())
+    assert values_schema(committed) == committed
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [
+        (("appliance", "spec", "objectStore"), "retentionYear"),
+        ((), "operater"),
+        (("operator", "image"), "tagg"),
+        (("appliance", "spec", "portal"), "hostnme"),
+        (("defaultSigningPolicy", "spec"), "maxSigner"),
+    ],
+)
+def test_values_schema_refuses_unknown_keys_everywhere(where: tuple[str, ...], key: str) -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    node = values
+    for step in where:
+        node = node[step]
+    node[key] = 3
+    errors = list(jsonschema.Draft7Validator(schema).iter_errors(values))
+    assert any(key in e.message for e in errors), [e.message for e in errors]
+
+
+def test_values_schema_refuses_softhsm_with_two_signers() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    values["appliance"]["spec"]["signer"] = {
+        "replicas": 2,
+        "batchStorage": {"accessMode": "ReadWriteMany"},
+    }
+    errors = list(jsonschema.Draft7Validator(schema).iter_errors(values))
+    assert any("maximum" in e.message or "1" in e.message for e in errors)
+    values["appliance"]["spec"]["hsm"] = {
+        "softhsm": False,
+        "moduleImage": "luna:1",
+        "modulePath": "/lib/x.so",
+        "pin": {"name": "p", "key": "pin"},
+    }
+    assert not list(jsonschema.Draft7Validator(schema).iter_errors(values))
+
+
+def test_crd_status_declares_conditions_and_generation() -> None:
+    crd = yaml.safe_load((CHART / "crds" / "appliances.signet.dev.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["observedGeneration"]["type"] == "integer"
+    item = status["conditions"]["items"]["properties"]
+    for field in ("type", "status", "reason", "message", "lastTransitionTime"):
+        assert field in item
+    assert "observedGeneration" in item
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Retention"] == ".status.retentionYears"  # in force, not only asked

@@ -243,7 +243,7 @@ def test_network_policies_follow_the_trust_boundaries(scraper: dict[str, Any] | 
     storage_ports = {p["port"] for rule in storage["egress"] for p in rule.get("ports", [])}
     assert 1792 in signer_ports and 1792 not in storage_ports  # only the signer reaches the HSM
     assert 9000 in storage_ports and 9000 not in signer_ports  # only storage reaches MinIO
-    for component in (c for c in COMPONENTS if c.installed):
+    for component in (c for c in COMPONENTS if c.installed and c.enabled(spec)):
         policy = policies[f"acme-{component.name}"]
         opened: dict[int, list[dict[str, Any]]] = {}
         for rule in policy["ingress"]:  # a rule admits each of its sources to each port
@@ -254,7 +254,8 @@ def test_network_policies_follow_the_trust_boundaries(scraper: dict[str, Any] | 
         # in particular not the scraper, which reaches the metrics port alone.
         peers = [{"podSelector": {"matchLabels": labels("acme", c)}} for c in component.callers]
         operator = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "signet-operator"}}}
-        assert opened[component.port] == [*peers, operator]
+        helm_test = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "signet-helm-test"}}}
+        assert opened[component.port] == [*peers, operator, helm_test]
         assert all("namespaceSelector" not in source for source in opened[component.port])
         annotations = next(
             o
@@ -317,7 +318,7 @@ def test_conditions_follow_the_services() -> None:
     )
     ready = {c["type"]: c for c in conditions(spec, {"signer": ok_signer, "storage": ok_storage})}
     assert ready["Ready"]["status"] == "True"
-    assert ready["PortalReady"]["reason"] == "NotInstalled"
+    assert ready["PortalReady"]["reason"] == "Disabled"  # installed, not enabled
     hsm_down = Readiness(
         503,
         {"status": "unavailable", "reason": "token 'signet' not found", "error": "hsm_unavailable"},

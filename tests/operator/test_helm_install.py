@@ -10,6 +10,7 @@ against the Kubernetes schemas.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,93 @@ def test_helm_refuses_short_retention_at_render_time(
     with pytest.raises(client.ApiException) as nothing:
         appliance(api, "signet")  # the refused release created no Appliance
     assert nothing.value.status == 404
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        (
+            {"appliance": {"create": True, "spec": {"objectStore": {"retentionYear": 3}}}},
+            "retentionYear",
+        ),
+        ({"operater": {"replicas": 1}}, "operater"),
+        ({"appliance": {"create": True, "spec": {"signer": {"replicas": 2}}}}, "replicas"),
+    ],
+    ids=["nested-typo", "top-level-typo", "softhsm-two-signers"],
+)
+def test_helm_refuses_typos_naming_the_key(
+    api: client.ApiClient, kubeconfig: Path, values: dict[str, Any], key: str
+) -> None:
+    """A typo anywhere installs nothing, and Helm's message names it (values schema)."""
+    answer = helm.install(CHART, "typo", NS, values, kubeconfig, memory_driver=False)
+    assert not answer["ok"] and key in answer["error"], answer
+    with pytest.raises(client.ApiException) as nothing:
+        appliance(api, "signet")
+    assert nothing.value.status == 404
+
+
+def test_notes_name_every_secret_and_the_first_admin_command(
+    api: client.ApiClient, kubeconfig: Path
+) -> None:
+    values = {
+        "defaultSigningPolicy": {"create": False, "name": "default"},  # the release's own
+        "appliance": {
+            "create": True,
+            "name": "notes",
+            "spec": {
+                "portal": {
+                    "enabled": True,
+                    "hostname": "contracts.example.com",
+                    "database": {"name": "portal-db", "key": "url"},
+                    "smtp": {
+                        "host": "mail.example.com",
+                        "sender": "signet@example.com",
+                        "credentials": "smtp-login",
+                    },
+                }
+            },
+        },
+    }
+    answer = helm.install(CHART, "notes", NS, values, kubeconfig, memory_driver=True)
+    assert answer["ok"], answer
+    notes = answer["notes"]
+    for secret in (
+        "signet-minio",
+        "signet-database",
+        "portal-db",
+        "smtp-login",
+        "notes-portal-tls",
+    ):
+        assert secret in notes, secret
+    assert "get secret notes-portal-first-admin -o jsonpath='{.data.password}'" in notes
+
+
+def test_monitoring_servicemonitors_and_dashboard(api: client.ApiClient, kubeconfig: Path) -> None:
+    values = {
+        "defaultSigningPolicy": {"create": False, "name": "default"},
+        "monitoring": {
+            "serviceMonitors": {"enabled": True, "labels": {"release": "kube-prometheus"}},
+            "dashboard": {"enabled": True},
+        },
+    }
+    answer = helm.install(CHART, "watched", NS, values, kubeconfig, memory_driver=True)
+    assert answer["ok"], answer
+    objects = [o for o in yaml.safe_load_all(answer["manifest"]) if o]
+    monitors = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceMonitor"}
+    assert set(monitors) == {"signet-signer", "signet-storage", "signet-portal"}
+    signer = monitors["signet-signer"]
+    assert signer["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert signer["spec"]["endpoints"][0]["port"] == "metrics"  # never the API port
+    assert signer["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "signer"
+    (dashboard,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = json.loads(dashboard["data"]["signet.json"])["panels"]
+    exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
+    # every metric the dashboard plots is one a service registers
+    names = set(re.findall(r"signet_[a-z_]+", exprs))
+    source = "".join(
+        p.read_text() for p in Path(CHART).parents[1].glob("services/*/signet/**/*.py")
+    ) + "".join(p.read_text() for p in Path(CHART).parents[1].glob("operator/signet/**/*.py"))
+    assert names and all(f'"{n}"' in source for n in names), names - {
+        n for n in names if f'"{n}"' in source
+    }

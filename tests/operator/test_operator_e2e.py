@@ -151,7 +151,7 @@ def test_appliance_becomes_its_children_and_follows_readiness(
     )
     assert ready
     conditions = conditions_of(api, "acme")
-    assert conditions["PortalReady"]["reason"] == "NotInstalled"
+    assert conditions["PortalReady"]["reason"] == "Disabled"  # installed, not enabled
     assert appliance(api, "acme")["status"]["observedGeneration"] == 1
 
     # The HSM goes away: the condition follows, with the signer's reason.
@@ -594,7 +594,15 @@ def drilled(api: client.ApiClient, operator: OperatorProcess, readiness: Path) -
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     apps = client.AppsV1Api(api)
     _ensure_referenced_secrets(api)
-    _create_appliance(api, "drill", SPEC)
+    # with the portal, exposed by an Ingress and a cert-manager Certificate
+    portal = {
+        "enabled": True,
+        "replicas": 1,
+        "hostname": "drill.example.com",
+        "database": {"name": "postgres", "key": "url"},
+        "tls": {"certManagerIssuer": "corp-ca"},
+    }
+    _create_appliance(api, "drill", {**SPEC, "portal": portal})
     wait_for(
         "drill Ready", lambda: conditions_of(api, "drill").get("Ready", {}).get("status") == "True"
     )

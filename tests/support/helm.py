@@ -130,7 +130,8 @@ def _main() -> None:
     except helm_sdkpy.HelmError as exc:
         print(json.dumps({"ok": False, "error": str(exc)}))
         return
-    print(json.dumps({"ok": True, "manifest": release.get("manifest", "")}))
+    notes = (release.get("info") or {}).get("notes", "")
+    print(json.dumps({"ok": True, "manifest": release.get("manifest", ""), "notes": notes}))
 
 
 if __name__ == "__main__":

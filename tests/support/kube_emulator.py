@@ -67,6 +67,11 @@ BUILTIN = {
     "apps/v1/deployments": ("Deployment", "deployment"),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", "poddisruptionbudget"),
     "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", "networkpolicy"),
+    "networking.k8s.io/v1/ingresses": ("Ingress", "ingress"),
+    # a cluster with cert-manager: the portal's Certificate
+    "cert-manager.io/v1/certificates": ("Certificate", "certificate"),
+    # a cluster with the Prometheus Operator: the chart's ServiceMonitors
+    "monitoring.coreos.com/v1/servicemonitors": ("ServiceMonitor", "servicemonitor"),
     "rbac.authorization.k8s.io/v1/roles": ("Role", "role"),
     "rbac.authorization.k8s.io/v1/rolebindings": ("RoleBinding", "rolebinding"),
     "coordination.k8s.io/v1/leases": ("Lease", "lease"),

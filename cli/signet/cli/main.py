@@ -17,6 +17,7 @@ from signet.cli import (
     hsm_commands,
     operator_commands,
     portal_commands,
+    portal_serve,
     preserve_commands,
     signer_commands,
     storage_commands,
@@ -34,6 +35,7 @@ signer_commands.ca_app.command("rotate-tsa")(preserve_commands.rotate_tsa)
 app.add_typer(signer_commands.signer_app, name="signer")
 signer_commands.signer_app.add_typer(batch_store_commands.batch_store_app, name="batch-store")
 app.add_typer(storage_commands.storage_app, name="storage")
+app.add_typer(portal_serve.portal_app, name="portal")
 app.add_typer(operator_commands.operator_app, name="operator")
 app.add_typer(db_commands.db_app, name="db")
 app.command("sign")(signer_commands.sign)

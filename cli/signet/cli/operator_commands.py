@@ -18,11 +18,16 @@ def crds(
         "helm/signet/crds"
     ),
 ) -> None:
-    """Generate the Appliance and SigningPolicy CRDs from the pydantic models."""
+    """Generate the Appliance and SigningPolicy CRDs from the pydantic models, and the
+    spec parts of the chart's values.schema.json (beside the crds folder)."""
+    from signet.operator import values_schema
     from signet.operator.crds import write
 
     for path in write(out):
         console.print(f"wrote {path}")
+    schema = out.parent / "values.schema.json"
+    if schema.exists():
+        console.print(f"wrote {values_schema.write(schema)}")
 
 
 @operator_app.command("run")

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from signet.common.contracts.appliance import ApplianceSpec
 from signet.operator import desired
 from signet.operator.components import Manifest
 from signet.operator.conditions import Readiness
@@ -39,6 +40,7 @@ _KINDS: dict[str, tuple[type[Any], str]] = {
     "Deployment": (client.AppsV1Api, "deployment"),
     "PodDisruptionBudget": (client.PolicyV1Api, "pod_disruption_budget"),
     "NetworkPolicy": (client.NetworkingV1Api, "network_policy"),
+    "Ingress": (client.NetworkingV1Api, "ingress"),
     "Role": (client.RbacAuthorizationV1Api, "role"),
     "RoleBinding": (client.RbacAuthorizationV1Api, "role_binding"),
 }
@@ -72,6 +74,8 @@ def secret_has(core: client.CoreV1Api, namespace: str, name: str, key: str) -> b
 
 def apply(api: client.ApiClient, obj: dict[str, Any]) -> str:
     """Create `obj`, or merge-patch it when it exists; returns what happened."""
+    if obj["kind"] == "Certificate":
+        return _apply_certificate(api, obj)
     api_class, snake = _KINDS[obj["kind"]]
     typed = api_class(api)
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
@@ -93,6 +97,23 @@ def apply(api: client.ApiClient, obj: dict[str, Any]) -> str:
     # for (a SoftHSM init container, its volume) goes away instead of lingering.
     getattr(typed, f"patch_namespaced_{snake}")(
         name, namespace, obj, _content_type="application/merge-patch+json"
+    )
+    return "updated"
+
+
+def _apply_certificate(api: client.ApiClient, obj: dict[str, Any]) -> str:
+    """cert-manager's Certificate (a custom resource: no typed client)."""
+    custom = client.CustomObjectsApi(api)
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    where = ("cert-manager.io", "v1", namespace, "certificates")
+    try:
+        custom.create_namespaced_custom_object(*where, obj)
+        return "created"
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    custom.patch_namespaced_custom_object(
+        *where, name, obj, _content_type="application/merge-patch+json"
     )
     return "updated"
 
@@ -143,12 +164,15 @@ def probe(name: str, namespace: str, component: str, port: int) -> Readiness:
         return Readiness(None)
 
 
-def probe_all(name: str, namespace: str) -> dict[str, Readiness | None]:
-    """Every installed component's readiness (needs no spec: names and ports are fixed)."""
+def probe_all(
+    name: str, namespace: str, spec: ApplianceSpec | None = None
+) -> dict[str, Readiness | None]:
+    """Every installed component's readiness (names and ports are fixed); with a spec,
+    only the components it enables (a disabled portal has no Service to ask)."""
     return {
         component.name: probe(name, namespace, component.name, component.port)
         for component in desired.COMPONENTS
-        if component.installed
+        if component.installed and (spec is None or component.enabled(spec))
     }
 
 

@@ -1,8 +1,8 @@
 """The table of Signet's components and what each needs from the Appliance's spec.
 
-Components are rows of one table (`COMPONENTS`): the portal is already a row,
-marked not installed until its service exists, so adding it is flipping that
-row, not a rewrite.  Pure data and functions; `desired` builds the objects.
+Components are rows of one table (`COMPONENTS`): signer, storage and the portal
+(installed when `spec.portal.enabled`; its extras are in `portal`).  Pure data and
+functions; `desired` builds the objects.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from signet.common.contracts.appliance import ApplianceSpec
+from signet.operator.portal import portal_env, signer_channel_env
 
 Manifest = dict[str, Any]
 
@@ -27,6 +28,8 @@ BATCH_DIR = "/var/lib/signet-batches"
 #: pods mount it, and the kubelet refreshes the files in place when a policy changes.
 POLICIES_CONFIG_MAP = "signet-policies"
 OPERATOR_LABELS = {"app.kubernetes.io/name": "signet-operator"}
+#: The chart's `helm test` pod: its own label, admitted to the API ports (/healthz).
+HELM_TEST_LABELS = {"app.kubernetes.io/name": "signet-helm-test"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class Component:
     public: bool = False
     needs_api_token: bool = False
     env: Callable[[str, ApplianceSpec], list[Manifest]] = field(default=lambda _n, _s: [])
+    #: the top-level spec fields (camelCase) this component's pods read: only a change to
+    #: one of them rolls this component out (`workloads.config_hash`)
+    settings: tuple[str, ...] = ("image",)
 
 
 def _signer_env(name: str, spec: ApplianceSpec) -> list[Manifest]:
@@ -72,6 +78,7 @@ def _signer_env(name: str, spec: ApplianceSpec) -> list[Manifest]:
     env.append({"name": "SIGNET_SIGNER_TIME_TRUST", "value": clock.trust})
     if clock.references:
         env.append({"name": "SIGNET_SIGNER_TIME_REFERENCES", "value": json.dumps(clock.references)})
+    env.extend(signer_channel_env(spec))  # activation codes: the portal's mail and SMS
     return env
 
 
@@ -106,6 +113,7 @@ COMPONENTS: tuple[Component, ...] = (
         replicas=lambda spec: spec.signer.replicas,
         callers=("storage", "portal"),
         env=_signer_env,
+        settings=("image", "organization", "publicUrl", "signer", "hsm", "database"),
     ),
     Component(
         "storage",
@@ -118,16 +126,19 @@ COMPONENTS: tuple[Component, ...] = (
         callers=("portal",),
         needs_api_token=True,  # the tree-head publisher's Lease
         env=_storage_env,
+        settings=("image", "storage", "objectStore", "treeHeadIntervalSeconds"),
     ),
     Component(
         "portal",
         8103,
         9103,
         ("portal", "serve"),
-        installed=False,  # arrives with the portal issue: flip this row, nothing else
+        installed=True,
         enabled=lambda spec: spec.portal.enabled,
         replicas=lambda spec: spec.portal.replicas,
         public=True,
+        env=portal_env,
+        settings=("image", "portal", "database"),
     ),
 )
 

@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import ValidationError
 from signet.common.contracts.appliance import ApplianceSpec
 from signet.common.errors import summarize_validation
-from signet.operator.desired import COMPONENTS
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 #: Certificates expiring within this window turn CertificatesValid False (ExpiringSoon);
@@ -176,17 +175,9 @@ def observed(
     storage = readiness.get("storage")
     result.append(_service("SignerReady", signer))
     result.append(_service("StorageReady", storage))
-    portal = next(c for c in COMPONENTS if c.name == "portal")
-    if not portal.installed:
-        result.append(
-            condition(
-                "PortalReady",
-                FALSE,
-                "NotInstalled",
-                "the portal arrives with a later release; its settings are validated and kept",
-            )
-        )
-    else:
+    if spec is not None and not spec.portal.enabled:
+        result.append(condition("PortalReady", FALSE, "Disabled", "spec.portal.enabled is false"))
+    else:  # the portal's /readyz: database, signer and storage reachable
         result.append(_service("PortalReady", readiness.get("portal")))
     if signer is None or signer.status_code is None:
         result.append(condition("HSMReachable", UNKNOWN, "SignerNotAnswering"))
@@ -214,8 +205,7 @@ def ready(spec: ApplianceSpec, current: list[dict[str, str]]) -> dict[str, str]:
         required.add("BatchStoreReady")
     if by_type["TimeSynchronized"]["status"] == FALSE:  # timestamps (B-T and up) refused
         required.add("TimeSynchronized")
-    portal = next(c for c in COMPONENTS if c.name == "portal")
-    if portal.installed and spec.portal.enabled:
+    if spec.portal.enabled:
         required.add("PortalReady")
     failing = [c["type"] for c in current if c["type"] in required and c["status"] != TRUE]
     if not failing:

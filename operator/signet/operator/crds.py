@@ -20,6 +20,41 @@ from signet.common.contracts.appliance import GROUP, VERSION, ApplianceSpec, Sig
 GENERATED_BY = "signet operator crds (from signet.common.contracts.appliance)"
 
 
+#: What the operator writes into status, declared for `kubectl explain` and validators;
+#: open beyond these (endpoints, policy versions), which the operator also keeps there.
+STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "x-kubernetes-preserve-unknown-fields": True,
+    "properties": {
+        "observedGeneration": {
+            "type": "integer",
+            "description": "the spec generation the conditions describe",
+        },
+        "retentionYears": {
+            "type": "integer",
+            "description": "the retention in force: what storage reports it runs with",
+        },
+        "conditions": {
+            "type": "array",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "items": {
+                "type": "object",
+                "required": ["type", "status"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                    "reason": {"type": "string"},
+                    "message": {"type": "string"},
+                    "lastTransitionTime": {"type": "string", "format": "date-time"},
+                    "observedGeneration": {"type": "integer"},
+                },
+            },
+        },
+    },
+}
+
+
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     definitions = raw.pop("$defs", {})
@@ -94,10 +129,7 @@ def _crd(
                             "required": ["spec"],
                             "properties": {
                                 "spec": structural_schema(spec_model),
-                                "status": {
-                                    "type": "object",
-                                    "x-kubernetes-preserve-unknown-fields": True,
-                                },
+                                "status": STATUS_SCHEMA,
                             },
                         }
                     },
@@ -125,10 +157,13 @@ def appliance_crd() -> dict[str, Any]:
                 "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
             },
             {"name": "Signers", "type": "integer", "jsonPath": ".spec.signer.replicas"},
+            # what is in force (storage's report), not only what the spec asks
+            {"name": "Retention", "type": "integer", "jsonPath": ".status.retentionYears"},
             {
-                "name": "Retention",
+                "name": "Asked",
                 "type": "integer",
                 "jsonPath": ".spec.objectStore.retentionYears",
+                "priority": 1,
             },
         ],
     )

@@ -15,12 +15,19 @@ from __future__ import annotations
 from signet.common.contracts.appliance import ApplianceSpec
 from signet.operator.components import (
     COMPONENTS,
+    HELM_TEST_LABELS,
     OPERATOR_LABELS,
     POLICIES_CONFIG_MAP,
     Component,
     Manifest,
     batch_claim_name,
     labels,
+)
+from signet.operator.portal import (
+    exposure,
+    portal_egress,
+    portal_ingress_from,
+    signer_channel_egress,
 )
 from signet.operator.workloads import SOFTHSM_TOKEN_SIZE, config_hash, deployment
 
@@ -50,6 +57,21 @@ def referenced_secrets(spec: ApplianceSpec) -> list[tuple[str, str]]:
     if spec.hsm.pin is not None:
         refs.append((spec.hsm.pin.name, spec.hsm.pin.key))
     refs.append((spec.database.url.name, spec.database.url.key))
+    portal = spec.portal
+    if portal.enabled:
+        if portal.database is not None:
+            refs.append((portal.database.name, portal.database.key))
+        if portal.smtp is not None and portal.smtp.credentials is not None:
+            refs += [(portal.smtp.credentials, key) for key in ("username", "password")]
+        if portal.sms is not None:
+            refs += [
+                (portal.sms.credentials, "account-sid"),
+                (portal.sms.credentials, "auth-token"),
+            ]
+        if portal.oidc is not None:
+            refs.append((portal.oidc.client_secret.name, portal.oidc.client_secret.key))
+        if portal.tls.cert_manager_issuer is None and portal.tls.secret_name is not None:
+            refs.append((portal.tls.secret_name, "tls.crt"))
     return refs
 
 
@@ -60,8 +82,9 @@ def _network_policy(
         {"podSelector": {"matchLabels": labels(name, caller)}} for caller in component.callers
     ]
     ingress_from.append({"podSelector": {"matchLabels": OPERATOR_LABELS}})  # readiness checks
-    if component.public:
-        ingress_from = [{"namespaceSelector": {}}, *ingress_from]
+    ingress_from.append({"podSelector": {"matchLabels": HELM_TEST_LABELS}})  # `helm test`
+    if component.public:  # the ingress controller's namespaces, not every namespace
+        ingress_from = [*portal_ingress_from(spec), *ingress_from]
     dns = {
         "to": [{"namespaceSelector": {}}],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
@@ -72,6 +95,7 @@ def _network_policy(
             port = int(spec.hsm.endpoint.rsplit(":", 1)[1]) if ":" in spec.hsm.endpoint else 1792
             egress.append({"ports": [{"protocol": "TCP", "port": port}]})
         egress.append({"ports": [{"protocol": "TCP", "port": 5432}]})  # PostgreSQL
+        egress.extend(signer_channel_egress(spec))  # activation codes: mail and SMS alone
     if component.name == "storage":
         endpoint = spec.object_store.endpoint
         port = (
@@ -85,8 +109,7 @@ def _network_policy(
             {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}
         )  # the API server (Lease)
     if component.name == "portal":
-        for peer in ("signer", "storage"):
-            egress.append({"to": [{"podSelector": {"matchLabels": labels(name, peer)}}]})
+        egress.extend(portal_egress(name, spec, labels))
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -193,6 +216,8 @@ def desired_objects(name: str, namespace: str, spec: ApplianceSpec) -> list[Mani
         )
         objects.append(_disruption_budget(name, namespace, spec, component))
         objects.append(_network_policy(name, namespace, spec, component))
+        if component.name == "portal":
+            objects.extend(exposure(name, namespace, spec, labels(name, component.name)))
     lease_role = f"{name}-storage-lease"
     objects.append(
         {

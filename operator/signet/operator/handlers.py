@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge
 from signet.common.contracts.appliance import ApplianceSpec
-from signet.operator import cluster, desired, policies
+from signet.operator import cluster, desired, policies, portal
 from signet.operator.components import Manifest
 from signet.operator.conditions import (
     apply_failed,
@@ -131,7 +131,11 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
                 RECONCILES.labels(_OUTCOMES.get(why["reason"], "refused")).inc()
     if why is not None and (announce or was.get("reason") != why["reason"]):
         kopf.warn(body, reason=why["reason"], message=why["message"])
-    current = observed(spec, cluster.probe_all(name, namespace))
+    answers = cluster.probe_all(name, namespace, spec)
+    current = observed(spec, answers)
+    storage = answers.get("storage")
+    if storage is not None and isinstance(storage.body.get("retention_years"), int):
+        patch.status["retentionYears"] = storage.body["retention_years"]  # in force
     if spec is not None and why is None:
         status = [ready(spec, current), *current]
         _announce_transitions(body, previous, status)
@@ -139,7 +143,7 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, *, annou
         patch.status["endpoints"] = {
             component.name: f"http://{name}-{component.name}.{namespace}.svc:{component.port}"
             for component in desired.COMPONENTS
-            if component.installed
+            if component.installed and component.enabled(spec)
         }
     else:
         status = refused(why or invalid_spec(problem), current)
@@ -203,6 +207,25 @@ def _apply_children(
                     f"{name}-softhsm-token",
                     lambda: desired.softhsm_token_claim(name, namespace),
                     "VolumeClaimed",
+                )
+            )
+        if spec.portal.enabled:
+            once.append(
+                (
+                    "Secret",
+                    portal.secret_key_secret_name(name),
+                    lambda: portal.secret_key_secret(name, namespace, secrets.token_hex(32)),
+                    "SecretGenerated",
+                )
+            )
+            once.append(
+                (
+                    "Secret",
+                    portal.first_admin_secret_name(name),
+                    lambda: portal.first_admin_secret(
+                        name, namespace, spec.portal.first_admin_email, secrets.token_urlsafe(18)
+                    ),
+                    "SecretGenerated",
                 )
             )
         for kind, child, build, reason in once:

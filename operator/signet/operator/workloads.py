@@ -47,10 +47,14 @@ fi
 
 
 def config_hash(spec: ApplianceSpec, component: Component, name: str) -> str:
-    """Changes whenever the pod's configuration changes, so the Deployment rolls out."""
+    """Changes whenever this component's configuration changes, so its Deployment rolls
+    out, and only then: a portal hostname must not restart a one-replica signer
+    (`Recreate`, a signing gap).  Hashes the component's environment and the spec fields
+    it reads (`Component.settings`), never the whole spec."""
+    dumped = spec.model_dump(mode="json", by_alias=True)
     payload = {
         "env": component.env(name, spec),
-        "spec": spec.model_dump(mode="json", by_alias=True),
+        "spec": {key: dumped.get(key) for key in component.settings},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

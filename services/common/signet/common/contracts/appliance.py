@@ -337,12 +337,151 @@ class MetricsSpec(_Spec):
     )
 
 
+class PortalTlsSpec(_Spec):
+    """The portal's certificate: a Secret the admin keeps, or one cert-manager issues."""
+
+    secret_name: DnsSubdomain | None = Field(
+        default=None,
+        description="a kubernetes.io/tls Secret (tls.crt, tls.key) for the hostname; with "
+        "certManager it is the Secret cert-manager writes (default <name>-portal-tls)",
+    )
+    cert_manager_issuer: DnsSubdomain | None = Field(
+        default=None,
+        description="cert-manager issues the certificate (a Certificate for the hostname); "
+        "absent: the admin provides secretName",
+    )
+    issuer_kind: Literal["ClusterIssuer", "Issuer"] = "ClusterIssuer"
+
+
+class PortalIngressSpec(_Spec):
+    """How the cluster exposes intranet sites: an Ingress of a class, or none (the admin
+    routes to the `<name>-portal` Service themselves)."""
+
+    enabled: bool = True
+    class_name: DnsSubdomain | None = Field(
+        default=None, description="ingressClassName; absent: the cluster's default class"
+    )
+    controller_namespace: LabelSelector = Field(
+        default_factory=lambda: LabelSelector(
+            match_labels={"kubernetes.io/metadata.name": "ingress-nginx"}
+        ),
+        description="the ingress controller's namespaces: the only ones (with the "
+        "operator) that may reach the portal's API port",
+    )
+
+
+class PortalSmtpSpec(_Spec):
+    """The mail relay for invitations, codes and notices (and the signer's activation
+    codes when `signerChannels`)."""
+
+    host: str = Field(
+        min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"
+    )
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    credentials: DnsLabel | None = Field(
+        default=None,
+        description="a Secret with keys username and password (JSON-string-safe characters)",
+    )
+
+
+class PortalSmsSpec(_Spec):
+    """The SMS gateway (Twilio-compatible REST)."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=500)
+    sender: str = Field(min_length=1, max_length=32)
+    credentials: DnsLabel = Field(description="a Secret with keys account-sid and auth-token")
+
+
+class OidcSpec(_Spec):
+    """Single sign-on for staff: the IdP, the portal's client, and group-to-role mapping."""
+
+    issuer: str = Field(pattern=r"^https://[^\s]+$", max_length=500)
+    client_id: str = Field(min_length=1, max_length=255)
+    client_secret: SecretRef
+    group_roles: dict[str, Literal["admin", "sender", "auditor"]] = Field(
+        default_factory=dict, max_length=50, description="IdP group -> portal role"
+    )
+
+    @model_validator(mode="after")
+    def _group_names(self) -> OidcSpec:
+        """Checked here, not in the schema: a CRD's structural schema has no propertyNames."""
+        for group in self.group_roles:
+            if not 1 <= len(group) <= 128:
+                raise ValueError(
+                    f"groupRoles: a group name has 1 to 128 characters ({group[:40]!r})"
+                )
+        return self
+
+
+class EgressPeer(_Spec):
+    """A destination the portal (or the signer's channels) may leave for: CIDRs or
+    namespaces, on the listed TCP ports."""
+
+    cidrs: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F.:]+/[0-9]{1,3}$")]] = Field(
+        default_factory=list, max_length=20
+    )
+    namespace_selector: LabelSelector | None = None
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=1, max_length=10)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> EgressPeer:
+        if not self.cidrs and self.namespace_selector is None:
+            raise ValueError("an egress peer needs cidrs or namespaceSelector")
+        return self
+
+
 class PortalSpec(_Spec):
-    """Accepted and validated now; the portal service arrives with a later release."""
+    """The contract portal: the one component reachable from outside the namespace."""
+
+    model_config = ConfigDict(
+        **_Spec.model_config,
+        json_schema_extra={
+            # The same rule as `_installable`, for the API server (CEL).
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.enabled) || !self.enabled"
+                    " || (has(self.hostname) && has(self.database))",
+                    "message": "an enabled portal needs hostname and database",
+                }
+            ]
+        },
+    )
 
     enabled: bool = False
     replicas: int = Field(default=2, ge=0, le=20)
-    hostname: str | None = Field(default=None, max_length=253)
+    resources: Resources = Field(default_factory=Resources)
+    hostname: str | None = Field(
+        default=None, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    )
+    tls: PortalTlsSpec = Field(default_factory=PortalTlsSpec)
+    ingress: PortalIngressSpec = Field(default_factory=PortalIngressSpec)
+    database: SecretRef | None = Field(
+        default=None, description="Secret key holding the portal's PostgreSQL URL"
+    )
+    smtp: PortalSmtpSpec | None = None
+    sms: PortalSmsSpec | None = None
+    oidc: OidcSpec | None = None
+    signer_channels: bool = Field(
+        default=True,
+        description="the signer sends its activation codes through the same SMTP/SMS",
+    )
+    egress: list[EgressPeer] = Field(
+        default_factory=list,
+        max_length=20,
+        description="where mail, SMS, the IdP and webhooks are: the portal may leave for "
+        "these alone (and DNS, signer, storage, PostgreSQL)",
+    )
+    first_admin_email: str = Field(
+        default="admin@example.com", pattern=r"^[^@\s]+@[^@\s]+$", max_length=254
+    )
+
+    @model_validator(mode="after")
+    def _installable(self) -> PortalSpec:
+        if self.enabled and (self.hostname is None or self.database is None):
+            raise ValueError("an enabled portal needs hostname and database (a Secret key)")
+        return self
 
 
 class ApplianceSpec(_Spec):
