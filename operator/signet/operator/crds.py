@@ -94,7 +94,7 @@ def _crd(
     plural: str,
     short_names: list[str],
     spec_model: type[BaseModel],
-    columns: list[dict[str, str]],
+    columns: list[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
