@@ -10,6 +10,7 @@ import sys
 
 import typer
 from signet.cli import (
+    activation_commands,
     batch_commands,
     batch_store_commands,
     db_commands,
@@ -39,6 +40,7 @@ app.command("seal-batch")(batch_commands.seal_batch)
 app.command("verify-evidence")(storage_commands.verify_evidence)
 app.command("up")(up.up)
 app.command("outbox")(portal_commands.outbox)
+app.command("enrol")(activation_commands.enrol)
 
 
 def main() -> None:
