@@ -179,3 +179,23 @@ def test_up_serves_and_stops_its_services_on_sigterm(tmp_path: Path) -> None:
         time.sleep(0.2)
     else:
         raise AssertionError("the signer still answers after signet up was stopped")
+
+
+def test_cli_enrol_binds_a_person_key_and_refuses_the_rest(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert _signet(home, "ca", "init").returncode == 0
+    issued = _signet(home, "ca", "issue", "--name", "Li Wei")
+    assert issued.returncode == 0, issued.stderr
+    serial = issued.stdout.split()[1]
+    first = _signet(home, "enrol", "--serial", serial, "--email", "li.wei@example.com")
+    assert first.returncode == 0, first.stderr
+    assert "li.wei@example.com" in first.stdout
+    second = _signet(home, "enrol", "--serial", serial, "--mobile", "+8613800000000")
+    assert second.returncode == 0, second.stderr
+    assert "replaces li.wei@example.com" in second.stdout
+    both = _signet(home, "enrol", "--serial", serial, "--email", "a@b.c", "--mobile", "+1555")
+    assert both.returncode == 2 and "exactly one" in both.stderr
+    bad = _signet(home, "enrol", "--serial", serial, "--mobile", "0123")
+    assert bad.returncode == 2 and "E.164" in bad.stderr
+    unknown = _signet(home, "enrol", "--serial", "abcdef", "--email", "x@example.com")
+    assert unknown.returncode == 2 and "no certificate" in unknown.stderr

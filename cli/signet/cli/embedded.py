@@ -12,6 +12,7 @@ service process holds another caller's token.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -125,7 +126,22 @@ def child_environment(settings: SignerSettings) -> dict[str, str]:
     env["SIGNET_SIGNER_PUBLIC_URL"] = settings.public_url
     env["SIGNET_SIGNER_PORT"] = str(settings.port)
     env["SIGNET_SIGNER_TIME_TRUST"] = settings.time_trust
+    _gateways_from_portal(env)
     return env
+
+
+def _gateways_from_portal(env: dict[str, str]) -> None:
+    """Give the signer the portal's gateways unless it has its own: activation codes are
+    sent by the signer itself, and an installation that configured mail for the portal
+    means its people to get their codes by mail too, not held in the signer's outbox.
+    The SMS receipt callback is the portal's route, so the signer's copy has none."""
+    if "SIGNET_SIGNER_SMTP" not in env and env.get("SIGNET_PORTAL_SMTP"):
+        env["SIGNET_SIGNER_SMTP"] = env["SIGNET_PORTAL_SMTP"]
+    if "SIGNET_SIGNER_SMS" not in env and env.get("SIGNET_PORTAL_SMS"):
+        sms = json.loads(env["SIGNET_PORTAL_SMS"])
+        if isinstance(sms, dict):
+            sms.pop("status_callback", None)
+        env["SIGNET_SIGNER_SMS"] = json.dumps(sms)
 
 
 def storage_settings(**overrides: object) -> StorageSettings:

@@ -10,6 +10,7 @@ import sys
 
 import typer
 from signet.cli import (
+    activation_commands,
     batch_commands,
     batch_store_commands,
     db_commands,
@@ -45,6 +46,7 @@ app.command("verify-evidence")(storage_commands.verify_evidence)
 app.command("up")(up.up)
 app.command("outbox")(portal_commands.outbox)
 app.command("demo")(demo.demo)
+app.command("enrol")(activation_commands.enrol)
 
 
 def main() -> None:
