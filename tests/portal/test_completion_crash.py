@@ -72,6 +72,12 @@ def test_a_service_killed_during_completion_leaves_it_done_once(
     appliance: Appliance, service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIGNET_HOME", str(appliance.home))  # where the demo reads codes
+    # the demo's settings point this process at the appliance's SoftHSM folder: put the
+    # session's back afterwards, or later tests' children miss their token
+    if "SOFTHSM2_CONF" in os.environ:
+        monkeypatch.setenv("SOFTHSM2_CONF", os.environ["SOFTHSM2_CONF"])
+    else:
+        monkeypatch.delenv("SOFTHSM2_CONF", raising=False)
     demo = Demo(appliance.portal_url, appliance.admin_key())
     envelope_id = demo.send()
     for index, party in enumerate(PARTIES[:-1]):
