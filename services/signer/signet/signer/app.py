@@ -31,6 +31,7 @@ from signet.signer.api.deps import ROUTES
 from signet.signer.batch.wait import FinishWatch, stop_on_exit_signals
 from signet.signer.batch.worker import BatchWorker
 from signet.signer.config import SignerSettings
+from signet.signer.pades.appearance import warm_up
 from signet.signer.pki.rotation import rollover_report
 from signet.signer.service import SignerService
 from sqlalchemy.exc import SQLAlchemyError
@@ -87,6 +88,7 @@ def create_app(
         # the NTP references' watch starts now (its first poll included), not at a stamp
         await run_in_threadpool(lambda: service.time)
         serving.set()
+        threading.Thread(target=warm_up, name="stamp-font", daemon=True).start()
         await run_in_threadpool(start_batch_workers)
         yield
         with workers_guard:

@@ -22,13 +22,11 @@ import functools
 import io
 import logging
 import os
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pyhanko.pdf_utils import generic, layout
-from pyhanko.pdf_utils.font.api import FontEngine, FontEngineFactory
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.text import TextBoxStyle
@@ -39,6 +37,8 @@ from pyhanko.stamp.text import TextStamp
 from signet.common.contracts.signer import Appearance, SignOptions
 from signet.common.contracts.signer import TextStamp as StampSpec
 from signet.common.errors import InvalidRequest, UnprocessableDocument
+from signet.signer.pades import fonts
+from signet.signer.pades.fonts import SubsetFontFactory
 
 #: Debian 12's ``fonts-wqy-microhei`` (5 MB, Latin + CJK); ``SIGNET_SIGNER_STAMP_FONT``
 #: names another TTF/OTF/TTC (the first face of a collection is used).
@@ -67,77 +67,23 @@ def _font_bytes(path: str) -> bytes:
     return buffer.getvalue()
 
 
-class EmbeddedFont(FontEngineFactory):
-    """pyHanko's `GlyphAccumulator` (subsetting, HarfBuzz shaping) on our font's bytes."""
-
-    def __init__(self, path: str, size: int = 10) -> None:
-        self.path = path
-        self.size = size
-
-    def create_font_engine(self, writer: BasePdfFileWriter, obj_stream: Any = None) -> FontEngine:
-        """One engine per writer and font: every widget of a signature shares it, so the
-        revision embeds one subset with all their glyphs (written when the writer
-        finishes), and the 5 MB font is parsed once per signature, not once per widget."""
-        engines = _engines.setdefault(writer, {})
-        engine = engines.get(self.path)
-        if engine is None:
-            if obj_stream is None and writer.stream_xrefs:
-                obj_stream = writer.prepare_object_stream()  # type: ignore[no-untyped-call]
-            engine = engines[self.path] = _Accumulator(
-                writer=writer,
-                font_handle=io.BytesIO(_font_bytes(self.path)),
-                font_size=self.size,
-                obj_stream=obj_stream,
-            )
-        return engine
+def embedded_font(path: str, size: int = 10) -> SubsetFontFactory:
+    """The stamp font at `path`, decoded once per process (see `fonts`)."""
+    return SubsetFontFactory(fonts.master(path, _font_bytes), size)
 
 
-_engines: weakref.WeakKeyDictionary[BasePdfFileWriter, dict[str, FontEngine]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _accumulator_class() -> type[Any]:
-    from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
-
-    class Accumulator(GlyphAccumulator):
-        """pyHanko 0.38 writes glyph widths and TJ adjustments in font units, which PDF
-        reads as thousandths of an em: right for 1000-unit fonts (Noto, Source Han),
-        2x too wide for WenQuanYi's 2048.  Here HarfBuzz shapes at 1000 units and the
-        widths are scaled to match; the embedded outlines keep their own units."""
-
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self._to_thousandths = 1000 / self.units_per_em
-            self.hb_font.scale = (1000, 1000)
-            self.units_per_em = 1000
-            # the subset keeps the font's own head.modified instead of "now": the same
-            # glyphs give the same bytes (and the file tells nothing of the signing time)
-            self.tt.recalcTimestamp = False
-
-        def _get_cid_and_width(self, glyph_id: int) -> tuple[int, int]:
-            cached: tuple[int, int] | None = self._glyphs.get(glyph_id)
-            if cached is None:
-                cid, width = super()._get_cid_and_width(glyph_id)
-                cached = self._glyphs[glyph_id] = (cid, round(width * self._to_thousandths))
-            return cached
-
-    return Accumulator
-
-
-def _Accumulator(**kwargs: Any) -> FontEngine:  # noqa: N802 - a class, made lazily
-    engine: FontEngine = _accumulator_class_cached()(**kwargs)
-    return engine
-
-
-_accumulator_class_cached = functools.cache(_accumulator_class)
+def warm_up() -> None:
+    """Decode the stamp font ahead of the first signature (about two seconds for a CJK
+    font), so that no signer's first request pays for it."""
+    if Path(font_path()).is_file():
+        fonts.master(font_path(), _font_bytes)
 
 
 def text_box_style() -> TextBoxStyle:
     path = font_path()
     if not Path(path).is_file():  # a bare install without the font: Latin-1 only
         return TextBoxStyle()
-    return TextBoxStyle(font=EmbeddedFont(path))
+    return TextBoxStyle(font=embedded_font(path))
 
 
 def check_text(text: str) -> None:
