@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,6 +89,16 @@ def pdfsig(path: Path, nssdb: str, *, ocsp: bool = True) -> str:
         ["pdfsig", *flags, "-nssdir", nssdb, str(path)], capture_output=True, text=True, timeout=60
     )
     return result.stdout + result.stderr
+
+
+def pdfsig_by_field(out: str) -> dict[str, list[str]]:
+    """pdfsig's report split per signature entry, grouped by field name: poppler lists a
+    field with several widgets once per widget (each carries the field's /V)."""
+    fields: dict[str, list[str]] = {}
+    for block in re.split(r"^Signature #\d+:$", out, flags=re.MULTILINE)[1:]:
+        name = re.search(r"Signature Field Name: (.*)$", block, re.MULTILINE)
+        fields.setdefault(name.group(1).strip() if name else "?", []).append(block)
+    return fields
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from tests.signer.conftest import pdfsig, sign_via_api
+from tests.signer.conftest import pdfsig, pdfsig_by_field, sign_via_api
 from tests.support.pdfs import make_pdf, make_png
 from tests.support.render import ink, ink_box, ink_difference_box, render
 
@@ -36,11 +36,11 @@ def _verify(client: httpx.Client, pdf: bytes) -> list[dict[str, object]]:
 
 
 def _all_valid(
-    client: httpx.Client, pdf: bytes, count: int, nssdb: str, tmp: Path, *, multi: int = 0
+    client: httpx.Client, pdf: bytes, count: int, nssdb: str, tmp: Path, *, widgets: int = 0
 ) -> None:
-    """All `count` signatures ok for pyHanko; for pdfsig all but the `multi` ones with
-    several widgets, which poppler 22.12 lists per widget as unsigned fields (it reads
-    /V on the widget, not on its parent field) and does not validate."""
+    """All `count` signatures ok for pyHanko and for pdfsig, which lists a field with
+    several widgets once per widget (`widgets`: how many more entries that makes), each
+    entry validated on its own."""
     signatures = _verify(client, pdf)
     assert len(signatures) == count
     for signature in signatures:
@@ -52,9 +52,18 @@ def _all_valid(
     path.write_bytes(pdf)
     # without OCSP: poppler 22.12's NSS bug with several signatures (test_signing_api.py)
     out = pdfsig(path, nssdb, ocsp=False)
-    assert out.count("Signature is Valid.") == count - multi, out
-    assert "Invalid" not in out and "not intact" not in out.lower()
-    assert out.count("Certificate is Trusted.") == count - multi, out
+    by_field = pdfsig_by_field(out)
+    assert len(by_field) == count, out
+    assert sum(len(entries) for entries in by_field.values()) == count + widgets, out
+    for entries in by_field.values():
+        for entry in entries:
+            assert "Signature is Valid." in entry, out
+        assert "Certificate is Trusted." in entries[0], out
+        # the same certificate checked again in one pdfsig run: poppler 22.12's NSS use
+        # sometimes fails it ("Unknown issue"), the signature itself stays valid
+        for entry in entries[1:]:
+            assert "Certificate is Trusted." in entry or "Unknown issue" in entry, out
+    assert "not signed" not in out and "Invalid" not in out and "not intact" not in out.lower()
 
 
 def test_stamps_and_extra_appearances_keep_every_signature_valid(
@@ -84,7 +93,7 @@ def test_stamps_and_extra_appearances_keep_every_signature_valid(
         ],
     )
     assert second.status_code == 200, second.text
-    _all_valid(signer_client, second.content, 2, nssdb, tmp_path, multi=1)
+    _all_valid(signer_client, second.content, 2, nssdb, tmp_path, widgets=3)
 
     # one field, four widgets: the appearance, the extra one, two stamps
     reader = PdfFileReader(io.BytesIO(second.content))
@@ -112,7 +121,7 @@ def test_stamps_and_extra_appearances_keep_every_signature_valid(
 
     third = sign_via_api(signer_client, second.content, issue("Carol Stamp"), level="B-T")
     assert third.status_code == 200, third.text
-    _all_valid(signer_client, third.content, 3, nssdb, tmp_path, multi=1)
+    _all_valid(signer_client, third.content, 3, nssdb, tmp_path, widgets=3)
 
 
 def test_a_cjk_stamp_on_an_invisible_signature_renders(

@@ -7,9 +7,9 @@ with a fixed appearance stream and the Locked flag, created in the revision the
 signature covers.  Why widgets and not page content: pyHanko's difference analysis
 accepts a new signature field with widgets on any page as form filling, so every
 EARLIER signature stays valid; new page content would count as "other" modifications
-and break them.  poppler 22.12 (pdfsig) cannot validate a field with several widgets
-(it looks for /V on each widget): the signature with them is valid for pyHanko only;
-earlier and later signatures stay valid for both.
+and break them.  poppler 22.12 (pdfsig) reads each widget as a field of its own and looks
+for /V on it: every widget carries the field's /V (`_FieldValue`), so pdfsig validates the
+signature (once per widget).
 
 Text is set in an embedded, subsetted OpenType font with CJK glyphs (WenQuanYi Micro
 Hei, Debian's ``fonts-wqy-microhei``): pyHanko's default Courier has no CJK at all.
@@ -224,6 +224,7 @@ def prepare_field(
     first_style: SignatureStyle = style if isinstance(first, Appearance) else _as_signature(first)
 
     def add_widgets(out: BasePdfFileWriter, text_params: dict[str, Any]) -> None:
+        kids[0].get_object()[pdf_name("/V")] = _FieldValue(field)
         for place in rest:
             x1, y1, x2, y2 = _box(place.rect)
             box = layout.BoxConstraints(width=x2 - x1, height=y2 - y1)
@@ -243,6 +244,7 @@ def prepare_field(
                     ),
                     pdf_name("/P"): where,
                     pdf_name("/Parent"): field_ref,
+                    pdf_name("/V"): _FieldValue(field),
                 }
             )
             drawing.apply_appearance(widget)
@@ -251,6 +253,23 @@ def prepare_field(
             out.register_annotation(where, widget_ref)  # type: ignore[no-untyped-call]
 
     return None, dataclasses.replace(first_style, hook=add_widgets)
+
+
+class _FieldValue(generic.PdfObject):
+    """The field's /V (the signature dictionary), repeated on each of its widgets.
+
+    poppler (pdfsig 22.12) reads a field with several widgets as one field per widget
+    and looks for /V on the widget: without it every widget is "not signed" and the
+    signature is never validated.  pyHanko sets the field's /V only after the widgets
+    are drawn, so the reference is written when the revision is, not copied now.
+    Widgets have no /T: pyHanko (and the PDF standard) still see one field.
+    """
+
+    def __init__(self, field: generic.DictionaryObject) -> None:
+        self.field = field
+
+    def write_to_stream(self, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
+        self.field.raw_get("/V").write_to_stream(stream, handler, container_ref)
 
 
 def _as_signature(spec: StampSpec) -> SignatureStyle:
