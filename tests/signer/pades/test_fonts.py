@@ -19,7 +19,8 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.stamp import TextStampStyle
 from pyhanko.stamp.text import TextStamp
-from signet.signer.pades import appearance, fonts
+from signet.common import fonts
+from signet.signer.pades import appearance
 
 from tests.support.render import ink, render
 
@@ -99,7 +100,7 @@ def test_the_subset_holds_only_the_glyphs_used_each_the_fonts_own() -> None:
     assert ink(render(pdf), (40, 600, 400, 660)) > 50
 
     subset, widths, cids = _embedded_font(pdf)
-    master = fonts.master(appearance.font_path(), appearance._font_bytes)
+    master = fonts.master(appearance.font_path())
     distinct = {char for char in TEXT if not char.isspace()}
     # glyph 0, one per distinct character, and the components of composite accents
     assert len(distinct) < subset["maxp"].numGlyphs <= len(distinct) + 1 + 20

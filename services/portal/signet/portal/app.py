@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,6 +16,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from signet.common import fonts
 from signet.common.clients import SignerClient, StorageClient
 from signet.common.errors import SignetError
 from signet.common.gate import GateRules, RequestGate
@@ -125,6 +127,9 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             portal.dispatching.start()
         portal.deadlines.start()
         portal.completions.start()
+        if settings.certificate_font.is_file():  # decoded now, not in the first completion
+            font = str(settings.certificate_font)
+            threading.Thread(target=fonts.master, args=(font,), daemon=True).start()
         yield
         portal.completions.stop()
         portal.deadlines.stop()

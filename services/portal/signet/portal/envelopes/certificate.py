@@ -4,9 +4,12 @@ One PDF for every reader: each heading and label is given in the three languages
 (a court in Shanghai, a client in Madrid and an auditor in London read the same
 document, and there is one object to seal and keep, not three that could disagree).
 Names and titles are printed as the parties wrote them, so the font must have CJK
-glyphs: the same Debian font the signer's stamps embed (WenQuanYi Micro Hei),
-subsetted by fpdf2.  The PDF is then sealed and timestamped by the platform through
-the signer, like any signed document (`signet.portal.envelopes.completion`).
+glyphs: the same Debian font the signer's stamps embed (WenQuanYi Micro Hei).  fpdf2
+would parse all 5 MB of it for every certificate (about two seconds of the portal's
+CPU); it gets instead a font of only the characters this certificate can print, cut
+from the copy decoded once per process (`signet.common.fonts`), and subsets that.
+The PDF is then sealed and timestamped by the platform through the signer, like any
+signed document (`signet.portal.envelopes.completion`).
 
 Rendering is deterministic for given facts except for the PDF's own creation date,
 which fpdf2 writes; the certificate is made once per envelope (its hash is recorded
@@ -15,11 +18,13 @@ as `certificate.issued`), so nothing depends on reproducing the bytes.
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
+from signet.common import fonts
 from signet.portal.envelopes.facts import Check, CompletionFacts, PartyFacts
 
 #: Debian 12's ``fonts-wqy-microhei`` (Latin + CJK), as the signer's stamps use it.
@@ -96,12 +101,29 @@ class _Page(FPDF):
         self.cell(0, 5, f"{self.envelope_id} · {self.page_no()}/{{nb}}", align="C")
 
 
+#: Always in the cut font: ASCII (digits, dates, hashes) and every character of this
+#: module's own text, which holds every label the certificate prints.
+_ALWAYS = "".join(chr(c) for c in range(0x20, 0x7F)) + "".join(
+    sorted(set(Path(__file__).read_text(encoding="utf-8")))
+)
+
+
 def render(facts: CompletionFacts, font: Path = DEFAULT_FONT) -> bytes:
     """The certificate's PDF (unsigned: the platform seals it after)."""
+    # every string of the facts is in their repr, printable characters as they are
+    characters = _ALWAYS + repr(facts)
+    cut = fonts.master(str(font)).subset([], characters=characters)
+    with tempfile.TemporaryDirectory(prefix="signet-certificate-") as directory:
+        path = Path(directory) / "font.ttf"
+        path.write_bytes(cut)
+        return _render(facts, path)
+
+
+def _render(facts: CompletionFacts, font: Path) -> bytes:
     pdf = _Page(facts.envelope_id)
     pdf.set_title("Certificate of Completion")
     pdf.set_creator("Signet")
-    pdf.add_font("cjk", fname=str(font), collection_font_number=0)
+    pdf.add_font("cjk", fname=str(font))
     pdf.add_page()
     pdf.set_font("cjk", size=14)
     pdf.multi_cell(0, 8, _L["title"], new_x=XPos.LMARGIN, new_y=YPos.NEXT)

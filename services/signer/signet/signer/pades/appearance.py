@@ -18,8 +18,6 @@ Hei, Debian's ``fonts-wqy-microhei``): pyHanko's default Courier has no CJK at a
 from __future__ import annotations
 
 import dataclasses
-import functools
-import io
 import logging
 import os
 from collections.abc import Callable
@@ -34,10 +32,10 @@ from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.sign import fields
 from pyhanko.stamp import TextStampStyle
 from pyhanko.stamp.text import TextStamp
+from signet.common import fonts as common_fonts
 from signet.common.contracts.signer import Appearance, SignOptions
 from signet.common.contracts.signer import TextStamp as StampSpec
 from signet.common.errors import InvalidRequest, UnprocessableDocument
-from signet.signer.pades import fonts
 from signet.signer.pades.fonts import SubsetFontFactory
 
 #: Debian 12's ``fonts-wqy-microhei`` (5 MB, Latin + CJK); ``SIGNET_SIGNER_STAMP_FONT``
@@ -55,28 +53,16 @@ def font_path() -> str:
     return os.environ.get("SIGNET_SIGNER_STAMP_FONT", DEFAULT_FONT)
 
 
-@functools.cache
-def _font_bytes(path: str) -> bytes:
-    """The font as a single TTF/OTF (a collection's first face): fontTools and HarfBuzz
-    in pyHanko read one face.  Extracted once per process (about a second)."""
-    from fontTools.ttLib import TTFont
-
-    buffer = io.BytesIO()
-    with TTFont(path, fontNumber=0, lazy=False) as font:
-        font.save(buffer)
-    return buffer.getvalue()
-
-
 def embedded_font(path: str, size: int = 10) -> SubsetFontFactory:
     """The stamp font at `path`, decoded once per process (see `fonts`)."""
-    return SubsetFontFactory(fonts.master(path, _font_bytes), size)
+    return SubsetFontFactory(common_fonts.master(path), size)
 
 
 def warm_up() -> None:
     """Decode the stamp font ahead of the first signature (about two seconds for a CJK
     font), so that no signer's first request pays for it."""
     if Path(font_path()).is_file():
-        fonts.master(font_path(), _font_bytes)
+        common_fonts.master(font_path())
 
 
 def text_box_style() -> TextBoxStyle:
