@@ -30,7 +30,7 @@ from tests.support.postgres import PostgresServer
 
 SPOOL_COLUMNS = ("input_offset", "input_size")
 PACK_COLUMNS = ("output_pack", "output_offset", "output_size")
-HEAD = "0007"
+HEAD = "0008"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 postgres_tier = [pytest.mark.postgres, pytest.mark.slow]

@@ -66,6 +66,12 @@ def seal_batch(
             "(an activation code per signature, through the portal): seal with a seal key"
         )
         raise typer.Exit(2)
+    if service.activations.needs_activation(issued.record):
+        err.print(
+            "[red]error:[/] this seal is under its keeper's control (a keeper is enrolled): "
+            "seal through the API, under a standing seal-use authorisation the keeper approved"
+        )
+        raise typer.Exit(2)
     service.close()
 
     sources = _inputs(input_dir)

@@ -24,6 +24,7 @@ from signet.signer.api import (
     completion,
     pki,
     preservation,
+    seal_authorisations,
     seals,
     signing,
 )
@@ -119,6 +120,7 @@ def create_app(
     app.include_router(preservation.router)
     app.include_router(batches.router, dependencies=[Depends(batch_store_ready)])
     app.include_router(seals.router)
+    app.include_router(seal_authorisations.router)
     # Outermost: the caller's token and scope (`deps.ROUTES`) before any body is read.
     app.add_middleware(
         RequestGate,

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from signet.common.contracts.signer import SignOptions
+from signet.common.errors import InvalidRequest
 from signet.common.notify import Channel, Transport
 from signet.common.notify.sms import SmsGateway
 from signet.common.notify.smtp import SmtpTransport
 from signet.hsm import Hsm, HsmConfig, HsmUnavailable, load_pin
 from signet.signer import metrics
 from signet.signer.activation.outbox import Outbox
-from signet.signer.activation.service import ActivationService, load_pepper, needs_activation
+from signet.signer.activation.service import ActivationService, load_pepper
 from signet.signer.activation.store import ActivationStore
 from signet.signer.batch.guard import BatchStoreGuard
 from signet.signer.batch.store import BatchStore
@@ -40,8 +41,11 @@ from signet.signer.registry import Registry
 @dataclass(frozen=True)
 class DocumentSigned:
     issued: Issued
-    #: the holder's activation that allowed it (person and event keys), else None
+    #: the holder's activation that allowed it (person and event keys, a seal's
+    #: approval of this document), else None
     activation_id: str | None
+    #: the standing seal-use authorisation it was made under, if any
+    seal_authorisation: str | None = None
 
 
 class SignerService:
@@ -211,28 +215,46 @@ class SignerService:
         output: BinaryIO,
         options: SignOptions,
         image: bytes | None = None,
+        *,
+        caller: str | None = None,
     ) -> DocumentSigned:
-        """Sign one document, with the holder's activation when the key needs one.
+        """Sign one document, with the holder's activation when the key needs one, or
+        under a standing seal-use authorisation naming `caller`.
 
         The activation is checked before any signing work; the document's SHA-256 is
         read from its spool in 1 MiB chunks (never into memory whole)."""
         issued = self.material(options)
-        if not needs_activation(issued.record):
+        record = issued.record
+        if not self.activations.needs_activation(record):
+            if options.seal_authorisation is not None:
+                raise InvalidRequest(
+                    "seal_authorisation is for a seal whose keeper is enrolled; this key "
+                    "signs on the caller's token"
+                )
             self.engine.sign_stream(document, output, issued, options, image)
             return DocumentSigned(issued, None)
+        if options.seal_authorisation is not None and options.activation is None:
+            seals = self.activations.seals
+            used = seals.use(options.seal_authorisation, record, caller, 1)
+            try:
+                self.engine.sign_stream(document, output, issued, options, image)
+            except BaseException:
+                seals.give_back(used.id, 1)
+                raise
+            return DocumentSigned(issued, None, used.id)
         start = document.tell()
         digest = hashlib.sha256()
         while chunk := document.read(1024 * 1024):
             digest.update(chunk)
         document.seek(start)
         sha256 = digest.hexdigest()
-        activation = self.activations.authorise(issued.record, options.activation, sha256)
+        activation = self.activations.authorise(record, options.activation, sha256)
         try:
             self.engine.sign_stream(document, output, issued, options, image)
         except BaseException:
             self.activations.failed(activation, sha256)
             raise
-        self.activations.signed(issued.record, activation.activation_id, sha256)
+        self.activations.signed(record, activation.activation_id, sha256)
         return DocumentSigned(issued, activation.activation_id)
 
     def check_ready(self) -> None:

@@ -391,8 +391,15 @@ class SignOptions(_Model):
     )
     activation: ActivationProof | None = Field(
         default=None,
-        description="required for a person's or an event key: the activation the signer "
-        "issued for this document's SHA-256, with the code the person typed",
+        description="required for a person's or an event key, and for a seal whose keeper "
+        "is enrolled unless `seal_authorisation` is given: the activation the signer issued "
+        "for this document's SHA-256, with the code the person (or keeper) typed",
+    )
+    seal_authorisation: str | None = Field(
+        default=None,
+        pattern=r"^sa_[A-Za-z0-9_-]{8,60}$",
+        description="a standing seal-use authorisation (`POST /v1/seal-authorisations`) "
+        "this signature or batch is made under, for a seal whose keeper is enrolled",
     )
     timestamp_authority: str | None = Field(
         default=None,

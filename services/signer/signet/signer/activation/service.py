@@ -37,14 +37,16 @@ from signet.common.notify import Channel, DeliveryState, Message, Notice, render
 from signet.common.otp import CODE_LIFETIME
 from signet.signer.activation import rules
 from signet.signer.activation.outbox import Outbox
+from signet.signer.activation.seals import SealAuthorisations, keeper_enrolled
 from signet.signer.activation.store import ActivationStore
 from signet.signer.pki.ca import CertificateAuthority
 from signet.signer.registry import CertificateRecord
 
 log = logging.getLogger(__name__)
 
-#: Kinds whose every signature needs the holder's activation.  Seals keep today's
-#: rule (the service's token) until seal-use approvals land (issue 18).
+#: Kinds whose every signature needs the holder's activation.  A seal needs its
+#: keeper's approval or a standing authorisation once a keeper is enrolled
+#: (`signet.signer.activation.seals`); without one it signs on the caller's token.
 ACTIVATED_KINDS = frozenset({CertificateKind.PERSON.value, CertificateKind.EVENT.value})
 #: Kinds an administrator may bind a contact to (an event key has its own, named in
 #: its certificate; a CA or TSA key signs nothing a person confirms).
@@ -57,10 +59,6 @@ class CodeNotSent(SignetError):
 
     status_code = 502
     code = "activation_code_not_sent"
-
-
-def needs_activation(record: CertificateRecord) -> bool:
-    return record.kind in ACTIVATED_KINDS
 
 
 def load_pepper(configured: str | None, home: Path) -> bytes:
@@ -93,6 +91,11 @@ class ActivationService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store, self.outbox, self._ca, self.clock = store, outbox, ca, clock
+        self.seals = SealAuthorisations(store, clock=clock)
+
+    def needs_activation(self, record: CertificateRecord) -> bool:
+        """A person's or event key always; a seal once its keeper is enrolled."""
+        return record.kind in ACTIVATED_KINDS or keeper_enrolled(self.store, record)
 
     # -- contacts ------------------------------------------------------------------------
 
@@ -136,10 +139,10 @@ class ActivationService:
         """Make an activation and send its code to the key's bound contact."""
         self.sweep()
         record = self._certificate(request.certificate_serial, request.key_label)
-        if not needs_activation(record):
+        if not self.needs_activation(record):
             raise rules.KeyNotActivatable(
                 f"a {record.kind} key is not activated by its holder (it signs with the "
-                "service's authority)"
+                "service's authority; a seal once its keeper is enrolled)"
             )
         self._ca().signing_material(record.serial)  # revoked, expired or spent: 409 now
         contact = self.store.contact_for(record.serial)
@@ -188,6 +191,11 @@ class ActivationService:
             raise rules.ActivationRequired(
                 f"a {record.kind} key signs only with its holder's activation "
                 "(options.activation: request one with POST /v1/activations)"
+                + (
+                    ", or under a standing seal-use authorisation (options.seal_authorisation)"
+                    if record.kind == CertificateKind.SEAL.value
+                    else ""
+                )
             )
         return self.store.redeem(
             proof,

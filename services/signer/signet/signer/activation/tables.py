@@ -14,7 +14,7 @@ from signet.signer.schema import Base
 from sqlalchemy import Boolean, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-__all__ = ["ActivationRow", "Base", "EnrolmentRow", "OutboxRow"]
+__all__ = ["ActivationRow", "Base", "EnrolmentRow", "OutboxRow", "SealAuthorisationRow"]
 
 
 class EnrolmentRow(Base):
@@ -75,3 +75,29 @@ class OutboxRow(Base):
     provider_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SealAuthorisationRow(Base):
+    """A standing seal-use authorisation (`signet.common.contracts.seals`): its terms,
+    their SHA-256 (what the keeper's activation confirmed), and how much of it was used."""
+
+    __tablename__ = "seal_authorisations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    certificate_serial: Mapped[str] = mapped_column(String(64), index=True)
+    key_label: Mapped[str] = mapped_column(String(64))
+    #: JSON list of caller names
+    callers: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    max_documents: Mapped[int] = mapped_column(Integer)
+    used_documents: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(200))
+    terms_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    approved_activation: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from signet.common.contracts.signer import BatchStatus, CertificateKind, SignOptions
 from signet.common.errors import InvalidRequest
 from signet.common.http import file_download
+from signet.signer.activation.seals import SealAuthorisationRefused
 from signet.signer.api.batch_form import receive_batch
 from signet.signer.api.deps import Service
 from signet.signer.batch.wait import FinishWatch
@@ -32,8 +33,13 @@ _MAX_DOCUMENTS = 10_000
 MAX_WAIT = 55
 
 
-def _certificate_serial(service: SignerService, options: SignOptions) -> str:
-    """Resolve the key now, so a revoked or unknown seal fails the request, not every item."""
+def _certificate_serial(
+    service: SignerService, options: SignOptions, caller: str | None, documents: int
+) -> str:
+    """Resolve the key now, so a revoked or unknown seal fails the request, not every
+    item; a seal under its keeper's control needs a standing authorisation naming this
+    caller, which the batch's documents are counted against (`_give_back` if the batch
+    is not made)."""
     ca = service.ca
     issued = (
         ca.signing_material(options.certificate_serial)
@@ -45,7 +51,24 @@ def _certificate_serial(service: SignerService, options: SignOptions) -> str:
             f"a {issued.record.kind} key signs only what its holder confirms, one activation "
             "at a time: a batch needs a seal key"
         )
+    if service.activations.needs_activation(issued.record):
+        if options.seal_authorisation is None:
+            raise SealAuthorisationRefused(
+                "this seal is under its keeper's control: a batch names a standing seal-use "
+                "authorisation (options.seal_authorisation, POST /v1/seal-authorisations)"
+            )
+        service.activations.seals.use(options.seal_authorisation, issued.record, caller, documents)
+    elif options.seal_authorisation is not None:
+        raise InvalidRequest(
+            "seal_authorisation is for a seal whose keeper is enrolled; this key signs on "
+            "the caller's token"
+        )
     return issued.record.serial
+
+
+def _give_back(service: SignerService, options: SignOptions, documents: int) -> None:
+    if options.seal_authorisation is not None:
+        service.activations.seals.give_back(options.seal_authorisation, documents)
 
 
 #: The request body as the route's own parser reads it (`receive_batch`), for the docs.
@@ -99,17 +122,25 @@ async def create_batch(
             raise InvalidRequest(f"options: {exc.errors()[0]['msg']}") from exc
         if form.image is not None:
             check_image(form.image)  # refused at the door, not document by document later
-        serial = await run_in_threadpool(_certificate_serial, service, parsed)
-        status, created = await run_in_threadpool(
-            functools.partial(
-                service.batches.publish,
-                upload,
-                parsed,
-                serial,
-                image=form.image,
-                idempotency_key=idempotency_key,
+        caller = getattr(request.state, "caller", None)
+        documents = len(upload.items)
+        serial = await run_in_threadpool(_certificate_serial, service, parsed, caller, documents)
+        try:
+            status, created = await run_in_threadpool(
+                functools.partial(
+                    service.batches.publish,
+                    upload,
+                    parsed,
+                    serial,
+                    image=form.image,
+                    idempotency_key=idempotency_key,
+                )
             )
-        )
+        except BaseException:
+            await run_in_threadpool(_give_back, service, parsed, documents)
+            raise
+        if not created:  # a retried create: the batch made the first time was counted
+            await run_in_threadpool(_give_back, service, parsed, documents)
     finally:
         await run_in_threadpool(upload.discard)
     for worker in request.app.state.batch_workers:

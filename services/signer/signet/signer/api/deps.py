@@ -61,6 +61,11 @@ ROUTES: tuple[Rule, ...] = (
     rule("POST", r"/v1/activations", Scope.DOCUMENT_SIGN),
     rule("GET", r"/v1/activations/[^/]+", Scope.DOCUMENT_SIGN),
     rule("POST", r"/v1/complete", Scope.DOCUMENT_SIGN),
+    # standing seal-use authorisations: made pending and approved (with the keeper's
+    # code) by a service; listed and revoked by admin
+    rule("POST", r"/v1/seal-authorisations", Scope.DOCUMENT_SIGN),
+    rule("GET", r"/v1/seal-authorisations/sa_[^/]+", Scope.DOCUMENT_SIGN),
+    rule("POST", r"/v1/seal-authorisations/sa_[^/]+/approve", Scope.DOCUMENT_SIGN),
     rule("POST", r"/v1/documents/renew", Scope.DOCUMENT_RENEW),
     rule("POST", r"/v1/verify", Scope.DOCUMENT_VERIFY),
     rule("POST", r"/v1/batches", Scope.BATCH),

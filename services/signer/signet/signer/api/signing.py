@@ -8,11 +8,12 @@ back in headers so callers can record them without parsing the PDF.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Annotated, BinaryIO, cast
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
@@ -43,6 +44,7 @@ def _chunks(spool: IO[bytes]) -> Iterator[bytes]:
     "/sign", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
 )
 async def sign(
+    request: Request,
     service: Service,
     document: Annotated[UploadFile, File(description="the PDF to sign")],
     options: Annotated[str, Form(description="SignOptions as JSON")],
@@ -63,7 +65,14 @@ async def sign(
     output = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)  # noqa: SIM115
     try:
         done = await run_in_threadpool(
-            service.sign_document, document.file, cast(BinaryIO, output), parsed, png
+            functools.partial(
+                service.sign_document,
+                document.file,
+                cast(BinaryIO, output),
+                parsed,
+                png,
+                caller=getattr(request.state, "caller", None),
+            )
         )
     except BaseException:
         output.close()
@@ -74,6 +83,8 @@ async def sign(
     }
     if done.activation_id is not None:
         headers["X-Signet-Activation"] = done.activation_id
+    if done.seal_authorisation is not None:
+        headers["X-Signet-Seal-Authorisation"] = done.seal_authorisation
     size = output.tell()
     if size <= _IN_MEMORY:
         output.seek(0)
