@@ -35,6 +35,24 @@ class RecipientIn(_Model):
         return self
 
 
+class SuccessorIn(_Model):
+    """Who takes over a recipient's turn: a delegate named by the recipient (代理), or a
+    replacement named by the sender (转交).  Role, routing group and fields stay those
+    of the recipient replaced; the successor's identity is checked as anyone's."""
+
+    name: PlainText
+    email: Email | None = None
+    mobile: Mobile | None = None
+    locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    reason: str = Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> SuccessorIn:
+        if self.email is None and self.mobile is None:
+            raise ValueError("a successor needs an e-mail address or a mobile number")
+        return self
+
+
 class FieldIn(_Model):
     document: int = Field(ge=0, description="index into the envelope's documents")
     recipient: int = Field(ge=0, description="index into the envelope's recipients")

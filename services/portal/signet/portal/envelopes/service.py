@@ -19,12 +19,12 @@ from signet.common.policies import LoadedPolicy
 from signet.portal.accounts.models import User
 from signet.portal.envelopes import routing
 from signet.portal.envelopes.addressing import addressee
-from signet.portal.envelopes.contracts import EnvelopeCreate
+from signet.portal.envelopes.contracts import EnvelopeCreate, SuccessorIn
 from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, Recipient
 from signet.portal.evidence.record import NOWHERE, Origin, record_event
 from signet.portal.links import link_token, link_token_hash
 from signet.portal.notifications.outbox import enqueue
-from signet.portal.schema import utc_now
+from signet.portal.schema import new_id, utc_now
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -341,6 +341,42 @@ class EnvelopeService:
             self._apply(session, envelope, routing.Approve(recipient.id), _actor(recipient),
                         origin, actor=recipient.name)  # fmt: skip
 
+    def delegate(
+        self, token: str, successor: SuccessorIn, origin: Origin = NOWHERE
+    ) -> tuple[str, str, str]:
+        """The recipient whose turn it is hands it to `successor` (代理授权): same role,
+        group and fields; the old link is revoked, the delegate gets their own and
+        passes the identity check as anyone does.  (envelope, recipient, delegate) ids."""
+        with self.sessions.begin() as session:
+            recipient, envelope = self._by_link(session, token)
+            self._require_identity(recipient)
+            newcomer = _successor(envelope, recipient, successor)
+            self._transition(session, envelope, routing.Delegate(recipient.id, newcomer.id),
+                             _actor(recipient), origin, newcomer,
+                             {"reason": successor.reason, "actor": recipient.name})  # fmt: skip
+            _hand_fields(session, recipient, newcomer)
+            return envelope.id, recipient.id, newcomer.id
+
+    def forward(
+        self, organisation_id: str, envelope_id: str, recipient_id: str,
+        successor: SuccessorIn, actor: str, origin: Origin = NOWHERE,
+        sender_id: str | None = None,
+    ) -> str:  # fmt: skip
+        """The sender replaces a recipient who has not acted yet (转交)."""
+        with self.sessions.begin() as session:
+            query = _visible(organisation_id, sender_id).where(Envelope.id == envelope_id)
+            envelope = session.scalar(query)
+            if envelope is None:
+                raise NotFound(f"no envelope {envelope_id}")
+            recipient = next((r for r in envelope.recipients if r.id == recipient_id), None)
+            if recipient is None:
+                raise NotFound(f"no recipient {recipient_id} on this envelope")
+            newcomer = _successor(envelope, recipient, successor)
+            self._transition(session, envelope, routing.Forward(recipient.id, newcomer.id),
+                             actor, origin, newcomer, {"reason": successor.reason})  # fmt: skip
+            _hand_fields(session, recipient, newcomer)
+            return newcomer.id
+
     def apply_action(
         self, session: Session, envelope: Envelope, action: routing.Action, who: str,
         origin: Origin, **values: str,
@@ -366,12 +402,23 @@ class EnvelopeService:
         origin: Origin, **values: str,
     ) -> None:  # fmt: skip
         """`who` acted (the ledger's actor); `values` fill the notices' templates."""
+        self._transition(session, envelope, action, who, origin, None, values)
+
+    def _transition(
+        self, session: Session, envelope: Envelope, action: routing.Action, who: str,
+        origin: Origin, newcomer: Recipient | None, values: dict[str, str],
+    ) -> None:  # fmt: skip
+        """`_apply`, with the recipient a delegation or forward adds (the action names it)."""
         try:
             outcome = routing.apply(routing_state(envelope), action)
         except routing.Refused as refused:
             raise RoutingRefused(refused) from None
         now = self.clock()
         details = {"reason": values["reason"]} if values.get("reason") else {}
+        if newcomer is not None:
+            envelope.recipients.append(newcomer)
+            details["successor"] = newcomer.id
+            details["replaces"] = newcomer.replaces_id or ""
         record_event(
             session, envelope.id, _EVENT_TYPES[type(action)], who, origin,
             document_hashes=[d.current_sha256 for d in envelope.documents],
@@ -454,6 +501,36 @@ class EnvelopeService:
             raise Forbidden("this link is locked after too many wrong codes")
         if recipient.identity_verified_at is None:
             raise Forbidden("confirm your identity with the code first")
+
+
+def _successor(envelope: Envelope, recipient: Recipient, person: SuccessorIn) -> Recipient:
+    """The row that takes over `recipient`'s turn (its status comes from routing)."""
+    recipient.link_hash = None  # the old link signs nothing more, anywhere
+    return Recipient(
+        id=new_id(),
+        envelope_id=envelope.id,
+        position=max(r.position for r in envelope.recipients) + 1,
+        role=recipient.role,
+        routing_group=recipient.routing_group,
+        status=recipient.status,
+        name=person.name,
+        email=person.email,
+        mobile=person.mobile,
+        locale=person.locale,
+        user_id=None,
+        replaces_id=recipient.id,
+    )
+
+
+def _hand_fields(session: Session, recipient: Recipient, newcomer: Recipient) -> None:
+    """The replaced recipient's fields become the successor's, emptied: a value the
+    first person typed is not signed by the second."""
+    session.flush()  # the successor's row exists before fields point at it
+    for field in session.scalars(
+        select(EnvelopeField).where(EnvelopeField.recipient_id == recipient.id)
+    ):
+        field.recipient_id = newcomer.id
+        field.value = None
 
 
 def _visible(organisation_id: str, sender_id: str | None) -> Select[Envelope]:

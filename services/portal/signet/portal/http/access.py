@@ -28,7 +28,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ("GET", rf"/api/v1/links/{_LINK}(/documents/[0-9]{{1,2}}|/certificate)?", None),
         (
             "POST",
-            rf"/api/v1/links/{_LINK}/(identity/code|identity/verify|decline|approve|activation|sign)",
+            rf"/api/v1/links/{_LINK}/(identity/code|identity/verify|decline|approve|activation|sign|delegate)",
             None,
         ),
         ("PUT", rf"/api/v1/links/{_LINK}/fields/{_ID}", None),
@@ -44,6 +44,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
             rf"/api/v1/envelopes/{_ID}/(send|void|remind|complete)",
             PortalScope.ENVELOPES_WRITE,
         ),
+        ("POST", rf"/api/v1/envelopes/{_ID}/recipients/{_ID}/forward", PortalScope.ENVELOPES_WRITE),
         ("GET", r"/api/v1/outbox", PortalScope.ADMIN),
         ("POST", rf"/api/v1/outbox/{_ID}/resend", PortalScope.ADMIN),
         ("GET POST", r"/api/v1/keys", PortalScope.ADMIN),

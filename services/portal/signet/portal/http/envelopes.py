@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Header, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,7 +25,7 @@ from signet.common.errors import (
     PayloadTooLarge,
     summarize_validation,
 )
-from signet.portal.envelopes.contracts import EnvelopeCreate
+from signet.portal.envelopes.contracts import EnvelopeCreate, SuccessorIn
 from signet.portal.envelopes.documents import document_name, page_count
 from signet.portal.envelopes.models import Envelope
 from signet.portal.envelopes.service import StoredDocument
@@ -154,6 +154,28 @@ async def void_envelope(
         lambda: portal.envelopes.void(
             principal.organisation_id, envelope_id, principal.user_id, origin,
             _own(principal), reason=reason,
+        )
+    )  # fmt: skip
+    portal.drain.poke()
+    return await _out(portal, principal, envelope_id)
+
+
+@router.post("/{envelope_id}/recipients/{recipient_id}/forward", response_model=EnvelopeOut)
+async def forward_recipient(
+    portal: PortalDep,
+    principal: PrincipalDep,
+    origin: OriginDep,
+    envelope_id: str,
+    recipient_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
+    body: SuccessorIn,
+) -> EnvelopeOut:
+    """The sender replaces a recipient who has not acted yet (转交): the replacement takes
+    their role, group and fields, gets their own link when it is their turn, and passes
+    the identity check as anyone does; the replaced recipient's link stops working."""
+    await run_in_threadpool(
+        lambda: portal.envelopes.forward(
+            principal.organisation_id, envelope_id, recipient_id, body, principal.user_id,
+            origin, _own(principal),
         )
     )  # fmt: skip
     portal.drain.poke()

@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from signet.common.errors import Forbidden, SignetError
 from signet.portal.envelopes import routing
+from signet.portal.envelopes.contracts import SuccessorIn
 from signet.portal.envelopes.models import Envelope
 from signet.portal.envelopes.service import routing_state
 from signet.portal.envelopes.signature import IMAGE_MAX, decoded_png
@@ -151,6 +152,28 @@ async def decline(portal: PortalDep, origin: OriginDep, token: Token, body: Decl
     portal.drain.poke()
     view = await run_in_threadpool(portal.envelopes.open, token, origin)
     return LinkOut(**view.__dict__)
+
+
+class DelegatedOut(BaseModel):
+    envelope_id: str
+    #: the recipient who handed over (their link no longer works)
+    recipient_id: str
+    #: the delegate, who gets their own link and identity check
+    delegate_id: str
+
+
+@router.post("/{token}/delegate", response_model=DelegatedOut)
+async def delegate(
+    portal: PortalDep, origin: OriginDep, token: Token, body: SuccessorIn
+) -> DelegatedOut:
+    """In turn and after the identity check, the recipient hands their turn to another
+    person (代理): same role, group and fields.  This link stops working; the delegate
+    gets a link of their own and passes the identity check as anyone does."""
+    envelope_id, recipient_id, delegate_id = await run_in_threadpool(
+        portal.envelopes.delegate, token, body, origin
+    )
+    portal.drain.poke()
+    return DelegatedOut(envelope_id=envelope_id, recipient_id=recipient_id, delegate_id=delegate_id)
 
 
 FieldId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="the field's id")]
