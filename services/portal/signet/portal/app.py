@@ -31,6 +31,7 @@ from signet.portal.accounts.service import Accounts
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.addressing import current_link_token
+from signet.portal.envelopes.attachments import MAX_ATTACHMENT_BYTES
 from signet.portal.envelopes.completion import Completion, CompletionSweep
 from signet.portal.envelopes.deadlines import DeadlineWatch
 from signet.portal.envelopes.filling import FieldFilling
@@ -39,6 +40,7 @@ from signet.portal.envelopes.signature import SignatureStep
 from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.http import accounts as accounts_api
+from signet.portal.http import attachments as attachments_api
 from signet.portal.http import envelopes as envelopes_api
 from signet.portal.http import links as links_api
 from signet.portal.http import outbox as outbox_api
@@ -141,7 +143,8 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
 
     app = service_app("Signet portal", lifespan, service="portal")
     app.state.portal = portal
-    for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router):
+    for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router,
+                   attachments_api.router):  # fmt: skip
         app.include_router(router)
     upload = settings.max_documents * settings.max_document_bytes + 1024 * 1024
     app.add_middleware(
@@ -149,7 +152,11 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         authorize=KeyAuthorizer(portal.accounts),
         rules=GateRules(
             default_limit=64 * 1024,
-            limits={"/api/v1/envelopes": upload, "/api/v1/links/*": LINK_BODY_MAX},
+            limits={
+                "/api/v1/envelopes": upload,
+                "/api/v1/links/*": LINK_BODY_MAX,
+                "/api/v1/attachments/*": MAX_ATTACHMENT_BYTES + 64 * 1024,
+            },
         ),
     )
 

@@ -126,6 +126,8 @@ class ObjectKind(StrEnum):
     EVIDENCE = "evidence"
     #: an envelope's certificate of completion (a sealed PDF)
     CERTIFICATE = "certificate"
+    #: a file a recipient uploaded (an ID copy, a supporting document)
+    ATTACHMENT = "attachment"
 
 
 class ObjectInfo(_Model):

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from signet.common.contracts.signer import ActivationRecord
 from signet.portal.accounts.models import Organisation, User
-from signet.portal.envelopes.models import Envelope
+from signet.portal.envelopes.models import Envelope, FieldKind
 from signet.portal.evidence.models import LedgerEvent
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -166,5 +166,10 @@ def gather(
         timeline=[
             TimelineEntry(e.sequence, e.created_at, e.event_type, e.actor, e.ip, e.ledger_index)
             for e in events
+        ],
+        attachments=[
+            (f"{names.get(f.recipient_id, '-')}: {f.value['name']}", f.value["sha256"])
+            for f in envelope.fields
+            if f.kind == FieldKind.ATTACHMENT.value and f.value and f.value.get("sha256")
         ],
     )

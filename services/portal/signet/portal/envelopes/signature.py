@@ -30,6 +30,7 @@ from signet.common.contracts.signer import (
 from signet.common.contracts.storage import ObjectKind
 from signet.common.errors import Conflict, Forbidden, SignetError
 from signet.portal.envelopes import routing
+from signet.portal.envelopes.attachments import missing_attachments
 from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, FieldKind, Recipient
 from signet.portal.envelopes.service import EnvelopeService, routing_state
 from signet.portal.envelopes.signing import signing_digests
@@ -141,6 +142,9 @@ class SignatureStep:
             if recipient.status == routing.RecipientStatus.SIGNED.value:
                 return None
             _may_sign(envelope, recipient)
+            missing = missing_attachments(list(envelope.fields), recipient.id)
+            if missing:
+                raise Conflict(f"upload the requested attachment(s) first: {', '.join(missing)}")
             if recipient.activation_id is None or recipient.certificate_serial is None:
                 raise Conflict("ask for an activation code first")
             if activation_id != recipient.activation_id:

@@ -32,6 +32,8 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
             None,
         ),
         ("PUT", rf"/api/v1/links/{_LINK}/fields/{_ID}", None),
+        ("POST", rf"/api/v1/attachments/{_LINK}/{_ID}", None),
+        ("GET", rf"/api/v1/envelopes/{_ID}/attachments/{_ID}", PortalScope.ENVELOPES_READ),
         ("POST", r"/api/v1/envelopes", PortalScope.ENVELOPES_WRITE),
         ("GET", r"/api/v1/envelopes", PortalScope.ENVELOPES_READ),
         (
