@@ -239,6 +239,21 @@ class Appearance(_Model):
         return self
 
 
+class CrossPageSeal(_Model):
+    """骑缝章: the seal image cut into as many vertical strips as the document has pages,
+    strip *i* at the right edge of page *i*, so that the pages, fanned out, line up into
+    the whole seal.  Every strip is a widget of the one signature, which covers them all."""
+
+    y: float = Field(ge=0, le=14400, description="bottom of the strips, in PDF points")
+    height: float = Field(gt=0, le=400, description="the seal's height, in PDF points")
+    width: float = Field(
+        default=0,
+        ge=0,
+        le=400,
+        description="the whole seal's width across all strips; 0: from the image's proportions",
+    )
+
+
 class FieldPlacement(_Model):
     """An empty signature field for a later signer, placed by the sender."""
 
@@ -388,6 +403,11 @@ class SignOptions(_Model):
         default_factory=list,
         max_length=200,
         description="field values (date, text, initials) written into the signed revision",
+    )
+    cross_page_seal: CrossPageSeal | None = Field(
+        default=None,
+        description="a cross-page seal (骑缝章) of the image over every page's right edge "
+        "(documents of 2 to 500 pages); needs the image",
     )
     activation: ActivationProof | None = Field(
         default=None,

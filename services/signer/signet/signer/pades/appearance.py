@@ -36,6 +36,7 @@ from signet.common import fonts as common_fonts
 from signet.common.contracts.signer import Appearance, SignOptions
 from signet.common.contracts.signer import TextStamp as StampSpec
 from signet.common.errors import InvalidRequest, UnprocessableDocument
+from signet.signer.pades.crosspage import Strip, strip_style, strips
 from signet.signer.pades.fonts import SubsetFontFactory
 
 #: Debian 12's ``fonts-wqy-microhei`` (5 MB, Latin + CJK); ``SIGNET_SIGNER_STAMP_FONT``
@@ -117,12 +118,17 @@ class SignatureStyle(TextStampStyle):
     `hook` adds the field's other widgets once pyHanko draws the first one."""
 
     hook: Callable[[BasePdfFileWriter, dict[str, Any]], None] | None = None
+    #: only the image, stretched to the widget (a cross-page seal's strip)
+    image_only: bool = False
 
     def create_stamp(
         self, writer: BasePdfFileWriter, box: layout.BoxConstraints, text_params: dict[str, Any]
     ) -> TextStamp:
         style: TextStampStyle = dataclasses.replace(self, hook=None)
-        if self.background is not None and box.width_defined and box.height_defined:
+        if self.image_only:
+            style = dataclasses.replace(style, background_layout=layout.SimpleBoxLayoutRule(
+                x_align=_MID, y_align=_MID, inner_content_scaling=_FIT))  # fmt: skip
+        elif self.background is not None and box.width_defined and box.height_defined:
             image_rule, text_rule = side_by_side(box.width, box.height)
             style = dataclasses.replace(
                 style, background_layout=image_rule, inner_content_layout=text_rule
@@ -163,6 +169,7 @@ def prepare_field(
     existing: set[str],
     options: SignOptions,
     style: SignatureStyle | None,
+    image: Any = None,
 ) -> tuple[None, SignatureStyle]:
     """Create the signature field with one widget per place (`also_on`, `stamps`).
 
@@ -179,11 +186,15 @@ def prepare_field(
         check_text(spec.text)
     if options.appearance is not None and options.appearance.text:
         check_text(options.appearance.text)
-    places: list[Appearance | StampSpec] = []
+    places: list[Appearance | StampSpec | Strip] = []
     if options.appearance is not None:
         places.append(options.appearance)
     places.extend(options.also_on)
     places.extend(options.stamps)
+    if options.cross_page_seal is not None:
+        if image is None:
+            raise InvalidRequest("a cross-page seal needs the seal's image")
+        places.extend(strips(writer, options.cross_page_seal, image))
     if style is None:  # no visible signature: also_on alone draws the same name and time
         style = SignatureStyle(
             stamp_text="Signed by %(signer)s\n%(ts)s",
@@ -207,7 +218,13 @@ def prepare_field(
     kids = field["/Kids"]
     kids[0].get_object()[pdf_name("/Parent")] = field_ref
     plain = dataclasses.replace(style, hook=None)
-    first_style: SignatureStyle = style if isinstance(first, Appearance) else _as_signature(first)
+    first_style: SignatureStyle = (
+        style
+        if isinstance(first, Appearance)
+        else _strip_as_signature(first)
+        if isinstance(first, Strip)
+        else _as_signature(first)
+    )
 
     def add_widgets(out: BasePdfFileWriter, text_params: dict[str, Any]) -> None:
         kids[0].get_object()[pdf_name("/V")] = _FieldValue(field)
@@ -217,6 +234,8 @@ def prepare_field(
             drawing = (
                 plain.create_stamp(out, box, text_params)
                 if isinstance(place, Appearance)
+                else strip_style(place).create_stamp(out, box, {})
+                if isinstance(place, Strip)
                 else stamp_style(place).create_stamp(out, box, {})
             )
             where = out.find_page_for_modification(_page_index(place.page))[0]  # type: ignore[no-untyped-call]
@@ -256,6 +275,18 @@ class _FieldValue(generic.PdfObject):
 
     def write_to_stream(self, stream: Any, handler: Any = None, container_ref: Any = None) -> None:
         self.field.raw_get("/V").write_to_stream(stream, handler, container_ref)
+
+
+def _strip_as_signature(strip: Strip) -> SignatureStyle:
+    """The first strip of a cross-page seal drawn as the signature's own widget."""
+    base = strip_style(strip)
+    return SignatureStyle(
+        stamp_text="",
+        border_width=0,
+        background=base.background,
+        background_opacity=1.0,
+        image_only=True,
+    )
 
 
 def _as_signature(spec: StampSpec) -> SignatureStyle:

@@ -336,10 +336,13 @@ class PadesEngine:
             )
             if appearance.text:
                 placed.check_text(appearance.text)
-        elif image is not None:
+        elif image is not None and options.cross_page_seal is None:
             raise InvalidRequest("an image needs an appearance (page and rect)")
-        if options.stamps or options.also_on:
-            field_spec, style = placed.prepare_field(writer, field_name, existing, options, style)
+        if options.stamps or options.also_on or options.cross_page_seal is not None:
+            field_spec, style = placed.prepare_field(
+                writer, field_name, existing, options, style,
+                image=decoded_image(image) if image else None,
+            )  # fmt: skip
         pdf_signer = signers.PdfSigner(
             meta,
             signer=signer,

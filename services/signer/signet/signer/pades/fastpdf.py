@@ -53,6 +53,7 @@ def applies(options: SignOptions, image: bytes | None) -> bool:
         and image is None
         and not options.certify
         and not options.prepare_fields
+        and options.cross_page_seal is None
     )
 
 
