@@ -161,3 +161,49 @@ def test_an_attachment_is_kept_stamped_certified_and_in_the_evidence(
     checked = subprocess.run([str(SIGNET), "verify-evidence", str(package), "--root", str(root)],
                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_cross_page_seal_field_seals_every_page_edge(
+    appliance: Appliance, admin: httpx.Client, tmp_path: Path
+) -> None:
+    """A company signer's seal image over the right edges of a two-page contract (骑缝章)."""
+    from tests.support.render import ink, render
+
+    story = {
+        "title": "Two-page contract with a cross-page seal",
+        "recipients": [{"name": "Acme Co. 采购部", "email": ANA, "locale": "zh-CN"}],
+        "fields": [{"document": 0, "recipient": 0, "kind": "cross_page_seal", "page": 1,
+                    "x": 0, "y": 300, "width": 100, "height": 100}],
+    }  # fmt: skip
+    pdf = make_pdf(2, title="Cross")
+    one_page = admin.post(
+        "/api/v1/envelopes",
+        data={"envelope": json.dumps(story)},
+        files=[("documents", ("c.pdf", CONTRACT, "application/pdf"))],
+    )
+    assert one_page.status_code == 409 and "two pages" in one_page.json()["detail"]
+    created = admin.post(
+        "/api/v1/envelopes",
+        data={"envelope": json.dumps(story)},
+        files=[("documents", ("c.pdf", pdf, "application/pdf"))],
+    )
+    assert created.status_code == 201, created.text
+    envelope_id = created.json()["id"]
+    admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+    token = _link_of(admin, envelope_id, ANA)
+    _verify(appliance, admin, envelope_id, token, ANA)
+    proof = _activate(appliance, token)
+    seal = _png()
+    signed = appliance.portal().post(
+        f"/api/v1/links/{token}/sign", json={**proof, "image": base64.b64encode(seal).decode()}
+    )
+    assert signed.status_code == 200, signed.text
+    final = admin.get(f"/api/v1/envelopes/{envelope_id}/documents/0").content
+    for page in (1, 2):  # a 50-point strip at each right edge of the A4 pages
+        assert ink(render(final, page), (595 - 50, 300, 595, 400)) > 100, page
+        assert ink(render(final, page), (595 - 110, 300, 595 - 55, 400)) == 0, page
+    path = tmp_path / "final.pdf"
+    path.write_bytes(final)
+    said = subprocess.run(["pdfsig", "-nocert", str(path)], capture_output=True, text=True,
+                          timeout=60, check=False).stdout  # fmt: skip
+    assert said.count("Signature is Valid.") >= 2 and "not signed" not in said, said

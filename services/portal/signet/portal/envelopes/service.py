@@ -20,7 +20,7 @@ from signet.portal.accounts.models import User
 from signet.portal.envelopes import routing
 from signet.portal.envelopes.addressing import addressee
 from signet.portal.envelopes.contracts import EnvelopeCreate, SuccessorIn
-from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, Recipient
+from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, FieldKind, Recipient
 from signet.portal.evidence.record import NOWHERE, Origin, record_event
 from signet.portal.links import link_token, link_token_hash
 from signet.portal.notifications.outbox import enqueue
@@ -140,6 +140,8 @@ class EnvelopeService:
             if field.page > documents[field.document].pages:
                 pages = documents[field.document].pages
                 raise Conflict(f"field on page {field.page} of a {pages}-page document")
+            if field.kind is FieldKind.CROSS_PAGE_SEAL and documents[field.document].pages < 2:
+                raise Conflict("a cross-page seal needs a document of two pages or more")
         policy = self.policy(request.policy)
         if len(request.recipients) > policy.spec.max_signers:
             raise Conflict(

@@ -23,6 +23,7 @@ from signet.common.clients.base import RemoteError
 from signet.common.contracts.signer import (
     ActivationProof,
     Appearance,
+    CrossPageSeal,
     SignatureLevel,
     SignOptions,
     TextStamp,
@@ -112,7 +113,8 @@ class SignatureStep:
             try:
                 # a document holding only this recipient's text or initials fields is
                 # signed without an image: the handwriting goes where a signature field is
-                shown = image if plan.options.appearance is not None else None
+                visible = plan.options.appearance or plan.options.cross_page_seal
+                shown = image if visible is not None else None
                 result = self.signer.sign(pdf, plan.options, shown)
             except RemoteError as refused:
                 if refused.status_code == 409 and signed:
@@ -178,9 +180,16 @@ class SignatureStep:
             for f in mine
             if f.kind in _SIGNATURE_KINDS
         ]
+        seals = [f for f in mine if f.kind == FieldKind.CROSS_PAGE_SEAL.value]
+        cross_page = (
+            CrossPageSeal(y=seals[0].y, height=seals[0].height, width=seals[0].width)
+            if seals
+            else None
+        )
         return SignOptions(
             certificate_serial=recipient.certificate_serial,
             level=SignatureLevel.B_T,
+            cross_page_seal=cross_page,
             field_name=f"Signature {recipient.position + 1}",
             reason=f"Signed by {recipient.name[:150]}",
             appearance=places[0] if places else None,
