@@ -44,8 +44,12 @@ def build_package(
     pki: dict[str, bytes],
     target: IO[bytes],
     sealed: bool = False,
+    supersedes: dict[str, Any] | None = None,
 ) -> Built:
-    """Write the package of `envelope_id` to `target` (documents streamed, not held)."""
+    """Write the package of `envelope_id` to `target` (documents streamed, not held).
+
+    `supersedes` (the package hash, manifest hash and generation of the package this
+    one supersedes, after a preservation renewal) goes into the signed manifest."""
     indexes = ledger.envelope_indexes(envelope_id)
     if not indexes:
         raise NotFound(f"the ledger has no events for envelope {envelope_id}")
@@ -83,11 +87,14 @@ def build_package(
         listed = [(name, d["size"], d["kind"]) for name, d in documents.items()]
         for locale in ("en", *SUMMARY_LOCALES):
             summary = summary_text(
-                envelope_id, entries, listed, head, created, complete=sealed, locale=locale
-            )
+                envelope_id, entries, listed, head, created, complete=sealed, locale=locale,
+                supersedes=supersedes,
+            )  # fmt: skip
             add(summary_name(locale), summary.encode())
+        statements: dict[str, Any] = {} if supersedes is None else {"supersedes": supersedes}
         manifest = manifest_bytes(
-            {
+            statements
+            | {
                 "format": FORMAT,
                 "envelope_id": envelope_id,
                 "created": created.isoformat(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -248,6 +249,8 @@ def _verify(reader: PackageReader, root_pem: bytes, checks: list[Check]) -> None
     # 6. What the signed manifest states is what the package holds; summary.txt agrees.
     if signed:
         checks.append(_check_statements(manifest, head, leaves, sizes))
+        if (superseding := _check_supersedes(manifest)) is not None:
+            checks.append(superseding)
         checks.append(_check_summary(manifest, head, leaves, read("summary.txt")))
         for locale in SUMMARY_LOCALES:  # packages made before they existed lack them
             if summary_name(locale) in names:
@@ -277,10 +280,41 @@ def _check_statements(
                 problems.append(f"states {size} bytes for {name}, which holds {sizes[name]}")
     if not isinstance(manifest.get("sealed"), bool):
         problems.append("'sealed' is not true or false")
+    if "supersedes" in manifest:
+        problems += _supersedes_problems(manifest["supersedes"])
     detail = "; ".join(problems) or (
         "sealed package" if manifest.get("sealed") else "a preview (the envelope was not sealed)"
     )
     return Check("manifest", not problems, detail)
+
+
+def _supersedes_problems(stated: object) -> list[str]:
+    """A newer package's statement of the one it supersedes: both hashes and a generation."""
+    if (
+        isinstance(stated, dict)
+        and set(stated) == {"package_sha256", "manifest_sha256", "generation"}
+        and all(
+            isinstance(stated[k], str) and re.fullmatch(r"[0-9a-f]{64}", stated[k])
+            for k in ("package_sha256", "manifest_sha256")
+        )
+        and type(stated["generation"]) is int
+        and stated["generation"] >= 1
+    ):
+        return []
+    return ["'supersedes' is not a package's hashes and generation"]
+
+
+def _check_supersedes(manifest: dict[str, Any]) -> Check | None:
+    """What a newer package says it supersedes (None: the first, or an older format)."""
+    stated = manifest.get("supersedes")
+    if stated is None or _supersedes_problems(stated):
+        return None  # malformed: the manifest check names it
+    return Check(
+        "supersedes",
+        True,
+        f"package {stated['package_sha256']} (generation {stated['generation']}, manifest "
+        f"{stated['manifest_sha256'][:16]}…), after a preservation renewal",
+    )
 
 
 def _check_summary(
@@ -304,6 +338,7 @@ def _check_summary(
             datetime.fromisoformat(manifest["created"]),
             complete=bool(manifest.get("sealed")),
             locale=locale,
+            supersedes=manifest.get("supersedes"),
         ).encode()
     except (KeyError, TypeError, ValueError, AttributeError):
         return Check(member, False, "cannot be rendered from the manifest")
