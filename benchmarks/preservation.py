@@ -7,17 +7,20 @@ seals, each renewed by `signet.signer.pades.renewal.renew_pdf` (what
 which adds reading, storing, the ledger event and the record.  The table ends with the
 nights the capacity model's installations need to renew five years of output
 (docs/admin/capacity.md: one B-LTA final document per envelope, 250 working days a year,
-a night of 8 hours).
+a night of 8 hours).  Last, the time to check a typical (three-party) evidence package
+with `verify-evidence` (`benchmarks.evidence`).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
 from signet.common.contracts.signer import SignatureLevel, SignOptions
 from signet.common.contracts.storage import ObjectKind
 from signet.hsm.softhsm import ensure_dev_token
@@ -28,10 +31,13 @@ from signet.storage.fs_vault import FilesystemVault
 from signet.storage.ledger import Ledger
 from signet.storage.preservation import PreservationJob
 
+from benchmarks import evidence
 from benchmarks.signer import timed
 from tests.support.pdfs import make_pdf
 
 N = int(os.environ.get("BENCH_N", "40"))
+#: The benchmark signer's admin token (served on loopback for the evidence package).
+ADMIN_TOKEN = secrets.token_urlsafe(24)
 NIGHT_S = 8 * 3600
 
 
@@ -45,6 +51,7 @@ def main() -> None:
             hsm_token_label=token.config.token_label,
             hsm_pin=token.config.pin,
             time_trust="trusted-host",
+            service_token=SecretStr(ADMIN_TOKEN),
         )
     )
     service.ca.ceremony()
@@ -90,6 +97,10 @@ def main() -> None:
     for per_day in (1_000, 10_000, 100_000, 1_000_000):
         total = per_day * 250 * 5
         print(f"{per_day:>14,} {total:>17,} {total / job_rate / NIGHT_S:>19.1f}")
+    print()
+    print(f"{'checking an evidence package':<44} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, p50, p99 in evidence.rows(service, work, ADMIN_TOKEN, max(4, N // 2)):
+        print(f"{name:<44} {p50:>8.1f} {p99:>8.1f}")
     service.close()
 
 
