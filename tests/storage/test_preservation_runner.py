@@ -350,3 +350,36 @@ def test_only_the_leader_renews_a_standby_only_counts(
     finally:
         for replica in replicas:
             replica.close()
+
+
+def test_a_generation_recorded_but_not_announced_is_announced_before_the_next(
+    service: StorageService, signer_service: SignerService
+) -> None:
+    """A crash between a newer package's record and its ledger event: the next one
+    announces it first, so every generation has its `evidence.sealed` event."""
+    from signet.storage.evidence_seal import _make_seal
+
+    envelope = f"env-{uuid.uuid4().hex[:8]}"
+    _envelope(service, signer_service, envelope)
+    pki = service.signer.pki()
+    first = sealed(service.vault, envelope)
+    orphan = _make_seal(
+        envelope, service.vault, service.ledger, service.signer, pki, previous=first
+    )  # recorded, then "the process died"
+    assert sealed(service.vault, envelope) == orphan
+
+    def announced() -> list[dict[str, str]]:
+        leaves = [
+            json.loads(service.ledger.leaf(i)) for i in service.ledger.envelope_indexes(envelope)
+        ]
+        return [leaf["details"] for leaf in leaves if leaf["event_type"] == "evidence.sealed"]
+
+    assert [d.get("generation", "1") for d in announced()] == ["1"]
+    third = supersede_package(
+        envelope, vault=service.vault, ledger=service.ledger, signer=service.signer, pki=pki
+    )
+    assert third is not None and third.generation == 3
+    details = announced()
+    assert [d.get("generation", "1") for d in details] == ["1", "2", "3"]
+    assert details[1]["package_sha256"] == orphan["package_sha256"]
+    assert details[2]["supersedes"] == orphan["package_sha256"]

@@ -142,6 +142,9 @@ def supersede_package(
         previous = sealed(vault, envelope_id)
         if previous is None:
             return None
+        # a crash may have left the newest one recorded but not announced: announce it
+        # first (a replay when it was), so that every generation has its ledger event
+        ledger.append_sync(_seal_event(previous))
         record = _make_seal(envelope_id, vault, ledger, signer, pki, previous=previous)
     receipt = ledger.append_sync(_seal_event(record))
     if not receipt.replayed:
