@@ -238,6 +238,26 @@ def test_a_package_that_cannot_be_made_leaves_the_renewals_to_the_next_pass(
     assert json.loads(service.vault.get_record(f"{RECORD_PREFIX}{document}"))["renewed"]
 
 
+def test_several_workers_renew_every_envelope_once(
+    service: StorageService, signer_service: SignerService
+) -> None:
+    envelopes = [f"env-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    documents = {_envelope(service, signer_service, e): e for e in envelopes}
+    seen: list[tuple[int, int]] = []
+    report = _job(service, signer_service, workers=3).run(
+        progress=lambda done, total: seen.append((done, total))
+    )
+    assert report.failed == {} and report.backlog == 0
+    assert sorted(original for original, _ in report.renewals) == sorted(documents)
+    assert sorted(report.packages_renewed) == sorted(envelopes)
+    assert [done for done, _ in seen] == list(range(1, len(seen) + 1))  # in order
+    for envelope in envelopes:
+        newest = sealed(service.vault, envelope)
+        assert newest is not None and newest["generation"] == 2
+    for document in documents:
+        assert json.loads(service.vault.get_record(f"{RECORD_PREFIX}{document}"))["renewed"]
+
+
 def test_a_pass_stops_between_objects_when_told(
     service: StorageService, signer_service: SignerService
 ) -> None:

@@ -23,7 +23,9 @@ import contextlib
 import hashlib
 import io
 import json
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -126,6 +128,15 @@ class PreservationReport:
         return min(self.pending.values(), default=None)
 
 
+def _merge(total: PreservationReport, seen: PreservationReport) -> None:
+    total.scanned += seen.scanned
+    total.due += seen.due
+    total.already_preserved += seen.already_preserved
+    total.waiting_for_rollover += seen.waiting_for_rollover
+    total.failed |= seen.failed
+    total.pending |= seen.pending
+
+
 @dataclass(frozen=True)
 class _Renewal:
     original: ObjectInfo
@@ -147,6 +158,8 @@ class PreservationJob:
     reseal: Callable[[str], bool] | None = None
     #: asked before each object: why to stop now (None: go on), e.g. the Lease lost
     stop: Callable[[], str | None] | None = None
+    #: objects looked at (and renewed: requests to the signer) at once
+    workers: int = 1
 
     def run(
         self, *, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
@@ -156,7 +169,8 @@ class PreservationJob:
         Objects are taken envelope by envelope, so that an envelope whose documents
         were renewed gets one newer evidence package, made before the renewals are
         recorded as done (`_complete`): a pass stopped in between renews them again
-        next time, and the package follows."""
+        next time, and the package follows.  Up to `workers` objects are looked at
+        (and renewed) at once, in order; `stop` is asked before each is started."""
         report = PreservationReport()
         superseded = {
             name.removeprefix(RECORD_PREFIX) for name in self.vault.records(RECORD_PREFIX)
@@ -170,26 +184,46 @@ class PreservationJob:
             except ObjectNotFound:
                 continue
         infos.sort(key=lambda info: (info.envelope_id or "", info.sha256))
-        group: list[_Renewal] = []
-        for done, info in enumerate(infos, 1):
-            if self.stop is not None and (why := self.stop()) is not None:
-                report.stopped = why
-                break
-            if group and group[-1].original.envelope_id != info.envelope_id:
-                self._complete(group, report)
-                group = []
+
+        def look(info: ObjectInfo) -> tuple[PreservationReport, _Renewal | None]:
+            seen = PreservationReport()  # this object's counts, merged in order below
             try:
-                renewal = self._one(info, superseded, current, at, dry_run, report)
+                return seen, self._one(info, superseded, current, at, dry_run, seen)
             except (SignetError, OSError) as exc:
-                report.failed[info.sha256] = getattr(exc, "detail", None) or str(exc)
-            else:
+                seen.failed[info.sha256] = getattr(exc, "detail", None) or str(exc)
+                return seen, None
+
+        group: list[_Renewal] = []
+        window: deque[tuple[ObjectInfo, Future[tuple[PreservationReport, _Renewal | None]]]]
+        window = deque()
+        queue = iter(infos)
+        done = 0
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="preserve") as pool:
+            while True:
+                while report.stopped is None and len(window) < 2 * self.workers:
+                    info = next(queue, None)
+                    if info is None:
+                        break
+                    if self.stop is not None and (why := self.stop()) is not None:
+                        report.stopped = why
+                        break
+                    window.append((info, pool.submit(look, info)))
+                if not window:
+                    break
+                info, future = window.popleft()
+                if group and group[-1].original.envelope_id != info.envelope_id:
+                    self._complete(group, report)  # the envelope's last object is done
+                    group = []
+                seen, renewal = future.result()
+                _merge(report, seen)
                 if renewal is not None:
                     group.append(renewal)
                     if info.envelope_id is None:  # nothing to group with
                         self._complete(group, report)
                         group = []
-            if progress is not None:
-                progress(done, len(infos))
+                done += 1
+                if progress is not None:
+                    progress(done, len(infos))
         self._complete(group, report)
         return report
 

@@ -224,7 +224,7 @@ class PreservationRunner:
         signer = service.signer
         pki: dict[str, bytes] = {}
 
-        def reseal(envelope_id: str) -> bool:
+        def reseal(envelope_id: str) -> bool:  # called by the pass's one main thread
             if not pki:
                 pki.update(signer.pki())
             made = supersede_package(
@@ -247,6 +247,7 @@ class PreservationRunner:
             margin=self.margin,
             reseal=reseal,
             stop=stop,
+            workers=service.settings.preservation_workers,
         )
 
     def close(self, timeout: float = 30) -> None:
