@@ -15,17 +15,11 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import uvicorn
 from asn1crypto import pem
 from signet.common.contracts.signer import SignatureLevel, SignOptions
 from signet.common.contracts.storage import LedgerEventIn, ObjectKind
-from signet.signer.app import create_app
 from signet.signer.service import SignerService
 from signet.storage.evidence import seal_package, verify_package
 from signet.storage.fs_vault import FilesystemVault
@@ -33,31 +27,12 @@ from signet.storage.ledger import Ledger
 from signet.storage.signer_client import SignerClient
 
 from benchmarks.signer import timed
-from tests.conftest import free_port
 from tests.support.pdfs import make_pdf
+from tests.support.signer_server import served
 
 ENVELOPE = "bench-3-party"
 LEDGER_KEY = "bench-ledger-seal"
 SIGNET = str(Path(sys.executable).parent / "signet")
-
-
-@contextmanager
-def _served(service: SignerService, port: int) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(service=service), host="127.0.0.1", port=port, log_level="warning",
-            lifespan="off",
-        )
-    )  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _sign(service: SignerService, pdf: bytes, seal: str) -> bytes:
@@ -126,7 +101,7 @@ def rows(service: SignerService, work: Path, token: str, n: int) -> list[tuple[s
     """(what, p50 ms, p99 ms) of checking the package, in-process and as the command."""
     root = work / "root.pem"
     root.write_bytes(pem.armor("CERTIFICATE", service.ca.root.certificate.dump()))
-    with _served(service, free_port()) as url:
+    with served(service) as url:
         package = three_party_package(service, work, url, token)
     root_pem = root.read_bytes()
 

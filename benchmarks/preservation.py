@@ -4,8 +4,8 @@ A signer of its own (a fresh SoftHSM token in a temp dir), BENCH_N B-LTA one-pag
 seals, each renewed by `signet.signer.pades.renewal.renew_pdf` (what
 `POST /v1/documents/renew` runs) on 1 and 2 threads; then the whole job
 (`signet.storage.preservation.PreservationJob`, 1 and 2 workers) over a filesystem
-vault holding them, which adds reading, storing, the ledger event and the record.  The table ends with the
-nights the capacity model's installations need to renew five years of output
+vault holding them, which adds reading, storing, the ledger event and the record.  The
+table ends with the nights the capacity model's installations need to renew five years of output
 (docs/admin/capacity.md: one B-LTA final document per envelope, 250 working days a year,
 a night of 8 hours).  Last, the time to check a typical (three-party) evidence package
 with `verify-evidence` (`benchmarks.evidence`).
