@@ -310,6 +310,17 @@ def test_the_period_runs_passes_and_readiness_reports_them(
             service.preservation.request(dry_run=True)
     finally:
         service.close()
+    # The pass is recorded in the vault: a restarted service reports it before its own.
+    restarted = StorageService(settings.model_copy(update={"preservation_interval": 0}))
+    try:
+        assert restarted.preservation.status().last_run is None
+        restarted.start_preservation()
+        _wait("the recorded pass", lambda: restarted.preservation.status().last_run is not None)
+        again = restarted.preservation.status()
+        assert again.last_run == last and again.last_success == status.last_success
+        assert again.next_run is None  # no periodic passes here
+    finally:
+        restarted.close()
 
 
 def test_a_pass_whose_signer_is_unreachable_says_why(tmp_path: Path) -> None:

@@ -169,7 +169,7 @@ def _follow(client: httpx.Client, dry_run: bool, poll: float, *, show: bool) -> 
         while True:
             status = _answer(client.get("/v1/preservation"))
             last = status.last_run
-            if last is not None and last.started >= mine.started and status.running is None:
+            if last is not None and last.started >= mine.started:  # ours (started after)
                 return last
             if status.running is not None and status.running.total:
                 progress.update(task, total=status.running.total, completed=status.running.done)

@@ -11,7 +11,8 @@ The pass stops between two objects once this replica no longer leads, or at
 shutdown: what it renewed is recorded, the rest waits for the next pass
 (idempotent, resumable).  Its state is reported in `/readyz` (`preservation`) and
 `GET /v1/preservation`, its outcome in Prometheus metrics (`signet.storage.metrics`).
-The state lives in memory: after a restart, the next pass (or a dry run) reports it.
+Each real pass is recorded in the vault (`PASSES`, write-once), so a restarted replica,
+or a new leader, reports the last pass and the last success until it runs its own.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: Failures shown per pass in the status (all are counted).
 SHOWN_FAILURES = 50
+#: Where each real pass is recorded (write-once), by the time it ended.
+PASSES = "preservation/passes/"
+#: Passes read back at a start, for the last one and the last success.
+RESTORED = 30
 
 
 class NotLeader(Conflict):
@@ -104,12 +109,16 @@ class PreservationRunner:
     # -- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """The periodic passes (none when `preservation_interval` is 0)."""
-        if self.interval <= 0 or self._thread is not None:
+        """The last pass recorded in the vault (after a restart), then the periodic
+        passes (none when `preservation_interval` is 0)."""
+        if self._thread is not None:
             return
         delay = self.service.settings.preservation_start_delay
 
         def loop() -> None:
+            self._restore()
+            if self.interval <= 0:
+                return
             due = time.monotonic() + delay
             while True:
                 self._next = datetime.now(UTC) + timedelta(seconds=due - time.monotonic())
@@ -123,6 +132,39 @@ class PreservationRunner:
 
         self._thread = threading.Thread(target=loop, name="preservation", daemon=True)
         self._thread.start()
+
+    def _restore(self) -> None:
+        """The last real pass and the last success, from the vault's write-once records
+        (a restarted replica, or a new leader, reports what the last one did)."""
+        try:
+            names = self.service.vault.records(PASSES)
+            runs = [
+                PreservationRun.model_validate_json(self.service.vault.get_record(name))
+                for name in names[-RESTORED:]
+            ]
+        except (SignetError, OSError, ValueError) as exc:
+            log.warning("the last preservation passes could not be read: %s", exc)
+            return
+        success = next((r.finished for r in reversed(runs) if r.error is None), None)
+        with self._lock:
+            if runs and self._last is None:
+                self._last = runs[-1]
+            if success is not None and self._last_success is None:
+                self._last_success = success
+                metrics.PRESERVATION_LAST_SUCCESS.set(success.timestamp())
+        if runs:
+            metrics.PRESERVATION_BACKLOG.set(runs[-1].backlog)
+            deadline = runs[-1].backlog_deadline
+            metrics.PRESERVATION_DEADLINE.set(deadline.timestamp() if deadline else 0)
+
+    def _record(self, result: PreservationRun) -> None:
+        """A real pass, kept in the vault (retained like everything there): the log of
+        what preservation did, and what a restart reports."""
+        name = f"{PASSES}{result.finished:%Y%m%dT%H%M%S%fZ}.json"
+        try:
+            self.service.vault.put_record(name, result.model_dump_json().encode())
+        except (SignetError, OSError) as exc:
+            log.warning("preservation pass not recorded: %s", getattr(exc, "detail", exc))
 
     def request(self, *, dry_run: bool) -> PreservationStatus:
         """Start a pass in the background (the route); its progress is in `status()`."""
@@ -196,6 +238,8 @@ class PreservationRunner:
             metrics.PRESERVATION_BACKLOG.set(report.backlog)
             deadline = report.backlog_deadline
             metrics.PRESERVATION_DEADLINE.set(deadline.timestamp() if deadline else 0)
+        if not dry_run:
+            self._record(result)
         with self._lock:
             self._running = None
             self._last = result
