@@ -177,53 +177,64 @@ class PreservationJob:
         }
         current = self.current_tsa()
         at = datetime.now(UTC)
-        infos: list[ObjectInfo] = []
-        for sha in self.vault.objects():
+        # Only the signed PDFs are kept, as (envelope, hash): a pass holds the vault's
+        # listing, not every object's metadata
+        names = list(self.vault.objects())
+        candidates: list[tuple[str, str]] = []
+        for sha in names:
             try:
-                infos.append(self.vault.head(sha))
+                info = self.vault.head(sha)
             except ObjectNotFound:
                 continue
-        infos.sort(key=lambda info: (info.envelope_id or "", info.sha256))
+            if info.kind in SIGNED_KINDS and info.content_type == "application/pdf":
+                candidates.append((info.envelope_id or "", sha))
+        candidates.sort()
+        done = len(names) - len(candidates)  # the rest is looked at below
+        if progress is not None and done:
+            progress(done, len(names))
 
-        def look(info: ObjectInfo) -> tuple[PreservationReport, _Renewal | None]:
+        def look(sha: str) -> tuple[PreservationReport, _Renewal | None]:
             seen = PreservationReport()  # this object's counts, merged in order below
             try:
+                info = self.vault.head(sha)
                 return seen, self._one(info, superseded, current, at, dry_run, seen)
+            except ObjectNotFound:
+                return seen, None
             except (SignetError, OSError) as exc:
-                seen.failed[info.sha256] = getattr(exc, "detail", None) or str(exc)
+                seen.failed[sha] = getattr(exc, "detail", None) or str(exc)
                 return seen, None
 
         group: list[_Renewal] = []
-        window: deque[tuple[ObjectInfo, Future[tuple[PreservationReport, _Renewal | None]]]]
+        window: deque[tuple[str, Future[tuple[PreservationReport, _Renewal | None]]]]
         window = deque()
-        queue = iter(infos)
-        done = 0
+        queue = iter(candidates)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="preserve") as pool:
             while True:
                 while report.stopped is None and len(window) < 2 * self.workers:
-                    info = next(queue, None)
-                    if info is None:
+                    candidate = next(queue, None)
+                    if candidate is None:
                         break
                     if self.stop is not None and (why := self.stop()) is not None:
                         report.stopped = why
                         break
-                    window.append((info, pool.submit(look, info)))
+                    envelope, sha = candidate
+                    window.append((envelope, pool.submit(look, sha)))
                 if not window:
                     break
-                info, future = window.popleft()
-                if group and group[-1].original.envelope_id != info.envelope_id:
+                envelope, future = window.popleft()
+                if group and (group[-1].original.envelope_id or "") != envelope:
                     self._complete(group, report)  # the envelope's last object is done
                     group = []
                 seen, renewal = future.result()
                 _merge(report, seen)
                 if renewal is not None:
                     group.append(renewal)
-                    if info.envelope_id is None:  # nothing to group with
+                    if not envelope:  # nothing to group with
                         self._complete(group, report)
                         group = []
                 done += 1
                 if progress is not None:
-                    progress(done, len(infos))
+                    progress(done, len(names))
         self._complete(group, report)
         return report
 
