@@ -11,6 +11,7 @@ OCSP answer for the current TSA certificate, made by the scenario at that moment
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import logging
@@ -221,3 +222,26 @@ def test_cli_rotate_tsa_then_sign_and_verify(tmp_path: Path) -> None:
     from tests.support.preservation_scenario import timestamp_serials
 
     assert timestamp_serials(new_signed.read_bytes()) == [format(new_tsa, "x")]
+
+
+def test_the_evidence_packages_verify_after_the_first_tsa_expired(scenario: Scenario) -> None:
+    """The package sealed before the rollover (its tree head stamped by the first TSA
+    key) and the newer one the preservation job made after the renewal (by the second,
+    naming the first): both verify at the future moment, offline."""
+    from signet.storage.evidence import verify_package
+
+    root = scenario.root.dump()
+    old = scenario.directory / "old-package.zip"
+    with freeze_time(scenario.future, tick=True):
+        assert datetime.now(UTC) > datetime.fromisoformat(
+            str(scenario.facts["first_tsa"]["not_after"])
+        )  # type: ignore[index]
+        verdicts = {
+            name: verify_package(scenario.directory / f"{name}-package.zip", root)
+            for name in ("old", "new")
+        }
+    for name, checks in verdicts.items():
+        assert [c for c in checks if not c.ok] == [], name
+    superseding = {c.what: c.detail for c in verdicts["new"]}["supersedes"]
+    assert hashlib.sha256(old.read_bytes()).hexdigest() in superseding
+    assert "supersedes" not in {c.what for c in verdicts["old"]}

@@ -4,7 +4,10 @@ Run as ``python -m tests.support.preservation_scenario DIR``: a fresh SoftHSM to
 (the PKCS#11 module reads its configuration once per process, so a second CA cannot
 share the test session's), the ceremony with ``tsa_validity_s=3600``, a seal, one PDF
 sealed at B-LTA, the TSA rolled over (the new certificate valid 30 days), the document
-renewed.  It writes ``original.pdf``, ``renewed.pdf``, ``root.der``, and ``facts.json``
+renewed by storage's preservation job (a filesystem vault and ledger, the signer served
+on loopback for the tree heads and manifests), which also supersedes the envelope's
+sealed evidence package.  It writes ``original.pdf``, ``renewed.pdf``, ``root.der``,
+``old-package.zip`` and ``new-package.zip`` (sealed before and after), and ``facts.json``
 (both TSA certificates' serials and expiries, the renewed document's timestamps' TSAs)
 for the test to validate in its own process, at a moment after the first TSA certificate
 expired (tests/signer/test_tsa_rollover.py).
@@ -15,23 +18,36 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 from asn1crypto import cms, ocsp
 from freezegun import freeze_time
+from pydantic import SecretStr
 from pyhanko.pdf_utils.reader import PdfFileReader
 from signet.common.contracts.signer import SignatureLevel, SignOptions
+from signet.common.contracts.storage import LedgerEventIn, ObjectKind
 from signet.hsm.softhsm import ensure_dev_token
 from signet.signer.config import SignerSettings
 from signet.signer.pades.renewal import renew_pdf
 from signet.signer.pki.rotation import tsa_records
 from signet.signer.service import SignerService
+from signet.storage.evidence import seal_package, sealed
+from signet.storage.evidence_seal import supersede_package
+from signet.storage.fs_vault import FilesystemVault
+from signet.storage.ledger import Ledger
+from signet.storage.preservation import PreservationJob
+from signet.storage.signer_client import SignerClient
 
 from tests.support.pdfs import make_pdf
+from tests.support.signer_server import served
 
 SEAL = "scenario-seal"
+LEDGER_KEY = "scenario-ledger-seal"
+ENVELOPE = "env-future"
+TOKEN = secrets.token_urlsafe(24)
 
 
 def timestamp_serials(pdf: bytes) -> list[str]:
@@ -65,18 +81,58 @@ def main(directory: Path) -> None:
         hsm_token_label=token.config.token_label,
         hsm_pin=token.config.pin,
         public_url="http://127.0.0.1:9",
+        service_token=SecretStr(TOKEN),
         time_trust="trusted-host",
         tsa_validity_s=3600,
     )
     service = SignerService(settings)
     root, _, first_tsa = service.ca.ceremony()
     service.ca.ensure_seal(SEAL, "Scenario Seal")
+    service.ca.ensure_ledger_seal(LEDGER_KEY)
     output = io.BytesIO()
     options = SignOptions(key_label=SEAL, level=SignatureLevel.B_LTA)
     service.sign_document(io.BytesIO(make_pdf()), output, options)
     original = output.getvalue()
-    second_tsa = service.rotate_tsa(timedelta(days=30))
-    renewed = renew_pdf(service.engine, original)
+    with served(service) as url:
+        signer = SignerClient(url, TOKEN, key_label=LEDGER_KEY)
+        vault = FilesystemVault(directory / "vault", retention_years=5)
+        ledger = Ledger(vault)
+        info, _ = vault.put(
+            io.BytesIO(original), content_type="application/pdf", kind=ObjectKind.FINAL,
+            envelope_id=ENVELOPE,
+        )  # fmt: skip
+        ledger.append_sync(
+            LedgerEventIn(
+                event_type="envelope.completed",
+                envelope_id=ENVELOPE,
+                actor="signet",
+                document_hashes=[info.sha256],
+            )
+        )
+        pki = signer.pki()
+        old, _ = seal_package(ENVELOPE, vault=vault, ledger=ledger, signer=signer, pki=pki)
+        second_tsa = service.rotate_tsa(timedelta(days=30))
+        job = PreservationJob(
+            vault,
+            ledger,
+            renew=lambda pdf: renew_pdf(service.engine, pdf),
+            current_tsa=lambda: service.ca.tsa.certificate,
+            reseal=lambda envelope: (
+                supersede_package(
+                    envelope, vault=vault, ledger=ledger, signer=signer, pki=signer.pki()
+                )
+                is not None
+            ),
+        )
+        report = job.run()
+        assert report.renewed == 1 and report.packages_renewed == [ENVELOPE], report
+        renewed = b"".join(vault.open(report.renewals[0][1]))
+        new = sealed(vault, ENVELOPE)
+        assert new is not None
+        for name, sha256 in (("old", old.package_sha256), ("new", new["package_sha256"])):
+            (directory / f"{name}-package.zip").write_bytes(b"".join(vault.open(sha256)))
+        ledger.close()
+        signer.close()
     (directory / "original.pdf").write_bytes(original)
     (directory / "renewed.pdf").write_bytes(renewed)
     (directory / "root.der").write_bytes(root.certificate.dump())

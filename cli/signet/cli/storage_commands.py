@@ -1,21 +1,20 @@
-"""`signet storage serve|scrub` and `signet verify-evidence`."""
+"""`signet storage serve|scrub`; `signet verify-evidence` is `signet.cli.verify_commands`."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from signet.cli import embedded
+from signet.cli.verify_commands import verify_evidence
 from signet.common.errors import SignetError
 from signet.storage.api.splice import SPLICE_PROTOCOL
-from signet.storage.evidence import verify_package
 from signet.storage.service import StorageService
 from signet.storage.vault import scrub as scrub_vault
+
+__all__ = ["scrub", "serve", "storage_app", "verify_evidence"]
 
 storage_app = typer.Typer(no_args_is_help=True, help="The storage service: vault and ledger.")
 console = Console(soft_wrap=True)
@@ -76,51 +75,3 @@ def scrub() -> None:
         table.add_row(finding.sha256, finding.problem)
     console.print(table)
     raise typer.Exit(1)
-
-
-def verify_evidence(
-    package: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="evidence zip")],
-    root: Annotated[
-        Path,
-        typer.Option(
-            exists=True, dir_okay=False, help="the root CA certificate you trust (PEM/DER)"
-        ),
-    ],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="one JSON document for machines (exit code the same)")
-    ] = False,
-) -> None:
-    """Check an evidence package offline: hashes, proofs, tree-head signature, timestamp."""
-    checks = verify_package(package, root.read_bytes())
-    failed = [c for c in checks if not c.ok]
-    if as_json:
-        verdict = {
-            "package": str(package),
-            "intact": not failed,
-            "checks": [
-                {"check": c.what, "ok": c.ok, "warning": c.warning, "detail": c.detail}
-                for c in checks
-            ],
-            "failed": [c.what for c in failed],
-        }
-        print(json.dumps(verdict, ensure_ascii=False, indent=2))
-        if failed:
-            raise typer.Exit(1)
-        return
-    table = Table("check", "result", "detail", title=str(package))
-    for check in checks:
-        result = (
-            "[red]FAILED[/]"
-            if not check.ok
-            else "[yellow]warning[/]"
-            if check.warning
-            else "[green]ok[/]"
-        )
-        table.add_row(escape(check.what), result, escape(check.detail))
-    console.print(table)
-    if failed:
-        console.print(
-            f"[red]{len(failed)} check(s) failed:[/] " + escape(", ".join(c.what for c in failed))
-        )
-        raise typer.Exit(1)
-    console.print("[green]the package is intact and proves what it says[/]")

@@ -15,14 +15,15 @@ from signet.common.errors import SignetError
 from signet.common.gate import GateRules, RequestGate
 from signet.common.http import service_app
 from signet.common.logging import configure_logging
-from signet.storage.api import envelopes, ledger, objects
+from signet.storage.api import envelopes, ledger, objects, preservation
 from signet.storage.api.transfer_docs import add_byte_routes
 from signet.storage.api.transfers import PUT_PATH, ObjectTransfers
 from signet.storage.config import StorageSettings
 from signet.storage.service import StorageService
 
 #: Who may call which storage route (`signet.common.auth`); anything else needs admin.
-#: Legal hold and retention are the admin's alone: no service can lift a hold.
+#: Legal hold and retention are the admin's alone: no service can lift a hold; so are
+#: the preservation routes (`signet storage preserve`).
 ROUTES: tuple[Rule, ...] = (
     *PUBLIC_HEALTH,
     rule("PUT", r"/v1/objects", Scope.VAULT_WRITE),
@@ -48,12 +49,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.start_publisher()
+        service.start_preservation()
         yield
         service.close()
 
     app = service_app("Signet storage", lifespan)
     app.state.service = service
-    for router in (objects.router, ledger.router, envelopes.router):
+    for router in (objects.router, ledger.router, envelopes.router, preservation.router):
         app.include_router(router)
     # The byte routes (PUT, GET, HEAD of objects) as plain ASGI, in front of FastAPI.
     app.add_middleware(ObjectTransfers, service=service, metrics_service="storage")

@@ -54,6 +54,17 @@ class StorageSettings(ServiceSettings):
     #: API server reached over plain HTTP without credentials (tests, `kubectl proxy`);
     #: None: the pod's service account.
     kube_api_url: str | None = None
+    #: Seconds between passes of the preservation job (renewing archive timestamps,
+    #: docs/admin/preservation.md), run by the Lease's holder; 0: only on request
+    #: (`signet storage preserve`).
+    preservation_interval: float = Field(default=86400.0, ge=0)
+    #: Seconds after the start before the first periodic pass.
+    preservation_start_delay: float = Field(default=300.0, ge=0)
+    #: Documents renewed at once (concurrent requests to the signer, whose replicas and
+    #: workers share them); 1 per signer worker is a good start.
+    preservation_workers: int = Field(default=2, ge=1, le=64)
+    #: Renew a document this many days before its last timestamp's certificate expires.
+    preservation_margin_days: float = Field(default=365.0, gt=0, le=36500)
     host: str = "127.0.0.1"
     port: int = 8102
     max_object_bytes: int = 1024 * 1024 * 1024

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from asn1crypto import pem
 from asn1crypto import x509 as asn1_x509
@@ -27,6 +28,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "made": "Made {time} UTC by Signet",
         "sealed": ".",
         "preview": ", before the envelope was sealed (a preview).",
+        "supersedes": "It supersedes the package {package} (generation {generation}) after a "
+        "preservation renewal of the documents' timestamps.",
         "happened": "What happened (from the evidence ledger, in order):",
         "by": " by {actor}",
         "from": " from {ip}",
@@ -52,6 +55,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "made": "由 Signet 于 {time} UTC 生成",
         "sealed": "。",
         "preview": "，生成于信封封存之前（预览）。",
+        "supersedes": "本证据包在文件时间戳的保全续期之后"
+        "取代证据包 {package}（第 {generation} 代）。",
         "happened": "发生了什么（取自证据账本，按顺序）：",
         "by": " 操作者 {actor}",
         "from": " 来自 {ip}",
@@ -74,6 +79,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "made": "Generado por Signet el {time} UTC",
         "sealed": ".",
         "preview": ", antes de sellar el sobre (vista previa).",
+        "supersedes": "Sustituye al paquete {package} (generación {generation}) tras una "
+        "renovación de conservación de los sellos de tiempo de los documentos.",
         "happened": "Qué ocurrió (según el registro de evidencias, en orden):",
         "by": " por {actor}",
         "from": " desde {ip}",
@@ -108,15 +115,24 @@ def summary_text(
     *,
     complete: bool = True,
     locale: str = "en",
+    supersedes: dict[str, Any] | None = None,
 ) -> str:
+    """The summary; `supersedes` (a newer package's manifest statement) adds a line
+    naming the package it supersedes (packages without it render as they always did)."""
     words = _WORDS[locale]
     lines = [
         words["title"].format(id=printable(envelope_id)),
         words["made"].format(time=f"{created:%Y-%m-%d %H:%M:%S}")
         + (words["sealed"] if complete else words["preview"]),
-        "",
-        words["happened"],
     ]
+    if supersedes is not None:
+        lines.append(
+            words["supersedes"].format(
+                package=printable(str(supersedes["package_sha256"])),
+                generation=int(supersedes["generation"]),
+            )
+        )
+    lines += ["", words["happened"]]
     for index, leaf in sorted(entries.items()):
         event = json.loads(leaf)
 

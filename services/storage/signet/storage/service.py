@@ -17,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from signet.common.contracts.preservation import PreservationRole
 from signet.common.contracts.storage import PublisherRole, StorageReadiness
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.common.policies import PolicyDirectory
@@ -24,6 +25,7 @@ from signet.storage import metrics
 from signet.storage.config import StorageSettings
 from signet.storage.fs_vault import FilesystemVault
 from signet.storage.ledger import Ledger
+from signet.storage.preservation_runner import PreservationRunner
 from signet.storage.s3_vault import S3Vault
 from signet.storage.signer_client import SignerClient
 from signet.storage.vault import Vault
@@ -45,8 +47,11 @@ class StorageService:
         self._elector: LeaseElector | None = None
         #: Why the Lease could not be set up (then this replica never publishes).
         self._lease_problem: str | None = None
+        self._elector_started = False
         self._stop = threading.Event()
         self.policies = PolicyDirectory(settings.policy_dir)
+        #: The preservation job, run by the same replica that publishes (one Lease).
+        self.preservation = PreservationRunner(self, self.lease_role)
         # Read at scrape time (one process: the ledger has one writer, see `signet up`).
         metrics.LEDGER_SIZE.set_function(self._ledger_size)
         metrics.TREE_HEAD_SIZE.set_function(self._tree_head_size)
@@ -141,6 +146,7 @@ class StorageService:
             ledger_size=size,
             tree_head_publisher=self.publisher_role(),
             tree_head_publisher_problem=self._lease_problem,
+            preservation=self.preservation.status(),
         )
 
     def publisher_role(self) -> PublisherRole | None:
@@ -153,6 +159,28 @@ class StorageService:
         if self._elector is None:
             return "unavailable"
         return "leader" if self._elector.is_leader() else "standby"
+
+    def lease_role(self) -> PreservationRole:
+        """This replica's part in the singleton duties: `single` (no Lease), `leader`,
+        `standby`, or `unavailable` (the Lease could not be set up)."""
+        if not self.settings.lease_name:
+            return "single"
+        if self._elector is None:
+            return "unavailable"
+        return "leader" if self._elector.is_leader() else "standby"
+
+    def _ensure_elector(self) -> None:
+        """Become a candidate for the Lease once (with `lease_name`)."""
+        lease = self.settings.lease_name
+        if lease and not self._elector_started:
+            self._elector_started = True
+            self._elector = self._start_elector(lease)
+
+    def start_preservation(self) -> None:
+        """The periodic preservation passes (`signet.storage.preservation_runner`); the
+        Lease too, so that a pass asked for by hand knows whether this replica leads."""
+        self._ensure_elector()
+        self.preservation.start()
 
     def start_publisher(self) -> None:
         """Sign a tree head every `tree_head_interval` seconds while the log grows.
@@ -172,8 +200,7 @@ class StorageService:
         if interval <= 0 or self._publisher is not None:
             return
         lease = self.settings.lease_name
-        if lease:
-            self._elector = self._start_elector(lease)
+        self._ensure_elector()
         poll = min(interval, self.settings.lease_retry_period) if lease else interval
 
         def loop() -> None:
@@ -242,6 +269,7 @@ class StorageService:
 
     def close(self) -> None:
         self._stop.set()
+        self.preservation.close(timeout=self.settings.lease_renew_deadline)
         if self._elector is not None:
             # Release the Lease only once our publisher has stopped: otherwise let it expire.
             publisher = self._publisher

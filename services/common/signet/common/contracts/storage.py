@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from signet.common.contracts.preservation import PreservationStatus
 
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256, lowercase hex")]
 #: An envelope's id: what the ledger files events under, the vault's `X-Signet-Envelope`,
@@ -246,6 +247,14 @@ class EvidenceSeal(_Model):
     tree_size: int = Field(description="the signed tree head its proofs lead to")
     ledger_index: int = Field(description="the `evidence.sealed` event naming the manifest")
     leaf_hash: str
+    generation: int = Field(
+        default=1,
+        description="1: the package sealed at completion; each preservation "
+        "renewal of the envelope's documents makes the next, superseding the one before",
+    )
+    supersedes: Sha256Hex | None = Field(
+        default=None, description="the package (vault object) this one supersedes"
+    )
 
 
 class TreeHead(_Model):
@@ -322,4 +331,7 @@ class StorageReadiness(_Model):
     )
     policy_problems: list[str] = Field(
         default_factory=list, description="policy files refused, with the reason"
+    )
+    preservation: PreservationStatus | None = Field(
+        default=None, description="the preservation job here: its role, last pass, backlog"
     )
