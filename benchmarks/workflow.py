@@ -35,7 +35,7 @@ from signet.cli.demo import Demo, contract_pdf, handwriting, signer_code
 from tests.support.appliance import running_appliance
 
 N = int(os.environ.get("BENCH_N", "24"))
-THREADS = 8
+THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 SERVICES = ("signer", "storage", "portal")
 
 
