@@ -115,6 +115,11 @@ def build_package(
 
 
 def _extension(content_type: str) -> str:
-    return {"application/pdf": ".pdf", "application/json": ".json", "text/plain": ".txt"}.get(
-        content_type, ".bin"
-    )
+    return {
+        "application/pdf": ".pdf",
+        "application/json": ".json",
+        "text/plain": ".txt",
+        # signers' attachments (an ID copy as a photo)
+        "image/png": ".png",
+        "image/jpeg": ".jpg",
+    }.get(content_type, ".bin")
