@@ -19,6 +19,7 @@ from signet.common.contracts.signer import (
     Contact,
     ContactChannel,
 )
+from signet.signer.pki.names import installation_of
 from signet.signer.pki.tsa import TSA_POLICY_OID
 from signet.signer.pki.x509 import extension, key_identifier
 
@@ -39,6 +40,17 @@ VALIDITY = {
 }
 
 
+def status_base(public_url: str, issuer: x509.Certificate) -> str:
+    """Where validators find the status of what `issuer` issued: this installation's
+    paths (``/i/<installation id>``, the id from the issuer's own subject) under
+    `public_url`, so that another installation answering at the same address (two on
+    one machine, both on the default loopback URL) says 404, never a foreign CRL or
+    OCSP answer; an installation made before ids keeps the bare paths."""
+    base = public_url.rstrip("/")
+    installation = installation_of(issuer)
+    return f"{base}/i/{installation}" if installation else base
+
+
 def certificate_profile(
     kind: CertificateKind,
     public_key: keys.PublicKeyInfo,
@@ -49,7 +61,7 @@ def certificate_profile(
     contact: Contact | None = None,
 ) -> list[dict[str, Any]]:
     """The extensions of a certificate of `kind`: key ids, where its status is found
-    (CRL and OCSP under `public_url`, for all but the root), and the kind's usages and
+    (CRL and OCSP under `status_base`, for all but the root), and the kind's usages and
     policy."""
     ski = key_identifier(public_key)
     exts = [extension("key_identifier", ski)]
@@ -61,7 +73,7 @@ def certificate_profile(
             )
         )
         crl_name = "crl" if kind not in (CertificateKind.ISSUING,) else "root.crl"
-        base = public_url.rstrip("/")
+        base = status_base(public_url, issuer)
         exts.append(
             extension(
                 "crl_distribution_points",
