@@ -25,7 +25,7 @@ END = "<!-- END generated -->"
 # Routes every validator or probe must reach without a token; every other route
 # carries the service token (scoped tokens are being introduced: the column then
 # names the scope).
-PUBLIC_PREFIXES = ("/ca/", "/ocsp", "/tsa")
+PUBLIC_PREFIXES = ("/ca/", "/ocsp", "/tsa", "/i/")
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics"}
 METHODS = ("get", "head", "post", "put", "patch", "delete")
 

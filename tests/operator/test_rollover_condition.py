@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from signet.operator.conditions import FALSE, TRUE, Readiness, _certificates
+from signet.operator.readiness import FALSE, TRUE, Readiness
+from signet.operator.signer_conditions import certificates as _certificates
 from signet.signer.pki.rotation import ROLLOVER_STEP, rollover_report
 from signet.signer.registry import CertificateRecord
 

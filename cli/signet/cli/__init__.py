@@ -20,7 +20,10 @@ from pathlib import Path
 
 VERBOSE = "--verbose" in sys.argv[1:]
 
-if not VERBOSE and Path(sys.argv[0]).name in {"signet", "__main__.py"}:
+#: `python -m signet.cli`: while this package is imported, sys.argv[0] is still "-m".
+_AS_MODULE = sys.orig_argv[1:3] == ["-m", "signet.cli"]
+
+if not VERBOSE and (_AS_MODULE or Path(sys.argv[0]).name in {"signet", "__main__.py"}):
     warnings.simplefilter("ignore")
     # pyHanko logs a foreign signature's failed path building with a traceback; the
     # verdict is in the report, so the log is for --verbose only.

@@ -16,10 +16,11 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from signet.common.contracts.signer import CertificateKind, SignatureLevel, SignOptions
 from signet.signer.batch import results as batch_results
+from signet.signer.batch.committer import SYNC_ATTEMPTS, Retry
 from signet.signer.batch.guard import MARKER, BatchStoreGuard
 from signet.signer.batch.results import Pack, Packed
 from signet.signer.batch.store import BatchStore
-from signet.signer.batch.worker import CLAIM_SIZE, SYNC_ATTEMPTS, BatchWorker, _Retry
+from signet.signer.batch.worker import CLAIM_SIZE, BatchWorker
 from signet.signer.database import open_registry_at
 from signet.signer.pki.timesource import ClockReading, TimeGuard, TimeTrust
 from signet.signer.service import SignerService
@@ -78,7 +79,7 @@ def _run(worker: BatchWorker) -> None:
         worker._work(claims)
         group = worker._groups.get_nowait()
         assert group is not None
-        worker._commit(group)
+        worker.committer.commit(group)
 
 
 def _states(store: BatchStore, batch_id: str) -> dict[str, int]:
@@ -141,7 +142,7 @@ def test_a_volume_gone_at_the_pack_fsync_hands_the_group_back(
     store.directory.rename(tmp_path / "unmounted")
     with monkeypatch.context() as patch:
         _failing_pack_fsync(patch, lambda _n: errno.EIO)
-        worker._commit(group)
+        worker.committer.commit(group)
     assert _states(store, batch_id) == {"pending": 40}
     assert worker._retries.empty()  # handed back to every worker, not kept
     (tmp_path / "unmounted").rename(store.directory)
@@ -170,7 +171,7 @@ def test_a_failed_fsync_signs_the_group_again_and_rewrites_nothing_recorded(
     worker._work(claims)
     group = worker._groups.get_nowait()
     assert group is not None
-    worker._commit(group)
+    worker.committer.commit(group)
     first = {
         i: (r.output_pack, r.output_offset, r.output_size, r.output_sha256)
         for i, r in _rows(store, batch_id).items()
@@ -241,7 +242,7 @@ def test_a_full_disk_at_the_fsync_postpones_the_group(
         worker._work(worker._next_claims())
         group = worker._groups.get_nowait()
         assert group is not None
-        worker._commit(group)
+        worker.committer.commit(group)
     assert _states(store, batch_id) == {"pending": CLAIM_SIZE, "running": 40 - CLAIM_SIZE}
     assert "batch volume full" in caplog.text and "free space" in caplog.text
     assert not worker._may_claim()  # paused: and the group claimed ahead is handed back
@@ -277,7 +278,7 @@ def test_a_full_disk_while_writing_postpones_the_rest_of_the_group(
         worker._work(store.claim(worker.worker, CLAIM_SIZE))
         group = worker._groups.get_nowait()
         assert group is not None
-        worker._commit(group)
+        worker.committer.commit(group)
     assert _states(store, batch_id) == {"done": 4, "pending": 6}
     assert not worker._may_claim()
     worker._paused_until = 0.0
@@ -294,9 +295,9 @@ def test_groups_left_to_sign_again_are_handed_back_when_the_worker_ends(
     store = own_service.batches
     batch_id, _ = _batch(own_service, issue("Stop Seal", CertificateKind.SEAL), 5)
     claims = store.claim(worker.worker, CLAIM_SIZE)
-    worker._retries.put(_Retry(claims, {(c.batch_id, c.index): 1 for c in claims}))
+    worker._retries.put(Retry(claims, {(c.batch_id, c.index): 1 for c in claims}))
     worker._groups.put(None)
-    worker._commit_loop()
+    worker.committer.run()
     assert _states(store, batch_id) == {"pending": 5}
 
 
@@ -378,7 +379,7 @@ def test_an_unsynchronised_clock_postpones_a_b_t_batch_and_never_weakens_it(
         worker._work(claims)
         group = worker._groups.get_nowait()
         if group is not None:
-            worker._commit(group)
+            worker.committer.commit(group)
         assert _states(store, status.id) == {"pending": 6}
     _run(worker)  # the session's own guard (the host trusted) again
     assert _states(store, status.id) == {"done": 6}

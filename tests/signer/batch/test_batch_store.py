@@ -309,7 +309,7 @@ def test_a_worker_postpones_pending_documents_while_the_store_is_gone(
         worker._work(claims)
         group = worker._groups.get_nowait()
         assert group is not None
-        worker._commit(group)
+        worker.committer.commit(group)
     assert _states(own_service, batch_id) == {"done"}
 
 

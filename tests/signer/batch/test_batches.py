@@ -431,7 +431,7 @@ def _drain(worker: BatchWorker, store: BatchStore) -> None:
         worker._work(claims)
         group = worker._groups.get_nowait()
         assert group is not None
-        worker._commit(group)
+        worker.committer.commit(group)
 
 
 def _age_claims(store: BatchStore, batch_id: str, age: timedelta) -> None:
@@ -946,7 +946,7 @@ def test_a_group_renews_its_lease_so_no_other_worker_takes_it_back(
     assert taken_back == [0, 0, 0]
     group = worker._groups.get_nowait()
     assert group is not None and len(group.written) == 3
-    worker._commit(group)
+    worker.committer.commit(group)
     rows = _rows(own_store, status.id)
     assert {row.state for row in rows.values()} == {"done"}
     assert {row.worker for row in rows.values()} == {worker.worker}

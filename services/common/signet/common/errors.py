@@ -8,8 +8,22 @@ callers and admins, so they must never contain secrets (PINs, tokens, keys).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+#: ``<_io.BytesIO object at 0x7f…>`` and the like: a library's repr of what it was given.
+_REPR = re.compile(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
+#: ``0x0x2aff01``: pyHanko writes ``0x{hex(offset)}`` (its reader's "byte 0x0x…").
+_DOUBLE_HEX = re.compile(r"\b0x0x(?=[0-9a-fA-F])")
+
+
+def tidy_detail(detail: str) -> str:
+    """A message fit for a reader, from one a library made: no object reprs (they say
+    nothing to a caller and show memory addresses; the class name stays) and no doubled
+    ``0x`` prefix.  Applied to every `SignetError`, so a message wrapping a library's
+    exception (``f"malformed PDF: {exc}"``) is tidied wherever it was raised."""
+    return _DOUBLE_HEX.sub("0x", _REPR.sub(r"(\1)", detail))
 
 
 class SignetError(Exception):
@@ -19,6 +33,7 @@ class SignetError(Exception):
     code: str = "internal_error"
 
     def __init__(self, detail: str) -> None:
+        detail = tidy_detail(detail)
         super().__init__(detail)
         self.detail = detail
 

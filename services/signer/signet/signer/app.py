@@ -113,6 +113,7 @@ def create_app(
         lambda batch_ids: service.batches.finished_of(batch_ids),
     )
     app.include_router(pki.router)
+    app.include_router(pki.installation_router)
     app.include_router(certificates.router)
     app.include_router(signing.router)
     app.include_router(activations.router)

@@ -30,17 +30,14 @@ in the leaf, so the map of ids is rebuilt with the tree on every start.
 
 from __future__ import annotations
 
-import base64
 import bisect
-import hashlib
 import json
 import logging
 import threading
-from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from signet.common.contracts.storage import (
     ConsistencyProof,
@@ -49,7 +46,7 @@ from signet.common.contracts.storage import (
     LedgerReceipt,
     TreeHead,
 )
-from signet.common.errors import Conflict, NotFound, ServiceUnavailable
+from signet.common.errors import NotFound, ServiceUnavailable
 from signet.storage.leaves import (
     EventConflict,
     InvalidEvent,
@@ -59,7 +56,14 @@ from signet.storage.leaves import (
     encode_leaf,
     tree_head_payload,
 )
-from signet.storage.ledger_gaps import GapMarker, gap_leaf, gap_message, read_markers
+from signet.storage.ledger_gaps import GapMarker, marked_gap, read_markers
+from signet.storage.ledger_heads import (
+    TreeHeadSigner,
+    read_latest_head,
+    signed_head,
+    store_head,
+)
+from signet.storage.ledger_segments import SegmentIndex
 from signet.storage.merkle import MerkleTree, leaf_hash
 from signet.storage.vault import Vault
 
@@ -75,7 +79,6 @@ __all__ = [
 ]
 
 SEGMENTS = "ledger/segments"
-HEADS = "ledger/heads"
 _MAX_GROUP = 4096
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -91,18 +94,6 @@ class _KnownEvent(NamedTuple):
 
 def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-class TreeHeadSigner(Protocol):
-    """Signs and timestamps tree heads (the signer service, over HTTP)."""
-
-    def sign_digest(self, digest: bytes) -> tuple[bytes, str, list[str]]:
-        """(DER signature, algorithm name, PEM chain with the signing certificate first)."""
-        ...
-
-    def timestamp(self, digest: bytes) -> bytes:
-        """A DER RFC 3161 TimeStampToken over the SHA-256 `digest`."""
-        ...
 
 
 @dataclass
@@ -127,9 +118,7 @@ class Ledger:
         self._next_index = 0
         # Runs of the tree that one segment's consecutive lines fill: start position,
         # segment name, line of the start (a segment split by a marked gap is two runs).
-        self._segment_starts: list[int] = []
-        self._segment_names: list[str] = []
-        self._segment_lines: list[int] = []
+        self._segments = SegmentIndex()
         self._gap_leaves: dict[int, bytes] = {}
         self._by_envelope: dict[str, list[int]] = {}
         #: The leaf hash of each envelope's latest event, acknowledged or pending.
@@ -139,13 +128,13 @@ class Ledger:
         self._pending_ids: dict[str, Future[LedgerReceipt]] = {}
         #: Signed heads in the vault that do not match the rebuilt tree (after a gap marker).
         self.superseded_heads: list[str] = []
-        self._segment_cache: OrderedDict[str, list[bytes]] = OrderedDict()
         self._appended_at: tuple[int, datetime] | None = None
         self._failed: str | None = None
         self._closing = False
         self._rebuild()
         self._heads_lock = threading.Lock()
-        self._latest_head: TreeHead | None = self._read_latest_head()
+        self._latest_head, superseded = read_latest_head(self.vault, self.tree)
+        self.superseded_heads.extend(superseded)
         self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
         self._writer.start()
 
@@ -175,9 +164,7 @@ class Ledger:
                         f"where the log is at {len(self.tree)}: the log is forked or corrupt"
                     )
                 if not run_open:
-                    self._segment_starts.append(len(self.tree))
-                    self._segment_names.append(name)
-                    self._segment_lines.append(offset)
+                    self._segments.add_run(len(self.tree), name, offset)
                     run_open = True
                 hashed = leaf_hash(line)
                 self.tree.append(hashed)
@@ -203,21 +190,8 @@ class Ledger:
         self._events[event_id] = _KnownEvent(content_digest(event), index, _micros(accepted))
 
     def _fill_gap(self, markers: dict[int, GapMarker], claimed: int, where: str) -> None:
-        first, count = len(self.tree), claimed - len(self.tree)
-        marker = markers.get(first)
-        if marker is None or marker.count != count:
-            message = gap_message(first, count, where)
-            log.error("ledger closed: %s", message)
-            raise ServiceUnavailable(message)
-        log.warning(
-            "ledger gap at %d (%d entries) filled by the signed marker %s: %s",
-            first,
-            count,
-            marker.record,
-            marker.reason,
-        )
-        for index in range(first, claimed):
-            leaf = gap_leaf(marker, index)
+        first = len(self.tree)
+        for index, leaf in enumerate(marked_gap(markers, first, claimed - first, where), first):
             self._gap_leaves[index] = leaf
             self.tree.append(leaf_hash(leaf))
 
@@ -315,11 +289,8 @@ class Ledger:
                 pending.future.set_exception(ServiceUnavailable(reason))
             return
         with self._lock:
-            self._segment_starts.append(first)
-            self._segment_names.append(name)
-            self._segment_lines.append(0)
-            self._segment_cache[name] = [p.leaf for p in group]
-            self._trim_cache()
+            self._segments.add_run(first, name, 0)
+            self._segments.keep(name, [p.leaf for p in group])
             receipts = []
             for pending in group:
                 hashed = pending.hashed
@@ -360,16 +331,13 @@ class Ledger:
             gap = self._gap_leaves.get(index)
             if gap is not None:
                 return gap
-            position = bisect.bisect_right(self._segment_starts, index) - 1
-            name, first = self._segment_names[position], self._segment_starts[position]
-            line = self._segment_lines[position]
-            lines = self._segment_cache.get(name)
+            name, line = self._segments.locate(index)
+            lines = self._segments.cached(name)
         if lines is None:
             lines = self.vault.get_record(name).splitlines()
             with self._lock:
-                self._segment_cache[name] = lines
-                self._trim_cache()
-        return lines[line + index - first]
+                self._segments.keep(name, lines)
+        return lines[line]
 
     def appended_at(self, index: int) -> datetime:
         """When the ledger accepted entry `index` (the time recorded in its leaf).
@@ -383,10 +351,6 @@ class Ledger:
         accepted = datetime.fromisoformat(json.loads(self.leaf(index))["time"])
         self._appended_at = (index, accepted)
         return accepted
-
-    def _trim_cache(self) -> None:
-        while len(self._segment_cache) > 64:
-            self._segment_cache.popitem(last=False)
 
     def envelope_indexes(self, envelope_id: str) -> list[int]:
         with self._lock:
@@ -453,49 +417,5 @@ class Ledger:
             )
             if signer is None:  # an unsigned head is an answer, never a record
                 return head
-            digest = hashlib.sha256(tree_head_payload(head)).digest()
-            signature, algorithm, chain = signer.sign_digest(digest)
-            token = signer.timestamp(digest)
-            head = head.model_copy(
-                update={
-                    "signature": base64.b64encode(signature).decode(),
-                    "signature_algorithm": algorithm,
-                    "timestamp_token": base64.b64encode(token).decode(),
-                    "certificate_chain": chain,
-                }
-            )
-            self._latest_head = self._store_head(head, size)
+            self._latest_head = store_head(self.vault, signed_head(head, signer), size)
             return self._latest_head
-
-    def _store_head(self, head: TreeHead, size: int) -> TreeHead:
-        """Record `head`; if its size has a head already, that one stands when it signs
-        the same root.  One that does not (signed over a tree a marked gap corrected)
-        is superseded: this head is recorded beside it, under a name of its own."""
-        for attempt in range(100):
-            suffix = f"-{attempt}" if attempt else ""
-            name = f"{HEADS}/{size:012d}{suffix}.json"
-            try:
-                self.vault.put_record(name, head.model_dump_json().encode())
-                return head
-            except Conflict:  # another process signed this size first: its head stands
-                stored = TreeHead.model_validate_json(self.vault.get_record(name))
-                if stored.root_hash == head.root_hash:
-                    return stored
-        raise ServiceUnavailable(f"no free name for a tree head of size {size}")
-
-    def _read_latest_head(self) -> TreeHead | None:
-        names = self.vault.records(HEADS)
-        for name in reversed(names):
-            head = TreeHead.model_validate_json(self.vault.get_record(name))
-            if head.tree_size > len(self.tree):
-                continue
-            if head.root_hash != self.tree.root(head.tree_size).hex():
-                log.error(
-                    "signed tree head %s does not match the log as rebuilt (a marked gap "
-                    "corrected the tree it was signed over): superseded",
-                    name,
-                )
-                self.superseded_heads.append(name)
-                continue
-            return head
-        return None

@@ -43,6 +43,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +59,8 @@ from signet.common.contracts.storage import PlainText
 from signet.common.errors import Conflict, InvalidRequest, ServiceUnavailable
 from signet.storage.leaves import canonical_json
 from signet.storage.vault import Vault
+
+log = logging.getLogger("signet.storage.ledger")  # the ledger's own log: one place to read
 
 GAPS = "ledger/gaps"
 SEGMENTS = "ledger/segments"
@@ -241,3 +244,21 @@ def mark_gap(
     verify_marker(marker)
     vault.put_record(marker.record, marker.model_dump_json(indent=2).encode())
     return marker
+
+
+def marked_gap(markers: dict[int, GapMarker], first: int, count: int, where: str) -> list[bytes]:
+    """The gap leaves for `count` missing entries from `first`, if the operator marked
+    exactly that gap; else `ServiceUnavailable` (the ledger stays closed), logged."""
+    marker = markers.get(first)
+    if marker is None or marker.count != count:
+        message = gap_message(first, count, where)
+        log.error("ledger closed: %s", message)
+        raise ServiceUnavailable(message)
+    log.warning(
+        "ledger gap at %d (%d entries) filled by the signed marker %s: %s",
+        first,
+        count,
+        marker.record,
+        marker.reason,
+    )
+    return [gap_leaf(marker, index) for index in range(first, first + count)]

@@ -18,7 +18,7 @@ write-once too (`s3_multipart`).
 Two request paths reach the store.  The API's hot calls (GET, HEAD, and the
 PUT of an upload held in memory) run on the event loop (`s3_requests`,
 aiohttp); everything else (bootstrap, retention, legal hold, records,
-multipart uploads of large objects, the scrubber) uses the minio client.
+multipart uploads of large objects, the scrubber) uses the minio client (`s3_client`).
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE
 from minio.error import S3Error
-from minio.objectlockconfig import YEARS, ObjectLockConfig
 from minio.retention import Retention
 from signet.common.contracts.storage import ObjectInfo, ObjectKind
 from signet.common.errors import ServiceUnavailable
+from signet.storage.s3_client import call, create_locked_bucket, lock_status, release
 from signet.storage.s3_headers import (
     aware,
     lock_state,
@@ -54,7 +54,6 @@ from signet.storage.s3_requests import (
     LoopRequests,
     NameTaken,
     relay,
-    s3_error,
 )
 from signet.storage.vault import (
     CHUNK,
@@ -62,7 +61,6 @@ from signet.storage.vault import (
     RetentionViolation,
     Upload,
     Vault,
-    VaultMisconfigured,
     VaultStatus,
     check_record_name,
     check_sha256,
@@ -119,21 +117,15 @@ class S3Vault(Vault):
 
     def _bootstrap(self, create: bool) -> None:
         """Create the bucket locked, or refuse one that does not keep the promises."""
-        try:
-            exists = self.client.bucket_exists(self.bucket)
-            if not exists:
-                if not create:
-                    raise VaultMisconfigured(f"bucket {self.bucket} does not exist")
-                self.client.make_bucket(self.bucket, object_lock=True)
-                self.client.set_object_lock_config(
-                    self.bucket, ObjectLockConfig(COMPLIANCE, self.retention_years, YEARS)
-                )
-        except S3Error as exc:
-            raise VaultMisconfigured(f"bucket {self.bucket}: {exc.code}: {exc.message}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ServiceUnavailable(f"object store unreachable: {exc}") from exc
+        create_locked_bucket(self.client, self.bucket, self.retention_years, create=create)
         self.status()
         self.conditional_writes = self._honours_if_none_match()
+
+    def status(self) -> VaultStatus:
+        return lock_status(self.client, self.bucket)
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        return call(self.client, method, *args, **kwargs)
 
     def _honours_if_none_match(self) -> bool:
         """Whether the store refuses a PUT with ``If-None-Match: *`` on an existing name.
@@ -151,28 +143,6 @@ class S3Vault(Vault):
         except ServiceUnavailable as exc:  # e.g. 501 for the header: the HEAD-first path
             log.warning("conditional writes not available, checking names first: %s", exc)
             return False
-
-    def status(self) -> VaultStatus:
-        try:
-            config = self.client.get_object_lock_config(self.bucket)
-        except S3Error as exc:
-            if exc.code == "ObjectLockConfigurationNotFoundError":
-                raise VaultMisconfigured(
-                    f"bucket {self.bucket} has no Object Lock: documents could be deleted. "
-                    "Create a bucket with Object Lock enabled (it cannot be added later)."
-                ) from exc
-            raise VaultMisconfigured(f"bucket {self.bucket}: {exc.code}: {exc.message}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ServiceUnavailable(f"object store unreachable: {exc}") from exc
-        if config.mode != COMPLIANCE:
-            raise VaultMisconfigured(
-                f"bucket {self.bucket} default retention is {config.mode or 'not set'}, "
-                "not COMPLIANCE: it could be shortened or bypassed"
-            )
-        duration = int(config.duration or 0)
-        years = duration if config.duration_unit == YEARS else duration // 365
-        retention_years_checked(years)
-        return VaultStatus("s3", str(config.mode), years)
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -310,7 +280,7 @@ class S3Vault(Vault):
         try:
             info = self._info(sha256, key, response.headers)
         except BaseException:
-            _release(response, complete=False)
+            release(response, complete=False)
             raise
 
         def chunks() -> Iterator[bytes]:
@@ -319,7 +289,7 @@ class S3Vault(Vault):
                 yield from response.stream(CHUNK)
                 complete = True
             finally:
-                _release(response, complete=complete)
+                release(response, complete=complete)
 
         return info, chunks()
 
@@ -440,38 +410,10 @@ class S3Vault(Vault):
             complete = True
             return data
         finally:
-            _release(response, complete=complete)
+            release(response, complete=complete)
 
     def records(self, prefix: str) -> list[str]:
         listing = self._call(
             self.client.list_objects, self.bucket, f"records/{prefix}", recursive=True
         )
         return sorted(str(item.object_name).removeprefix("records/") for item in listing)
-
-    # -- errors ----------------------------------------------------------------------------
-
-    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        """One S3 call with our errors: 404s named, refusals kept, outages as 503."""
-        try:
-            result = method(*args, **kwargs)
-            if method == self.client.list_objects:
-                result = list(result)
-            return result
-        except S3Error as exc:
-            raise s3_error(
-                exc.code or "", exc.message or "", exc.object_name or exc.bucket_name
-            ) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ServiceUnavailable(f"object store unreachable: {exc}") from exc
-
-
-def _release(response: Any, *, complete: bool) -> None:
-    """Give a minio GET's connection back to the pool.
-
-    Only a response read to its end leaves the connection reusable; one abandoned
-    mid-body (a client that hung up) is closed first.  Closing after every GET, as
-    the minio examples do, costs a new TCP connection to the store per request.
-    """
-    if not complete:
-        response.close()
-    response.release_conn()

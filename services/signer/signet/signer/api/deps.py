@@ -48,6 +48,11 @@ ROUTES: tuple[Rule, ...] = (
     rule("GET", r"/ca/(crl|issuing\.crl|root\.crl|root\.cer|issuing\.cer|tsa\.cer)", None),
     rule("POST", r"/ocsp", None),
     rule("GET", r"/ocsp/.+", None),
+    # the same under an installation's prefix (what its certificates name; another
+    # installation's id is a 404 from the route itself)
+    rule("GET", r"/i/[^/]+/ca/(crl|root\.crl|root\.cer|issuing\.cer)", None),
+    rule("POST", r"/i/[^/]+/ocsp", None),
+    rule("GET", r"/i/[^/]+/ocsp/.+", None),
     # RFC 3161 clients (validators' tools, other systems) carry no token, as for OCSP;
     # a stamp proves a time, not who asked, and the gate bounds each request's body
     rule("POST", r"/tsa", None),

@@ -36,21 +36,21 @@ deletes or rewrites a batch's files.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
-from signet.common.errors import ServiceUnavailable
-from signet.signer.batch.durable import fsync_directory
+from signet.signer.batch.marker import MARKER, BadMarker, StoreMarker
+from signet.signer.batch.store_state import (
+    BatchStoreUnavailable,
+    StoreHealth,
+    StoreState,
+    unavailable,
+)
 from signet.signer.batch.tables import BatchRecord, BatchStoreRecord
 from signet.signer.registry import Registry
 from sqlalchemy import select, update
@@ -68,8 +68,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The marker file in the batch directory (JSON: ``store_id``, ``created_at``).
-MARKER = ".signet-batch-store"
 #: The one row of `BatchStoreRecord` (a fixed key: two replicas initialising a fresh
 #: store at once insert the same key, and the second one reads the first one's id).
 _ROW = "batches"
@@ -79,107 +77,6 @@ _ADOPT_SAMPLE = 20
 #: Seconds a running process reuses the recorded store id before reading it again (one
 #: primary-key read): another replica recording another store is noticed within this.
 RECORD_TTL = 5.0
-
-
-class StoreHealth(StrEnum):
-    READY = "ready"
-    #: the database knows batches, the directory has no marker (empty, replaced, unmounted)
-    MISSING = "missing"
-    #: the directory's marker names another store (another volume, another installation),
-    #: or the database now records another store (another replica's directory)
-    MISMATCH = "mismatch"
-    #: the right marker, but the newest batches' folders are not there: an older copy of
-    #: the volume (a snapshot restored without the database's newer batches)
-    STALE = "stale"
-    #: the marker file is not a store marker (empty after a crash while it was created,
-    #: edited by hand); judged again at the next check
-    BAD_MARKER = "bad_marker"
-    #: the database or the directory could not be read; judged again at the next check
-    UNAVAILABLE = "unavailable"
-
-
-#: What clients are told per verdict (the batch API's 503, ``/readyz``, the Appliance's
-#: BatchStoreReady condition): never a path, a store id or an error's text.
-_SUMMARY = {
-    StoreHealth.READY: "the batch directory is the store of the database's batches",
-    StoreHealth.MISSING: "the batch directory has no store marker but the database lists "
-    "batches: the volume is empty, replaced or not mounted",
-    StoreHealth.MISMATCH: "the batch directory belongs to another batch store than the "
-    "one the database's batches were written to",
-    StoreHealth.STALE: "the batch directory lacks the folders of the newest batches: an "
-    "older copy of the volume than the database",
-    StoreHealth.BAD_MARKER: "the batch directory's store marker cannot be read (empty or "
-    "not a store marker)",
-    StoreHealth.UNAVAILABLE: "the batch store could not be checked",
-}
-_DETAILS = "; details in the signer's log and `signet signer batch-store status`"
-
-
-@dataclass(frozen=True)
-class StoreState:
-    health: StoreHealth
-    directory: Path
-    store_id: str | None = None
-    #: for the log and the CLI (paths, store ids, what to do); `UNAVAILABLE`: the
-    #: exception's class name only
-    problem: str = ""
-
-    @property
-    def ready(self) -> bool:
-        return self.health is StoreHealth.READY
-
-    @property
-    def summary(self) -> str:
-        """The verdict in a sentence fit for a client: no path, id or error text."""
-        summary = _SUMMARY[self.health]
-        if self.health is StoreHealth.UNAVAILABLE and self.problem:
-            summary += f" ({self.problem.rsplit(': ', 1)[-1]})"  # the class name
-        return summary if self.ready else summary + _DETAILS
-
-    def report(self) -> dict[str, str]:
-        """The readiness fields (what the operator reads for `BatchStoreReady`): the
-        verdict and its summary, nothing about the volume (``/readyz`` needs no token)."""
-        report = {"batch_store": self.health.value}
-        if not self.ready:
-            report["batch_store_problem"] = self.summary
-        return report
-
-    def details(self) -> dict[str, str]:
-        """Everything, for the admin at the CLI (`signet signer batch-store status`)."""
-        details = {"batch_store": self.health.value, "batch_directory": str(self.directory)}
-        if self.store_id:
-            details["batch_store_id"] = self.store_id
-        if self.problem:
-            details["batch_store_problem"] = self.problem
-        return details
-
-
-class BatchStoreUnavailable(ServiceUnavailable):
-    """Batches are refused: their documents are not where the database says (503)."""
-
-    code = "batch_store_missing"
-
-    def __init__(self, state: StoreState) -> None:
-        super().__init__(
-            f"batch store unavailable ({state.health.value}); see the BatchStoreReady "
-            "condition or the signer's readiness"
-        )
-        self.state = state
-
-
-class _BadMarker(ValueError):
-    """The marker file exists but names no store (empty, truncated, not a JSON object)."""
-
-
-def _unavailable(directory: Path, exc: BaseException, doing: str) -> StoreState:
-    """`UNAVAILABLE` for `exc`: logged in full (a database error's text names hosts and
-    SQL), the state's problem carries the class name only."""
-    log.error("batch store %s: cannot %s: %s: %s", directory, doing, type(exc).__name__, exc)
-    return StoreState(
-        StoreHealth.UNAVAILABLE,
-        directory,
-        problem=f"cannot {doing}: {type(exc).__name__}",
-    )
 
 
 class BatchStoreGuard:
@@ -204,8 +101,7 @@ class BatchStoreGuard:
         self._opened: StoreState | None = None
         self._record_cache: tuple[float, str | None] | None = None
         self._reported: StoreHealth | None = None
-        self._marker_path = str(directory / MARKER)
-        self._marker_cache: tuple[tuple[int, int, int, int], str | None] | None = None
+        self.marker = StoreMarker(directory)
 
     def open(self) -> StoreState:
         with self._lock:
@@ -216,7 +112,7 @@ class BatchStoreGuard:
                 try:
                     self._opened = self._judge()
                 except Exception as exc:  # readiness must answer, whatever went wrong
-                    self._opened = _unavailable(self.directory, exc, "check the batch store")
+                    self._opened = unavailable(self.directory, exc, "check the batch store")
             return self._opened
 
     def state(self) -> StoreState:
@@ -235,9 +131,9 @@ class BatchStoreGuard:
         if not opened.ready:
             return opened
         try:
-            marker = self._marker_now()
+            marker = self.marker.now()
             recorded = self._recorded_cached()
-        except _BadMarker as exc:
+        except BadMarker as exc:
             return StoreState(
                 StoreHealth.BAD_MARKER,
                 self.directory,
@@ -246,7 +142,7 @@ class BatchStoreGuard:
                 f"signer ran ({exc}): batches are refused until it is back",
             )
         except Exception as exc:
-            return _unavailable(self.directory, exc, "check the batch store")
+            return unavailable(self.directory, exc, "check the batch store")
         if marker is None:
             return StoreState(
                 StoreHealth.MISSING,
@@ -312,10 +208,10 @@ class BatchStoreGuard:
         Keeps an existing marker's id, replaces one that is not a marker (it holds no
         document); a running signer sees it after a restart."""
         try:
-            marker = self._read_marker() or self._write_marker()
-        except _BadMarker as exc:
+            marker = self.marker.read() or self.marker.write()
+        except BadMarker as exc:
             log.warning("batch store %s: replacing its unreadable marker (%s)", self.directory, exc)
-            marker = self._write_marker(replace=True)
+            marker = self.marker.write(replace=True)
         self._record(marker, force=True)
         with self._lock:
             self._opened, self._record_cache = None, None
@@ -326,8 +222,8 @@ class BatchStoreGuard:
 
     def _judge(self) -> StoreState:
         try:
-            marker = self._read_marker()
-        except _BadMarker as exc:
+            marker = self.marker.read()
+        except BadMarker as exc:
             return StoreState(
                 StoreHealth.BAD_MARKER,
                 self.directory,
@@ -344,7 +240,7 @@ class BatchStoreGuard:
         if not newest:
             # Nothing the database knows can be lost here: (re)initialise, unless another
             # replica recorded its own store since the record was read.
-            store_id = marker or self._write_marker()
+            store_id = marker or self.marker.write()
             winner = self._record(store_id, expected=recorded)
             if winner != store_id:
                 return self._mismatch(store_id, winner)
@@ -354,7 +250,7 @@ class BatchStoreGuard:
             # Batches from before this guard (or a crash between marker and record): the
             # directory is theirs if it holds one of their folders, marker or not.
             if any((self.directory / batch).is_dir() for batch in newest):
-                store_id = marker or self._write_marker()
+                store_id = marker or self.marker.write()
                 winner = self._record(store_id, expected=None)
                 if winner != store_id:
                     return self._mismatch(store_id, winner)
@@ -480,81 +376,3 @@ class BatchStoreGuard:
             except IntegrityError:
                 continue
         raise RuntimeError("the batch store record keeps changing under this signer")
-
-    # -- the marker -------------------------------------------------------------------------
-
-    def _marker_now(self) -> str | None:
-        """The marker's store id, read again only when the file is not the one read last
-        (another device, inode, size or mtime: a volume unmounted or replaced, a marker
-        rewritten): a stat per check, not a read (a worker checks before every document)."""
-        try:
-            found = os.stat(self._marker_path)  # noqa: PTH116 - a str path: no pathlib per check
-        except FileNotFoundError:
-            return None
-        key = (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
-        cached = self._marker_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        marker = self._read_marker()
-        self._marker_cache = (key, marker)
-        return marker
-
-    def _read_marker(self) -> str | None:
-        try:
-            raw = (self.directory / MARKER).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except UnicodeDecodeError as exc:
-            raise _BadMarker("not UTF-8 text") from exc
-        if not raw.strip():
-            raise _BadMarker("empty")
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise _BadMarker("not JSON") from exc
-        store_id = body.get("store_id") if isinstance(body, dict) else None
-        if not isinstance(store_id, str) or not store_id:
-            raise _BadMarker("names no store_id")
-        return store_id
-
-    def _write_marker(self, *, replace: bool = False) -> str:
-        """Create the marker if absent, atomically (replicas sharing a fresh volume: one
-        marker wins, every replica returns its id); durable before it is recorded, so a
-        crash in between leaves a marker the next start adopts, never a record without one.
-        With `replace` (adopt over an unreadable marker), the marker is replaced."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        store_id = secrets.token_hex(16)
-        body = json.dumps({"store_id": store_id, "created_at": datetime.now(UTC).isoformat()})
-        temporary = self.directory / f"{MARKER}.{store_id}.tmp"
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            if replace:
-                temporary.replace(self.directory / MARKER)
-            else:
-                os.link(temporary, self.directory / MARKER)  # fails if one exists
-        except FileExistsError:
-            pass
-        except OSError:  # a file system without hard links (some SMB or FUSE drivers)
-            self._create_exclusively(body)
-        finally:
-            temporary.unlink(missing_ok=True)
-        fsync_directory(self.directory)
-        winner = self._read_marker()
-        assert winner is not None
-        return winner
-
-    def _create_exclusively(self, body: str) -> None:
-        """The marker by O_EXCL: a replica reading it before it is written sees an empty
-        marker (`BAD_MARKER`, judged again at its next check), never a second marker."""
-        try:
-            handle = os.open(self.directory / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return
-        try:
-            os.write(handle, body.encode())
-            os.fsync(handle)
-        finally:
-            os.close(handle)

@@ -46,10 +46,8 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from signet.common.contracts.signer import (
-    BatchItem,
     BatchItemState,
     BatchStatus,
-    SignatureLevel,
     SignOptions,
 )
 from signet.common.errors import Conflict, NotFound
@@ -61,16 +59,15 @@ from signet.signer.batch.queue import (
     BatchRecord,
     Claim,
     Outcome,
-    aware,
     claimant_is_dead,
     this_worker,
     utc_now,
 )
 from signet.signer.batch.results import StoredOutput, write_results
+from signet.signer.batch.status import batch_status
 from signet.signer.batch.uploads import SPOOL, WRITE_BUFFER, Upload
 from signet.signer.registry import Registry
 from sqlalchemy import (
-    func,
     insert,
     select,
 )
@@ -333,50 +330,7 @@ class BatchStore(BatchQueue):
         return SignOptions.model_validate_json(self.record(batch_id).options_json)
 
     def status(self, batch_id: str, *, with_items: bool = True) -> BatchStatus:
-        record = self.record(batch_id)
-        with self.registry.session() as session:
-            counts = dict(
-                session.execute(
-                    select(BatchItemRecord.state, func.count())
-                    .where(BatchItemRecord.batch_id == batch_id)
-                    .group_by(BatchItemRecord.state)
-                ).all()
-            )
-            rows = (
-                session.scalars(
-                    select(BatchItemRecord)
-                    .where(BatchItemRecord.batch_id == batch_id)
-                    .order_by(BatchItemRecord.idx)
-                ).all()
-                if with_items
-                else []
-            )
-        done = counts.get(BatchItemState.DONE.value, 0)
-        failed = counts.get(BatchItemState.FAILED.value, 0)
-        pending = record.total - done - failed
-        return BatchStatus(
-            id=record.id,
-            state="finished" if pending == 0 else "running",
-            created_at=aware(record.created_at) or utc_now(),
-            finished_at=aware(record.finished_at),
-            level=SignatureLevel(record.level),
-            certificate_serial=record.certificate_serial,
-            total=record.total,
-            done=done,
-            failed=failed,
-            pending=pending,
-            items=[
-                BatchItem(
-                    index=row.idx,
-                    filename=row.filename,
-                    state=BatchItemState(row.state),
-                    error=row.error,
-                    input_sha256=row.input_sha256,
-                    output_sha256=row.output_sha256,
-                )
-                for row in rows
-            ],
-        )
+        return batch_status(self.registry, self.record(batch_id), with_items=with_items)
 
     # -- results ---------------------------------------------------------------------------
 

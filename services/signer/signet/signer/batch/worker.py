@@ -5,7 +5,8 @@ the signer has; they coordinate only through `BatchStore.claim`.  The worker
 appends each claimed group's signed documents to its own pack in the batch
 (`signet.signer.batch.results.Pack`); beside it a committer thread makes the
 group durable (one fsync of the pack) and records it in one transaction while
-the worker signs the next group: the fsync overlaps with signing.  An idle
+the worker signs the next group: the fsync overlaps with signing
+(`signet.signer.batch.committer`).  An idle
 worker watches the store's queue marker (a file every new batch touches), so
 the processes that did not receive the upload start within milliseconds too;
 the database poll is the fallback for batches created on another host.
@@ -13,7 +14,6 @@ the database poll is the fallback for batches created on another host.
 
 from __future__ import annotations
 
-import errno
 import gc
 import logging
 import queue
@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from signet.common.contracts.signer import SignOptions
 from signet.common.errors import ServiceUnavailable, SignetError
 from signet.hsm import HsmUnavailable
+from signet.signer.batch.committer import DISK_FULL, DISK_FULL_WAIT, Committer, Group
 from signet.signer.batch.results import Pack, Packed
 from signet.signer.batch.store import (
     CLAIM_LEASE,
@@ -63,38 +64,6 @@ RENEW_AFTER = CLAIM_LEASE.total_seconds() / 5
 #: ahead of large documents the claim's wait is nothing beside signing, and the group
 #: claimed ahead would only wait, kept from the other workers.
 AHEAD_BYTES = 8 * 1024 * 1024
-#: Packs a document is signed into before it fails when each one's fsync fails (EIO and
-#: the like: after a failed fsync nothing in that pack is trusted, so its documents are
-#: signed again into a new pack).  A disk that fails this many in a row is not healing.
-SYNC_ATTEMPTS = 3
-#: How long a worker claims nothing after the batch volume was full (ENOSPC, EDQUOT): the
-#: documents are handed back, never failed, and tried again once space may be free.
-DISK_FULL_WAIT = 5.0
-#: Errors that say the batch volume is full: documents are postponed, not failed.
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-#: fsync errors no new pack cures: the file system cannot sync such a file at all.
-_CANNOT_SYNC = frozenset({errno.EINVAL, errno.EBADF, errno.EOPNOTSUPP})
-
-
-@dataclass(frozen=True)
-class _Group:
-    """A signed claim on its way to the committer: documents written into packs (to sync,
-    then record), outcomes with nothing to sync (failures), packs to close afterwards."""
-
-    written: list[tuple[Claim, Packed]]
-    outcomes: list[Outcome]
-    retired: list[Pack]
-    #: (batch, index) -> packs the item was already signed into whose fsync failed
-    attempts: dict[tuple[str, int], int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Retry:
-    """Claims still held whose pack could not be synced: to be signed again (committer to
-    worker), with the failed attempts so far."""
-
-    claims: list[Claim]
-    attempts: dict[tuple[str, int], int]
 
 
 @dataclass(frozen=True)
@@ -123,20 +92,18 @@ class BatchWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._committer: threading.Thread | None = None
-        # one group waits while another is committed: bounded, and signing never waits
-        # for an fsync unless the disk is slower than signing
-        self._groups: queue.Queue[_Group | None] = queue.Queue(maxsize=1)
         self._contexts: dict[str, _Context] = {}
         # written by the worker thread only; closed by the committer (after their last
         # group is durable and recorded), never reopened: a new pack instead
         self._packs: dict[str, Pack] = {}
+        self.committer = Committer(
+            store, service.batch_store, self.worker, self._packs, pause=self._pause, wake=self.wake
+        )
+        # the committer's queues: signed groups to it, groups to sign again from it
+        self._groups, self._retries = self.committer.groups, self.committer.retries
         # the next group's claim, made while this one is signed (worker thread only)
         self._claimer = ThreadPoolExecutor(1, thread_name_prefix="batch-claim")
         self._ahead: Future[list[Claim]] | None = None
-        # groups to sign again (their pack's fsync failed), from the committer; taken
-        # before any new claim, and handed back by the committer once the worker ended
-        self._retries: queue.SimpleQueue[_Retry] = queue.SimpleQueue()
         # the failed attempts of the retried claims being signed (worker thread only)
         self._retried: dict[tuple[str, int], int] = {}
         # no claims before this (`time.monotonic`): the batch volume was full
@@ -149,10 +116,7 @@ class BatchWorker:
 
     def start(self) -> None:
         _freeze_startup_heap()
-        self._committer = threading.Thread(
-            target=self._commit_loop, name="batch-commit", daemon=True
-        )
-        self._committer.start()
+        self.committer.start()
         self._thread = threading.Thread(target=self._run, name="batch-worker", daemon=True)
         self._thread.start()
 
@@ -164,9 +128,13 @@ class BatchWorker:
         self._stop.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
-        for thread in (self._thread, self._committer):  # the committer ends after the worker
-            if thread is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        self.committer.join(max(0.0, deadline - time.monotonic()))  # ends after the worker
+
+    def _pause(self, seconds: float) -> None:
+        """Claim nothing for `seconds` (the batch volume is full)."""
+        self._paused_until = time.monotonic() + seconds
 
     def _run(self) -> None:
         try:
@@ -297,149 +265,7 @@ class BatchWorker:
                 outcomes.append(result)
             else:
                 written.append((claim, result))
-        self._groups.put(_Group(written, outcomes, retired, attempts))
-
-    def _commit_loop(self) -> None:
-        while (group := self._groups.get()) is not None:
-            try:
-                self._commit(group)
-            except Exception:  # the claims stay ours until the lease expires: then the
-                # next worker signs them again; what we wrote stays unreferenced
-                log.exception("recording %d batch items failed", len(group.written))
-            for pack in group.retired:
-                pack.close()
-        for pack in self._packs.values():  # the worker has ended: nothing writes them now
-            pack.close()
-        while True:  # groups to sign again that the worker will not take any more
-            try:
-                retry = self._retries.get_nowait()
-            except queue.Empty:
-                break
-            try:
-                self.store.release_many(self.worker, retry.claims)
-            except Exception:  # the lease hands them back
-                log.warning("handing back %d batch items failed", len(retry.claims), exc_info=True)
-
-    def _commit(self, group: _Group) -> None:
-        """Make a signed group durable together, then record it in one transaction.
-
-        One fsync per pack the group wrote into (one, unless the claim spans batches),
-        and one of ``out/`` the first time a pack is synced; only then are the items
-        recorded with where their documents are (`finish_many`).  A worker killed
-        before that leaves bytes no row points to: the next worker signs those
-        documents again into its own pack.  A pack that cannot be synced is retired
-        (the worker starts a new one) and its documents are never recorded from it:
-        `_unsynced` says what becomes of them.
-        """
-        outcomes = list(group.outcomes)
-        failed: dict[str, tuple[OSError, bool]] = {}
-        for pack in {id(packed.pack): packed.pack for _, packed in group.written}.values():
-            if pack.broken is not None:  # an earlier group's fsync failed: not this one's
-                failed[pack.name] = (pack.broken, False)
-                continue
-            try:
-                pack.sync()
-            except OSError as exc:
-                # after a failed fsync the kernel may have dropped pages and a later one
-                # may succeed regardless: nothing in this pack is trusted any more
-                failed[pack.name] = (exc, True)
-                pack.broken = exc
-        unsynced: dict[str, list[Claim]] = {}
-        for claim, packed in group.written:
-            if packed.pack.name in failed:
-                unsynced.setdefault(packed.pack.name, []).append(claim)
-            else:
-                outcomes.append(
-                    Outcome(
-                        claim.batch_id,
-                        claim.index,
-                        output_sha256=packed.sha256,
-                        output_pack=packed.pack.name,
-                        output_offset=packed.offset,
-                        output_size=packed.size,
-                    )
-                )
-        for name, claims in unsynced.items():
-            outcomes += self._unsynced(name, claims, *failed[name], group.attempts)
-        for attempt in range(3):  # the signed documents are durable: only the record is missing
-            try:
-                self.store.finish_many(self.worker, outcomes)
-                return
-            except Exception:
-                if attempt == 2:
-                    raise
-                log.warning("recording batch outcomes failed; retrying", exc_info=True)
-                time.sleep(0.5)
-
-    def _unsynced(
-        self,
-        pack: str,
-        claims: list[Claim],
-        error: OSError,
-        counted: bool,
-        attempts: dict[tuple[str, int], int],
-    ) -> list[Outcome]:
-        """What becomes of documents whose pack could not be synced; the failures to record.
-
-        - The store is not ready any more (the volume unmounted or replaced): not the
-          documents' fault, nor the disk's; handed back, signed again once it is back.
-        - The volume is full (ENOSPC, EDQUOT): handed back too, and this worker claims
-          nothing for `DISK_FULL_WAIT` (as with the HSM down: postponed, never failed).
-        - Otherwise (EIO and the like) the disk failed this pack: the claims stay this
-          worker's and are signed again into a new pack (`_retries`, before any new
-          claim: the attempts are counted exactly, no other worker takes them meanwhile),
-          until `SYNC_ATTEMPTS` packs failed them, or at once if the file system cannot
-          sync at all; then they fail with the reason.  An attempt is counted only for
-          the group whose own fsync failed (`counted`), not for one written into the
-          pack before the worker knew it was broken.
-        """
-        state = self.service.batch_store.recheck()
-        if not state.ready or error.errno in _DISK_FULL:
-            if state.ready:
-                self._paused_until = time.monotonic() + DISK_FULL_WAIT
-                log.warning(
-                    "batch volume full: pack %s cannot be synced (%s); %d documents handed "
-                    "back, none claimed for %.0f s: free space on the batch volume",
-                    pack,
-                    error.strerror,
-                    len(claims),
-                    DISK_FULL_WAIT,
-                )
-            else:
-                log.warning(
-                    "pack %s cannot be synced (%s) and the batch store is not ready (%s): "
-                    "%d documents handed back",
-                    pack,
-                    error.strerror,
-                    state.health.value,
-                    len(claims),
-                )
-            self.store.release_many(self.worker, claims)
-            return []
-        failures, again, retried = [], [], {}
-        for claim in claims:
-            key = (claim.batch_id, claim.index)
-            tried = attempts.get(key, 0) + counted
-            if error.errno in _CANNOT_SYNC or tried >= SYNC_ATTEMPTS:
-                log.error("batch %s item %d not stored: %s", claim.batch_id, claim.index, error)
-                detail = (
-                    f"internal error (cannot store the signed document: {error.strerror}; "
-                    f"{max(tried, 1)} attempt{'s' if tried > 1 else ''})"
-                )
-                failures.append(Outcome(claim.batch_id, claim.index, error=detail))
-            else:
-                again.append(claim)
-                retried[key] = tried
-        if again:
-            log.warning(
-                "pack %s cannot be synced (%s): %d documents are signed again into a new pack",
-                pack,
-                error.strerror,
-                len(again),
-            )
-            self._retries.put(_Retry(again, retried))
-            self._wake.set()
-        return failures
+        self._groups.put(Group(written, outcomes, retired, attempts))
 
     def _pack(self, batch_id: str, retired: list[Pack]) -> Pack:
         """This worker's open pack in the batch, started on first use."""
@@ -478,9 +304,9 @@ class BatchWorker:
             log.error("%s", exc)
             return Outcome(batch_id, index, error=exc.detail)
         except OSError as exc:
-            if exc.errno not in _DISK_FULL:
+            if exc.errno not in DISK_FULL:
                 return _unexpected(claim, exc)
-            self._paused_until = time.monotonic() + DISK_FULL_WAIT
+            self._pause(DISK_FULL_WAIT)
             log.warning(
                 "batch volume full (%s): batch %s item %d and the rest of its group handed "
                 "back, none claimed for %.0f s: free space on the batch volume",

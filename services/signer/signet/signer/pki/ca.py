@@ -1,61 +1,59 @@
-"""The internal CA: the key ceremony, certificate profiles, issuance and revocation.
+"""The internal CA: the key ceremony, what is issued to whom, revocation.
 
 Hierarchy: a root CA, one issuing CA, and the TSA certificate issued by the
 issuing CA.  Signer certificates (person, seal, event) are issued by the
 issuing CA and carry the URLs of our CRL and OCSP responder, so validators
 inside the company network can check their status without the internet.
 All private keys live in the HSM; certificates and revocations in `Registry`.
+How keys and certificates are made is `signet.signer.pki.issuance`, what each kind
+carries `signet.signer.pki.profiles`, their names `signet.signer.pki.names`; what the CA
+hands out (`Issued`, the API's view of a record) is `signet.signer.pki.issued`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from asn1crypto import crl as asn1_crl
-from asn1crypto import keys, x509
-from asn1crypto import pem as asn1_pem
+from asn1crypto import x509
 from signet.common.contracts.signer import (
     LEDGER_SEAL_EKU,
-    LEDGER_SEAL_POLICY_OID,
-    POLICY_ARC,
     CertificateInfo,
     CertificateKind,
-    Contact,
-    ContactChannel,
     IssueCertificateRequest,
     KeyPurpose,
     RevocationReason,
     SubjectIdentity,
 )
 from signet.common.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
-from signet.hsm import Hsm, KeyAlgorithm, KeyExists, KeyNotFound
+from signet.hsm import Hsm, KeyAlgorithm, KeyNotFound
 from signet.signer import metrics
+from signet.signer.pki.issuance import CaSettings, Issuer
+from signet.signer.pki.issued import Issued, certificate_info, fingerprint, now, serial_hex
 from signet.signer.pki.keys import HsmKey
-from signet.signer.pki.purposes import KeyPurposes
-from signet.signer.pki.tsa import TSA_POLICY_OID
-from signet.signer.pki.x509 import (
-    build_certificate,
-    build_crl,
-    extension,
-    key_identifier,
-    random_serial,
-)
-from signet.signer.registry import CertificateRecord, Registry, verification_json
+from signet.signer.pki.names import ca_name, installation_of, new_installation_id, subject_name
+from signet.signer.pki.profiles import has_eku
+from signet.signer.pki.x509 import build_crl
+from signet.signer.registry import CertificateRecord, Registry
+
+__all__ = [
+    "ISSUING_LABEL",
+    "MATERIAL_TTL",
+    "ROOT_LABEL",
+    "TSA_LABEL",
+    "CaSettings",
+    "CertificateAuthority",
+    "Issued",
+    "fingerprint",
+    "now",
+    "serial_hex",
+]
 
 ROOT_LABEL, ISSUING_LABEL, TSA_LABEL = "signet-root-ca", "signet-issuing-ca", "signet-tsa"
-#: RFC 9336 id-kp-documentSigning, plus emailProtection which NSS-based validators
-#: (poppler, Firefox-lineage tools) require for signing certificates.
-DOCUMENT_SIGNING_EKU = ("1.3.6.1.5.5.7.3.36", "email_protection")
-EVENT_POLICY_OID = f"{POLICY_ARC}.1.1"
-LONG_TERM_POLICY_OID = f"{POLICY_ARC}.1.2"
-
 #: The purpose a key must have for each kind of certificate the API can ask for.
 _PURPOSE_OF_KIND = {
     CertificateKind.PERSON: KeyPurpose.PERSON,
@@ -65,56 +63,17 @@ _PURPOSE_OF_KIND = {
 #: Keys that sign documents; a CA, TSA or ledger key never does.
 DOCUMENT_PURPOSES = (KeyPurpose.SEAL, KeyPurpose.PERSON, KeyPurpose.EVENT)
 
-_VALIDITY = {
-    CertificateKind.ROOT: timedelta(days=20 * 365),
-    CertificateKind.ISSUING: timedelta(days=10 * 365),
-    CertificateKind.TSA: timedelta(days=6 * 365),
-    CertificateKind.PERSON: timedelta(days=2 * 365),
-    CertificateKind.SEAL: timedelta(days=3 * 365),
-    CertificateKind.EVENT: timedelta(days=1),
-}
-
-
-@dataclass(frozen=True)
-class CaSettings:
-    #: Base URL validators use to reach this signer's CRL/OCSP (baked into certificates).
-    public_url: str
-    organization: str = "Signet"
-    country: str | None = None
-    #: How long a TSA certificate is valid (the ceremony's and each rollover's; see
-    #: `signet.signer.pki.rotation`): shorter than the retention, so preservation renews.
-    tsa_validity: timedelta = _VALIDITY[CertificateKind.TSA]
-
-
-@dataclass(frozen=True)
-class Issued:
-    """A certificate with the HSM key that belongs to it."""
-
-    certificate: x509.Certificate
-    key: HsmKey
-    record: CertificateRecord
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.dump()).hexdigest()
-
-
-def serial_hex(serial: int) -> str:
-    return format(serial, "x")
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
 
 #: Seconds a seal's or person's certificate status is reused between database reads.
 MATERIAL_TTL = 2.0
 
 
-class CertificateAuthority:
+class CertificateAuthority(Issuer):
+    """The CA's policy over `Issuer`'s mechanics: the ceremony and hierarchy, what may be
+    issued to whom, which material may sign, revocation and its CRLs."""
+
     def __init__(self, hsm: Hsm, registry: Registry, settings: CaSettings) -> None:
-        self.hsm, self.registry, self.settings = hsm, registry, settings
-        self.purposes = KeyPurposes(registry)
+        super().__init__(hsm, registry, settings)
         self._lock = threading.Lock()
         self._cache: dict[CertificateKind, Issued] = {}
         self._crls: dict[str, tuple[datetime, bytes]] = {}
@@ -152,17 +111,18 @@ class CertificateAuthority:
             self.hsm.destroy_key(label)
         self._cache.clear()
         self._crls.clear()
-        org = self.settings.organization
+        # a new hierarchy is a new installation to validators: never the old one's names
+        installation = new_installation_id()
         root_key = self._new_key(ROOT_LABEL, algorithm, KeyPurpose.ROOT)
-        root = self._issue(CertificateKind.ROOT, self._name(f"{org} Root CA"), root_key, None)
+        root_name = self._named("Root CA", installation)
+        root = self._issue(CertificateKind.ROOT, root_name, root_key, None)
         issuing_key = self._new_key(ISSUING_LABEL, algorithm, KeyPurpose.ISSUING)
-        issuing = self._issue(
-            CertificateKind.ISSUING, self._name(f"{org} Issuing CA 1"), issuing_key, root
-        )
+        issuing_name = self._named("Issuing CA 1", installation)
+        issuing = self._issue(CertificateKind.ISSUING, issuing_name, issuing_key, root)
         tsa_key = self._new_key(TSA_LABEL, algorithm, KeyPurpose.TSA)
         tsa = self._issue(
             CertificateKind.TSA,
-            self._name(f"{org} Time-Stamping Authority"),
+            self._named("Time-Stamping Authority", installation),
             tsa_key,
             issuing,
             validity=self.settings.tsa_validity,
@@ -216,15 +176,6 @@ class CertificateAuthority:
             label = f"signet-{kind.value}-{uuid.uuid4().hex[:20]}"
             key = self._new_key(label, algorithm, purpose)
         subject = request.subject
-        name: dict[str, str] = {"common_name": subject.common_name}
-        if subject.organization:
-            name["organization_name"] = subject.organization
-        if subject.organizational_unit:
-            name["organizational_unit_name"] = subject.organizational_unit
-        if subject.country:
-            name["country_name"] = subject.country
-        if subject.email:
-            name["email_address"] = subject.email
         validity = timedelta(days=request.validity_days) if request.validity_days else None
         verification = (
             request.identity_verification.model_dump(mode="json")
@@ -233,7 +184,7 @@ class CertificateAuthority:
         )
         return self._issue(
             kind,
-            x509.Name.build(name),
+            subject_name(subject),
             key,
             self.issuing,
             email=subject.email,
@@ -338,7 +289,7 @@ class CertificateAuthority:
             record is not None
             and record.revoked_at is None
             and record.not_after > now()
-            and _has_eku(x509.Certificate.load(record.der), LEDGER_SEAL_EKU)
+            and has_eku(x509.Certificate.load(record.der), LEDGER_SEAL_EKU)
         ):
             return self.digest_material(label)
         key = HsmKey.lookup(self.hsm, label)
@@ -401,223 +352,19 @@ class CertificateAuthority:
         return [asn1_crl.CertificateList.load(self.crl(w)) for w in ("issuing", "root")]
 
     def info(self, record: CertificateRecord) -> CertificateInfo:
-        cert = x509.Certificate.load(record.der)
-        status = (
-            "revoked"
-            if record.revoked_at
-            else ("expired" if record.not_after < datetime.now(UTC) else "good")
-        )
-        pem = asn1_pem.armor("CERTIFICATE", record.der).decode()
-        return CertificateInfo(
-            serial=record.serial,
-            kind=CertificateKind(record.kind),
-            subject=record.subject,
-            issuer=cert.issuer.human_friendly,
-            key_label=record.key_label,
-            not_before=record.not_before,
-            not_after=record.not_after,
-            fingerprint_sha256=fingerprint(cert),
-            status=status,  # type: ignore[arg-type]
-            revoked_at=record.revoked_at,
-            revocation_reason=record.revocation_reason,
-            key_destroyed=record.key_destroyed_at is not None,
-            pem=pem,
-        )
+        return certificate_info(record)
 
     # -- internals ------------------------------------------------------------------------
 
-    def _name(self, common_name: str) -> x509.Name:
-        attrs = {"common_name": common_name, "organization_name": self.settings.organization}
-        if self.settings.country:
-            attrs["country_name"] = self.settings.country
-        return x509.Name.build(attrs)
+    def own_name(self, role: str) -> x509.Name:
+        """The name of one of this installation's CAs or TSAs (`signet.signer.pki.names`),
+        under the current root's installation id (none for a root made before ids)."""
+        return self._named(role, installation_of(self.root.certificate))
 
-    def _key_exists(self, label: str) -> bool:
-        try:
-            with metrics.hsm_operation("lookup"):
-                self.hsm.find_key(label)
-        except KeyNotFound:
-            return False
-        return True
+    def _named(self, role: str, installation: str | None) -> x509.Name:
+        return ca_name(role, self.settings.organization, installation, self.settings.country)
 
-    def _new_key(self, label: str, algorithm: KeyAlgorithm, purpose: KeyPurpose) -> HsmKey:
-        """A new HSM key, its purpose recorded first: no key of ours exists without one."""
-        self.purposes.claim(label, purpose)
-        try:
-            with metrics.hsm_operation("generate_key"):
-                info = self.hsm.generate_key(label, algorithm)
-        except KeyExists as exc:
-            raise Conflict(str(exc)) from exc
-        return HsmKey(self.hsm, info.label, info.algorithm)
-
-    def _issue(
-        self,
-        kind: CertificateKind,
-        subject: x509.Name,
-        key: HsmKey,
-        issuer: Issued | None,
-        *,
-        email: str | None = None,
-        validity: timedelta | None = None,
-        verification: dict[str, Any] | None = None,
-        ledger: bool = False,
-        contact: Contact | None = None,
-    ) -> Issued:
-        with metrics.hsm_operation("lookup"):
-            public_key = keys.PublicKeyInfo.load(self.hsm.find_key(key.label).public_key_der)
-        serial = random_serial()
-        not_before = now() - timedelta(minutes=5)  # tolerate validators' clock skew
-        not_after = not_before + (validity or _VALIDITY[kind])
-        if issuer is not None:
-            not_after = min(not_after, issuer.record.not_after)
-        extensions = self._profile(kind, public_key, issuer, email, verification, contact)
-        if ledger:
-            extensions = _ledger_profile(extensions)
-        cert = build_certificate(
-            subject=subject,
-            public_key=public_key,
-            issuer=issuer.certificate.subject if issuer else subject,
-            issuer_key=issuer.key if issuer else key,
-            serial=serial,
-            not_before=not_before,
-            not_after=not_after,
-            extensions=extensions,
-        )
-        record = CertificateRecord(
-            serial=serial_hex(serial),
-            kind=kind.value,
-            subject=subject.human_friendly,
-            issuer_serial=issuer.record.serial if issuer else None,
-            key_label=key.label,
-            not_before=not_before,
-            not_after=not_after,
-            der=cert.dump(),
-            created_at=now(),
-            identity_verification=verification_json(verification),
-        )
-        self.registry.add(record)
-        metrics.CERTIFICATES_ISSUED.labels(kind.value).inc()
-        return Issued(cert, key, record)
-
-    def _profile(
-        self,
-        kind: CertificateKind,
-        public_key: keys.PublicKeyInfo,
-        issuer: Issued | None,
-        email: str | None,
-        verification: dict[str, Any] | None,
-        contact: Contact | None = None,
-    ) -> list[dict[str, Any]]:
-        ski = key_identifier(public_key)
-        exts = [extension("key_identifier", ski)]
-        if issuer is not None:
-            exts.append(
-                extension(
-                    "authority_key_identifier",
-                    {"key_identifier": issuer.certificate.key_identifier_value.native},
-                )
-            )
-            crl_name = "crl" if kind not in (CertificateKind.ISSUING,) else "root.crl"
-            base = self.settings.public_url.rstrip("/")
-            exts.append(
-                extension(
-                    "crl_distribution_points",
-                    [
-                        {
-                            "distribution_point": x509.DistributionPointName(
-                                name="full_name", value=[_uri(f"{base}/ca/{crl_name}")]
-                            )
-                        }
-                    ],
-                )
-            )
-            parent = "root" if kind is CertificateKind.ISSUING else "issuing"
-            exts.append(
-                extension(
-                    "authority_information_access",
-                    [
-                        {"access_method": "ocsp", "access_location": _uri(f"{base}/ocsp")},
-                        {
-                            "access_method": "ca_issuers",
-                            "access_location": _uri(f"{base}/ca/{parent}.cer"),
-                        },
-                    ],
-                )
-            )
-        if kind in (CertificateKind.ROOT, CertificateKind.ISSUING):
-            constraints: dict[str, Any] = {"ca": True}
-            if kind is CertificateKind.ISSUING:
-                constraints["path_len_constraint"] = 0
-            exts.append(extension("basic_constraints", constraints, critical=True))
-            exts.append(extension("key_usage", {"key_cert_sign", "crl_sign"}, critical=True))
-            return exts
-        exts.append(extension("basic_constraints", {"ca": False}, critical=True))
-        exts.append(extension("key_usage", {"digital_signature", "non_repudiation"}, critical=True))
-        if kind is CertificateKind.TSA:
-            exts.append(extension("extended_key_usage", ["time_stamping"], critical=True))
-            # the policy its tokens are issued under (TSTInfo.policy), for relying parties
-            exts.append(extension("certificate_policies", [{"policy_identifier": TSA_POLICY_OID}]))
-            return exts
-        exts.append(extension("extended_key_usage", list(DOCUMENT_SIGNING_EKU)))
-        if alt_names := _alt_names(email, contact):
-            exts.append(extension("subject_alt_name", alt_names))
-        policy: dict[str, Any] = {"policy_identifier": LONG_TERM_POLICY_OID}
-        if kind is CertificateKind.EVENT and verification:
-            notice = (
-                f"Event certificate for one signature. Identity verified by "
-                f"{verification['method']} at {verification['verified_at']}"
-                + (f" (ref {verification['reference']})" if verification.get("reference") else "")
-            )
-            policy = {
-                "policy_identifier": EVENT_POLICY_OID,
-                "policy_qualifiers": [
-                    {
-                        "policy_qualifier_id": "user_notice",
-                        "qualifier": {
-                            "explicit_text": x509.DisplayText(
-                                name="utf8_string", value=notice[:200]
-                            )
-                        },
-                    }
-                ],
-            }
-        exts.append(extension("certificate_policies", [policy]))
-        return exts
-
-
-def _alt_names(email: str | None, contact: Contact | None) -> list[x509.GeneralName]:
-    """The subject's e-mail, and an event certificate's activation contact: whoever
-    validates the signature sees where the signer sent the code (a mobile as a
-    ``tel:`` URI, RFC 3966)."""
-    names = [x509.GeneralName(name="rfc822_name", value=email)] if email else []
-    if contact is not None and contact.channel is ContactChannel.SMS:
-        names.append(
-            x509.GeneralName(name="uniform_resource_identifier", value=f"tel:{contact.address}")
-        )
-    elif contact is not None and contact.address.lower() != (email or "").lower():
-        names.append(x509.GeneralName(name="rfc822_name", value=contact.address))
-    return names
-
-
-def _ledger_profile(extensions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A seal profile turned into the ledger seal's: its own EKU (critical, and nothing
-    else: the ledger seal never signs documents) and its own policy."""
-    kept = [
-        e
-        for e in extensions
-        if e["extn_id"] not in ("extended_key_usage", "certificate_policies", "subject_alt_name")
-    ]
-    return [
-        *kept,
-        extension("extended_key_usage", [LEDGER_SEAL_EKU], critical=True),
-        extension("certificate_policies", [{"policy_identifier": LEDGER_SEAL_POLICY_OID}]),
-    ]
-
-
-def _has_eku(cert: x509.Certificate, oid: str) -> bool:
-    usage = cert.extended_key_usage_value
-    return usage is not None and oid in [u.dotted for u in usage]
-
-
-def _uri(url: str) -> x509.GeneralName:
-    return x509.GeneralName(name="uniform_resource_identifier", value=url)
+    @property
+    def installation(self) -> str | None:
+        """This installation's id, read from its root certificate (None: made before ids)."""
+        return installation_of(self.root.certificate)

@@ -71,7 +71,7 @@ def rotate_tsa(
     # must be strictly later than the one it replaces, or the two would tie.
     while now() <= previous.record.created_at:
         time.sleep(0.05)
-    subject = ca._name(f"{ca.settings.organization} Time-Stamping Authority {generation}")
+    subject = ca.own_name(f"Time-Stamping Authority {generation}")  # the root's installation
     issued = ca._issue(
         CertificateKind.TSA,
         subject,

@@ -18,43 +18,58 @@ refuses stamps, and a leap indicator of 3 (alarm: the server itself is unsynchro
 counts as no answer.  A token therefore never claims an accuracy the clock cannot show.
 
 The readers are behind small protocols (`ClockReader`, `ReferenceSource`), so tests inject
-statuses; the kernel reader is the only one that touches the system.
+statuses; the kernel reader (`signet.signer.pki.clock`) is the only one that touches the
+system, the NTP watch is `signet.signer.pki.references`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
-import ntplib
 from signet.common.errors import ServiceUnavailable
 from signet.signer import metrics
+from signet.signer.pki.clock import ClockReader, ClockReading, KernelClock
+from signet.signer.pki.references import (
+    ReferenceReading,
+    ReferenceSource,
+    ReferenceWatch,
+    split_reference,
+)
 from signet.signer.pki.tables import TimeStatusRecord
 from signet.signer.registry import Registry
 from signet.signer.schema import aware
 from sqlalchemy import select
 
+__all__ = [
+    "WARNING_SHARE",
+    "ClockReader",
+    "ClockReading",
+    "ClockUnsynchronised",
+    "KernelClock",
+    "ReferenceReading",
+    "ReferenceSource",
+    "ReferenceWatch",
+    "TimeGuard",
+    "TimeJournal",
+    "TimeState",
+    "TimeStatus",
+    "TimeTrust",
+    "split_reference",
+]
+
 log = logging.getLogger(__name__)
 
 #: A reference whose offset passes this share of the accuracy is a warning (not a refusal).
 WARNING_SHARE = 0.8
-#: adjtimex(2) return values and status bits (linux/timex.h).
-TIME_ERROR = 5
-STA_UNSYNC = 0x0040
-STA_CLOCKERR = 0x1000
-#: NTP leap indicator 3: "alarm condition (clock not synchronised)" (RFC 4330 §4).
-LEAP_ALARM = 3
 
 
 class TimeTrust(StrEnum):
@@ -66,124 +81,6 @@ class ClockUnsynchronised(ServiceUnavailable):
     """The TSA's clock cannot show the accuracy its tokens claim: no stamp is issued."""
 
     code = "clock_unsynchronised"
-
-
-@dataclass(frozen=True)
-class ClockReading:
-    """What the local clock's discipline says of itself."""
-
-    synchronised: bool
-    #: The kernel's estimated error (µs); None when not known.
-    estimated_error_us: int | None
-    #: Why it is not synchronised, in words (empty when it is).
-    detail: str = ""
-
-
-class ClockReader(Protocol):
-    def read(self) -> ClockReading: ...
-
-
-@dataclass(frozen=True)
-class ReferenceReading:
-    """The latest answer of one NTP reference."""
-
-    server: str
-    #: The reference's time minus the local clock (s; NTP's θ, RFC 4330 §5), from the
-    #: last good answer; None: never answered.
-    offset_s: float | None = None
-    #: `time.monotonic()` of the last good answer.
-    answered_at: float | None = None
-    #: Why the last query gave nothing usable (empty when it did).
-    problem: str = ""
-
-
-class ReferenceSource(Protocol):
-    def readings(self) -> Sequence[ReferenceReading]: ...
-
-
-class _Timeval(ctypes.Structure):
-    _fields_ = (("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long))
-
-
-class _Timex(ctypes.Structure):
-    """glibc's ``struct timex`` on LP64 Linux (x86_64, aarch64: the same layout, 208 bytes;
-    ctypes adds the padding after each ``int`` that the C compiler does)."""
-
-    _fields_ = (
-        ("modes", ctypes.c_uint),
-        ("offset", ctypes.c_long),
-        ("freq", ctypes.c_long),
-        ("maxerror", ctypes.c_long),
-        ("esterror", ctypes.c_long),
-        ("status", ctypes.c_int),
-        ("constant", ctypes.c_long),
-        ("precision", ctypes.c_long),
-        ("tolerance", ctypes.c_long),
-        ("time", _Timeval),
-        ("tick", ctypes.c_long),
-        ("ppsfreq", ctypes.c_long),
-        ("jitter", ctypes.c_long),
-        ("shift", ctypes.c_int),
-        ("stabil", ctypes.c_long),
-        ("jitcnt", ctypes.c_long),
-        ("calcnt", ctypes.c_long),
-        ("errcnt", ctypes.c_long),
-        ("stbcnt", ctypes.c_long),
-        ("tai", ctypes.c_int),
-        ("_reserved", ctypes.c_int * 11),
-    )
-
-
-@dataclass(frozen=True)
-class KernelStatus:
-    """One read-only ``adjtimex`` answer, as the kernel gave it."""
-
-    state: int
-    status: int
-    estimated_error_us: int
-    maximum_error_us: int
-    offset: int
-    tai: int
-
-
-class KernelClock:
-    """The kernel's synchronisation status through ``adjtimex(2)`` (Linux, glibc, LP64)."""
-
-    def __init__(self) -> None:
-        self._adjtimex: Callable[[Any], int] | None = None
-        if sys.platform.startswith("linux") and ctypes.sizeof(ctypes.c_long) == 8:
-            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-            function = libc.adjtimex
-            function.argtypes = (ctypes.POINTER(_Timex),)
-            function.restype = ctypes.c_int
-            self._adjtimex = function
-
-    def kernel_status(self) -> KernelStatus:
-        """The raw answer; OSError when the call fails, RuntimeError off Linux/LP64."""
-        if self._adjtimex is None:
-            raise RuntimeError("adjtimex(2) is read only on 64-bit Linux")
-        timex = _Timex()  # modes = 0: read, never adjust
-        state = self._adjtimex(ctypes.byref(timex))
-        if state == -1:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"adjtimex failed (errno {errno})")
-        return KernelStatus(
-            state, timex.status, timex.esterror, timex.maxerror, timex.offset, timex.tai
-        )
-
-    def read(self) -> ClockReading:
-        try:
-            kernel = self.kernel_status()
-        except (OSError, RuntimeError) as exc:
-            return ClockReading(False, None, f"the kernel's clock status is unreadable: {exc}")
-        if kernel.state == TIME_ERROR or kernel.status & (STA_UNSYNC | STA_CLOCKERR):
-            return ClockReading(
-                False,
-                kernel.estimated_error_us,
-                "the kernel reports the clock unsynchronised (no NTP daemon disciplines it, "
-                "or it lost its servers)",
-            )
-        return ClockReading(True, kernel.estimated_error_us)
 
 
 class TimeState(StrEnum):
@@ -414,87 +311,3 @@ class TimeJournal:
             if record is not None:
                 record.observed_at = aware(record.observed_at) or record.observed_at
             return record
-
-
-def split_reference(reference: str) -> tuple[str, int]:
-    """``host``, ``host:port`` or ``[v6]:port`` -> (host, port); NTP's port 123 by default."""
-    if reference.startswith("["):
-        host, _, rest = reference[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 123
-    if reference.count(":") == 1:
-        host, _, port = reference.partition(":")
-        return host, int(port)
-    return reference, 123
-
-
-class ReferenceWatch:
-    """Queries each NTP reference every `interval_s` in one daemon thread (SNTP, RFC 4330,
-    through `ntplib`); stamps read the latest answers, never wait for a query."""
-
-    def __init__(
-        self,
-        references: Sequence[str],
-        *,
-        interval_s: float = 16.0,
-        timeout_s: float = 2.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.references = tuple(references)
-        self.interval_s, self.timeout_s, self.monotonic = interval_s, timeout_s, monotonic
-        self._latest = {r: ReferenceReading(r) for r in self.references}
-        self._guard = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def readings(self) -> Sequence[ReferenceReading]:
-        with self._guard:
-            return [self._latest[r] for r in self.references]
-
-    def start(self) -> None:
-        """The first poll here, before returning (at most `timeout_s` per silent reference):
-        a stamp right after start (the CLI signs in process) has answers to judge."""
-        if self._thread is None and self.references:
-            self.poll()
-            self._thread = threading.Thread(target=self._run, name="tsa-ntp", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.timeout_s + 1)
-
-    def poll(self) -> None:
-        """Query every reference once (the thread's loop; tests call it directly too)."""
-        for reference in self.references:
-            reading = self._query(reference)
-            with self._guard:
-                previous = self._latest[reference]
-                if reading.offset_s is None:  # keep the last good answer; it expires
-                    reading = ReferenceReading(
-                        reference, previous.offset_s, previous.answered_at, reading.problem
-                    )
-                self._latest[reference] = reading
-            if reading.offset_s is not None:
-                metrics.reference_offset(reference, reading.offset_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.poll()
-            except Exception:  # never let the watch die silently: the references expire
-                log.exception("NTP reference poll failed")
-
-    def _query(self, reference: str) -> ReferenceReading:
-        host, port = split_reference(reference)
-        try:
-            answer = ntplib.NTPClient().request(host, version=4, port=port, timeout=self.timeout_s)
-        except (ntplib.NTPException, OSError, ValueError) as exc:
-            return ReferenceReading(reference, problem=f"no answer: {exc}")
-        if answer.leap == LEAP_ALARM:
-            return ReferenceReading(reference, problem="leap indicator 3: it is unsynchronised")
-        if answer.stratum == 0 or answer.stratum > 15:
-            return ReferenceReading(
-                reference, problem=f"stratum {answer.stratum}: not a usable time source"
-            )
-        # ntplib: offset = ((t2 - t1) + (t3 - t4)) / 2, the reference minus the local clock.
-        return ReferenceReading(reference, float(answer.offset), self.monotonic())
