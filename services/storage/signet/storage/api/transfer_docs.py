@@ -46,7 +46,10 @@ _OBJECT_HEADERS = {
     name: {"description": description, "schema": {"type": "string"}}
     for name, description in (
         ("X-Signet-Sha256", "the object's SHA-256"),
-        ("X-Signet-Kind", "original, revision, final, report, ledger or evidence"),
+        (
+            "X-Signet-Kind",
+            "original, revision, final, report, ledger, evidence, certificate or attachment",
+        ),
         ("X-Signet-Retain-Until", "the end of its retention (ISO 8601)"),
         ("X-Signet-Legal-Hold", "on or off"),
         ("X-Signet-Envelope", "the envelope it belongs to, when it has one"),
