@@ -1,0 +1,240 @@
+"""Enqueueing jobs in the caller's transaction, and the worker that runs them.
+
+A step that makes work due writes the job in its own transaction (`enqueue`), so the
+work is neither lost if the step commits nor done if it rolls back.  Any replica's
+`Worker` then, in one pass (`run_due`):
+
+1. gives back jobs whose claim's lease ran out (a replica died with them ``running``);
+2. marks due the ``scheduled`` jobs whose time has come and that no earlier unfinished
+   job with the same ordering key holds back (per-key order: a webhook's events of one
+   envelope);
+3. claims due jobs with `signet.common.database.claim_rows` (``FOR UPDATE SKIP LOCKED``
+   on PostgreSQL: replicas take different rows instead of waiting for each other);
+4. runs each one's handler outside any transaction, then records the outcome under
+   the claim's token (a worker whose lease ran out records nothing).
+
+A handler that raises `Retry` is tried again after an exponential back-off with
+jitter (`Backoff`) until the job's `give_up_at`, then the job is ``failed`` with the
+reason; `GiveUp` fails it at once; any other exception counts as a retryable failure.
+Handlers must be idempotent: a job is run at least once (twice if a worker dies
+between the handler's effect and the recorded outcome).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from signet.common.database import claim_rows
+from signet.portal.jobs.models import Job
+from signet.portal.schema import utc_now
+from sqlalchemy import Connection, Table, and_, exists, insert, or_, update
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+SCHEDULED, PENDING, RUNNING = "scheduled", "pending", "running"
+SUCCEEDED, FAILED = "succeeded", "failed"
+UNFINISHED = (SCHEDULED, PENDING, RUNNING)
+
+
+class Retry(Exception):
+    """This attempt failed in a way that may heal; try again after the back-off."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GiveUp(Exception):
+    """This job cannot succeed (a refused target, a vanished row): fail it now."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Attempt n waits ``min(base·2^(n-1), cap)`` seconds, times a random factor in
+    [1 - jitter, 1] (so that replicas retrying one target do not stampede in step)."""
+
+    base: float = 30.0
+    cap: float = 3 * 3600.0
+    jitter: float = 0.2
+
+    def delay(self, attempts: int, rng: Callable[[], float] = random.random) -> float:
+        plain = min(self.base * 2 ** max(attempts - 1, 0), self.cap)
+        return float(plain * (1 - self.jitter * rng()))
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    payload: Mapping[str, Any]
+    #: attempts before this one
+    attempts: int
+
+
+class Handler(Protocol):
+    """What runs one kind of job."""
+
+    #: how long a claim lasts before another worker may take the job again
+    lease: timedelta
+    backoff: Backoff
+
+    def __call__(self, job: ClaimedJob) -> None: ...
+
+
+def enqueue(
+    executor: Session | Connection,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    ordering_key: str | None = None,
+    give_up_after: timedelta | None = None,
+    now: datetime | None = None,
+) -> int:
+    """A job written in the caller's transaction (a `Session`, or the `Connection` of a
+    flush event); its id."""
+    now = now or utc_now()
+    values = {
+        "kind": kind, "payload": dict(payload), "state": SCHEDULED, "ordering_key": ordering_key,
+        "run_at": now, "give_up_at": now + give_up_after if give_up_after else None,
+        "attempts": 0, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    statement = insert(Job).values(values).returning(Job.id)
+    job_id = executor.execute(statement).scalar_one()
+    return int(job_id)
+
+
+class Worker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        handlers: Mapping[str, Handler],
+        *,
+        concurrency: int = 4,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.sessions, self.handlers, self.clock = sessions, dict(handlers), clock
+        self.concurrency = concurrency
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="job")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def run_due(self, limit: int | None = None) -> int:
+        """One pass; how many jobs were run (truthy: call again at once)."""
+        self._release_expired()
+        self._promote()
+        claimed = self._claim(limit or 2 * self.concurrency)
+        for done in self._pool.map(self._run, claimed):
+            del done
+        return len(claimed)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _release_expired(self) -> None:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            session.execute(
+                update(Job)
+                .where(Job.state == RUNNING, Job.lease_until < now)
+                .values(state=SCHEDULED, run_at=now, claim_token=None, updated_at=now,
+                        last_error="the worker's lease ran out (a replica stopped?)")
+            )  # fmt: skip
+
+    def _promote(self) -> None:
+        now = self.clock()
+        table = Job.__table__
+        assert isinstance(table, Table)
+        earlier = table.alias("earlier")
+        held_back = exists().where(
+            earlier.c.ordering_key == table.c.ordering_key,
+            earlier.c.state.in_(UNFINISHED),
+            earlier.c.id < table.c.id,
+        )
+        with self.sessions.begin() as session:
+            session.execute(
+                update(table)
+                .where(
+                    and_(table.c.state == SCHEDULED, table.c.run_at <= now),
+                    or_(table.c.ordering_key.is_(None), ~held_back),
+                )
+                .values(state=PENDING, updated_at=now)
+            )
+
+    def _claim(self, limit: int) -> list[tuple[ClaimedJob, str]]:
+        now = self.clock()
+        token = secrets.token_hex(16)
+        # one claim statement for every kind: the longest lease of any handler
+        lease = max((h.lease for h in self.handlers.values()), default=timedelta(minutes=5))
+        with self.sessions.begin() as session:
+            rows = claim_rows(
+                session.connection(), "jobs", keys=("id",), queued=PENDING, claimed=RUNNING,
+                values={"claim_token": token, "lease_until": now + lease, "updated_at": now},
+                limit=limit, returning=("kind", "payload", "attempts"),
+                timestamps=("lease_until", "updated_at"),
+            )  # fmt: skip
+        return [
+            (ClaimedJob(int(job_id), kind, _json(payload), int(attempts)), token)
+            for job_id, kind, payload, attempts in rows
+        ]
+
+    def _run(self, claimed: tuple[ClaimedJob, str]) -> None:
+        job, token = claimed
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            self._finish(job, token, FAILED, f"no handler for jobs of kind {job.kind!r}")
+            return
+        try:
+            handler(job)
+        except GiveUp as refused:
+            self._finish(job, token, FAILED, refused.reason)
+        except Retry as failed:
+            self._finish(job, token, SCHEDULED, failed.reason, handler.backoff)
+        except Exception as exc:  # a bug or a broken dependency: retried, and logged
+            log.exception("a %s job failed", job.kind)
+            self._finish(job, token, SCHEDULED, f"error: {type(exc).__name__}", handler.backoff)
+        else:
+            self._finish(job, token, SUCCEEDED, None)
+
+    def _finish(
+        self, job: ClaimedJob, token: str, state: str, reason: str | None,
+        backoff: Backoff | None = None,
+    ) -> None:  # fmt: skip
+        now = self.clock()
+        with self.sessions.begin() as session:
+            row = session.get(Job, job.id, with_for_update=True)
+            if row is None or row.state != RUNNING or row.claim_token != token:
+                log.warning("job %s was taken again after its lease ran out", job.id)
+                return
+            row.attempts += 1
+            row.updated_at, row.claim_token, row.lease_until = now, None, None
+            row.last_error = reason[:2000] if reason else None
+            if state == SCHEDULED and backoff is not None:
+                wait = timedelta(seconds=backoff.delay(row.attempts))
+                if row.give_up_at is None or now + wait <= row.give_up_at:
+                    row.state, row.run_at = SCHEDULED, now + wait
+                    return
+                state = FAILED
+                row.last_error = f"gave up after {row.attempts} attempts: {reason}"[:2000]
+            row.state, row.finished_at = state, now
+
+
+def _json(payload: Any) -> dict[str, Any]:
+    """The payload column as a dict (a raw ``RETURNING`` gives SQLite's JSON text)."""
+    if isinstance(payload, dict):
+        return payload
+    loaded = json.loads(payload)
+    assert isinstance(loaded, dict)
+    return loaded
