@@ -42,6 +42,7 @@ class Recorder:
     backoff: Backoff = field(default_factory=lambda: Backoff(base=10, cap=60, jitter=0.2))
     runs: list[int] = field(default_factory=list)
     give_up: bool = False
+    gave_up: list[tuple[int, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, job: ClaimedJob) -> None:
@@ -51,6 +52,9 @@ class Recorder:
             raise GiveUp("the target is refused")
         if job.attempts < self.failures:
             raise Retry(f"receiver answered 503 (attempt {job.attempts + 1})")
+
+    def failed(self, session: Session, job: ClaimedJob, reason: str) -> None:
+        self.gave_up.append((job.id, reason))
 
 
 @pytest.fixture
@@ -110,6 +114,7 @@ def test_retries_back_off_with_jitter_then_give_up_with_the_reason(
     job = _job(sessions, job_id)
     assert job.state == FAILED and job.attempts == 4
     assert job.last_error == "gave up after 4 attempts: receiver answered 503 (attempt 4)"
+    assert handler.gave_up == [(job_id, job.last_error)]  # told, in the same transaction
     worker.close()
 
 
@@ -165,7 +170,7 @@ def test_a_job_left_running_by_a_dead_worker_is_taken_again_and_the_late_answer_
     clock.advance(timedelta(seconds=31))
     assert alive.run_due() == 1
     assert _job(sessions, job_id).state == SUCCEEDED
-    dead._finish(claimed, token, FAILED, "a late answer")  # ignored: not its claim
+    dead._finish(claimed, token, FAILED, "a late answer", handler)  # ignored: not its claim
     job = _job(sessions, job_id)
     assert job.state == SUCCEEDED and job.attempts == 1
     dead.close()

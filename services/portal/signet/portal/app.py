@@ -40,12 +40,15 @@ from signet.portal.http import accounts as accounts_api
 from signet.portal.http import envelopes as envelopes_api
 from signet.portal.http import links as links_api
 from signet.portal.http import outbox as outbox_api
+from signet.portal.http import webhooks as webhooks_api
 from signet.portal.http.access import KeyAuthorizer
 from signet.portal.http.deps import Portal
 from signet.portal.identity.service import IdentityService
+from signet.portal.jobs.queue import Worker
 from signet.portal.notifications.dispatch import Dispatcher
 from signet.portal.periodic import PeriodicThread
 from signet.portal.policy import policy_chooser
+from signet.portal.webhooks.wiring import webhook_parts
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
@@ -81,6 +84,8 @@ def build_portal(settings: PortalSettings) -> Portal:
         seal_label=settings.seal_key_label, font=settings.certificate_font,
     )  # fmt: skip
     sweep = CompletionSweep(completion, grace=timedelta(seconds=settings.completion_grace_seconds))
+    webhooks, handlers = webhook_parts(settings, sessions)
+    worker = Worker(sessions, handlers, concurrency=settings.job_concurrency)
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
@@ -97,6 +102,9 @@ def build_portal(settings: PortalSettings) -> Portal:
         dispatching=None if held else PeriodicThread("outbox-dispatcher", dispatcher.run_due, 1.0),
         deadlines=PeriodicThread("deadlines", watch.look, settings.deadline_check_seconds),
         completions=PeriodicThread("completions", sweep.step, settings.completion_check_seconds),
+        webhooks=webhooks,
+        worker=worker,
+        jobs=PeriodicThread("jobs", worker.run_due, settings.job_check_seconds),
     )
 
 
@@ -125,7 +133,10 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             portal.dispatching.start()
         portal.deadlines.start()
         portal.completions.start()
+        portal.jobs.start()
         yield
+        portal.jobs.stop()
+        portal.worker.close()
         portal.completions.stop()
         portal.deadlines.stop()
         if portal.dispatching is not None:
@@ -136,7 +147,8 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
 
     app = service_app("Signet portal", lifespan, service="portal")
     app.state.portal = portal
-    for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router):
+    for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router,
+                   webhooks_api.router):  # fmt: skip
         app.include_router(router)
     upload = settings.max_documents * settings.max_document_bytes + 1024 * 1024
     app.add_middleware(

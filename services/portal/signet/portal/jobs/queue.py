@@ -93,6 +93,9 @@ class Handler(Protocol):
 
     def __call__(self, job: ClaimedJob) -> None: ...
 
+    def failed(self, session: Session, job: ClaimedJob, reason: str) -> None:
+        """The job is failed for good: in the transaction that records it."""
+
 
 def enqueue(
     executor: Session | Connection,
@@ -194,23 +197,23 @@ class Worker:
         job, token = claimed
         handler = self.handlers.get(job.kind)
         if handler is None:
-            self._finish(job, token, FAILED, f"no handler for jobs of kind {job.kind!r}")
+            self._finish(job, token, FAILED, f"no handler for jobs of kind {job.kind!r}", None)
             return
         try:
             handler(job)
         except GiveUp as refused:
-            self._finish(job, token, FAILED, refused.reason)
+            self._finish(job, token, FAILED, refused.reason, handler)
         except Retry as failed:
-            self._finish(job, token, SCHEDULED, failed.reason, handler.backoff)
+            self._finish(job, token, SCHEDULED, failed.reason, handler)
         except Exception as exc:  # a bug or a broken dependency: retried, and logged
             log.exception("a %s job failed", job.kind)
-            self._finish(job, token, SCHEDULED, f"error: {type(exc).__name__}", handler.backoff)
+            self._finish(job, token, SCHEDULED, f"error: {type(exc).__name__}", handler)
         else:
-            self._finish(job, token, SUCCEEDED, None)
+            self._finish(job, token, SUCCEEDED, None, handler)
 
     def _finish(
         self, job: ClaimedJob, token: str, state: str, reason: str | None,
-        backoff: Backoff | None = None,
+        handler: Handler | None,
     ) -> None:  # fmt: skip
         now = self.clock()
         with self.sessions.begin() as session:
@@ -221,14 +224,16 @@ class Worker:
             row.attempts += 1
             row.updated_at, row.claim_token, row.lease_until = now, None, None
             row.last_error = reason[:2000] if reason else None
-            if state == SCHEDULED and backoff is not None:
-                wait = timedelta(seconds=backoff.delay(row.attempts))
+            if state == SCHEDULED and handler is not None:
+                wait = timedelta(seconds=handler.backoff.delay(row.attempts))
                 if row.give_up_at is None or now + wait <= row.give_up_at:
                     row.state, row.run_at = SCHEDULED, now + wait
                     return
                 state = FAILED
                 row.last_error = f"gave up after {row.attempts} attempts: {reason}"[:2000]
             row.state, row.finished_at = state, now
+            if state == FAILED and handler is not None:
+                handler.failed(session, job, row.last_error or "failed")
 
 
 def _json(payload: Any) -> dict[str, Any]:
