@@ -22,6 +22,7 @@ from signet.portal.jobs.queue import (
     Backoff,
     ClaimedJob,
     GiveUp,
+    Outcome,
     Retry,
     Worker,
     enqueue,
@@ -162,15 +163,17 @@ def test_a_job_left_running_by_a_dead_worker_is_taken_again_and_the_late_answer_
     dead = Worker(sessions, {"test": handler}, clock=clock)
     with sessions.begin() as session:
         job_id = enqueue(session, "test", {}, now=clock())
-    dead._promote()
-    [(claimed, token)] = dead._claim(1)  # claimed, then the replica died
+    with sessions.begin() as session:
+        dead._promote(session)
+        [(claimed, token)] = dead._claim(session, 1)  # claimed, then the replica died
     assert _job(sessions, job_id).state == RUNNING
     alive = Worker(sessions, {"test": handler}, clock=clock)
     assert alive.run_due() == 0  # the lease still holds
     clock.advance(timedelta(seconds=31))
     assert alive.run_due() == 1
     assert _job(sessions, job_id).state == SUCCEEDED
-    dead._finish(claimed, token, FAILED, "a late answer", handler)  # ignored: not its claim
+    late = Outcome(claimed, token, FAILED, "a late answer", handler)
+    dead._finish([late])  # ignored: not its claim any more
     job = _job(sessions, job_id)
     assert job.state == SUCCEEDED and job.attempts == 1
     dead.close()

@@ -48,6 +48,7 @@ from signet.portal.jobs.queue import Worker
 from signet.portal.notifications.dispatch import Dispatcher
 from signet.portal.periodic import PeriodicThread
 from signet.portal.policy import policy_chooser
+from signet.portal.webhooks import hook as webhook_hook
 from signet.portal.webhooks.wiring import webhook_parts
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -134,7 +135,9 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         portal.deadlines.start()
         portal.completions.start()
         portal.jobs.start()
+        webhook_hook.wake_on_commit(portal.jobs.wake)
         yield
+        webhook_hook.wake_on_commit(portal.jobs.wake, remove=True)
         portal.jobs.stop()
         portal.worker.close()
         portal.completions.stop()

@@ -45,20 +45,25 @@ SUCCEEDED, FAILED = "succeeded", "failed"
 UNFINISHED = (SCHEDULED, PENDING, RUNNING)
 
 
+#: Rows a handler writes about its run (a delivery log entry), in the transaction that
+#: records the job's outcome: one commit per pass of the worker, not one per job.
+Record = Callable[[Session], None]
+
+
 class Retry(Exception):
     """This attempt failed in a way that may heal; try again after the back-off."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, record: Record | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.record = reason, record
 
 
 class GiveUp(Exception):
     """This job cannot succeed (a refused target, a vanished row): fail it now."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, record: Record | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.record = reason, record
 
 
 @dataclass(frozen=True)
@@ -84,14 +89,26 @@ class ClaimedJob:
     attempts: int
 
 
+@dataclass(frozen=True)
+class Outcome:
+    job: ClaimedJob
+    token: str
+    #: succeeded, failed, or scheduled (a retry)
+    state: str
+    reason: str | None
+    handler: Handler | None
+    record: Record | None = None
+
+
 class Handler(Protocol):
-    """What runs one kind of job."""
+    """What runs one kind of job: returns (or raises `Retry`/`GiveUp` with) the rows to
+    write about the run, or None."""
 
     #: how long a claim lasts before another worker may take the job again
     lease: timedelta
     backoff: Backoff
 
-    def __call__(self, job: ClaimedJob) -> None: ...
+    def __call__(self, job: ClaimedJob) -> Record | None: ...
 
     def failed(self, session: Session, job: ClaimedJob, reason: str) -> None:
         """The job is failed for good: in the transaction that records it."""
@@ -134,29 +151,37 @@ class Worker:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        for handler in self.handlers.values():
+            closing = getattr(handler, "close", None)
+            if callable(closing):
+                closing()
 
     def run_due(self, limit: int | None = None) -> int:
-        """One pass; how many jobs were run (truthy: call again at once)."""
-        self._release_expired()
-        self._promote()
-        claimed = self._claim(limit or 2 * self.concurrency)
-        for done in self._pool.map(self._run, claimed):
-            del done
+        """One pass; how many jobs were run (truthy: call again at once).
+
+        Three commits whatever the number of jobs: the claim (with the lease release
+        and the promotion before it), then the handlers run side by side, then every
+        outcome in one transaction."""
+        with self.sessions.begin() as session:
+            self._release_expired(session)
+            self._promote(session)
+            claimed = self._claim(session, limit or 2 * self.concurrency)
+        if claimed:
+            self._finish(list(self._pool.map(self._run, claimed)))
         return len(claimed)
 
     # -- steps ---------------------------------------------------------------------------
 
-    def _release_expired(self) -> None:
+    def _release_expired(self, session: Session) -> None:
         now = self.clock()
-        with self.sessions.begin() as session:
-            session.execute(
-                update(Job)
-                .where(Job.state == RUNNING, Job.lease_until < now)
-                .values(state=SCHEDULED, run_at=now, claim_token=None, updated_at=now,
-                        last_error="the worker's lease ran out (a replica stopped?)")
-            )  # fmt: skip
+        session.execute(
+            update(Job)
+            .where(Job.state == RUNNING, Job.lease_until < now)
+            .values(state=SCHEDULED, run_at=now, claim_token=None, updated_at=now,
+                    last_error="the worker's lease ran out (a replica stopped?)")
+        )  # fmt: skip
 
-    def _promote(self) -> None:
+    def _promote(self, session: Session) -> None:
         now = self.clock()
         table = Job.__table__
         assert isinstance(table, Table)
@@ -166,74 +191,77 @@ class Worker:
             earlier.c.state.in_(UNFINISHED),
             earlier.c.id < table.c.id,
         )
-        with self.sessions.begin() as session:
-            session.execute(
-                update(table)
-                .where(
-                    and_(table.c.state == SCHEDULED, table.c.run_at <= now),
-                    or_(table.c.ordering_key.is_(None), ~held_back),
-                )
-                .values(state=PENDING, updated_at=now)
+        session.execute(
+            update(table)
+            .where(
+                and_(table.c.state == SCHEDULED, table.c.run_at <= now),
+                or_(table.c.ordering_key.is_(None), ~held_back),
             )
+            .values(state=PENDING, updated_at=now)
+        )
 
-    def _claim(self, limit: int) -> list[tuple[ClaimedJob, str]]:
+    def _claim(self, session: Session, limit: int) -> list[tuple[ClaimedJob, str]]:
         now = self.clock()
         token = secrets.token_hex(16)
         # one claim statement for every kind: the longest lease of any handler
         lease = max((h.lease for h in self.handlers.values()), default=timedelta(minutes=5))
-        with self.sessions.begin() as session:
-            rows = claim_rows(
-                session.connection(), "jobs", keys=("id",), queued=PENDING, claimed=RUNNING,
-                values={"claim_token": token, "lease_until": now + lease, "updated_at": now},
-                limit=limit, returning=("kind", "payload", "attempts"),
-                timestamps=("lease_until", "updated_at"),
-            )  # fmt: skip
+        rows = claim_rows(
+            session.connection(), "jobs", keys=("id",), queued=PENDING, claimed=RUNNING,
+            values={"claim_token": token, "lease_until": now + lease, "updated_at": now},
+            limit=limit, returning=("kind", "payload", "attempts"),
+            timestamps=("lease_until", "updated_at"),
+        )  # fmt: skip
         return [
             (ClaimedJob(int(job_id), kind, _json(payload), int(attempts)), token)
             for job_id, kind, payload, attempts in rows
         ]
 
-    def _run(self, claimed: tuple[ClaimedJob, str]) -> None:
+    def _run(self, claimed: tuple[ClaimedJob, str]) -> Outcome:
         job, token = claimed
         handler = self.handlers.get(job.kind)
         if handler is None:
-            self._finish(job, token, FAILED, f"no handler for jobs of kind {job.kind!r}", None)
-            return
+            return Outcome(job, token, FAILED, f"no handler for jobs of kind {job.kind!r}", None)
         try:
-            handler(job)
+            record = handler(job)
         except GiveUp as refused:
-            self._finish(job, token, FAILED, refused.reason, handler)
+            return Outcome(job, token, FAILED, refused.reason, handler, refused.record)
         except Retry as failed:
-            self._finish(job, token, SCHEDULED, failed.reason, handler)
+            return Outcome(job, token, SCHEDULED, failed.reason, handler, failed.record)
         except Exception as exc:  # a bug or a broken dependency: retried, and logged
             log.exception("a %s job failed", job.kind)
-            self._finish(job, token, SCHEDULED, f"error: {type(exc).__name__}", handler)
-        else:
-            self._finish(job, token, SUCCEEDED, None, handler)
+            return Outcome(job, token, SCHEDULED, f"error: {type(exc).__name__}", handler)
+        return Outcome(job, token, SUCCEEDED, None, handler, record)
 
-    def _finish(
-        self, job: ClaimedJob, token: str, state: str, reason: str | None,
-        handler: Handler | None,
-    ) -> None:  # fmt: skip
+    def _finish(self, outcomes: list[Outcome]) -> None:
+        """Every outcome of a pass in one transaction.  The handler's rows are facts (the
+        attempt happened) and are always written; the job's row only under the claim's
+        token (a worker whose lease ran out changes nothing of the job)."""
         now = self.clock()
         with self.sessions.begin() as session:
-            row = session.get(Job, job.id, with_for_update=True)
-            if row is None or row.state != RUNNING or row.claim_token != token:
-                log.warning("job %s was taken again after its lease ran out", job.id)
+            for outcome in outcomes:
+                if outcome.record is not None:
+                    outcome.record(session)
+                self._settle(session, outcome, now)
+
+    def _settle(self, session: Session, outcome: Outcome, now: datetime) -> None:
+        job, state, reason, handler = outcome.job, outcome.state, outcome.reason, outcome.handler
+        row = session.get(Job, job.id, with_for_update=True)
+        if row is None or row.state != RUNNING or row.claim_token != outcome.token:
+            log.warning("job %s was taken again after its lease ran out", job.id)
+            return
+        row.attempts += 1
+        row.updated_at, row.claim_token, row.lease_until = now, None, None
+        row.last_error = reason[:2000] if reason else None
+        if state == SCHEDULED and handler is not None:
+            wait = timedelta(seconds=handler.backoff.delay(row.attempts))
+            if row.give_up_at is None or now + wait <= row.give_up_at:
+                row.state, row.run_at = SCHEDULED, now + wait
                 return
-            row.attempts += 1
-            row.updated_at, row.claim_token, row.lease_until = now, None, None
-            row.last_error = reason[:2000] if reason else None
-            if state == SCHEDULED and handler is not None:
-                wait = timedelta(seconds=handler.backoff.delay(row.attempts))
-                if row.give_up_at is None or now + wait <= row.give_up_at:
-                    row.state, row.run_at = SCHEDULED, now + wait
-                    return
-                state = FAILED
-                row.last_error = f"gave up after {row.attempts} attempts: {reason}"[:2000]
-            row.state, row.finished_at = state, now
-            if state == FAILED and handler is not None:
-                handler.failed(session, job, row.last_error or "failed")
+            state = FAILED
+            row.last_error = f"gave up after {row.attempts} attempts: {reason}"[:2000]
+        row.state, row.finished_at = state, now
+        if state == FAILED and handler is not None:
+            handler.failed(session, job, row.last_error or "failed")
 
 
 def _json(payload: Any) -> dict[str, Any]:

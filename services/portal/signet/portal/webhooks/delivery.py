@@ -15,12 +15,15 @@ at least once, and the receiver drops the duplicate by ``webhook-id``.
 from __future__ import annotations
 
 import logging
+import ssl
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
-from signet.portal.jobs.queue import Backoff, ClaimedJob, GiveUp, Retry
+from signet.portal.jobs.queue import Backoff, ClaimedJob, GiveUp, Record, Retry
 from signet.portal.schema import utc_now
 from signet.portal.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from signet.portal.webhooks.signing import signature, subscription_secret
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 ANSWER_BYTES = 1024
 DELIVERED, FAILED = "delivered", "failed"
 USER_AGENT = "Signet-Webhooks/1"
+#: Receivers with a kept-alive client (the least recently used beyond are closed).
+MAX_CLIENTS = 64
 
 
 class DeliveryHandler:
@@ -50,8 +55,36 @@ class DeliveryHandler:
     ) -> None:
         self.sessions, self.secret_key, self.policy = sessions, secret_key, policy
         self.backoff, self.timeout, self.clock = backoff, timeout, clock
+        self._tls = ssl.create_default_context()  # made once: each costs milliseconds
+        self._clients: OrderedDict[tuple[str, str, str, int], httpx.Client] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def __call__(self, job: ClaimedJob) -> None:
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    def _client(self, target: Target) -> httpx.Client:
+        """A kept-alive client per name and checked address: connections are reused for
+        one receiver, never across names (a TLS session is verified for its name)."""
+        key = (target.scheme, target.host, str(target.address), target.port)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+            client = httpx.Client(
+                verify=self._tls, timeout=self.timeout, follow_redirects=False,
+                trust_env=False, limits=httpx.Limits(max_keepalive_connections=4),
+            )  # fmt: skip
+            self._clients[key] = client
+            while len(self._clients) > MAX_CLIENTS:
+                _, oldest = self._clients.popitem(last=False)
+                oldest.close()
+            return client
+
+    def __call__(self, job: ClaimedJob) -> Record | None:
         delivery_id, trigger = str(job.payload["delivery_id"]), str(job.payload["trigger"])
         with self.sessions() as session:
             delivery = session.get(WebhookDelivery, delivery_id)
@@ -60,7 +93,7 @@ class DeliveryHandler:
             subscription = session.get(WebhookSubscription, delivery.subscription_id)
             assert subscription is not None
             if delivery.state == DELIVERED:
-                return  # a job run again after a lost outcome: already done
+                return None  # a job run again after a lost outcome: already done
             if subscription.disabled_at is not None:
                 raise GiveUp("the subscription was disabled")
             secret = subscription_secret(
@@ -70,9 +103,10 @@ class DeliveryHandler:
         try:
             target = self.policy.check(url)
         except TargetRefused as refused:
-            self._log(delivery_id, trigger, None, None, None, "", refused.detail)
-            raise GiveUp(refused.detail) from None
-        self._send(delivery_id, trigger, target, event_id, body, secret)
+            entry = self._entry(delivery_id, trigger, self.clock(), None, None, None, "",
+                                refused.detail)  # fmt: skip
+            raise GiveUp(refused.detail, entry) from None
+        return self._send(delivery_id, trigger, target, event_id, body, secret)
 
     def failed(self, session: Session, job: ClaimedJob, reason: str) -> None:
         """The jobs table gave up: the delivery is failed, with the reason."""
@@ -84,7 +118,7 @@ class DeliveryHandler:
     def _send(
         self, delivery_id: str, trigger: str, target: Target, event_id: str, body: bytes,
         secret: str,
-    ) -> None:  # fmt: skip
+    ) -> Record:  # fmt: skip
         timestamp = int(self.clock().timestamp())
         default_port = 443 if target.scheme == "https" else 80
         host = target.host if target.port == default_port else f"{target.host}:{target.port}"
@@ -97,11 +131,10 @@ class DeliveryHandler:
             "webhook-signature": signature(secret, timestamp, body),
         }
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        started = time.monotonic()
+        began, started = self.clock(), time.monotonic()
         try:
             with (
-                httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as c,
-                c.stream(
+                self._client(target).stream(
                     "POST", target.connect_url(), content=body, headers=headers,
                     extensions=extensions,
                 ) as answer,
@@ -111,26 +144,28 @@ class DeliveryHandler:
         except httpx.HTTPError as exc:
             latency = int((time.monotonic() - started) * 1000)
             reason = f"no answer from {target.address}: {type(exc).__name__}: {exc}"[:500]
-            self._log(delivery_id, trigger, target, None, latency, "", reason)
-            raise Retry(reason) from None
+            raise Retry(reason, self._entry(delivery_id, trigger, began, target, None, latency,
+                                            "", reason)) from None  # fmt: skip
         latency = int((time.monotonic() - started) * 1000)
         text = head.decode("utf-8", errors="replace")
         if 200 <= status < 300:
-            self._log(delivery_id, trigger, target, status, latency, text, None)
-            return
+            return self._entry(delivery_id, trigger, began, target, status, latency, text, None)
         reason = f"the receiver answered {status}"
-        self._log(delivery_id, trigger, target, status, latency, text, reason)
-        raise Retry(reason)
+        entry = self._entry(delivery_id, trigger, began, target, status, latency, text, reason)
+        raise Retry(reason, entry)
 
-    def _log(
-        self, delivery_id: str, trigger: str, target: Target | None, status: int | None,
-        latency: int | None, answer: str, error: str | None,
-    ) -> None:  # fmt: skip
+    def _entry(
+        self, delivery_id: str, trigger: str, began: datetime, target: Target | None,
+        status: int | None, latency: int | None, answer: str, error: str | None,
+    ) -> Record:  # fmt: skip
+        """The attempt's log entry and the delivery's new state, written by the jobs
+        table with the job's outcome."""
         now = self.clock()
-        with self.sessions.begin() as session:
+
+        def record(session: Session) -> None:
             session.add(
                 WebhookAttempt(
-                    delivery_id=delivery_id, started_at=now,
+                    delivery_id=delivery_id, started_at=began,
                     address=str(target.address) if target else None, status_code=status,
                     latency_ms=latency, response=answer, error=error, trigger=trigger,
                 )
@@ -141,6 +176,8 @@ class DeliveryHandler:
             delivery.last_status, delivery.last_error, delivery.updated_at = status, error, now
             if error is None:
                 delivery.state, delivery.delivered_at = DELIVERED, now
+
+        return record
 
 
 def _first_bytes(answer: httpx.Response) -> bytes:

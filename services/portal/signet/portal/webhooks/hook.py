@@ -18,6 +18,7 @@ steps one after another, and the receiver orders and de-duplicates by it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from signet.portal.schema import new_id
 from signet.portal.webhooks.events import matches
 from signet.portal.webhooks.models import WebhookDelivery, WebhookSubscription
 from sqlalchemy import Connection, event, func, insert, select
-from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import Mapper, Session, object_session
 
 JOB_KIND = "webhook.deliver"
 #: Deliveries are retried for a day after the event, then failed.
@@ -36,6 +37,10 @@ GIVE_UP_AFTER = timedelta(days=1)
 PENDING = "pending"
 
 _give_up_after = [GIVE_UP_AFTER]
+#: Called after a transaction that queued deliveries commits (this process's jobs
+#: thread, so that a delivery leaves at once instead of at the next poll).
+_wakers: set[Callable[[], None]] = set()
+_QUEUED = "signet.webhooks.queued"
 
 
 def install(give_up_after: timedelta = GIVE_UP_AFTER) -> None:
@@ -44,6 +49,26 @@ def install(give_up_after: timedelta = GIVE_UP_AFTER) -> None:
     _give_up_after[0] = give_up_after
     if not event.contains(LedgerEvent, "after_insert", _on_event):
         event.listen(LedgerEvent, "after_insert", _on_event)
+        event.listen(Session, "after_commit", _after_commit)
+        event.listen(Session, "after_rollback", _forget)
+
+
+def wake_on_commit(waker: Callable[[], None], *, remove: bool = False) -> None:
+    """Call `waker` whenever a transaction that queued deliveries commits."""
+    if remove:
+        _wakers.discard(waker)
+    else:
+        _wakers.add(waker)
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_QUEUED, False):
+        for waker in list(_wakers):
+            waker()
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_QUEUED, None)
 
 
 def ordering_key(subscription_id: str, envelope_id: str) -> str:
@@ -74,6 +99,9 @@ def _on_event(_mapper: Mapper[Any], connection: Connection, row: LedgerEvent) ->
         .where(LedgerEvent.envelope_id == row.envelope_id, LedgerEvent.sequence <= row.sequence)
     )
     body = envelope_event(row, int(sequence or 1))
+    session = object_session(row)
+    if session is not None:
+        session.info[_QUEUED] = True
     for subscription_id, _ in subscriptions:
         delivery_id = new_id()
         connection.execute(

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
 from signet.common.errors import SignetError
@@ -24,6 +25,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
 MAX_URL = 2048
+#: How long the appliance's own services' addresses are kept (seconds).
+OWN_TTL = 30.0
 
 #: Never a webhook target, whatever the settings.
 _FORBIDDEN = tuple(
@@ -79,6 +82,9 @@ class TargetPolicy:
     #: test-only: let a webhook reach loopback (a receiver beside the tests)
     allow_loopback: bool = False
     resolver: Resolver = system_resolver
+    _cache: dict[str, tuple[float, set[tuple[Address, int]]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def check(self, url: str) -> Target:
         """The checked target of `url`; `TargetRefused` saying why not."""
@@ -123,7 +129,16 @@ class TargetPolicy:
             )
 
     def _own_endpoints(self) -> set[tuple[Address, int]]:
-        """The addresses and ports of the appliance's own services, resolved now."""
+        """The addresses and ports of the appliance's own services, resolved at most
+        every `OWN_TTL` seconds (a delivery would otherwise cost four lookups more)."""
+        cached = self._cache.get("own")
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        own = self._resolve_own()
+        self._cache["own"] = (time.monotonic() + OWN_TTL, own)
+        return own
+
+    def _resolve_own(self) -> set[tuple[Address, int]]:
         own: set[tuple[Address, int]] = set()
         for url in self.own_services:
             parts = urlsplit(url)
