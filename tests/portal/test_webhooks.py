@@ -36,6 +36,7 @@ from signet.portal.http.deps import Portal
 
 from tests.conftest import free_port
 from tests.portal.conftest import DOC
+from tests.support.postgres import start_postgres
 
 DOCS = Path(__file__).parents[2] / "docs" / "api" / "webhooks.md"
 
@@ -547,3 +548,35 @@ def test_malformed_and_oversized_requests(world: World) -> None:
                                headers=world.headers())  # fmt: skip
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
     assert world.client.get("/api/v1/webhooks", headers=world.headers()).json() == []
+
+
+def test_on_postgresql_every_step_is_delivered_once_in_order(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    server = start_postgres()
+    try:
+        url = server.create_database("webhooks")
+        with running(_settings(tmp_path, database_url=url)) as world:
+            made = world.subscribe(receiver.url, event_types=["*"])
+            envelopes = [world.envelope(), world.envelope(approve=False)]
+            steps = sum(
+                len(
+                    world.client.get(
+                        f"/api/v1/envelopes/{e}/events", headers=world.headers()
+                    ).json()
+                )
+                for e in envelopes
+            )
+            assert steps >= 9  # the first: created … approved, voided; the second: 2
+            _wait(lambda: len(world.deliveries(made["id"])) == steps)
+            _wait(lambda: all(d["state"] == "delivered" for d in world.deliveries(made["id"])))
+            verify = _docs_verify()
+            assert all(verify(made["secret"], r.headers, r.body) for r in receiver.got)
+            for envelope_id in envelopes:
+                timeline = world.client.get(f"/api/v1/envelopes/{envelope_id}/events",
+                                            headers=world.headers()).json()  # fmt: skip
+                got = [r.event for r in receiver.got if r.event["envelope_id"] == envelope_id]
+                assert [e["id"] for e in got] == [e["id"] for e in timeline]
+                assert [e["sequence"] for e in got] == list(range(1, len(timeline) + 1))
+    finally:
+        server.stop()
