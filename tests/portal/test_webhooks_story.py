@@ -2,6 +2,8 @@
 processes, SQLite): an envelope sent, approved, signed and completed at B-LTA through
 the API only, and a real receiver on loopback gets every envelope and recipient step
 signed, each verified with the docs' snippet, in the order of the envelope's timeline.
+And a template saved through the API (its documents in the vault) makes an envelope
+that completes the same way.
 
 Loopback is a target here only because the test sets the test-only
 ``SIGNET_PORTAL_WEBHOOK_ALLOW_LOOPBACK``.
@@ -9,6 +11,8 @@ Loopback is a target here only because the test sets the test-only
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +22,8 @@ import pytest
 
 from tests.conftest import free_port
 from tests.portal.test_api_story import (
+    ANNEX,
+    CONTRACT,
     _activate,
     _create,
     _handwriting,
@@ -106,3 +112,61 @@ def test_send_approve_sign_complete_arrives_signed_and_in_order(
 def _tried(admin: httpx.Client, webhook_id: str) -> bool:
     log = admin.get(f"/api/v1/webhooks/{webhook_id}/deliveries").json()
     return any(d["attempts"] >= 2 for d in log)
+
+
+def test_a_template_saved_through_the_api_makes_an_envelope_that_completes(
+    appliance: Appliance,
+) -> None:
+    """Template → envelope → sent → approved → signed → completed, through HTTP only."""
+    spec = {
+        "name": "Annex sign-off",
+        "title": "Annex sign-off",
+        "roles": [{"key": "legal", "role": "approver"}, {"key": "customer", "group": 1}],
+        "fields": [
+            {"document": 1, "role": "customer", "kind": kind, "page": 1, "x": 50,
+             "y": 100 + 40 * i, "width": 140, "height": 24}
+            for i, kind in enumerate(["signature", "date"])
+        ],
+    }  # fmt: skip
+    with appliance.portal(appliance.admin_key()) as admin:
+        saved = admin.post(
+            "/api/v1/templates", data={"template": json.dumps(spec)},
+            files=[("documents", ("contract.pdf", CONTRACT, "application/pdf")),
+                   ("documents", ("annex.pdf", ANNEX, "application/pdf"))],
+        )  # fmt: skip
+        assert saved.status_code == 201, saved.text
+        template = saved.json()
+        assert [d["pages"] for d in template["documents"]] == [2, 1]
+        assert template["documents"][0]["sha256"] == hashlib.sha256(CONTRACT).hexdigest()
+        too_big = admin.post(
+            "/api/v1/templates", data={"template": json.dumps(spec)},
+            files=[("documents", ("a.pdf", b"%PDF-1.7\n" + b"0" * (51 * 1024 * 1024),
+                                  "application/pdf"))],
+        )  # fmt: skip
+        assert too_big.status_code == 413, too_big.text
+        hello = [("documents", ("a.pdf", b"hello", "application/pdf"))]
+        not_pdf = admin.post("/api/v1/templates", data={"template": json.dumps(spec)}, files=hello)
+        assert not_pdf.status_code in (400, 422), not_pdf.text
+        parties = {
+            "legal": {"name": "Wang Fang", "email": "wang.fang@acme.example"},
+            "customer": {"name": "Ana Template", "email": "ana.t@other.example", "locale": "es"},
+        }
+        made = admin.post(f"/api/v1/templates/{template['id']}/envelopes",
+                          json={"parties": parties})  # fmt: skip
+        assert made.status_code == 201, made.text
+        envelope_id = made.json()["id"]
+        admin.post(f"/api/v1/envelopes/{envelope_id}/send").raise_for_status()
+        with httpx.Client(base_url=appliance.portal_url, timeout=60) as recipient:
+            approver = _link_of(admin, envelope_id, "wang.fang@acme.example")
+            _verify(appliance, admin, envelope_id, approver, "wang.fang@acme.example")
+            recipient.post(f"/api/v1/links/{approver}/approve").raise_for_status()
+            ana = _link_of(admin, envelope_id, "ana.t@other.example")
+            _verify(appliance, admin, envelope_id, ana, "ana.t@other.example")
+            body = _sign_body(_handwriting(), **_activate(appliance, ana))
+            signed = recipient.post(f"/api/v1/links/{ana}/sign", json=body)
+            assert signed.status_code == 200, signed.text
+            assert signed.json()["envelope_status"] == "completed"
+        final = admin.get(f"/api/v1/envelopes/{envelope_id}").json()
+        assert final["status"] == "completed"
+        assert final["documents"][0]["current_sha256"] == hashlib.sha256(CONTRACT).hexdigest()
+        assert final["documents"][1]["current_sha256"] != hashlib.sha256(ANNEX).hexdigest()

@@ -40,6 +40,7 @@ from signet.portal.http import accounts as accounts_api
 from signet.portal.http import envelopes as envelopes_api
 from signet.portal.http import links as links_api
 from signet.portal.http import outbox as outbox_api
+from signet.portal.http import templates as templates_api
 from signet.portal.http import webhooks as webhooks_api
 from signet.portal.http.access import KeyAuthorizer
 from signet.portal.http.deps import Portal
@@ -48,6 +49,7 @@ from signet.portal.jobs.queue import Worker
 from signet.portal.notifications.dispatch import Dispatcher
 from signet.portal.periodic import PeriodicThread
 from signet.portal.policy import policy_chooser
+from signet.portal.templates.service import TemplateService
 from signet.portal.webhooks import hook as webhook_hook
 from signet.portal.webhooks.wiring import webhook_parts
 from sqlalchemy import text
@@ -104,6 +106,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         deadlines=PeriodicThread("deadlines", watch.look, settings.deadline_check_seconds),
         completions=PeriodicThread("completions", sweep.step, settings.completion_check_seconds),
         webhooks=webhooks,
+        templates=TemplateService(envelopes),
         worker=worker,
         jobs=PeriodicThread("jobs", worker.run_due, settings.job_check_seconds),
     )
@@ -151,7 +154,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     app = service_app("Signet portal", lifespan, service="portal")
     app.state.portal = portal
     for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router,
-                   webhooks_api.router):  # fmt: skip
+                   webhooks_api.router, templates_api.router):  # fmt: skip
         app.include_router(router)
     upload = settings.max_documents * settings.max_document_bytes + 1024 * 1024
     app.add_middleware(
@@ -159,7 +162,11 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         authorize=KeyAuthorizer(portal.accounts),
         rules=GateRules(
             default_limit=64 * 1024,
-            limits={"/api/v1/envelopes": upload, "/api/v1/links/*": LINK_BODY_MAX},
+            limits={
+                "/api/v1/envelopes": upload,
+                "/api/v1/templates": upload,
+                "/api/v1/links/*": LINK_BODY_MAX,
+            },
         ),
     )
 

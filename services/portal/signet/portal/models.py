@@ -7,6 +7,7 @@ from signet.portal.identity.models import IdentityCode
 from signet.portal.jobs.models import Job
 from signet.portal.notifications.models import OutboxMessage
 from signet.portal.schema import Base
+from signet.portal.templates.models import Template
 from signet.portal.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Organisation",
     "OutboxMessage",
     "Recipient",
+    "Template",
     "User",
     "WebhookAttempt",
     "WebhookDelivery",

@@ -21,6 +21,7 @@ from signet.portal.identity.service import IdentityService
 from signet.portal.jobs.queue import Worker
 from signet.portal.notifications.dispatch import Dispatcher
 from signet.portal.periodic import PeriodicThread
+from signet.portal.templates.service import TemplateService
 from signet.portal.webhooks.service import WebhookService
 
 
@@ -47,6 +48,7 @@ class Portal:
     #: finishes every envelope left completing (a crash, a service away)
     completions: PeriodicThread
     webhooks: WebhookService
+    templates: TemplateService
     #: the jobs table's worker (webhook deliveries), and the thread that runs it
     worker: Worker
     jobs: PeriodicThread

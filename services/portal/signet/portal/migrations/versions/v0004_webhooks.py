@@ -1,4 +1,4 @@
-"""The jobs table, and webhooks: subscriptions, deliveries and each attempt.
+"""The jobs table; webhooks (subscriptions, deliveries and each attempt); templates.
 
 Revision ID: 0004_webhooks
 Revises: 0003
@@ -125,8 +125,28 @@ def upgrade() -> None:
             batch_op.f("ix_webhook_attempts_delivery_id"), ["delivery_id"], unique=False
         )
 
+    op.create_table(
+        "templates",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("organisation_id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("definition", sa.JSON(), nullable=False),
+        sa.Column("documents", sa.JSON(), nullable=False),
+        sa.Column("created_by", sa.String(length=36), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["organisation_id"], ["organisations.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("templates", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_templates_organisation_id"), ["organisation_id"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("templates", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_templates_organisation_id"))
+    op.drop_table("templates")
     with op.batch_alter_table("webhook_attempts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhook_attempts_delivery_id"))
 
