@@ -205,3 +205,25 @@ def test_concurrent_workers_on_postgresql_never_run_a_job_twice() -> None:
         database.engine.dispose()
     finally:
         server.stop()
+
+
+def test_succeeded_jobs_are_purged_after_a_week_and_failed_ones_kept(
+    sessions: sessionmaker[Session],
+) -> None:
+    clock = Clock()
+    worker = Worker(sessions, {"test": Recorder(), "refused": Recorder(give_up=True)},
+                    clock=clock)  # fmt: skip
+    with sessions.begin() as session:
+        done = enqueue(session, "test", {}, now=clock())
+        refused = enqueue(session, "refused", {}, now=clock())
+    worker.run_due()
+    clock.advance(timedelta(days=7, minutes=1))
+    with sessions.begin() as session:
+        recent = enqueue(session, "test", {}, now=clock())
+    worker._purged_at = 0.0  # the minute between purges has passed
+    worker.run_due()
+    with sessions() as session:
+        assert session.get(Job, done) is None
+        assert {j.id for j in session.query(Job)} == {refused, recent}
+    assert _job(sessions, recent).state == SUCCEEDED
+    worker.close()

@@ -26,6 +26,7 @@ import json
 import logging
 import random
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from typing import Any, Protocol
 from signet.common.database import claim_rows
 from signet.portal.jobs.models import Job
 from signet.portal.schema import utc_now
-from sqlalchemy import Connection, Table, and_, exists, insert, or_, update
+from sqlalchemy import Connection, Table, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 SCHEDULED, PENDING, RUNNING = "scheduled", "pending", "running"
 SUCCEEDED, FAILED = "succeeded", "failed"
 UNFINISHED = (SCHEDULED, PENDING, RUNNING)
+#: How often (seconds) a worker looks for succeeded jobs old enough to delete.
+PURGE_EVERY = 60.0
 
 
 #: Rows a handler writes about its run (a delivery log entry), in the transaction that
@@ -143,10 +146,12 @@ class Worker:
         handlers: Mapping[str, Handler],
         *,
         concurrency: int = 4,
+        keep_succeeded: timedelta = timedelta(days=7),
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.sessions, self.handlers, self.clock = sessions, dict(handlers), clock
-        self.concurrency = concurrency
+        self.concurrency, self.keep_succeeded = concurrency, keep_succeeded
+        self._purged_at = 0.0
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="job")
 
     def close(self) -> None:
@@ -163,6 +168,7 @@ class Worker:
         and the promotion before it), then the handlers run side by side, then every
         outcome in one transaction."""
         with self.sessions.begin() as session:
+            self._purge(session)
             self._release_expired(session)
             self._promote(session)
             claimed = self._claim(session, limit or 2 * self.concurrency)
@@ -171,6 +177,20 @@ class Worker:
         return len(claimed)
 
     # -- steps ---------------------------------------------------------------------------
+
+    def _purge(self, session: Session) -> None:
+        """Succeeded jobs older than `keep_succeeded` go, at most once a minute and 500 at
+        a time (what they did is in their own records, e.g. the delivery log); failed
+        jobs stay, saying why."""
+        if time.monotonic() - self._purged_at < PURGE_EVERY:
+            return
+        self._purged_at = time.monotonic()
+        old = (
+            select(Job.id)
+            .where(Job.state == SUCCEEDED, Job.finished_at < self.clock() - self.keep_succeeded)
+            .limit(500)
+        )
+        session.execute(delete(Job).where(Job.id.in_(old)))
 
     def _release_expired(self, session: Session) -> None:
         now = self.clock()
