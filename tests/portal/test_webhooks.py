@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -580,3 +582,76 @@ def test_on_postgresql_every_step_is_delivered_once_in_order(
                 assert [e["sequence"] for e in got] == list(range(1, len(timeline) + 1))
     finally:
         server.stop()
+
+
+def _tls_files(folder: Path, name: str) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for `name` (files: CA, certificate, key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def made(subject: str, issuer: x509.Name | None, key: ec.EllipticCurvePrivateKey,
+             signer: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:  # fmt: skip
+        named = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder().subject_name(named).issuer_name(issuer or named)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )  # fmt: skip
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca = made("Acme test CA", None, ca_key, ca_key, True)
+    server = made(name, ca.subject, server_key, ca_key, False)
+    pem = serialization.Encoding.PEM
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(pem))
+    paths[1].write_bytes(server.public_bytes(pem))
+    paths[2].write_bytes(server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))  # fmt: skip
+    return paths
+
+
+def test_https_is_verified_against_the_name_while_connecting_to_the_checked_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request goes to the address checked (127.0.0.1 here), and TLS still checks
+    the receiver's certificate against its name (SNI), with the admin's CA file."""
+    name = "erp.metadata.test"
+    ca, certificate, key = _tls_files(tmp_path, name)
+    _fake_dns(monkeypatch, {name: "127.0.0.1"})
+    receiver = Receiver(free_port())
+    receiver.start()
+    assert receiver.server is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    url = f"https://{name}:{receiver.port}/hooks"
+    try:
+        with running(_settings(tmp_path / "with-ca", webhook_ca_file=ca)) as world:
+            made = world.subscribe(url, event_types=["envelope.created"])
+            world.envelope(approve=False, void=False)
+            _wait(lambda: [d["state"] for d in world.deliveries(made["id"])] == ["delivered"])
+            (got,) = receiver.got
+            assert got.headers["host"] == f"{name}:{receiver.port}"
+            assert _docs_verify()(made["secret"], got.headers, got.body)
+        with running(_settings(tmp_path / "without")) as world:  # the system's CAs only
+            made = world.subscribe(url, event_types=["envelope.created"])
+            world.envelope(approve=False, void=False)
+            _wait(lambda: bool(world.deliveries(made["id"])[0]["log"]))
+            attempt = world.deliveries(made["id"])[0]["log"][0]
+            assert "CERTIFICATE_VERIFY_FAILED" in attempt["error"], attempt
+            assert len(receiver.got) == 1  # nothing reached the receiver's handler
+    finally:
+        receiver.stop()

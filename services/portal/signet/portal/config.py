@@ -65,6 +65,9 @@ class PortalSettings(ServiceSettings):
     webhook_retry_cap_seconds: float = Field(default=3 * 3600.0, gt=0, le=86400)
     webhook_give_up_seconds: float = Field(default=86400.0, gt=0, le=7 * 86400)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    #: CAs (a PEM file) that receivers' TLS certificates are checked against, besides
+    #: the system's: an intranet receiver's internal CA.
+    webhook_ca_file: Path | None = None
     #: TEST ONLY: let webhooks reach loopback (a receiver beside the tests).  Off by
     #: default and in every deployment: loopback is the appliance itself.  The
     #: appliance's own service ports stay refused even then.

@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 from signet.portal.jobs.queue import Backoff, ClaimedJob, GiveUp, Record, Retry
@@ -51,11 +52,14 @@ class DeliveryHandler:
         *,
         backoff: Backoff,
         timeout: float = 10.0,
+        ca_file: Path | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.sessions, self.secret_key, self.policy = sessions, secret_key, policy
         self.backoff, self.timeout, self.clock = backoff, timeout, clock
         self._tls = ssl.create_default_context()  # made once: each costs milliseconds
+        if ca_file is not None:
+            self._tls.load_verify_locations(cafile=ca_file)
         self._clients: OrderedDict[tuple[str, str, str, int], httpx.Client] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -27,7 +27,8 @@ def webhook_parts(
     )  # fmt: skip
     backoff = Backoff(settings.webhook_retry_base_seconds, settings.webhook_retry_cap_seconds)
     handler = DeliveryHandler(
-        sessions, key, policy, backoff=backoff, timeout=settings.webhook_timeout_seconds
-    )
+        sessions, key, policy, backoff=backoff, timeout=settings.webhook_timeout_seconds,
+        ca_file=settings.webhook_ca_file,
+    )  # fmt: skip
     service = WebhookService(sessions, key, policy, give_up_after=give_up)
     return service, {hook.JOB_KIND: handler}
