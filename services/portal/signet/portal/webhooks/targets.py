@@ -77,8 +77,12 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 @dataclass(frozen=True)
 class TargetPolicy:
-    #: the appliance's own services (signer, storage, portal) as URLs
+    #: the appliance's own services (signer, storage, the portal's bind address) as
+    #: URLs: refused by resolved address and port
     own_services: tuple[str, ...] = ()
+    #: the portal's public URL: refused by name and port (not by address, since an
+    #: ingress shared with other intranet applications has the same address and port)
+    own_public: tuple[str, ...] = ()
     #: test-only: let a webhook reach loopback (a receiver beside the tests)
     allow_loopback: bool = False
     resolver: Resolver = system_resolver
@@ -91,6 +95,9 @@ class TargetPolicy:
         parts = _parse(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
+        if (host.rstrip(".").lower(), port) in {_name_port(u) for u in self.own_public}:
+            raise TargetRefused(f"{host} port {port} is the portal's public address: one of "
+                                "the appliance's own services")  # fmt: skip
         addresses = self._resolve(host, port)
         own = self._own_endpoints()
         for address in addresses:
@@ -171,6 +178,12 @@ def _parse(url: str) -> SplitResult:
     if parts.fragment:
         raise TargetRefused("a webhook URL has no fragment")
     return parts
+
+
+def _name_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return (parts.hostname or "").rstrip(".").lower(), port
 
 
 def _literal(host: str) -> Address | None:

@@ -21,8 +21,9 @@ def webhook_parts(
     hook.install(give_up)
     key = settings.derived_key("webhooks")
     policy = TargetPolicy(
-        own_services=(settings.public_url, settings.signer_url, settings.storage_url,
+        own_services=(settings.signer_url, settings.storage_url,
                       f"http://{settings.host}:{settings.port}"),
+        own_public=(settings.public_url,),
         allow_loopback=settings.webhook_allow_loopback,
     )  # fmt: skip
     backoff = Backoff(settings.webhook_retry_base_seconds, settings.webhook_retry_cap_seconds)
