@@ -6,6 +6,7 @@ out, and never run by two workers at once."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -226,4 +227,37 @@ def test_succeeded_jobs_are_purged_after_a_week_and_failed_ones_kept(
         assert session.get(Job, done) is None
         assert {j.id for j in session.query(Job)} == {refused, recent}
     assert _job(sessions, recent).state == SUCCEEDED
+    worker.close()
+
+
+@dataclass
+class Sleeper:
+    """A handler that takes `payload["seconds"]` to run."""
+
+    lease: timedelta = timedelta(seconds=30)
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def __call__(self, job: ClaimedJob) -> None:
+        time.sleep(float(job.payload["seconds"]))
+
+    def failed(self, session: Session, job: ClaimedJob, reason: str) -> None:
+        pass
+
+
+def test_the_jobs_thread_step_lets_no_slow_job_hold_back_the_others(
+    sessions: sessionmaker[Session],
+) -> None:
+    worker = Worker(sessions, {"sleep": Sleeper()}, concurrency=2)
+    with sessions.begin() as session:
+        slow = enqueue(session, "sleep", {"seconds": 3})
+        fast = [enqueue(session, "sleep", {"seconds": 0}) for _ in range(4)]
+    started = time.monotonic()
+    while _job(sessions, fast[-1]).state != SUCCEEDED:
+        worker.step()
+        assert time.monotonic() - started < 2.5, "the slow job held the others back"
+    assert {_job(sessions, j).state for j in fast} == {SUCCEEDED}
+    assert _job(sessions, slow).state == RUNNING
+    while _job(sessions, slow).state != SUCCEEDED:
+        worker.step()
+        assert time.monotonic() - started < 10
     worker.close()

@@ -108,7 +108,7 @@ def build_portal(settings: PortalSettings) -> Portal:
         webhooks=webhooks,
         templates=TemplateService(envelopes),
         worker=worker,
-        jobs=PeriodicThread("jobs", worker.run_due, settings.job_check_seconds),
+        jobs=PeriodicThread("jobs", worker.step, settings.job_check_seconds),
     )
 
 

@@ -28,7 +28,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -46,6 +46,8 @@ SUCCEEDED, FAILED = "succeeded", "failed"
 UNFINISHED = (SCHEDULED, PENDING, RUNNING)
 #: How often (seconds) a worker looks for succeeded jobs old enough to delete.
 PURGE_EVERY = 60.0
+#: How long one `Worker.step` waits for a running job to finish (seconds).
+STEP_WAIT = 0.2
 
 
 #: Rows a handler writes about its run (a delivery log entry), in the transaction that
@@ -152,10 +154,15 @@ class Worker:
         self.sessions, self.handlers, self.clock = sessions, dict(handlers), clock
         self.concurrency, self.keep_succeeded = concurrency, keep_succeeded
         self._purged_at = 0.0
+        #: the jobs thread's jobs still running (`step`)
+        self._inflight: set[Future[Outcome]] = set()
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="job")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._inflight:
+            self._finish([f.result() for f in self._inflight])
+            self._inflight.clear()
         for handler in self.handlers.values():
             closing = getattr(handler, "close", None)
             if callable(closing):
@@ -175,6 +182,31 @@ class Worker:
         if claimed:
             self._finish(list(self._pool.map(self._run, claimed)))
         return len(claimed)
+
+    def step(self) -> int:
+        """One step of the jobs thread: like `run_due`, but a slow job (a receiver that
+        takes its time) holds back no other: outcomes are recorded as jobs finish, and
+        new jobs are claimed as threads free up.  How many jobs were claimed or
+        finished (truthy: call again at once)."""
+        done = self._collect()
+        with self.sessions.begin() as session:
+            self._purge(session)
+            self._release_expired(session)
+            self._promote(session)
+            free = self.concurrency - len(self._inflight)
+            claimed = self._claim(session, free) if free > 0 else []
+        self._inflight.update(self._pool.submit(self._run, c) for c in claimed)
+        if self._inflight:
+            wait(self._inflight, timeout=STEP_WAIT, return_when=FIRST_COMPLETED)
+            done += self._collect()
+        return len(claimed) + done
+
+    def _collect(self) -> int:
+        finished = {f for f in self._inflight if f.done()}
+        if finished:
+            self._inflight -= finished
+            self._finish([f.result() for f in finished])
+        return len(finished)
 
     # -- steps ---------------------------------------------------------------------------
 
