@@ -35,6 +35,7 @@ from signet.portal.app import create_app
 from signet.portal.config import PortalSettings
 from signet.portal.envelopes.contracts import EnvelopeCreate
 from signet.portal.http.deps import Portal
+from signet.portal.webhooks import signing
 
 from tests.conftest import free_port
 from tests.portal.conftest import DOC
@@ -251,6 +252,8 @@ def test_every_step_arrives_signed_in_order_and_the_docs_snippet_verifies_it(
     verify = _docs_verify()
     for got in narrow:
         assert verify(secret, got.headers, got.body)
+        assert signing.verify(secret, got.headers, got.body, time.time())  # the library's
+        assert not signing.verify(secret, got.headers, got.body, time.time() + 301)
         assert got.headers["webhook-id"] == got.event["id"]
         assert got.headers["content-type"] == "application/json"
         # a wrong secret, a changed body, an old timestamp: each refused
