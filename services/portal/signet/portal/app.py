@@ -44,12 +44,18 @@ from signet.portal.http import attachments as attachments_api
 from signet.portal.http import envelopes as envelopes_api
 from signet.portal.http import links as links_api
 from signet.portal.http import outbox as outbox_api
+from signet.portal.http import templates as templates_api
+from signet.portal.http import webhooks as webhooks_api
 from signet.portal.http.access import KeyAuthorizer
 from signet.portal.http.deps import Portal
 from signet.portal.identity.service import IdentityService
+from signet.portal.jobs.queue import Worker
 from signet.portal.notifications.dispatch import Dispatcher
 from signet.portal.periodic import PeriodicThread
 from signet.portal.policy import policy_chooser
+from signet.portal.templates.service import TemplateService
+from signet.portal.webhooks import hook as webhook_hook
+from signet.portal.webhooks.wiring import webhook_parts
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
@@ -85,6 +91,8 @@ def build_portal(settings: PortalSettings) -> Portal:
         seal_label=settings.seal_key_label, font=settings.certificate_font,
     )  # fmt: skip
     sweep = CompletionSweep(completion, grace=timedelta(seconds=settings.completion_grace_seconds))
+    webhooks, handlers = webhook_parts(settings, sessions)
+    worker = Worker(sessions, handlers, concurrency=settings.job_concurrency)
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
@@ -101,6 +109,10 @@ def build_portal(settings: PortalSettings) -> Portal:
         dispatching=None if held else PeriodicThread("outbox-dispatcher", dispatcher.run_due, 1.0),
         deadlines=PeriodicThread("deadlines", watch.look, settings.deadline_check_seconds),
         completions=PeriodicThread("completions", sweep.step, settings.completion_check_seconds),
+        webhooks=webhooks,
+        templates=TemplateService(envelopes),
+        worker=worker,
+        jobs=PeriodicThread("jobs", worker.step, settings.job_check_seconds),
     )
 
 
@@ -129,10 +141,15 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             portal.dispatching.start()
         portal.deadlines.start()
         portal.completions.start()
+        portal.jobs.start()
+        webhook_hook.wake_on_commit(portal.jobs.wake)
         if settings.certificate_font.is_file():  # decoded now, not in the first completion
             font = str(settings.certificate_font)
             threading.Thread(target=fonts.master, args=(font,), daemon=True).start()
         yield
+        webhook_hook.wake_on_commit(portal.jobs.wake, remove=True)
+        portal.jobs.stop()
+        portal.worker.close()
         portal.completions.stop()
         portal.deadlines.stop()
         if portal.dispatching is not None:
@@ -144,7 +161,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     app = service_app("Signet portal", lifespan, service="portal")
     app.state.portal = portal
     for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router,
-                   attachments_api.router):  # fmt: skip
+                   attachments_api.router, webhooks_api.router, templates_api.router):  # fmt: skip
         app.include_router(router)
     upload = settings.max_documents * settings.max_document_bytes + 1024 * 1024
     app.add_middleware(
@@ -154,6 +171,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             default_limit=64 * 1024,
             limits={
                 "/api/v1/envelopes": upload,
+                "/api/v1/templates": upload,
                 "/api/v1/links/*": LINK_BODY_MAX,
                 "/api/v1/attachments/*": MAX_ATTACHMENT_BYTES + 64 * 1024,
             },

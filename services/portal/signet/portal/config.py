@@ -55,6 +55,23 @@ class PortalSettings(ServiceSettings):
     #: Documents of one envelope, and bytes of each (a contract and its annexes).
     max_documents: int = Field(default=10, ge=1, le=50)
     max_document_bytes: int = 50 * 1024 * 1024
+    #: How often the jobs table is looked at for due work (seconds), and how many jobs
+    #: one replica runs at once (webhook deliveries wait on receivers).
+    job_check_seconds: float = Field(default=1.0, gt=0, le=600)
+    job_concurrency: int = Field(default=4, ge=1, le=32)
+    #: Webhook deliveries: the first retry's wait (doubling each time up to the cap, less
+    #: up to 20 % jitter), how long after the event they are retried, each request's timeout.
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0, le=3600)
+    webhook_retry_cap_seconds: float = Field(default=3 * 3600.0, gt=0, le=86400)
+    webhook_give_up_seconds: float = Field(default=86400.0, gt=0, le=7 * 86400)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    #: CAs (a PEM file) that receivers' TLS certificates are checked against, besides
+    #: the system's: an intranet receiver's internal CA.
+    webhook_ca_file: Path | None = None
+    #: TEST ONLY: let webhooks reach loopback (a receiver beside the tests).  Off by
+    #: default and in every deployment: loopback is the appliance itself.  The
+    #: appliance's own service ports stay refused even then.
+    webhook_allow_loopback: bool = False
     host: str = "127.0.0.1"
     port: int = 8103
 

@@ -31,6 +31,7 @@ class PortalScope(StrEnum):
 
     ENVELOPES_READ = "envelopes:read"  # get, list, timeline, downloads
     ENVELOPES_WRITE = "envelopes:write"  # create, send, void, remind
+    WEBHOOKS_MANAGE = "webhooks:manage"  # subscriptions, their delivery log, replays
     #: keys, the outbox, every envelope of the organisation
     ADMIN = "admin"
 

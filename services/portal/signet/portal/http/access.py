@@ -52,6 +52,17 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ("GET POST", r"/api/v1/keys", PortalScope.ADMIN),
         ("POST", rf"/api/v1/keys/{_ID}/revoke", PortalScope.ADMIN),
         ("POST", r"/api/v1/users", PortalScope.ADMIN),
+        ("POST", r"/api/v1/templates", PortalScope.ENVELOPES_WRITE),
+        ("GET", rf"/api/v1/templates(/{_ID})?", PortalScope.ENVELOPES_READ),
+        ("POST", rf"/api/v1/templates/{_ID}/envelopes", PortalScope.ENVELOPES_WRITE),
+        ("GET POST", r"/api/v1/webhooks", PortalScope.WEBHOOKS_MANAGE),
+        ("GET DELETE", rf"/api/v1/webhooks/{_ID}", PortalScope.WEBHOOKS_MANAGE),
+        ("GET", rf"/api/v1/webhooks/{_ID}/deliveries", PortalScope.WEBHOOKS_MANAGE),
+        (
+            "POST",
+            rf"/api/v1/webhooks/{_ID}/deliveries/{_ID}/replay",
+            PortalScope.WEBHOOKS_MANAGE,
+        ),
     )
 )
 

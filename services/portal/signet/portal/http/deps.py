@@ -18,8 +18,11 @@ from signet.portal.envelopes.signing import SigningService
 from signet.portal.evidence.drain import LedgerDrain
 from signet.portal.evidence.record import Origin
 from signet.portal.identity.service import IdentityService
+from signet.portal.jobs.queue import Worker
 from signet.portal.notifications.dispatch import Dispatcher
 from signet.portal.periodic import PeriodicThread
+from signet.portal.templates.service import TemplateService
+from signet.portal.webhooks.service import WebhookService
 
 
 @dataclass
@@ -44,6 +47,11 @@ class Portal:
     deadlines: PeriodicThread
     #: finishes every envelope left completing (a crash, a service away)
     completions: PeriodicThread
+    webhooks: WebhookService
+    templates: TemplateService
+    #: the jobs table's worker (webhook deliveries), and the thread that runs it
+    worker: Worker
+    jobs: PeriodicThread
 
 
 def get_portal(request: Request) -> Portal:
