@@ -44,6 +44,7 @@ from signet.portal.http.access import KeyAuthorizer
 from signet.portal.http.deps import Portal
 from signet.portal.identity.service import IdentityService
 from signet.portal.notifications.dispatch import Dispatcher
+from signet.portal.pages import router as pages_router
 from signet.portal.periodic import PeriodicThread
 from signet.portal.policy import policy_chooser
 from sqlalchemy import text
@@ -52,6 +53,8 @@ from sqlalchemy.orm import sessionmaker
 
 #: the recipient routes' body limit: the sign request carries a base64 PNG (160 KiB)
 LINK_BODY_MAX = 256 * 1024
+#: the pages' forms: the signature form carries the PNG as a URL-encoded data URL
+PAGE_BODY_MAX = 320 * 1024
 
 
 def build_portal(settings: PortalSettings) -> Portal:
@@ -138,13 +141,18 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     app.state.portal = portal
     for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router):
         app.include_router(router)
+    app.include_router(pages_router)
     upload = settings.max_documents * settings.max_document_bytes + 1024 * 1024
     app.add_middleware(
         RequestGate,
         authorize=KeyAuthorizer(portal.accounts),
         rules=GateRules(
             default_limit=64 * 1024,
-            limits={"/api/v1/envelopes": upload, "/api/v1/links/*": LINK_BODY_MAX},
+            limits={
+                "/api/v1/envelopes": upload,
+                "/api/v1/links/*": LINK_BODY_MAX,
+                "/s/*": PAGE_BODY_MAX,
+            },
         ),
     )
 

@@ -32,6 +32,9 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
             None,
         ),
         ("PUT", rf"/api/v1/links/{_LINK}/fields/{_ID}", None),
+        # the pages: the link's token is the credential there too (signet.portal.pages)
+        ("GET HEAD", rf"/(s|sign)/[^/]+|/s/{_LINK}/(sign|decline)|/static/.+", None),
+        ("POST", rf"/s/{_LINK}/(code|verify|fields|signature|sign|approve|decline)", None),
         ("POST", r"/api/v1/envelopes", PortalScope.ENVELOPES_WRITE),
         ("GET", r"/api/v1/envelopes", PortalScope.ENVELOPES_READ),
         (
