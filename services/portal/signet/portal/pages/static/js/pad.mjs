@@ -39,3 +39,6 @@ form.addEventListener("submit", (event) => {
   }
   image.value = pad.toDataURL("image/png");
 });
+
+document.getElementById("pad-submit").disabled = false;
+form.dataset.ready = "1";
