@@ -26,6 +26,7 @@ from signet.common.notify.sms import SmsGateway
 from signet.common.notify.smtp import SmtpTransport
 from signet.common.policies import PolicyDirectory
 from signet.portal.accounts.service import Accounts
+from signet.portal.accounts.signin import SignIns
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.addressing import current_link_token
@@ -87,6 +88,7 @@ def build_portal(settings: PortalSettings) -> Portal:
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
+        signins=SignIns(sessions),
         envelopes=envelopes,
         identity=IdentityService(envelopes, deliver=None if held else dispatcher.deliver_now),
         filling=FieldFilling(envelopes),

@@ -35,6 +35,9 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         # the pages: the link's token is the credential there too (signet.portal.pages)
         ("GET HEAD", rf"/(s|sign)/[^/]+|/s/{_LINK}/(sign|decline)|/static/.+", None),
         ("POST", rf"/s/{_LINK}/(code|verify|fields|signature|sign|approve|decline)", None),
+        # sign-in and the inbox: the session cookie is checked by the pages themselves
+        ("GET HEAD", r"/signin|/inbox", None),
+        ("POST", r"/signin|/signout", None),
         ("POST", r"/api/v1/envelopes", PortalScope.ENVELOPES_WRITE),
         ("GET", r"/api/v1/envelopes", PortalScope.ENVELOPES_READ),
         (

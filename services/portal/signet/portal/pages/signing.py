@@ -33,7 +33,7 @@ TYPED = (FieldKind.DATE, FieldKind.TEXT, FieldKind.INITIALS, FieldKind.CHECKBOX)
 DATA_URL = "data:image/png;base64,"
 
 
-def _context(request: Request) -> tuple[Portal, PageContext]:
+def portal_and_context(request: Request) -> tuple[Portal, PageContext]:
     portal = get_portal(request)
     return portal, PageContext.of(request, portal.settings.derived_key("pages-csrf"))
 
@@ -75,7 +75,7 @@ async def sign_alias(token: str) -> RedirectResponse:
 @router.get("/s/{token}", response_class=HTMLResponse)
 async def landing(request: Request, token: str) -> Response:
     """What the link shows now: a state page, the identity step, or the documents."""
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     origin = get_origin(request)
@@ -143,7 +143,7 @@ def _documents(
 
 @router.post("/s/{token}/code", response_class=HTMLResponse)
 async def send_identity_code(request: Request, token: str) -> Response:
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     form = await _checked_form(request, context, token)
@@ -163,7 +163,7 @@ async def send_identity_code(request: Request, token: str) -> Response:
 
 @router.post("/s/{token}/verify", response_class=HTMLResponse)
 async def verify_identity_code(request: Request, token: str) -> Response:
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     form = await _checked_form(request, context, token)
@@ -197,7 +197,7 @@ async def verify_identity_code(request: Request, token: str) -> Response:
 @router.post("/s/{token}/fields", response_class=HTMLResponse)
 async def fill_fields(request: Request, token: str) -> Response:
     """Every typed field of this recipient from one form, then on to the signature."""
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     form = await _checked_form(request, context, token)
@@ -236,7 +236,7 @@ async def _reloaded(portal: Portal, token: str, fallback: Envelope) -> Envelope:
 @router.get("/s/{token}/sign", response_class=HTMLResponse)
 async def signature_pad(request: Request, token: str) -> Response:
     """The pad: the person draws their signature (signature_pad, mouse, touch or pen)."""
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     envelope = await _envelope(portal, token)
@@ -250,7 +250,7 @@ async def signature_pad(request: Request, token: str) -> Response:
 async def signature_drawn(request: Request, token: str) -> Response:
     """The drawn PNG checked, then the signer service sends the intent code for exactly
     these revisions; the confirm page carries the image on to the signature."""
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     form = await _checked_form(request, context, token)
@@ -288,7 +288,7 @@ def _png_of(value: str) -> str:
 @router.post("/s/{token}/sign", response_class=HTMLResponse)
 async def sign(request: Request, token: str) -> Response:
     """The signature with the intent code; the last party's signature completes."""
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     form = await _checked_form(request, context, token)
@@ -325,7 +325,7 @@ async def sign(request: Request, token: str) -> Response:
 
 @router.post("/s/{token}/approve", response_class=HTMLResponse)
 async def approve(request: Request, token: str) -> Response:
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     form = await _checked_form(request, context, token)
@@ -345,7 +345,7 @@ async def approve(request: Request, token: str) -> Response:
 
 @router.get("/s/{token}/decline", response_class=HTMLResponse)
 async def decline_form(request: Request, token: str) -> Response:
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     envelope = await _envelope(portal, token)
@@ -358,7 +358,7 @@ async def decline_form(request: Request, token: str) -> Response:
 @router.post("/s/{token}/decline", response_class=HTMLResponse)
 async def decline(request: Request, token: str) -> Response:
     """Stops the envelope for everyone, with the reason the person gave."""
-    portal, context = _context(request)
+    portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
         return _bad_link(context)
     form = await _checked_form(request, context, token)
