@@ -204,3 +204,36 @@ def test_an_xss_payload_in_the_title_name_and_file_name_is_shown_as_text(
     page.screenshot(path=str(artifacts_dir() / "xss-phone-documents.png"), full_page=True)
     context.close()
     assert dialogs == []
+
+
+def test_the_page_images_for_a_browser_without_javascript(
+    sender: Sender, browser: httpx.Client, chromium: Any
+) -> None:
+    email = "nojs@other.example"
+    envelope = sender.envelope(email=email)
+    link = sender.link(envelope["id"], email)
+    browser.get(link)
+    assert browser.get(f"{link}/documents/0/pages/1.png").status_code == 403  # identity first
+    link = _verified(sender, browser, envelope, email)
+    image = browser.get(f"{link}/documents/0/pages/2.png")
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert image.headers["content-type"] == "image/png"
+    assert image.headers["cache-control"] == "no-store"
+    for path in ("/documents/0/pages/0.png", "/documents/0/pages/3.png",
+                 "/documents/7/pages/1.png"):  # fmt: skip
+        assert browser.get(link + path).status_code == 404, path
+    # Chromium with JavaScript off: the <noscript> images are the document
+    context = chromium.new_context(viewport=PHONE, java_script_enabled=False)
+    for cookie in browser.cookies.jar:
+        context.add_cookies([{"name": cookie.name, "value": cookie.value or "",
+                              "url": sender.appliance.portal_url}])  # fmt: skip
+    page = context.new_page()
+    page.goto(sender.appliance.portal_url + link)
+    images = page.locator(".viewer img.pdf-page")
+    assert images.count() == 2
+    images.nth(1).scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.viewer img')].every(i => i.naturalWidth > 300)"
+    )
+    page.screenshot(path=str(artifacts_dir() / "nojs-phone-documents.png"), full_page=True)
+    context.close()

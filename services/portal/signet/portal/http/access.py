@@ -34,6 +34,7 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ("PUT", rf"/api/v1/links/{_LINK}/fields/{_ID}", None),
         # the pages: the link's token is the credential there too (signet.portal.pages)
         ("GET HEAD", rf"/(s|sign)/[^/]+|/s/{_LINK}/(sign|decline)|/static/.+", None),
+        ("GET", rf"/s/{_LINK}/documents/[0-9]{{1,2}}/pages/[0-9]{{1,4}}\.png", None),
         ("POST", rf"/s/{_LINK}/(code|verify|fields|signature|sign|approve|decline)", None),
         # sign-in and the inbox: the session cookie is checked by the pages themselves
         ("GET HEAD", r"/signin|/inbox", None),

@@ -16,14 +16,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from signet.common.errors import SignetError
+from signet.common.errors import NotFound, SignetError
 from signet.portal.envelopes.models import Envelope, FieldKind
 from signet.portal.envelopes.service import LinkView
 from signet.portal.envelopes.signature import decoded_png
 from signet.portal.http.deps import Portal, get_origin, get_portal
 from signet.portal.http.links import finish, readable
+from signet.portal.pages.preview import page_png
 from signet.portal.pages.render import PageContext
-from signet.portal.pages.security import CSRF_COOKIE, CSRF_FIELD, csrf_valid
+from signet.portal.pages.security import CSRF_COOKIE, CSRF_FIELD, PAGE_HEADERS, csrf_valid
 
 router = APIRouter()
 
@@ -139,6 +140,27 @@ def _documents(
                       for d in envelope.documents],
         "fields": fields, "error": None, "csrf": context.csrf(token),
     }  # fmt: skip
+
+
+@router.get("/s/{token}/documents/{index}/pages/{page}.png", response_class=Response)
+async def page_image(request: Request, token: str, index: int, page: int) -> Response:
+    """One page as a PNG (`signet.portal.pages.preview`), for a browser without
+    JavaScript; the same checks as the document itself (identity, turn)."""
+    portal, context = portal_and_context(request)
+    if not TOKEN.fullmatch(token):
+        return _bad_link(context)
+    envelope = await _envelope(portal, token)
+    if isinstance(envelope, SignetError):
+        return _problem(context, envelope, token)
+    if not 0 <= index < len(envelope.documents):
+        return _problem(context, NotFound(f"no document {index}"), token)
+    document = envelope.documents[index]
+    try:
+        pdf = await run_in_threadpool(portal.storage.get, document.current_sha256)
+        png = await run_in_threadpool(page_png, pdf, page, document.pages)
+    except SignetError as exc:
+        return _problem(context, exc, token)
+    return Response(png, media_type="image/png", headers=PAGE_HEADERS)
 
 
 @router.post("/s/{token}/code", response_class=HTMLResponse)

@@ -5,7 +5,11 @@ import * as pdfjs from "/static/vendor/pdfjs/pdf.min.mjs";
 pdfjs.GlobalWorkerOptions.workerSrc = "/static/vendor/pdfjs/pdf.worker.min.mjs";
 
 async function render(viewer) {
-  const loading = viewer.querySelector(".loading");
+  // (without JavaScript the <noscript> page images show instead)
+  const loading = document.createElement("p");
+  loading.className = "help loading";
+  loading.textContent = viewer.dataset.loading;
+  viewer.appendChild(loading);
   try {
     const task = pdfjs.getDocument({
       url: viewer.dataset.src,
@@ -30,9 +34,9 @@ async function render(viewer) {
       await page.render({ canvas, canvasContext: canvas.getContext("2d"), viewport }).promise;
     }
     viewer.dataset.rendered = String(pdf.numPages);
-    loading?.remove();
+    loading.remove();
   } catch (error) {
-    if (loading) loading.textContent = viewer.dataset.failed;
+    loading.textContent = viewer.dataset.failed;
     viewer.dataset.rendered = "failed";
     console.error("pdf preview:", error);
   }
