@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("signer", "storage", "operator", "tsa", "preservation", "workflow")
+SUITES = ("signer", "storage", "operator", "tsa", "preservation", "workflow", "pages")
 
 
 def main(names: list[str]) -> None:
