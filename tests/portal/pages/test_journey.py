@@ -204,3 +204,45 @@ def _verify_final(pdf: bytes) -> None:
     assert stamp.intact and stamp.valid, stamp.pretty_print_details()
     # the timestamp covers its revision; only validation data (DSS) may follow it
     assert stamp.coverage is not None and stamp.coverage.name in {"ENTIRE_FILE", "ENTIRE_REVISION"}
+
+
+@pytest.mark.parametrize("browser_page", [("en-GB", "phone", "Done")], indirect=True,
+                         ids=["keyboard"])  # fmt: skip
+def test_a_signer_who_cannot_draw_signs_with_the_keyboard_alone(
+    browser_page: Watched, sender: Sender
+) -> None:
+    """No pointer at all: every step by Tab, typing and Enter; the signature is the typed
+    name, rendered by the portal in the appliance's font (Latin and CJK)."""
+    page = browser_page.page
+    email = "keyboard.only@other.example"
+    envelope = sender.envelope(signer="李伟 Li Wei", email=email, locale="en")
+    page.goto(sender.appliance.portal_url + sender.link(envelope["id"], email))
+    page.locator("form[action$='/code'] button").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("form[action$='/verify'] #code")
+    page.keyboard.type(sender.identity_code(envelope["id"], email))  # the code has focus
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".viewer[data-rendered]")
+    page.locator("input[type=date]").focus()
+    page.keyboard.type("01152027")  # month, day, year: headless Chromium's en-US field
+    page.locator("input[type=text]").focus()  # (Tab would stop at the date's calendar button)
+    page.keyboard.type("Calle Mayor 1")
+    page.keyboard.press("Enter")
+    summary = page.locator("details.already summary")
+    summary.wait_for()
+    summary.focus()
+    page.keyboard.press("Enter")  # opens the typed signature
+    page.locator("#typed").focus()
+    page.keyboard.type("李伟 Li Wei")
+    _shot(page, "keyboard-phone-4-typed")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("form[action$='/sign'] #code")
+    assert page.locator("figure.preview img").evaluate("i => i.naturalWidth") > 200
+    code = sender.intent_code(page.locator("input[name=activation_id]").input_value())
+    page.keyboard.type(code)  # the code field has focus (autofocus)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".status.ok", timeout=120_000)
+    assert sender.client.get(f"/api/v1/envelopes/{envelope['id']}").json()["status"] == (
+        "completed"
+    )
+    assert browser_page.problems == [], browser_page.problems

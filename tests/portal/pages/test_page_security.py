@@ -152,6 +152,11 @@ def test_hostile_input_gets_a_clear_answer_and_does_nothing(
         refused = browser.post(f"{link}/signature", data={"csrf": token, "image": image})
         assert refused.status_code == 400, refused.text[:300]
         assert 'role="alert"' in refused.text
+    # a typed signature that is no name: empty, markup, too long, control characters
+    for typed in ("", "   ", "<script>", "x" * 81, "Li\x00Wei"):
+        refused = browser.post(f"{link}/signature", data={"csrf": token, "typed": typed})
+        assert refused.status_code == 400, (typed, refused.status_code)
+        assert 'role="alert"' in refused.text and "<script>" not in refused.text
     wrong = browser.post(f"{link}/sign", data={"csrf": token, "code": "12ab", "image": "x",
                                                "activation_id": "a"})  # fmt: skip
     assert wrong.status_code == 400

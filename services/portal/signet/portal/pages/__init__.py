@@ -11,11 +11,12 @@ from the portal itself (the vendored pdf.js and signature_pad included, never a 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from signet.portal.pages import accounts, assets, signing
+from signet.portal.pages import accounts, assets, preview, signing
 
 router = APIRouter(include_in_schema=False)
 router.include_router(assets.router)
 router.include_router(signing.router)
+router.include_router(preview.router)
 router.include_router(accounts.router)
 
 __all__ = ["router"]

@@ -10,21 +10,22 @@ CSRF token bound to the link (`signet.portal.pages.security`), checked before an
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from signet.common.errors import NotFound, SignetError
+from signet.common.errors import SignetError
 from signet.portal.envelopes.models import Envelope, FieldKind
 from signet.portal.envelopes.service import LinkView
 from signet.portal.envelopes.signature import decoded_png
 from signet.portal.http.deps import Portal, get_origin, get_portal
 from signet.portal.http.links import finish, readable
-from signet.portal.pages.preview import page_png
 from signet.portal.pages.render import PageContext
-from signet.portal.pages.security import CSRF_COOKIE, CSRF_FIELD, PAGE_HEADERS, csrf_valid
+from signet.portal.pages.security import CSRF_COOKIE, CSRF_FIELD, csrf_valid
+from signet.portal.pages.typed import typed_name_ok, typed_signature_png
 
 router = APIRouter()
 
@@ -39,7 +40,7 @@ def portal_and_context(request: Request) -> tuple[Portal, PageContext]:
     return portal, PageContext.of(request, portal.settings.derived_key("pages-csrf"))
 
 
-def _problem(context: PageContext, exc: SignetError, token: str | None = None) -> HTMLResponse:
+def problem_page(context: PageContext, exc: SignetError, token: str | None = None) -> HTMLResponse:
     """A refusal as a page: the error's code picks a translated sentence."""
     status = exc.status_code if 400 <= exc.status_code < 600 else 500
     return context.page(
@@ -60,7 +61,7 @@ async def _checked_form(
     return fields
 
 
-def _bad_link(context: PageContext) -> HTMLResponse:
+def bad_link_page(context: PageContext) -> HTMLResponse:
     return context.page(
         "problem.html", status_code=404, error="link_invalid", detail="", token=None
     )
@@ -78,12 +79,12 @@ async def landing(request: Request, token: str) -> Response:
     """What the link shows now: a state page, the identity step, or the documents."""
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
+        return bad_link_page(context)
     origin = get_origin(request)
     try:
         view = await run_in_threadpool(portal.envelopes.open, token, origin)
     except SignetError as exc:
-        return _problem(context, exc)
+        return problem_page(context, exc)
     finally:
         portal.drain.poke()
     if not view.identity_verified and _may_act(view):
@@ -91,9 +92,9 @@ async def landing(request: Request, token: str) -> Response:
                             csrf=context.csrf(token))  # fmt: skip
     if not _may_act(view):
         return await _state(portal, context, token, view)
-    envelope = await _envelope(portal, token)
+    envelope = await envelope_of(portal, token)
     if isinstance(envelope, SignetError):
-        return _problem(context, envelope, token)
+        return problem_page(context, envelope, token)
     return context.page("documents.html", **_documents(context, token, view, envelope))
 
 
@@ -101,7 +102,7 @@ async def _state(portal: Portal, context: PageContext, token: str, view: LinkVie
     """Not your turn, finished (with downloads), declined, voided or expired."""
     envelope: Envelope | None = None
     if view.identity_verified and view.recipient_status in {"signed", "approved"}:
-        found = await _envelope(portal, token)
+        found = await envelope_of(portal, token)
         envelope = found if isinstance(found, Envelope) else None
     return context.page(
         "state.html", token=token, view=view,
@@ -114,7 +115,7 @@ def _may_act(view: LinkView) -> bool:
     return view.blocked is None
 
 
-async def _envelope(portal: Portal, token: str) -> Envelope | SignetError:
+async def envelope_of(portal: Portal, token: str) -> Envelope | SignetError:
     try:
         return await run_in_threadpool(readable, portal, token)
     except SignetError as exc:
@@ -142,32 +143,11 @@ def _documents(
     }  # fmt: skip
 
 
-@router.get("/s/{token}/documents/{index}/pages/{page}.png", response_class=Response)
-async def page_image(request: Request, token: str, index: int, page: int) -> Response:
-    """One page as a PNG (`signet.portal.pages.preview`), for a browser without
-    JavaScript; the same checks as the document itself (identity, turn)."""
-    portal, context = portal_and_context(request)
-    if not TOKEN.fullmatch(token):
-        return _bad_link(context)
-    envelope = await _envelope(portal, token)
-    if isinstance(envelope, SignetError):
-        return _problem(context, envelope, token)
-    if not 0 <= index < len(envelope.documents):
-        return _problem(context, NotFound(f"no document {index}"), token)
-    document = envelope.documents[index]
-    try:
-        pdf = await run_in_threadpool(portal.storage.get, document.current_sha256)
-        png = await run_in_threadpool(page_png, pdf, page, document.pages)
-    except SignetError as exc:
-        return _problem(context, exc, token)
-    return Response(png, media_type="image/png", headers=PAGE_HEADERS)
-
-
 @router.post("/s/{token}/code", response_class=HTMLResponse)
 async def send_identity_code(request: Request, token: str) -> Response:
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
+        return bad_link_page(context)
     form = await _checked_form(request, context, token)
     if isinstance(form, HTMLResponse):
         return form
@@ -176,7 +156,7 @@ async def send_identity_code(request: Request, token: str) -> Response:
         sent = await run_in_threadpool(portal.identity.request_code, token, origin)
         view = await run_in_threadpool(portal.envelopes.open, token, origin)
     except SignetError as exc:
-        return _problem(context, exc, token)
+        return problem_page(context, exc, token)
     finally:
         portal.drain.poke()
     return context.page("identity.html", token=token, view=view, sent=sent, error=None,
@@ -187,7 +167,7 @@ async def send_identity_code(request: Request, token: str) -> Response:
 async def verify_identity_code(request: Request, token: str) -> Response:
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
+        return bad_link_page(context)
     form = await _checked_form(request, context, token)
     if isinstance(form, HTMLResponse):
         return form
@@ -204,13 +184,13 @@ async def verify_identity_code(request: Request, token: str) -> Response:
             await run_in_threadpool(portal.identity.verify, token, code, origin)
         except SignetError as exc:
             if not exc.code.startswith("code_") or exc.code == "code_locked":
-                return _problem(context, exc, token)
+                return problem_page(context, exc, token)
             view = await run_in_threadpool(portal.envelopes.open, token, origin)
             return context.page("identity.html", status_code=exc.status_code, token=token,
                                 view=view, sent=None, error=exc.code, detail=exc.detail,
                                 csrf=context.csrf(token))  # fmt: skip
     except SignetError as exc:
-        return _problem(context, exc, token)
+        return problem_page(context, exc, token)
     finally:
         portal.drain.poke()
     return context.redirect(f"/s/{token}")
@@ -221,14 +201,14 @@ async def fill_fields(request: Request, token: str) -> Response:
     """Every typed field of this recipient from one form, then on to the signature."""
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
+        return bad_link_page(context)
     form = await _checked_form(request, context, token)
     if isinstance(form, HTMLResponse):
         return form
     origin = get_origin(request)
-    envelope = await _envelope(portal, token)
+    envelope = await envelope_of(portal, token)
     if isinstance(envelope, SignetError):
-        return _problem(context, envelope, token)
+        return problem_page(context, envelope, token)
     view = await run_in_threadpool(portal.envelopes.open, token, origin)
     mine = [
         f for f in envelope.fields
@@ -251,7 +231,7 @@ async def fill_fields(request: Request, token: str) -> Response:
 
 
 async def _reloaded(portal: Portal, token: str, fallback: Envelope) -> Envelope:
-    found = await _envelope(portal, token)
+    found = await envelope_of(portal, token)
     return found if isinstance(found, Envelope) else fallback
 
 
@@ -260,10 +240,10 @@ async def signature_pad(request: Request, token: str) -> Response:
     """The pad: the person draws their signature (signature_pad, mouse, touch or pen)."""
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
-    envelope = await _envelope(portal, token)
+        return bad_link_page(context)
+    envelope = await envelope_of(portal, token)
     if isinstance(envelope, SignetError):
-        return _problem(context, envelope, token)
+        return problem_page(context, envelope, token)
     return context.page("sign.html", token=token, title=envelope.title, error=None,
                         csrf=context.csrf(token))  # fmt: skip
 
@@ -274,14 +254,23 @@ async def signature_drawn(request: Request, token: str) -> Response:
     these revisions; the confirm page carries the image on to the signature."""
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
+        return bad_link_page(context)
     form = await _checked_form(request, context, token)
     if isinstance(form, HTMLResponse):
         return form
-    encoded = _png_of(form.get("image", ""))
-    envelope = await _envelope(portal, token)
+    envelope = await envelope_of(portal, token)
     if isinstance(envelope, SignetError):
-        return _problem(context, envelope, token)
+        return problem_page(context, envelope, token)
+    if "typed" in form:  # the keyboard's way: the name typed, rendered by the portal
+        typed = form["typed"].strip()
+        if not typed_name_ok(typed):
+            return context.page("sign.html", status_code=400, token=token, title=envelope.title,
+                                error="typed_invalid", csrf=context.csrf(token))  # fmt: skip
+        font = portal.settings.certificate_font
+        png = await run_in_threadpool(typed_signature_png, typed, font)
+        encoded = base64.b64encode(png).decode()
+    else:
+        encoded = _png_of(form.get("image", ""))
     try:
         decoded_png(encoded)
     except SignetError:
@@ -292,7 +281,7 @@ async def signature_drawn(request: Request, token: str) -> Response:
             portal.signing.request_activation, token, get_origin(request)
         )
     except SignetError as exc:
-        return _problem(context, exc, token)
+        return problem_page(context, exc, token)
     finally:
         portal.drain.poke()
     return context.page(
@@ -312,7 +301,7 @@ async def sign(request: Request, token: str) -> Response:
     """The signature with the intent code; the last party's signature completes."""
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
+        return bad_link_page(context)
     form = await _checked_form(request, context, token)
     if isinstance(form, HTMLResponse):
         return form
@@ -324,9 +313,9 @@ async def sign(request: Request, token: str) -> Response:
         "to": form.get("to", "")[:200], "channel": form.get("channel", "")[:10],
         "expires_at": None, "csrf": context.csrf(token),
     }  # fmt: skip
-    envelope = await _envelope(portal, token)
+    envelope = await envelope_of(portal, token)
     if isinstance(envelope, SignetError):
-        return _problem(context, envelope, token)
+        return problem_page(context, envelope, token)
     if not re.fullmatch(r"[0-9]{6}", code):
         return context.page("confirm.html", status_code=400, title=envelope.title,
                             error="code_format", **confirm)  # fmt: skip
@@ -337,7 +326,7 @@ async def sign(request: Request, token: str) -> Response:
         if exc.code in {"activation_code_wrong", "code_wrong"}:
             return context.page("confirm.html", status_code=exc.status_code, title=envelope.title,
                                 error=exc.code, **confirm)  # fmt: skip
-        return _problem(context, exc, token)
+        return problem_page(context, exc, token)
     finally:
         portal.drain.poke()
     view = await run_in_threadpool(portal.envelopes.open, token, origin)
@@ -349,7 +338,7 @@ async def sign(request: Request, token: str) -> Response:
 async def approve(request: Request, token: str) -> Response:
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
+        return bad_link_page(context)
     form = await _checked_form(request, context, token)
     if isinstance(form, HTMLResponse):
         return form
@@ -358,7 +347,7 @@ async def approve(request: Request, token: str) -> Response:
         await run_in_threadpool(portal.envelopes.approve, token, origin)
         view = await run_in_threadpool(portal.envelopes.open, token, origin)
     except SignetError as exc:
-        return _problem(context, exc, token)
+        return problem_page(context, exc, token)
     finally:
         portal.drain.poke()
     await finish(portal, view.envelope_id)
@@ -369,10 +358,10 @@ async def approve(request: Request, token: str) -> Response:
 async def decline_form(request: Request, token: str) -> Response:
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
-    envelope = await _envelope(portal, token)
+        return bad_link_page(context)
+    envelope = await envelope_of(portal, token)
     if isinstance(envelope, SignetError):
-        return _problem(context, envelope, token)
+        return problem_page(context, envelope, token)
     return context.page("decline.html", token=token, title=envelope.title, error=None,
                         reason="", csrf=context.csrf(token))  # fmt: skip
 
@@ -382,13 +371,13 @@ async def decline(request: Request, token: str) -> Response:
     """Stops the envelope for everyone, with the reason the person gave."""
     portal, context = portal_and_context(request)
     if not TOKEN.fullmatch(token):
-        return _bad_link(context)
+        return bad_link_page(context)
     form = await _checked_form(request, context, token)
     if isinstance(form, HTMLResponse):
         return form
     reason = form.get("reason", "").strip()
     if not reason or len(reason) > 500 or re.search(r"[\x00-\x08\x0b-\x1f\x7f]", reason):
-        envelope = await _envelope(portal, token)
+        envelope = await envelope_of(portal, token)
         title = envelope.title if isinstance(envelope, Envelope) else ""
         return context.page(
             "decline.html", status_code=400, token=token, title=title, error="reason",
@@ -397,7 +386,7 @@ async def decline(request: Request, token: str) -> Response:
     try:
         await run_in_threadpool(portal.envelopes.decline, token, reason, get_origin(request))
     except SignetError as exc:
-        return _problem(context, exc, token)
+        return problem_page(context, exc, token)
     finally:
         portal.drain.poke()
     return context.redirect(f"/s/{token}")
