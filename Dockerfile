@@ -13,8 +13,9 @@ RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.12.7-slim-bookworm
 COPY --from=build /install /usr/local
-# The stamp and appearance font (Latin + CJK, 5 MB; signet.signer.pades.appearance)
-RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+# The stamp and appearance font (Latin + CJK, 5 MB; signet.signer.pades.appearance);
+# poppler's pdftoppm for the portal pages' page images (a browser without JavaScript)
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-microhei poppler-utils \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/signet signet \
     && mkdir -p /var/lib/signet && chown 10001:10001 /var/lib/signet

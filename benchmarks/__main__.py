@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ("signer", "storage", "operator", "tsa", "preservation", "workflow", "webhooks")
+SUITES = ("signer", "storage", "operator", "tsa", "preservation", "workflow", "webhooks", "pages")
 
 
 def main(names: list[str]) -> None:

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(softhsm2 poppler-utils libnss3-tools postgresql qpdf fonts-wqy-microhei)
+# chromium + chromium-driver: the portal pages' browser tests (Playwright drives Debian's build)
+DEBIAN_PACKAGES=(softhsm2 poppler-utils libnss3-tools postgresql qpdf fonts-wqy-microhei
+    chromium chromium-driver)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -47,4 +49,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
+fi
+
+# The portal pages' vendored browser libraries are committed; rebuild them (npm) only when
+# they are missing or the lock file changed since they were made.
+lock=services/portal/frontend/package-lock.json
+versions=services/portal/signet/portal/pages/static/vendor/VERSIONS
+if [ ! -f "$versions" ] || ! grep -q "package-lock.json $(sha256sum "$lock" | cut -d' ' -f1)" "$versions"; then
+    scripts/build_static.sh
 fi

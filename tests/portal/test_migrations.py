@@ -22,6 +22,6 @@ def test_migrated_schema_is_what_the_models_declare(tmp_path: Path) -> None:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert list(compare_metadata(context, metadata())) == []
         state = current(engine, PORTAL)
-        assert state.at_head and state.revision == "0004_webhooks"
+        assert state.at_head and state.revision == "0005_pages"
     finally:
         engine.dispose()

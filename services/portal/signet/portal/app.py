@@ -28,6 +28,7 @@ from signet.common.notify.sms import SmsGateway
 from signet.common.notify.smtp import SmtpTransport
 from signet.common.policies import PolicyDirectory
 from signet.portal.accounts.service import Accounts
+from signet.portal.accounts.signin import SignIns
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
 from signet.portal.envelopes.addressing import current_link_token
@@ -51,6 +52,7 @@ from signet.portal.http.deps import Portal
 from signet.portal.identity.service import IdentityService
 from signet.portal.jobs.queue import Worker
 from signet.portal.notifications.dispatch import Dispatcher
+from signet.portal.pages import router as pages_router
 from signet.portal.periodic import PeriodicThread
 from signet.portal.policy import policy_chooser
 from signet.portal.templates.service import TemplateService
@@ -62,6 +64,8 @@ from sqlalchemy.orm import sessionmaker
 
 #: the recipient routes' body limit: the sign request carries a base64 PNG (160 KiB)
 LINK_BODY_MAX = 256 * 1024
+#: the pages' forms: the signature form carries the PNG as a URL-encoded data URL
+PAGE_BODY_MAX = 320 * 1024
 
 
 def build_portal(settings: PortalSettings) -> Portal:
@@ -96,6 +100,7 @@ def build_portal(settings: PortalSettings) -> Portal:
     return Portal(
         settings=settings,
         accounts=Accounts(sessions),
+        signins=SignIns(sessions),
         envelopes=envelopes,
         identity=IdentityService(envelopes, deliver=None if held else dispatcher.deliver_now),
         filling=FieldFilling(envelopes),
@@ -163,6 +168,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     for router in (envelopes_api.router, links_api.router, accounts_api.router, outbox_api.router,
                    attachments_api.router, webhooks_api.router, templates_api.router):  # fmt: skip
         app.include_router(router)
+    app.include_router(pages_router)
     upload = settings.max_documents * settings.max_document_bytes + 1024 * 1024
     app.add_middleware(
         RequestGate,
@@ -174,6 +180,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
                 "/api/v1/templates": upload,
                 "/api/v1/links/*": LINK_BODY_MAX,
                 "/api/v1/attachments/*": MAX_ATTACHMENT_BYTES + 64 * 1024,
+                "/s/*": PAGE_BODY_MAX,
             },
         ),
     )

@@ -1,6 +1,6 @@
 """Every table of the portal, for migrations and tests (importing this registers them)."""
 
-from signet.portal.accounts.models import ApiKey, Organisation, User
+from signet.portal.accounts.models import ApiKey, Organisation, User, WebSession
 from signet.portal.envelopes.models import Document, Envelope, EnvelopeField, Recipient
 from signet.portal.evidence.models import LedgerEvent
 from signet.portal.identity.models import IdentityCode
@@ -24,6 +24,7 @@ __all__ = [
     "Recipient",
     "Template",
     "User",
+    "WebSession",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookSubscription",

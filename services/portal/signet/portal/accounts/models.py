@@ -43,6 +43,26 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     disabled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    #: wrong passwords in a row (`signet.portal.accounts.signin`); reset by a success
+    failed_sign_ins: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: no sign-in before this time, whatever the password (lock-out)
+    locked_until: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random token, the table its SHA-256, so a
+    copy of the database signs nobody in.  Expires; revoked by signing out."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
 
 
 class ApiKey(Base):

@@ -34,6 +34,13 @@ ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], PortalScope | None], ...] =
         ("PUT", rf"/api/v1/links/{_LINK}/fields/{_ID}", None),
         ("POST", rf"/api/v1/attachments/{_LINK}/{_ID}", None),
         ("GET", rf"/api/v1/envelopes/{_ID}/attachments/{_ID}", PortalScope.ENVELOPES_READ),
+        # the pages: the link's token is the credential there too (signet.portal.pages)
+        ("GET HEAD", rf"/(s|sign)/[^/]+|/s/{_LINK}/(sign|decline)|/static/.+", None),
+        ("GET", rf"/s/{_LINK}/documents/[0-9]{{1,2}}/pages/[0-9]{{1,4}}\.png", None),
+        ("POST", rf"/s/{_LINK}/(code|verify|fields|signature|sign|approve|decline)", None),
+        # sign-in and the inbox: the session cookie is checked by the pages themselves
+        ("GET HEAD", r"/signin|/inbox", None),
+        ("POST", r"/signin|/signout", None),
         ("POST", r"/api/v1/envelopes", PortalScope.ENVELOPES_WRITE),
         ("GET", r"/api/v1/envelopes", PortalScope.ENVELOPES_READ),
         (

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from signet.common.clients import SignerClient, StorageClient
 from signet.common.errors import Unauthorized
 from signet.portal.accounts.service import Accounts, Principal
+from signet.portal.accounts.signin import SignIns
 from signet.portal.config import PortalSettings
 from signet.portal.envelopes.completion import Completion
 from signet.portal.envelopes.filling import FieldFilling
@@ -31,6 +32,8 @@ class Portal:
 
     settings: PortalSettings
     accounts: Accounts
+    #: the pages' sign-in with a password, and their sessions
+    signins: SignIns
     envelopes: EnvelopeService
     identity: IdentityService
     filling: FieldFilling

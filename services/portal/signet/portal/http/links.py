@@ -130,7 +130,7 @@ async def verify_identity(
     responses={200: {"content": {"application/pdf": {}}}},
 )
 async def read_document(portal: PortalDep, token: Token, index: int) -> Response:
-    envelope = await run_in_threadpool(_readable, portal, token)
+    envelope = await run_in_threadpool(readable, portal, token)
     return await document_response(portal, envelope, index)
 
 
@@ -141,7 +141,7 @@ async def read_document(portal: PortalDep, token: Token, index: int) -> Response
 )
 async def read_certificate(portal: PortalDep, token: Token) -> Response:
     """The certificate of completion, for a party of the completed envelope."""
-    envelope = await run_in_threadpool(_readable, portal, token)
+    envelope = await run_in_threadpool(readable, portal, token)
     return await certificate_response(portal, envelope.id)
 
 
@@ -244,7 +244,7 @@ async def finish(portal: PortalDep, envelope_id: str) -> None:
         portal.drain.poke()
 
 
-def _readable(portal: PortalDep, token: str) -> Envelope:
+def readable(portal: PortalDep, token: str) -> Envelope:
     """The envelope, if this recipient passed the identity check and it is their turn
     (or they have finished: a signer may read what they signed)."""
     service = portal.envelopes
