@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from signet.portal.evidence.models import LedgerEvent
 from signet.portal.schema import utc_now
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
@@ -34,6 +34,10 @@ class Origin:
 
 NOWHERE = Origin()
 
+#: The PostgreSQL advisory lock that orders the portal's steps (the migration lock is
+#: another key: `signet.portal.database`).
+SEQUENCE_LOCK = 0x5349474E_5345515F  # "SIGNSEQ_"
+
 
 def record_event(
     session: Session,
@@ -46,6 +50,10 @@ def record_event(
     auth_method: str | None = None,
     details: Mapping[str, str] | None = None,
 ) -> LedgerEvent:
+    if session.get_bind().dialect.name == "postgresql":
+        # two transactions would read the same max() and both take it: the numbering is
+        # serialised until this one commits (SQLite has one writer at a time anyway)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCE_LOCK})
     last = session.scalar(select(func.max(LedgerEvent.sequence))) or 0
     row = LedgerEvent(
         sequence=last + 1,
