@@ -1,0 +1,422 @@
+"""The route × hostile-input table: every operation of a service's OpenAPI document, sent
+each hostile input, each answer checked against the class it must have.
+
+The routes come from the running service's own ``/openapi.json`` (so a route added
+tomorrow is probed without a line here); the inputs are fixed:
+
+- ``no token``: no ``Authorization`` header (401; the public routes answer as usual);
+- ``wrong scope``: a token the service knows, without the route's scope (403);
+- ``oversized``: a ``Content-Length`` of 2 GiB with a few bytes sent, on a raw socket
+  (413 before the body is read, the caller holding a valid token);
+- ``malformed``: the route's body broken for its media type (truncated JSON, a
+  multipart form cut off mid-part, a form whose PDF is garbage, DER that is not DER);
+- ``path ../``, ``path ctl``, ``path long``: each path parameter replaced by
+  ``../../etc/passwd``, by NUL/ESC/CR/LF/bidi characters, and by 8 KiB of one letter
+  (percent-encoded, as a client would send them; the service decodes them).
+
+Every request has a client timeout (`TIMEOUT`): a timeout is a hang, reported as
+``hang`` in the table and failing the test, as a 5xx does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+#: Seconds before an answer counts as a hang (the gate's body idle timeout is 30 s:
+#: nothing here may wait for it).
+TIMEOUT = 15.0
+
+INPUTS = (
+    "no token",
+    "wrong scope",
+    "oversized",
+    "malformed",
+    "path ../",
+    "path ctl",
+    "path long",
+)
+PATH_VALUES = {
+    "path ../": "../../etc/passwd",
+    "path ctl": "a\x00\x1b[31m\r\nX-Injected: 1\u202e",
+    "path long": "a" * 8192,
+}
+#: What each input must get (the public routes' "no token" answers are their own).
+EXPECTED: Mapping[str, frozenset[int]] = {
+    "no token": frozenset({401}),
+    "wrong scope": frozenset({403}),
+    "oversized": frozenset({413}),
+    # 400 is `invalid_request`, the services' answer for a request they cannot parse
+    # (a multipart body cut off, a malformed object name), 422 pydantic's
+    "malformed": frozenset({400, 422}),
+    "path ../": frozenset({400, 404, 422}),
+    "path ctl": frozenset({400, 404, 422}),
+    "path long": frozenset({400, 404, 422}),
+}
+#: A route whose credential is in its path, sent an unknown one.
+UNKNOWN_CREDENTIAL = frozenset({401, 403, 404})
+#: Garbage where a PDF is expected: a header and nothing a parser can use.
+GARBAGE_PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n\x00\xff garbage"
+GARBAGE_DER = b"\x30\x82\xff\xff\x02\x01\x00 not der"
+BOUNDARY = "signet-hostile-boundary"
+
+
+#: A malformed request: its body, Content-Type and any further headers.
+Malformed = tuple[bytes, str, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    template: str
+    #: path parameters in order of appearance
+    params: tuple[str, ...]
+    #: the request body's media type from the document (None: the route takes none)
+    media: str | None
+    #: the form fields that are files, from the body's schema (multipart only)
+    file_fields: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One cell: the statuses of its requests, None for a hang (the client timed out)."""
+
+    statuses: tuple[int | None, ...]
+    #: the expected statuses; empty: the route answers as it does for anyone (public)
+    expected: frozenset[int]
+    #: the answer of the first request that broke the rule (or of the first)
+    detail: str = ""
+
+    @classmethod
+    def of(cls, answers: Iterable[tuple[int | None, str]], expected: frozenset[int]) -> Answer:
+        listed = list(answers)
+        bad = [d for s, d in listed if not _allowed(s, expected)]
+        return cls(tuple(s for s, _ in listed), expected, (bad or [listed[0][1]])[0])
+
+    @property
+    def ok(self) -> bool:
+        return all(_allowed(s, self.expected) for s in self.statuses)
+
+    def cell(self) -> str:
+        shown = []
+        for status in self.statuses:
+            text = "hang" if status is None else str(status)
+            if not _allowed(status, self.expected):
+                text = f"**{text}** ✗"
+            if text not in shown:
+                shown.append(text)
+        return " / ".join(shown)
+
+
+def _allowed(status: int | None, expected: frozenset[int]) -> bool:
+    if status is None or status >= 500:
+        return False
+    return not expected or status in expected
+
+
+@dataclass
+class Service:
+    """A running service as the prober meets it.
+
+    `admin` is a token allowed everywhere (the deepest reach for the bad bodies and
+    parameters); `wrong_scope` names, for an operation, a known token without its scope
+    (None: every caller the service knows has it, or the route is public); `public`
+    says whether the route takes no token at all.  `samples` gives a valid value per
+    path parameter (used while another parameter of the same route is the hostile
+    one) and `forms` valid non-file fields of multipart routes, so that the garbage
+    PDF reaches the parser instead of failing on a missing field."""
+
+    name: str
+    url: str
+    admin: str
+    wrong_scope: Callable[[Operation], str | None]
+    public: Callable[[Operation], bool]
+    samples: Mapping[str, str] = field(default_factory=dict)
+    forms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: operations whose malformed body gets a protocol's own answer (OCSP, RFC 3161):
+    #: (method template) → the statuses allowed
+    protocol: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    #: routes whose malformed input is not their body's media type (storage's byte
+    #: upload takes any bytes: its malformed input is in its headers)
+    malformed: Mapping[str, list[Malformed]] = field(default_factory=dict)
+    #: routes the gate leaves unbounded as a whole, each part bounded by the route
+    #: (batch uploads): their oversized input is one part over this many bytes, streamed
+    part_limits: Mapping[str, int] = field(default_factory=dict)
+    #: routes whose credential is in the path (the portal's links): without it, an
+    #: unknown credential must be refused
+    path_credential: Callable[[Operation], bool] = lambda _: False
+
+
+def operations(document: Mapping[str, Any]) -> list[Operation]:
+    """Every operation of an OpenAPI document, in its order."""
+    found = []
+    for template, item in document["paths"].items():
+        for method, op in item.items():
+            if method not in {"get", "post", "put", "delete", "head", "patch"}:
+                continue
+            content = op.get("requestBody", {}).get("content", {})
+            media = next(iter(content), None)
+            files: tuple[str, ...] = ()
+            if media == "multipart/form-data":
+                files = _file_fields(document, content[media]["schema"])
+            found.append(
+                Operation(
+                    method.upper(),
+                    template,
+                    tuple(re.findall(r"{([^}:]+)(?::[^}]+)?}", template)),
+                    media,
+                    files,
+                )
+            )
+    return found
+
+
+def _file_fields(document: Mapping[str, Any], schema: Mapping[str, Any]) -> tuple[str, ...]:
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    names = []
+    for name, prop in schema.get("properties", {}).items():
+        items = prop.get("items", {})
+        text = json.dumps(prop)
+        if (
+            prop.get("format") == "binary"
+            or prop.get("contentMediaType") == "application/octet-stream"
+            or items.get("format") == "binary"
+            or "octet-stream" in text
+            or '"binary"' in text
+        ):
+            names.append(name)
+    return tuple(names)
+
+
+def path_for(operation: Operation, service: Service, hostile: tuple[str, str] | None) -> str:
+    """The operation's path with sample values, one parameter replaced by `hostile`
+    (name, raw value), all percent-encoded."""
+    path = operation.template
+    for name in operation.params:
+        value = hostile[1] if hostile and hostile[0] == name else service.samples.get(name, "x")
+        path = re.sub(r"{" + re.escape(name) + r"(?::[^}]+)?}", quote(value, safe=""), path)
+    return path
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _send(
+    client: httpx.Client,
+    operation: Operation,
+    path: str,
+    token: str | None,
+    *,
+    content: bytes | Iterable[bytes] | None = None,
+    media: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int | None, str]:
+    sent = _bearer(token) | dict(headers or {})
+    if media:
+        sent["Content-Type"] = media
+    try:
+        response = client.request(
+            operation.method, path, headers=sent, content=content, timeout=TIMEOUT
+        )
+    except httpx.TimeoutException:
+        return None, "client timeout"
+    except httpx.HTTPError as exc:  # a dropped connection is no answer either
+        return None, f"{type(exc).__name__}: {exc}"
+    return response.status_code, response.text[:300]
+
+
+def oversized(
+    url: str, operation: Operation, path: str, token: str | None
+) -> tuple[int | None, str]:
+    """A request head declaring 2 GiB and ten bytes of it, on a raw socket: what a
+    client lying about its body does.  The status line is read within `TIMEOUT`."""
+    host, port = url.removeprefix("http://").split(":")
+    lines = [
+        f"{operation.method} {path} HTTP/1.1",
+        f"Host: {host}",
+        f"Content-Type: {_media(operation)}",
+        f"Content-Length: {2 * 1024**3}",
+    ]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    try:
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+            sock.sendall(head + b"0123456789")
+            answer = sock.recv(4096).decode("latin-1", "replace")
+    except TimeoutError:
+        return None, "client timeout"
+    except OSError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    first = answer.split("\r\n", 1)[0].split(" ")
+    if len(first) < 2 or not first[1].isdigit():
+        return None, f"no status line: {answer[:80]!r}"
+    return int(first[1]), answer.split("\r\n\r\n", 1)[-1][:300]
+
+
+def _media(operation: Operation) -> str:
+    if operation.media == "multipart/form-data":
+        return f"multipart/form-data; boundary={BOUNDARY}"
+    return operation.media or "application/json"
+
+
+def streamed_document(size: int) -> Iterator[bytes]:
+    """A complete multipart form of one ``documents`` part of `size` bytes, in 1 MiB
+    chunks (sent chunked: no Content-Length for the gate to refuse unread)."""
+    yield (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="documents"; '
+        'filename="big.pdf"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\n'
+    ).encode()
+    chunk = b"0" * (1024 * 1024)
+    left = size
+    while left > 0:
+        yield chunk[: min(left, len(chunk))]
+        left -= len(chunk)
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def malformed_bodies(operation: Operation, service: Service) -> list[Malformed]:
+    """The broken bodies for the operation's media type (several for a form)."""
+    if operation.name in service.malformed:
+        return list(service.malformed[operation.name])
+    if operation.media == "application/json":
+        return [(b'{"truncated": ["no end', "application/json", {})]
+    if operation.media == "multipart/form-data":
+        kind = f"multipart/form-data; boundary={BOUNDARY}"
+        cut = (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="document"; '
+            'filename="a.pdf"\r\nContent-Type: application/pdf\r\n\r\n'
+        ).encode() + GARBAGE_PDF
+        return [(cut, kind, {}), (_garbage_form(operation, service), kind, {})]
+    if operation.media is not None or (
+        operation.name in service.protocol and operation.method == "POST"
+    ):
+        return [(GARBAGE_DER, operation.media or "application/octet-stream", {})]
+    return []
+
+
+def _garbage_form(operation: Operation, service: Service) -> bytes:
+    """A complete form: the route's valid fields (`Service.forms`), garbage in each file."""
+    parts = []
+    for name, value in service.forms.get(operation.name, {}).items():
+        parts.append(
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        )
+    body = "".join(parts).encode()
+    for name in operation.file_fields or ("document",):
+        body += (
+            (
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; '
+                'filename="garbage.pdf"\r\nContent-Type: application/pdf\r\n\r\n'
+            ).encode()
+            + GARBAGE_PDF
+            + b"\r\n"
+        )
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
+
+def probe(service: Service, document: Mapping[str, Any]) -> dict[str, dict[str, Answer]]:
+    """Route → input → answer, for every operation of `document`."""
+    table: dict[str, dict[str, Answer]] = {}
+    with httpx.Client(base_url=service.url, timeout=TIMEOUT) as client:
+        for operation in operations(document):
+            table[operation.name] = _probe_one(client, service, operation)
+    return table
+
+
+def _probe_one(client: httpx.Client, service: Service, operation: Operation) -> dict[str, Answer]:
+    row: dict[str, Answer] = {}
+    plain = path_for(operation, service, None)
+    public = service.public(operation)
+    content, media = _valid_body(operation, service)
+    status, detail = _send(client, operation, plain, None, content=content, media=media)
+    expected = EXPECTED["no token"]
+    if public:
+        expected = frozenset()
+    elif service.path_credential(operation):
+        expected = UNKNOWN_CREDENTIAL
+    row["no token"] = Answer.of([(status, detail)], expected)
+    wrong = None if public else service.wrong_scope(operation)
+    if wrong is not None:
+        status, detail = _send(client, operation, plain, wrong, content=content, media=media)
+        row["wrong scope"] = Answer.of([(status, detail)], EXPECTED["wrong scope"])
+    if operation.name in service.part_limits:
+        status, detail = _send(
+            client, operation, plain, service.admin, media=_media(operation),
+            content=streamed_document(service.part_limits[operation.name] + 1024 * 1024),
+        )  # fmt: skip
+    else:
+        status, detail = oversized(service.url, operation, plain, service.admin)
+    row["oversized"] = Answer.of([(status, detail)], EXPECTED["oversized"])
+    answers = [
+        _send(client, operation, plain, service.admin, content=body, media=kind, headers=extra)
+        for body, kind, extra in malformed_bodies(operation, service)
+    ]
+    if answers:
+        expected = service.protocol.get(operation.name, EXPECTED["malformed"])
+        row["malformed"] = Answer.of(answers, expected)
+    for name, value in PATH_VALUES.items():
+        cells = []
+        for param in operation.params:
+            path = path_for(operation, service, (param, value))
+            cells.append(
+                _send(client, operation, path, service.admin, content=content, media=media)
+            )
+        if cells:
+            row[name] = Answer.of(cells, service.protocol.get(operation.name, EXPECTED[name]))
+    return row
+
+
+def _valid_body(operation: Operation, service: Service) -> tuple[bytes | None, str | None]:
+    """A body that passes validation where the route needs one, so that a hostile path
+    parameter, not a missing body, decides the answer."""
+    if operation.media == "application/json":
+        return json.dumps(dict(service.forms.get(operation.name, {}))).encode(), operation.media
+    return None, None
+
+
+def markdown(tables: Mapping[str, dict[str, dict[str, Answer]]]) -> str:
+    """The table as the admin guide shows it: one line per route, one column per input."""
+    lines = [
+        "| service | route | " + " | ".join(INPUTS) + " |",
+        "|---|---|" + "---|" * len(INPUTS),
+    ]
+    for service, table in tables.items():
+        for route, row in table.items():
+            cells = [row[i].cell() if i in row else "—" for i in INPUTS]
+            lines.append(f"| {service} | `{route}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def failures(tables: Mapping[str, dict[str, dict[str, Answer]]]) -> list[str]:
+    return [
+        f"{service} {route} [{name}]: {answer.statuses} (expected {sorted(answer.expected)}) "
+        f"{answer.detail}"
+        for service, table in tables.items()
+        for route, row in table.items()
+        for name, answer in row.items()
+        if not answer.ok
+    ]
+
+
+def wait_until(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
