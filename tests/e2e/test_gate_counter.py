@@ -15,6 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.appliance import Appliance
 
+pytestmark = pytest.mark.slow  # starts the session's `signet up` (tests/e2e/conftest.py)
+
 REASONS = ("no_token", "wrong_scope", "too_large", "slow_body")
 
 

@@ -14,10 +14,13 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import SIGNER_DOCUMENT_LIMIT
 from tests.support import hostile, hostile_services
 from tests.support.appliance import Appliance
+
+pytestmark = pytest.mark.slow  # starts the session's `signet up` (tests/e2e/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "build" / "artifacts" / "hostile-input-table.md"
