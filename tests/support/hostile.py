@@ -61,6 +61,9 @@ EXPECTED: Mapping[str, frozenset[int]] = {
     "path ctl": frozenset({400, 404, 422}),
     "path long": frozenset({400, 404, 422}),
 }
+#: What uvicorn answers, as text, to a request its HTTP parser cannot read (a control
+#: character in a header value): no application code runs, so there is no JSON.
+UVICORN_PARSER_REFUSAL = b"Invalid HTTP request received."
 #: A route whose credential is in its path, sent an unknown one.
 UNKNOWN_CREDENTIAL = frozenset({401, 403, 404})
 #: Garbage where a PDF is expected: a header and nothing a parser can use.
@@ -89,6 +92,11 @@ class Operation:
         return f"{self.method} {self.template}"
 
 
+#: One request's answer: its status (None: a hang), the start of its body, and whether
+#: the body had the services' error shape (always True for a success).
+Reply = tuple[int | None, str, bool]
+
+
 @dataclass(frozen=True)
 class Answer:
     """One cell: the statuses of its requests, None for a hang (the client timed out)."""
@@ -98,23 +106,32 @@ class Answer:
     expected: frozenset[int]
     #: the answer of the first request that broke the rule (or of the first)
     detail: str = ""
+    #: whether each refusal was JSON ``{"error", "detail"}``
+    shaped: tuple[bool, ...] = ()
 
     @classmethod
-    def of(cls, answers: Iterable[tuple[int | None, str]], expected: frozenset[int]) -> Answer:
-        listed = list(answers)
-        bad = [d for s, d in listed if not _allowed(s, expected)]
-        return cls(tuple(s for s, _ in listed), expected, (bad or [listed[0][1]])[0])
+    def of(cls, replies: Iterable[Reply], expected: frozenset[int]) -> Answer:
+        listed = list(replies)
+        bad = [d for s, d, shaped in listed if not (_allowed(s, expected) and shaped)]
+        return cls(
+            tuple(s for s, _, _ in listed),
+            expected,
+            (bad or [listed[0][1]])[0],
+            tuple(shaped for _, _, shaped in listed),
+        )
 
     @property
     def ok(self) -> bool:
-        return all(_allowed(s, self.expected) for s in self.statuses)
+        return all(_allowed(s, self.expected) for s in self.statuses) and all(self.shaped)
 
     def cell(self) -> str:
         shown = []
-        for status in self.statuses:
+        for status, shaped in zip(self.statuses, self.shaped or (True,) * 99, strict=False):
             text = "hang" if status is None else str(status)
             if not _allowed(status, self.expected):
                 text = f"**{text}** ✗"
+            elif not shaped:
+                text = f"**{text}** ✗ not `{{error, detail}}`"
             if text not in shown:
                 shown.append(text)
         return " / ".join(shown)
@@ -124,6 +141,23 @@ def _allowed(status: int | None, expected: frozenset[int]) -> bool:
     if status is None or status >= 500:
         return False
     return not expected or status in expected
+
+
+def error_shaped(status: int | None, body: bytes, *, head: bool = False) -> bool:
+    """A refusal's body is JSON ``{"error": str, "detail": str}`` (a HEAD has no body)."""
+    if status is None or status < 400 or head:
+        return True
+    if status == 400 and body == UVICORN_PARSER_REFUSAL:
+        return True  # the HTTP parser's own answer, before any Signet code (see the page)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("error"), str)
+        and isinstance(data.get("detail"), str)
+    )
 
 
 @dataclass
@@ -224,7 +258,10 @@ def _send(
     content: bytes | Iterable[bytes] | None = None,
     media: str | None = None,
     headers: Mapping[str, str] | None = None,
-) -> tuple[int | None, str]:
+    protocol: bool = False,
+) -> Reply:
+    """One request; `protocol`: the route answers in its own protocol (OCSP, RFC 3161),
+    so its body is not held to the JSON error shape."""
     sent = _bearer(token) | dict(headers or {})
     if media:
         sent["Content-Type"] = media
@@ -233,15 +270,16 @@ def _send(
             operation.method, path, headers=sent, content=content, timeout=TIMEOUT
         )
     except httpx.TimeoutException:
-        return None, "client timeout"
+        return None, "client timeout", True
     except httpx.HTTPError as exc:  # a dropped connection is no answer either
-        return None, f"{type(exc).__name__}: {exc}"
-    return response.status_code, response.text[:300]
+        return None, f"{type(exc).__name__}: {exc}", True
+    shaped = protocol or error_shaped(
+        response.status_code, response.content, head=operation.method == "HEAD"
+    )
+    return response.status_code, response.text[:300], shaped
 
 
-def oversized(
-    url: str, operation: Operation, path: str, token: str | None
-) -> tuple[int | None, str]:
+def oversized(url: str, operation: Operation, path: str, token: str | None) -> Reply:
     """A request head declaring 2 GiB and ten bytes of it, on a raw socket: what a
     client lying about its body does.  The status line is read within `TIMEOUT`."""
     host, port = url.removeprefix("http://").split(":")
@@ -257,15 +295,30 @@ def oversized(
     try:
         with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
             sock.sendall(head + b"0123456789")
-            answer = sock.recv(4096).decode("latin-1", "replace")
+            answer = _read_answer(sock)
     except TimeoutError:
-        return None, "client timeout"
+        return None, "client timeout", True
     except OSError as exc:
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, f"{type(exc).__name__}: {exc}", True
     first = answer.split("\r\n", 1)[0].split(" ")
     if len(first) < 2 or not first[1].isdigit():
-        return None, f"no status line: {answer[:80]!r}"
-    return int(first[1]), answer.split("\r\n\r\n", 1)[-1][:300]
+        return None, f"no status line: {answer[:80]!r}", True
+    body = answer.split("\r\n\r\n", 1)[-1]
+    status = int(first[1])
+    shaped = error_shaped(status, body.encode("latin-1"), head=operation.method == "HEAD")
+    return status, body[:300], shaped
+
+
+def _read_answer(sock: socket.socket) -> str:
+    """The whole answer: until the server closes, or its Content-Length is in."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if _ and found and len(body) >= int(found.group(1)):
+            break
+    return data.decode("latin-1", "replace")
 
 
 def _media(operation: Operation) -> str:
@@ -294,7 +347,13 @@ def malformed_bodies(operation: Operation, service: Service) -> list[Malformed]:
     if operation.name in service.malformed:
         return list(service.malformed[operation.name])
     if operation.media == "application/json":
-        return [(b'{"truncated": ["no end', "application/json", {})]
+        return [
+            (b'{"truncated": ["no end', "application/json", {}),
+            # nested past the JSON parser's recursion limit, inside every body limit
+            (b"[" * 20_000 + b"]" * 20_000, "application/json", {}),
+            (b'{"name": "\\ud800", "reason": "\\ud800"}', "application/json", {}),
+            (b"\xff\xfe not even text", "application/json", {}),
+        ]
     if operation.media == "multipart/form-data":
         kind = f"multipart/form-data; boundary={BOUNDARY}"
         cut = (
@@ -340,42 +399,45 @@ def probe(service: Service, document: Mapping[str, Any]) -> dict[str, dict[str, 
 
 def _probe_one(client: httpx.Client, service: Service, operation: Operation) -> dict[str, Answer]:
     row: dict[str, Answer] = {}
+    protocol = operation.name in service.protocol
+
+    def send(path: str, token: str | None, **kwargs: Any) -> Reply:
+        return _send(client, operation, path, token, protocol=protocol, **kwargs)
+
     plain = path_for(operation, service, None)
     public = service.public(operation)
     content, media = _valid_body(operation, service)
-    status, detail = _send(client, operation, plain, None, content=content, media=media)
     expected = EXPECTED["no token"]
     if public:
         expected = frozenset()
     elif service.path_credential(operation):
         expected = UNKNOWN_CREDENTIAL
-    row["no token"] = Answer.of([(status, detail)], expected)
+    row["no token"] = Answer.of([send(plain, None, content=content, media=media)], expected)
     wrong = None if public else service.wrong_scope(operation)
     if wrong is not None:
-        status, detail = _send(client, operation, plain, wrong, content=content, media=media)
-        row["wrong scope"] = Answer.of([(status, detail)], EXPECTED["wrong scope"])
+        reply = send(plain, wrong, content=content, media=media)
+        row["wrong scope"] = Answer.of([reply], EXPECTED["wrong scope"])
     if operation.name in service.part_limits:
-        status, detail = _send(
-            client, operation, plain, service.admin, media=_media(operation),
+        reply = send(
+            plain, service.admin, media=_media(operation),
             content=streamed_document(service.part_limits[operation.name] + 1024 * 1024),
         )  # fmt: skip
     else:
-        status, detail = oversized(service.url, operation, plain, service.admin)
-    row["oversized"] = Answer.of([(status, detail)], EXPECTED["oversized"])
-    answers = [
-        _send(client, operation, plain, service.admin, content=body, media=kind, headers=extra)
+        reply = oversized(service.url, operation, plain, service.admin)
+    row["oversized"] = Answer.of([reply], EXPECTED["oversized"])
+    replies = [
+        send(plain, service.admin, content=body, media=kind, headers=extra)
         for body, kind, extra in malformed_bodies(operation, service)
     ]
-    if answers:
+    if replies:
         expected = service.protocol.get(operation.name, EXPECTED["malformed"])
-        row["malformed"] = Answer.of(answers, expected)
+        row["malformed"] = Answer.of(replies, expected)
     for name, value in PATH_VALUES.items():
-        cells = []
-        for param in operation.params:
-            path = path_for(operation, service, (param, value))
-            cells.append(
-                _send(client, operation, path, service.admin, content=content, media=media)
-            )
+        cells = [
+            send(path_for(operation, service, (param, value)), service.admin,
+                 content=content, media=media)
+            for param in operation.params
+        ]  # fmt: skip
         if cells:
             row[name] = Answer.of(cells, service.protocol.get(operation.name, EXPECTED[name]))
     return row
