@@ -43,12 +43,25 @@ INPUTS = (
     "path ../",
     "path ctl",
     "path long",
+    "query",
+    "header",
 )
 PATH_VALUES = {
     "path ../": "../../etc/passwd",
     "path ctl": "a\x00\x1b[31m\r\nX-Injected: 1\u202e",
     "path long": "a" * 8192,
 }
+#: Each declared query parameter gets each of these in turn (with the admin's token).
+QUERY_VALUES = (
+    "a\x00\x1b[31m\r\n\u202e",
+    "9" * 40,
+    "-1",
+    "nan",
+    "x" * 8192,
+)
+#: Each declared header parameter (Idempotency-Key, X-Signet-*) gets these; a header
+#: cannot carry CR, LF or NUL at all, so control characters here are ESC and DEL.
+HEADER_VALUES = ("a\x1b[31m\x7f", "../../etc", "x" * 8192, "é€".encode())
 #: What each input must get (the public routes' "no token" answers are their own).
 EXPECTED: Mapping[str, frozenset[int]] = {
     "no token": frozenset({401}),
@@ -60,6 +73,10 @@ EXPECTED: Mapping[str, frozenset[int]] = {
     "path ../": frozenset({400, 404, 422}),
     "path ctl": frozenset({400, 404, 422}),
     "path long": frozenset({400, 404, 422}),
+    # a hostile query or header value may be answered as any value would (a search
+    # for control characters finds nothing: 200); never a 5xx, refusals shaped
+    "query": frozenset(),
+    "header": frozenset(),
 }
 #: What uvicorn answers, as text, to a request its HTTP parser cannot read (a control
 #: character in a header value): no application code runs, so there is no JSON.
@@ -86,6 +103,9 @@ class Operation:
     media: str | None
     #: the form fields that are files, from the body's schema (multipart only)
     file_fields: tuple[str, ...] = ()
+    #: the query and header parameters the document declares
+    query: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -205,6 +225,7 @@ def operations(document: Mapping[str, Any]) -> list[Operation]:
             files: tuple[str, ...] = ()
             if media == "multipart/form-data":
                 files = _file_fields(document, content[media]["schema"])
+            declared = op.get("parameters", [])
             found.append(
                 Operation(
                     method.upper(),
@@ -212,6 +233,8 @@ def operations(document: Mapping[str, Any]) -> list[Operation]:
                     tuple(re.findall(r"{([^}:]+)(?::[^}]+)?}", template)),
                     media,
                     files,
+                    tuple(p["name"] for p in declared if p["in"] == "query"),
+                    tuple(p["name"] for p in declared if p["in"] == "header"),
                 )
             )
     return found
@@ -257,18 +280,20 @@ def _send(
     *,
     content: bytes | Iterable[bytes] | None = None,
     media: str | None = None,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str | bytes] | None = None,
+    params: Mapping[str, str] | None = None,
     protocol: bool = False,
 ) -> Reply:
     """One request; `protocol`: the route answers in its own protocol (OCSP, RFC 3161),
     so its body is not held to the JSON error shape."""
-    sent = _bearer(token) | dict(headers or {})
+    sent: dict[str, str | bytes] = {**_bearer(token), **(headers or {})}
     if media:
         sent["Content-Type"] = media
     try:
         response = client.request(
-            operation.method, path, headers=sent, content=content, timeout=TIMEOUT
-        )
+            operation.method, path, headers=sent, content=content, params=params,
+            timeout=TIMEOUT,
+        )  # fmt: skip
     except httpx.TimeoutException:
         return None, "client timeout", True
     except httpx.HTTPError as exc:  # a dropped connection is no answer either
@@ -440,6 +465,21 @@ def _probe_one(client: httpx.Client, service: Service, operation: Operation) -> 
         ]  # fmt: skip
         if cells:
             row[name] = Answer.of(cells, service.protocol.get(operation.name, EXPECTED[name]))
+    queries = [
+        send(plain, service.admin, content=content, media=media, params={param: value})
+        for param in operation.query
+        for value in QUERY_VALUES
+    ]
+    if queries:
+        row["query"] = Answer.of(queries, EXPECTED["query"])
+    headed = [
+        send(plain, service.admin, content=content, media=media, headers={name: value})
+        for name in operation.headers
+        if name.lower() != "content-type"
+        for value in HEADER_VALUES
+    ]
+    if headed:
+        row["header"] = Answer.of(headed, EXPECTED["header"])
     return row
 
 
