@@ -78,9 +78,6 @@ EXPECTED: Mapping[str, frozenset[int]] = {
     "query": frozenset(),
     "header": frozenset(),
 }
-#: What uvicorn answers, as text, to a request its HTTP parser cannot read (a control
-#: character in a header value): no application code runs, so there is no JSON.
-UVICORN_PARSER_REFUSAL = b"Invalid HTTP request received."
 #: A route whose credential is in its path, sent an unknown one.
 UNKNOWN_CREDENTIAL = frozenset({401, 403, 404})
 #: Garbage where a PDF is expected: a header and nothing a parser can use.
@@ -167,8 +164,6 @@ def error_shaped(status: int | None, body: bytes, *, head: bool = False) -> bool
     """A refusal's body is JSON ``{"error": str, "detail": str}`` (a HEAD has no body)."""
     if status is None or status < 400 or head:
         return True
-    if status == 400 and body == UVICORN_PARSER_REFUSAL:
-        return True  # the HTTP parser's own answer, before any Signet code (see the page)
     try:
         data = json.loads(body)
     except ValueError:
