@@ -113,3 +113,63 @@ def test_large_heads_under_the_limit_and_bodies_after_them_pass(port: int) -> No
         )  # fmt: skip
         assert _answer(sock) == (200, {"body": len(body), "headers": 2})
         assert _answer(sock) == (200, {"body": 0, "headers": 1})
+
+
+class _QuickHeads(GuardedProtocol):
+    head_timeout = 1.0
+
+
+@pytest.fixture(scope="module")
+def quick_port() -> Iterator[int]:
+    """A server whose heads must be complete within 1 s (the default is `HEAD_TIMEOUT`)."""
+    app = FastAPI()
+
+    @app.get("/echo")
+    async def echo() -> dict[str, str]:
+        return {"status": "ok"}
+
+    chosen = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=chosen, log_level="error", http=_QuickHeads)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield chosen
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_connection_that_sends_nothing_is_closed_with_408(quick_port: int) -> None:
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=10) as sock:
+        started = time.monotonic()
+        status, body = _answer(sock)
+        took = time.monotonic() - started
+    assert status == 408 and body["error"] == "request_timeout"
+    assert 0.8 < took < 5
+
+
+def test_a_head_dripped_line_by_line_is_cut_off(quick_port: int) -> None:
+    """A header line every 0.3 s kept a connection for as long as the client liked."""
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for n in range(30):
+                sock.sendall(b"X-Drip-%d: a\r\n" % n)
+                time.sleep(0.3)
+        except OSError:  # closed
+            pass
+        status, body = _answer(sock)
+    assert status == 408 and body["error"] == "request_timeout"
+    assert time.monotonic() - started < 5
+
+
+def test_a_kept_alive_connection_times_each_head_from_its_first_byte(quick_port: int) -> None:
+    with socket.create_connection(("127.0.0.1", quick_port), timeout=10) as sock:
+        for _ in range(3):  # each request within the limit, together over it
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+            time.sleep(0.6)
+            sock.sendall(b"\r\n")
+            assert _answer(sock) == (200, {"status": "ok"})

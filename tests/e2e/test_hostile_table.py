@@ -10,7 +10,10 @@ one in docs/admin/hostile-input.md (``SIGNET_UPDATE_DOCS=1`` rewrites the page's
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -63,3 +66,40 @@ def test_every_route_answers_every_hostile_input_in_its_class(appliance: Applian
         f"the page's table is not the one measured: see {ARTIFACT}, "
         "or run again with SIGNET_UPDATE_DOCS=1"
     )
+
+
+def test_each_service_closes_a_connection_that_sends_no_head(appliance: Appliance) -> None:
+    """An idle connection and one dripping header lines, to each service of `signet up`
+    at once: each gets 408 after `HEAD_TIMEOUT` (they were held for as long as the
+    client liked), and the service answers others meanwhile."""
+    from signet.common.protocol import HEAD_TIMEOUT
+
+    sockets = []
+    for offset in range(3):
+        idle = socket.create_connection(("127.0.0.1", appliance.port + offset), timeout=5)
+        drip = socket.create_connection(("127.0.0.1", appliance.port + offset), timeout=5)
+        drip.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        sockets += [idle, drip]
+    started = time.monotonic()
+    answers: dict[int, bytes] = {}
+    try:
+        while len(answers) < len(sockets) and time.monotonic() - started < HEAD_TIMEOUT + 10:
+            for n, sock in enumerate(sockets):
+                if n in answers:
+                    continue
+                if n % 2:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"X-Drip: a\r\n")
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    answers[n] = sock.recv(4096)
+                sock.setblocking(True)
+            assert httpx.get(f"{appliance.portal_url}/healthz", timeout=5).status_code == 200
+            time.sleep(0.5)
+    finally:
+        for sock in sockets:
+            sock.close()
+    took = time.monotonic() - started
+    assert sorted(answers) == list(range(len(sockets))), f"held: {len(sockets) - len(answers)}"
+    assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers.values()), answers
+    assert HEAD_TIMEOUT - 2 < took < HEAD_TIMEOUT + 10
