@@ -44,6 +44,12 @@ def port() -> Iterator[int]:
     thread.join(timeout=10)
 
 
+def _refused(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("signet_gate_refused_total", {"reason": reason}) or 0.0
+
+
 def _answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
     data = b""
     while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
@@ -83,8 +89,10 @@ def _flood(port: int, start: bytes, total: int) -> tuple[int, dict[str, object],
     ids=["a-32-mib-header", "a-32-mib-request-line"],
 )
 def test_a_head_over_the_limit_is_refused_431(port: int, start: bytes) -> None:
+    before = _refused("head_too_large")
     status, body, sent = _flood(port, start, 32 * MIB)
     assert status == 431
+    assert _refused("head_too_large") == before + 1
     assert body["error"] == "headers_too_large"
     # closed long before the 32 MiB (what was sent includes both sockets' kernel
     # buffers, a few MiB on loopback; the process's memory is tests/e2e/test_peak_rss.py's)
@@ -92,11 +100,13 @@ def test_a_head_over_the_limit_is_refused_431(port: int, start: bytes) -> None:
 
 
 def test_a_head_the_parser_cannot_read_is_a_json_400(port: int) -> None:
+    before = _refused("bad_head")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Bad: a\x1bb\x00\r\n\r\n")
         status, body = _answer(sock)
     assert status == 400
     assert body == {"error": "invalid_request", "detail": "the request is not valid HTTP/1.1"}
+    assert _refused("bad_head") == before + 1
 
 
 def test_large_heads_under_the_limit_and_bodies_after_them_pass(port: int) -> None:
@@ -142,12 +152,14 @@ def quick_port() -> Iterator[int]:
 
 
 def test_a_connection_that_sends_nothing_is_closed_with_408(quick_port: int) -> None:
+    before = _refused("slow_head")
     with socket.create_connection(("127.0.0.1", quick_port), timeout=10) as sock:
         started = time.monotonic()
         status, body = _answer(sock)
         took = time.monotonic() - started
     assert status == 408 and body["error"] == "request_timeout"
     assert 0.8 < took < 5
+    assert _refused("slow_head") == before + 1
 
 
 def test_a_head_dripped_line_by_line_is_cut_off(quick_port: int) -> None:

@@ -19,6 +19,9 @@ A request the parser cannot read at all (a control character in a header) got
 uvicorn's plain-text ``Invalid HTTP request received.``; it is JSON
 ``{"error", "detail"}`` here, like every other refusal of the services.
 
+Each refusal is counted in ``signet_gate_refused_total`` (reasons ``head_too_large``,
+``slow_head``, ``bad_head``), as the gate's are.
+
 Run a service with ``--http signet.common.protocol:GuardedProtocol`` (``http=`` for
 ``uvicorn.run``); storage's `signet.storage.api.splice.SpliceProtocol` builds on it.
 """
@@ -29,6 +32,7 @@ import asyncio
 import json
 from typing import Any
 
+from signet.common.metrics import GATE_REFUSED
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 #: The most bytes a request line and its headers may take together.
@@ -88,6 +92,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _head_too_slow(self) -> None:
         self._head_timer = None
         if self._in_head and not self.transport.is_closing():
+            GATE_REFUSED.labels(reason="slow_head").inc()
             self._refuse(
                 408, "request_timeout",
                 f"the request head took more than {self.head_timeout:g} s",
@@ -100,6 +105,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes += len(data)
         if self._head_bytes > HEAD_LIMIT:
             self.logger.warning("a request head over %d bytes was refused", HEAD_LIMIT)
+            GATE_REFUSED.labels(reason="head_too_large").inc()
             self._refuse(
                 431, "headers_too_large",
                 f"the request line and headers are longer than {HEAD_LIMIT} bytes",
@@ -107,6 +113,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what its parser cannot read, as JSON."""
+        GATE_REFUSED.labels(reason="bad_head").inc()
         self._refuse(400, "invalid_request", "the request is not valid HTTP/1.1")
 
     def _refuse(self, status: int, error: str, detail: str) -> None:
