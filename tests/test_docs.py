@@ -113,3 +113,19 @@ def test_every_docs_page_is_in_the_nav_and_every_readme_link_exists() -> None:
     links = re.findall(r"\]\((docs/[^)#]+)", README.read_text())
     assert links
     assert [link for link in links if not (ROOT / link).exists()] == []
+
+
+def test_every_route_is_in_the_hostile_input_table(
+    api_docs: ModuleType, documents: dict[str, Any]
+) -> None:
+    """docs/admin/hostile-input.md's table (measured by tests/e2e/test_hostile_table.py)
+    has a line for every route: a route added without running that test fails here."""
+    page = (ROOT / "docs" / "admin" / "hostile-input.md").read_text(encoding="utf-8")
+    table = page.split("<!-- hostile-table:start -->", 1)[1].split("<!-- hostile-table:end -->")[0]
+    missing = [
+        f"{service}: {method} {path}"
+        for service, document in documents.items()
+        for method, path in api_docs.routes(document)
+        if f"| {service} | `{method} {path}` |" not in table
+    ]
+    assert not missing, f"run tests/e2e/test_hostile_table.py (SIGNET_UPDATE_DOCS=1): {missing}"

@@ -109,6 +109,58 @@ def test_a_stalled_body_times_out(gated: int) -> None:
     assert 0.4 < took < 3
 
 
+@pytest.fixture(scope="module")
+def rated() -> Iterator[int]:
+    """The gate with a 1 s idle timeout and, after 1 s, at least 1 KiB/s on average."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    app.add_middleware(
+        RequestGate,
+        authorize=Authorizer(TokenRegistry.load(admin_token=SERVICE_TOKEN), rules=()),
+        rules=GateRules(idle_timeout=1.0, min_rate=1024, rate_grace=1.0),
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def _drip(port: int, pieces: int, size: int, pause: float) -> str:
+    """A 100 KiB body announced, sent as `pieces` pieces of `size` bytes `pause` apart
+    (each within the idle timeout), the rest at once; the status line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(_head("/echo", 100 * 1024, token=SERVICE_TOKEN).encode() + b"\r\n")
+        try:
+            for _ in range(pieces):
+                sock.sendall(b"a" * size)
+                time.sleep(pause)
+            sock.sendall(b"a" * (100 * 1024 - pieces * size))
+        except OSError:
+            pass
+        return sock.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+
+
+def test_a_dripped_body_is_cut_off_at_the_minimum_rate(rated: int) -> None:
+    """A byte every 0.5 s never trips the 1 s idle timeout; the average rate does."""
+    before = _refused("slow_body")
+    assert _drip(rated, pieces=8, size=1, pause=0.5) == "HTTP/1.1 408 Request Timeout"
+    assert _refused("slow_body") == before + 1
+
+
+def test_a_slow_but_steady_body_is_read(rated: int) -> None:
+    assert _drip(rated, pieces=8, size=2048, pause=0.25) == "HTTP/1.1 200 OK"
+
+
 def test_a_chunked_body_is_counted(gated: int) -> None:
     head = (
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"

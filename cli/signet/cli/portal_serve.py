@@ -24,6 +24,7 @@ def serve(
 
     import uvicorn
     from signet.cli.metrics_port import metrics_listener
+    from signet.common.protocol import GUARDED_PROTOCOL
 
     settings = embedded.portal_settings()
     os.environ.update(embedded.portal_environment(settings))
@@ -35,5 +36,10 @@ def serve(
         api_port=port,
     ):
         uvicorn.run(
-            "signet.portal.app:create_app", factory=True, host=host, port=port, log_level="warning"
+            "signet.portal.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="warning",
+            http=GUARDED_PROTOCOL,  # a bounded request head, JSON refusals
         )

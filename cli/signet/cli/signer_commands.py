@@ -117,6 +117,7 @@ def serve(
     import uvicorn
     from signet.cli.metrics_port import metrics_listener
     from signet.common.metrics import multiprocess_environment
+    from signet.common.protocol import GUARDED_PROTOCOL
 
     settings = embedded.signer_settings()
     os.environ.update(embedded.child_environment(settings))
@@ -140,6 +141,7 @@ def serve(
             port=port,
             workers=workers,
             log_level="warning",
+            http=GUARDED_PROTOCOL,  # a bounded request head, JSON refusals
         )
 
 

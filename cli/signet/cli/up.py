@@ -21,6 +21,7 @@ from signet.cli import embedded
 from signet.cli.signer_commands import DEFAULT_SEAL, write_ca_files
 from signet.cli.supervisor import PortTaken, Service, port_free, stop_all
 from signet.common.metrics import multiprocess_environment
+from signet.common.protocol import GUARDED_PROTOCOL
 from signet.portal.accounts.service import Accounts, FirstAdmin
 from signet.portal.config import PortalSettings
 from signet.portal.database import open_portal_database
@@ -211,13 +212,16 @@ def _cli_command() -> str:
         return str(ours)
 
 
-def _uvicorn(app: str, host: str, port: int, workers: int, *, http: str | None = None) -> list[str]:
+def _uvicorn(
+    app: str, host: str, port: int, workers: int, *, http: str = GUARDED_PROTOCOL
+) -> list[str]:
+    """The service's uvicorn command; `http`: its protocol class (a bounded head and JSON
+    refusals, `signet.common.protocol`; storage's adds splicing)."""
     command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", host]
     command += ["--port", str(port), "--workers", str(workers), "--log-level", "warning"]
     # A request still open some seconds after a stop is cut rather than holding it up.
     command += ["--timeout-graceful-shutdown", "5"]
-    if http is not None:
-        command += ["--http", http]
+    command += ["--http", http]
     return command
 
 

@@ -10,14 +10,19 @@ a 305 MB upload before answering 401.  The gate runs first, as plain ASGI:
 2. a ``Content-Length`` above the route's limit is answered 413 unread;
 3. the body is counted while the application reads it (413 once it passes the
    limit, for chunked bodies too), and each chunk must arrive within an idle
-   timeout (408), so a client announcing 2 GB and sending ten bytes holds nothing.
+   timeout (408), so a client announcing 2 GB and sending ten bytes holds nothing;
+   after a grace period the body must also keep an average rate (408), so that a
+   byte every few seconds cannot hold a connection for days.
 
+The request head itself is bounded before this, by the HTTP protocol
+(`signet.common.protocol`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -27,6 +32,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Seconds a client may stay silent in the middle of a request body.
 BODY_IDLE_TIMEOUT = 30.0
+#: The slowest average a body may arrive at, once `BODY_RATE_GRACE` seconds have passed
+#: since its first byte was asked for (bytes a second): a client dripping one byte
+#: every 29 s beat the idle timeout and held its connection for days.
+MIN_BODY_RATE = 4 * 1024
+BODY_RATE_GRACE = 30.0
 
 
 class RequestTimeout(SignetError):
@@ -47,6 +57,8 @@ class GateRules:
     limits: Mapping[str, int | None] = field(default_factory=dict)
     passthrough: tuple[str, ...] = ()
     idle_timeout: float = BODY_IDLE_TIMEOUT
+    min_rate: float = MIN_BODY_RATE
+    rate_grace: float = BODY_RATE_GRACE
 
     def limit_for(self, path: str) -> int | None:
         for rule, limit in self.limits.items():
@@ -94,7 +106,7 @@ class RequestGate:
                 raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
         except SignetError as exc:
             return await _refuse(send, exc)
-        await self.app(scope, _Body(receive, limit, self.rules.idle_timeout), send)
+        await self.app(scope, _Body(receive, limit, self.rules), send)
 
 
 class _Body:
@@ -103,13 +115,17 @@ class _Body:
     Raises `SignetError`s, which the service's exception handlers answer as JSON
     (413, 408) if nothing was sent yet."""
 
-    def __init__(self, receive: Receive, limit: int | None, idle: float) -> None:
-        self.receive, self.limit, self.idle, self.seen = receive, limit, idle, 0
+    def __init__(self, receive: Receive, limit: int | None, rules: GateRules) -> None:
+        self.receive, self.limit, self.seen = receive, limit, 0
+        self.idle, self.min_rate, self.grace = rules.idle_timeout, rules.min_rate, rules.rate_grace
         self.complete = False
+        self.started: float | None = None
 
     async def __call__(self) -> Message:
         if self.complete:  # after the body, `receive` only waits for a disconnect: untimed
             return await self.receive()
+        if self.started is None:
+            self.started = time.monotonic()
         try:
             async with asyncio.timeout(self.idle):
                 message = await self.receive()
@@ -121,10 +137,20 @@ class _Body:
         if message["type"] == "http.request":
             self.complete = not message.get("more_body", False)
             self.seen += len(message.get("body", b""))
+            self._check_rate()
             if self.limit is not None and self.seen > self.limit:
                 GATE_REFUSED.labels(reason="too_large").inc()
                 raise PayloadTooLarge(f"the request body is larger than {self.limit} bytes")
         return message
+
+    def _check_rate(self) -> None:
+        assert self.started is not None
+        elapsed = time.monotonic() - self.started
+        if not self.complete and elapsed > self.grace and self.seen < self.min_rate * elapsed:
+            GATE_REFUSED.labels(reason="slow_body").inc()
+            raise RequestTimeout(
+                f"the request body arrives slower than {self.min_rate:g} bytes a second"
+            )
 
 
 def _content_length(raw: bytes | None) -> int | None:

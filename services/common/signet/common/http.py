@@ -9,6 +9,7 @@ import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 from typing import IO
 
@@ -19,8 +20,20 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from signet.common import metrics
 from signet.common.errors import SignetError, summarize_validation
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+
+
+#: The ``error`` of Starlette's own HTTP refusals, as `SignetError` names them.
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -31,6 +44,22 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code >= 500:
             log.warning("%s: %s", exc.code, exc.detail)
         return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (no such route, a method the route lacks, a body it
+        # cannot parse, such as JSON nested past the parser's recursion limit) would
+        # answer {"detail"} alone: every refusal has the same shape for clients
+        code = _HTTP_CODES.get(exc.status_code) or HTTPStatus(exc.status_code).name.lower()
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            detail = "the body could not be parsed (malformed, or nested too deeply)"
+        else:
+            detail = str(exc.detail)
+        return JSONResponse(
+            {"error": code, "detail": detail},
+            status_code=exc.status_code,
+            headers=dict(exc.headers or {}),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

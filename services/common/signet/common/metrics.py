@@ -86,7 +86,9 @@ HTTP_REQUESTS = Counter(
     ["service", "method", "route", "status"],
 )
 #: Requests the gate (signet.common.gate) refused before the route ran, by why:
-#: no_token (401), wrong_scope (403), too_large (413), slow_body (408).  A rising
+#: no_token (401), wrong_scope (403), too_large (413), slow_body (408); and by the
+#: HTTP protocol before it (signet.common.protocol): head_too_large (431), slow_head
+#: (408), bad_head (400, a head the parser cannot read).  A rising
 #: count is someone probing or a client misconfigured; the HTTP counter shows the
 #: same answers by route, this one says which guard gave them.
 GATE_REFUSED = Counter(

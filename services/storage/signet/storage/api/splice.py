@@ -32,7 +32,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from signet.common.protocol import GuardedProtocol
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 #: uvicorn's ``--http`` (``http=``) for a server that offers the extension.
 SPLICE_PROTOCOL = "signet.storage.api.splice:SpliceProtocol"
@@ -66,8 +67,9 @@ class SourceEnded(Exception):
     """The store's connection ended before the body's announced length."""
 
 
-class SpliceProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, offering `EXTENSION` to requests on a plain TCP socket."""
+class SpliceProtocol(GuardedProtocol):
+    """The services' protocol (`signet.common.protocol`: uvicorn's httptools protocol with
+    a bounded head), offering `EXTENSION` to requests on a plain TCP socket."""
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
