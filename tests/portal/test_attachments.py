@@ -96,7 +96,7 @@ def test_an_attachment_is_kept_stamped_certified_and_in_the_evidence(
     assert client.post(wrong_kind, files=files).status_code == 422
     unknown = f"/api/v1/attachments/{token}/{'0' * 8}-0000-0000-0000-{'0' * 12}"
     assert client.post(unknown, files=files).status_code == 404
-    assert client.post(url).status_code == 422  # no file part
+    assert client.post(url).status_code == 400  # no file part
     with httpx.Client(base_url=str(client.base_url)) as anonymous:
         assert anonymous.post(f"/api/v1/attachments/{'C' * 43}/{fields['attachment']}",
                               files=files).status_code == 404  # fmt: skip

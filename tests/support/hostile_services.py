@@ -134,9 +134,10 @@ def portal(home: Path, port: int) -> Service:
     def link(operation: Operation) -> bool:
         # the recipient routes carry their credential in the path: "no token" there is
         # an unknown link, which must be refused (401/403/404), never served
-        return operation.template.startswith("/api/v1/links/")
+        return operation.template.startswith(("/api/v1/links/", "/api/v1/attachments/"))
 
     envelope = {"title": "Hostile", "recipients": [{"name": "A", "email": "a@x.example"}]}
+    successor = {"name": "B", "email": "b@x.example", "reason": "hostile"}
     service = Service(
         name="portal",
         url=url,
@@ -147,6 +148,7 @@ def portal(home: Path, port: int) -> Service:
         samples={
             "envelope_id": UUID,
             "field_id": UUID,
+            "recipient_id": UUID,
             "key_id": UUID,
             "message_id": UUID,
             "index": "0",
@@ -158,6 +160,8 @@ def portal(home: Path, port: int) -> Service:
             "POST /api/v1/links/{token}/identity/verify": {"code": "123456"},
             "POST /api/v1/links/{token}/decline": {"reason": "hostile"},
             "PUT /api/v1/links/{token}/fields/{field_id}": {"value": "x"},
+            "POST /api/v1/links/{token}/delegate": successor,
+            "POST /api/v1/envelopes/{envelope_id}/recipients/{recipient_id}/forward": successor,
             "POST /api/v1/links/{token}/sign": {
                 "activation_id": "act-1",
                 "code": "123456",

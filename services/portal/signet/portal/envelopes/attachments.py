@@ -13,12 +13,14 @@ value (the earlier file stays in the vault and the ledger: nothing is deleted).
 from __future__ import annotations
 
 import hashlib
+import io
 import unicodedata
 
 from signet.common.clients import StorageClient
 from signet.common.contracts.storage import ObjectKind
 from signet.common.errors import Forbidden, NotFound, SignetError
 from signet.portal.envelopes import routing
+from signet.portal.envelopes.documents import DocumentRefused, page_count
 from signet.portal.envelopes.models import Envelope, EnvelopeField, FieldKind, Recipient
 from signet.portal.envelopes.service import EnvelopeService, routing_state
 from signet.portal.evidence.record import NOWHERE, Origin, record_event
@@ -26,6 +28,8 @@ from sqlalchemy.orm import Session
 
 #: The largest attachment; the recipient routes' gate allows this much for the upload.
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+#: The largest image attachment, read from its header before any pixel is decoded.
+MAX_IMAGE_PIXELS = 40_000_000
 #: What an attachment may be, told by its first bytes (never by the declared type).
 _MAGIC = (
     (b"%PDF-", "application/pdf"),
@@ -40,10 +44,27 @@ class AttachmentRefused(SignetError):
 
 
 def content_type_of(data: bytes) -> str:
-    for magic, content_type in _MAGIC:
-        if data.startswith(magic):
-            return content_type
-    raise AttachmentRefused("an attachment is a PDF, a PNG or a JPEG file")
+    """The attachment's type, once it reads as one: a damaged file is refused now, not
+    found unreadable years later in the evidence package."""
+    content_type = next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
+    if content_type is None:
+        raise AttachmentRefused("an attachment is a PDF, a PNG or a JPEG file")
+    if content_type == "application/pdf":
+        try:
+            page_count(data, "the attachment")
+        except DocumentRefused as refused:
+            raise AttachmentRefused(refused.detail) from None
+        return content_type
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise AttachmentRefused("the image is too large (over 40 megapixels)")
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise AttachmentRefused("the image is damaged and cannot be read") from exc
+    return content_type
 
 
 def clean_name(name: str | None) -> str:
@@ -67,7 +88,7 @@ class Attachments:
             raise AttachmentRefused(f"an attachment is at most {MAX_ATTACHMENT_BYTES} bytes")
         content_type = content_type_of(data)
         filename = clean_name(name)
-        envelope_id = self._check(token, field_id)
+        envelope_id = self.check(token, field_id)
         # stored before the field names it: a crash leaves a retained, unnamed object,
         # never a field naming a file the vault does not have
         info = self.storage.put(
@@ -97,7 +118,7 @@ class Attachments:
             session.expunge(field)
             return field
 
-    def _check(self, token: str, field_id: str) -> str:
+    def check(self, token: str, field_id: str) -> str:
         """Everything but the upload, before the file is stored: a refused request
         stores nothing."""
         service = self.envelopes

@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Path, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
-from signet.common.errors import NotFound, PayloadTooLarge
+from signet.common.errors import InvalidRequest, NotFound, PayloadTooLarge
 from signet.portal.envelopes.attachments import MAX_ATTACHMENT_BYTES, Attachments
 from signet.portal.envelopes.models import FieldKind
 from signet.portal.http.deps import OriginDep, PortalDep, PrincipalDep
@@ -38,15 +38,21 @@ async def upload_attachment(
     origin: OriginDep,
     token: Token,
     field_id: FieldId,
-    file: Annotated[UploadFile, File(description="a PDF, PNG or JPEG of at most 10 MiB")],
+    file: Annotated[
+        UploadFile | None, File(description="a PDF, PNG or JPEG of at most 10 MiB")
+    ] = None,
 ) -> AttachmentOut:
     """A recipient's upload for one of their attachment fields, in turn and after the
     identity check; stored in the vault, its hash in the ledger and, once they sign, in
-    the signed revision and the certificate of completion."""
+    the signed revision and the certificate of completion.  The link is checked before
+    the upload is looked at (an unknown link is 404 whatever it sends)."""
+    attachments = Attachments(portal.envelopes, portal.storage)
+    await run_in_threadpool(attachments.check, token, field_id)
+    if file is None:
+        raise InvalidRequest("body.file: Field required (the file, as a multipart part)")
     data = await file.read(MAX_ATTACHMENT_BYTES + 1)
     if len(data) > MAX_ATTACHMENT_BYTES:
         raise PayloadTooLarge(f"an attachment is at most {MAX_ATTACHMENT_BYTES} bytes")
-    attachments = Attachments(portal.envelopes, portal.storage)
     field = await run_in_threadpool(
         attachments.upload, token, field_id, data, file.filename, origin
     )
