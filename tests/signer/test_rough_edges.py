@@ -80,3 +80,17 @@ def test_a_jpeg_image_is_taken(signer_client: httpx.Client, issue: Callable[...,
             signer_client, make_pdf(1), serial, image=picture, appearance=APPEARANCE
         )
         assert response.status_code == 200, response.text
+
+
+def test_a_sign_request_naming_no_key_says_which_key_to_name(
+    signer_client: httpx.Client,
+) -> None:
+    """A newcomer's first POST /v1/sign without a key is told the seal's label."""
+    response = signer_client.post(
+        "/v1/sign",
+        files={"document": ("d.pdf", make_pdf(), "application/pdf")},
+        data={"options": "{}"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert 'key_label "signet-default-seal"' in response.json()["detail"]

@@ -430,7 +430,10 @@ class SignOptions(_Model):
     @model_validator(mode="after")
     def _one_key(self) -> SignOptions:
         if (self.certificate_serial is None) == (self.key_label is None):
-            raise ValueError("give exactly one of certificate_serial or key_label")
+            raise ValueError(
+                "give exactly one of certificate_serial or key_label (the organisation seal "
+                'that `signet up` makes is key_label "signet-default-seal")'
+            )
         return self
 
 
