@@ -10,6 +10,7 @@ import sys
 
 import typer
 from signet.cli import (
+    VERBOSE,
     activation_commands,
     batch_commands,
     batch_store_commands,
@@ -24,6 +25,7 @@ from signet.cli import (
     storage_commands,
     up,
 )
+from signet.common.errors import SignetError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -53,4 +55,12 @@ app.command("enrol")(activation_commands.enrol)
 def main() -> None:
     # `--verbose` was read by signet.cli (warnings shown); Typer must not see it.
     sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != "--verbose"]
-    app()
+    try:
+        app()
+    except SignetError as exc:
+        # a refusal the command did not handle itself (no HSM PIN yet, the CA not made):
+        # one line saying what is wrong, not a traceback; --verbose shows it whole
+        if VERBOSE:
+            raise
+        print(f"error: {exc.detail} (--verbose shows the traceback)", file=sys.stderr)
+        sys.exit(1)
