@@ -18,11 +18,10 @@ import unicodedata
 
 from signet.common.clients import StorageClient
 from signet.common.contracts.storage import ObjectKind
-from signet.common.errors import Forbidden, NotFound, SignetError
-from signet.portal.envelopes import routing
+from signet.common.errors import NotFound, SignetError
 from signet.portal.envelopes.documents import DocumentRefused, page_count
-from signet.portal.envelopes.models import Envelope, EnvelopeField, FieldKind, Recipient
-from signet.portal.envelopes.service import EnvelopeService, routing_state
+from signet.portal.envelopes.models import EnvelopeField, FieldKind
+from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.evidence.record import NOWHERE, Origin, record_event
 from sqlalchemy.orm import Session
 
@@ -82,13 +81,13 @@ class Attachments:
         self, token: str, field_id: str, data: bytes, name: str | None,
         origin: Origin = NOWHERE,
     ) -> EnvelopeField:  # fmt: skip
+        envelope_id = self.check(token, field_id)
         if not data:
             raise AttachmentRefused("the file is empty")
         if len(data) > MAX_ATTACHMENT_BYTES:
             raise AttachmentRefused(f"an attachment is at most {MAX_ATTACHMENT_BYTES} bytes")
         content_type = content_type_of(data)
         filename = clean_name(name)
-        envelope_id = self.check(token, field_id)
         # stored before the field names it: a crash leaves a retained, unnamed object,
         # never a field naming a file the vault does not have
         info = self.storage.put(
@@ -100,7 +99,7 @@ class Attachments:
         with service.sessions.begin() as session:
             recipient, envelope = service.by_link(session, token)
             field = self._field(session, recipient.id, field_id)
-            self._in_turn(envelope, recipient)
+            service.require_turn(envelope, recipient)
             field.value = {
                 "value": f"{filename} · SHA-256 {sha256[:16]}",
                 "name": filename,
@@ -119,25 +118,14 @@ class Attachments:
             return field
 
     def check(self, token: str, field_id: str) -> str:
-        """Everything but the upload, before the file is stored: a refused request
-        stores nothing."""
+        """Everything but the upload, checked first (an unknown link is refused whatever
+        it sends) and before the file is stored: a refused request stores nothing."""
         service = self.envelopes
         with service.sessions() as session:
             recipient, envelope = service.by_link(session, token)
-            self._in_turn(envelope, recipient)
+            service.require_turn(envelope, recipient)
             self._field(session, recipient.id, field_id)
             return envelope.id
-
-    @staticmethod
-    def _in_turn(envelope: Envelope, recipient: Recipient) -> None:
-        if recipient.locked_at is not None:
-            raise Forbidden("this link is locked after too many wrong codes")
-        if recipient.identity_verified_at is None:
-            raise Forbidden("confirm your identity with the code first")
-        try:
-            routing.may_act(routing_state(envelope), recipient.id)
-        except routing.Refused as refused:
-            raise Forbidden(refused.detail) from None
 
     @staticmethod
     def _field(session: Session, recipient_id: str, field_id: str) -> EnvelopeField:

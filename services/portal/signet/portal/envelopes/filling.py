@@ -13,10 +13,9 @@ import re
 import unicodedata
 from datetime import date
 
-from signet.common.errors import Forbidden, NotFound, SignetError
-from signet.portal.envelopes import routing
+from signet.common.errors import NotFound, SignetError
 from signet.portal.envelopes.models import EnvelopeField, FieldKind
-from signet.portal.envelopes.service import EnvelopeService, routing_state
+from signet.portal.envelopes.service import EnvelopeService
 from signet.portal.evidence.record import NOWHERE, Origin, record_event
 
 #: The kinds a recipient types into; the others are filled by signing (or not at all).
@@ -68,14 +67,7 @@ class FieldFilling:
         service = self.envelopes
         with service.sessions.begin() as session:
             recipient, envelope = service.by_link(session, token)
-            if recipient.locked_at is not None:
-                raise Forbidden("this link is locked after too many wrong codes")
-            if recipient.identity_verified_at is None:
-                raise Forbidden("confirm your identity with the code first")
-            try:
-                routing.may_act(routing_state(envelope), recipient.id)
-            except routing.Refused as refused:
-                raise Forbidden(refused.detail) from None
+            service.require_turn(envelope, recipient)
             field = session.get(EnvelopeField, field_id)
             # another recipient's field is as unknown as a field that does not exist
             if field is None or field.recipient_id != recipient.id:

@@ -504,6 +504,15 @@ class EnvelopeService:
         if recipient.identity_verified_at is None:
             raise Forbidden("confirm your identity with the code first")
 
+    @classmethod
+    def require_turn(cls, envelope: Envelope, recipient: Recipient) -> None:
+        """The identity check passed and it is this recipient's turn, else 403."""
+        cls._require_identity(recipient)
+        try:
+            routing.may_act(routing_state(envelope), recipient.id)
+        except routing.Refused as refused:
+            raise Forbidden(refused.detail) from None
+
 
 def _successor(envelope: Envelope, recipient: Recipient, person: SuccessorIn) -> Recipient:
     """The row that takes over `recipient`'s turn (its status comes from routing)."""

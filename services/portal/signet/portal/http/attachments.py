@@ -47,14 +47,14 @@ async def upload_attachment(
     the signed revision and the certificate of completion.  The link is checked before
     the upload is looked at (an unknown link is 404 whatever it sends)."""
     attachments = Attachments(portal.envelopes, portal.storage)
-    await run_in_threadpool(attachments.check, token, field_id)
-    if file is None:
-        raise InvalidRequest("body.file: Field required (the file, as a multipart part)")
-    data = await file.read(MAX_ATTACHMENT_BYTES + 1)
-    if len(data) > MAX_ATTACHMENT_BYTES:
+    data = await file.read(MAX_ATTACHMENT_BYTES + 1) if file is not None else None
+    if data is None or len(data) > MAX_ATTACHMENT_BYTES:
+        await run_in_threadpool(attachments.check, token, field_id)  # the link first
+        if data is None:
+            raise InvalidRequest("body.file: Field required (the file, as a multipart part)")
         raise PayloadTooLarge(f"an attachment is at most {MAX_ATTACHMENT_BYTES} bytes")
     field = await run_in_threadpool(
-        attachments.upload, token, field_id, data, file.filename, origin
+        attachments.upload, token, field_id, data, file.filename if file else None, origin
     )
     portal.drain.poke()
     value = field.value or {}
